@@ -1,0 +1,223 @@
+/* kvmc: command-line front end of libkvmc. */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "kvmc/kvmc.h"
+#include "options.h"
+
+extern const unsigned char kvmc_default_guest[], kvmc_default_guest_end[];
+
+enum {
+    EXIT_GUEST_OK = 0,       /* guest powered off with status 0, or reset */
+    EXIT_GUEST_FAILED = 1,   /* guest powered off with a non-zero status */
+    EXIT_USAGE = 2,          /* bad option or configuration */
+    EXIT_VM_ERROR = 3,       /* triple fault, KVM or VMM error */
+    EXIT_INTERRUPTED = 130,  /* SIGINT/SIGTERM stopped the VM */
+};
+
+static const char usage_main[] =
+    "usage: kvmc <command> [options]\n"
+    "\n"
+    "kvmc creates and runs KVM guests without QEMU.\n"
+    "\n"
+    "commands:\n"
+    "  run        boot a kernel (or the built-in test guest) and wait for it\n"
+    "  version    print the kvmc version\n"
+    "  help       show this help; 'kvmc run --help' explains run's options\n";
+
+static const char usage_run[] =
+    "usage: kvmc run [--kernel PATH] [--initrd PATH] [--cmdline STR]\n"
+    "                [--mem SIZE] [--cpus N] [--console stdio|none|file:PATH]\n"
+    "                [--boot auto|linux|pvh]\n"
+    "\n"
+    "Boots a guest and waits until it powers off, resets or fails.\n"
+    "Without --kernel, boots the built-in test guest, which prints what it\n"
+    "found (memory map, CPUs, command line) and powers off.\n"
+    "\n"
+    "options:\n"
+    "  -k, --kernel PATH     Linux bzImage, or ELF vmlinux (with or without a PVH\n"
+    "                        note). Default: the built-in test guest.\n"
+    "  -i, --initrd PATH     initial ramdisk handed to the kernel.\n"
+    "  -c, --cmdline STR     kernel command line. Example for Linux:\n"
+    "                        \"console=ttyS0 reboot=k panic=-1\".\n"
+    "  -m, --mem SIZE        guest RAM, in K, M or G (default 256M; minimum 4M;\n"
+    "                        at most the host's RAM). Above 3G, RAM continues at\n"
+    "                        4G past the 32-bit MMIO hole.\n"
+    "  -n, --cpus N          number of vCPUs, 1 to 64 (default 1).\n"
+    "  -C, --console WHERE   where COM1 goes: stdio (default; stdin is the\n"
+    "                        guest's input), none, or file:PATH.\n"
+    "      --boot PROTOCOL   auto (default: PVH if the ELF has a PVH note, else\n"
+    "                        the Linux 64-bit boot protocol), linux, or pvh.\n"
+    "  -h, --help            show this help.\n"
+    "\n"
+    "exit status:\n"
+    "  0    the guest powered off with status 0, or reset itself\n"
+    "  1    the guest powered off with a non-zero status\n"
+    "  2    bad option, or the VM could not be created (message says why)\n"
+    "  3    the VM failed: triple fault, KVM internal or emulation error\n"
+    "  130  interrupted by SIGINT or SIGTERM\n"
+    "\n"
+    "examples:\n"
+    "  kvmc run\n"
+    "  kvmc run --kernel bzImage --initrd initrd.cpio --cmdline \"console=ttyS0\" \\\n"
+    "           --mem 512M --cpus 2\n";
+
+static const char *exit_reason_name(kvmc_exit_reason r)
+{
+    switch (r) {
+    case KVMC_EXIT_POWEROFF: return "power-off";
+    case KVMC_EXIT_RESET: return "reset";
+    case KVMC_EXIT_STOPPED: return "stopped";
+    case KVMC_EXIT_TRIPLE_FAULT: return "triple fault";
+    case KVMC_EXIT_INTERNAL_ERROR: return "KVM internal error";
+    case KVMC_EXIT_FAIL_ENTRY: return "VM entry failure";
+    case KVMC_EXIT_VMM_ERROR: return "VMM error";
+    default: return "unknown";
+    }
+}
+
+/* A thread that turns SIGINT/SIGTERM into kvmc_vm_stop(). */
+struct signal_watch {
+    kvmc_vm *vm;
+    sigset_t set;
+    volatile sig_atomic_t interrupted;
+};
+
+static void *signal_thread(void *arg)
+{
+    struct signal_watch *w = arg;
+    int sig;
+    if (sigwait(&w->set, &sig) == 0 && sig != SIGUSR1) {
+        w->interrupted = 1;
+        kvmc_vm_stop(w->vm);
+    }
+    return NULL;
+}
+
+static int configure(const struct run_options *o, kvmc_config *cfg)
+{
+    int err = KVMC_OK;
+    if (o->kernel)
+        err = kvmc_config_set_kernel(cfg, o->kernel);
+    else
+        err = kvmc_config_set_kernel_image(
+            cfg, kvmc_default_guest, (size_t)(kvmc_default_guest_end - kvmc_default_guest));
+    if (!err && o->initrd)
+        err = kvmc_config_set_initrd(cfg, o->initrd);
+    if (!err && o->cmdline)
+        err = kvmc_config_set_cmdline(cfg, o->cmdline);
+    if (!err)
+        err = kvmc_config_set_memory(cfg, o->memory);
+    if (!err)
+        err = kvmc_config_set_cpus(cfg, o->cpus);
+    if (!err)
+        err = kvmc_config_set_boot_protocol(cfg, o->boot);
+    if (!err) {
+        switch (o->console) {
+        case CONSOLE_OPT_STDIO:
+            err = kvmc_config_set_console_fd(cfg, STDOUT_FILENO);
+            if (!err)
+                err = kvmc_config_set_console_input_fd(cfg, STDIN_FILENO);
+            break;
+        case CONSOLE_OPT_FILE:
+            err = kvmc_config_set_console_file(cfg, o->console_path);
+            break;
+        case CONSOLE_OPT_NONE:
+            break;
+        }
+    }
+    return err;
+}
+
+static int exit_status_for(const kvmc_exit_info *info, bool interrupted)
+{
+    switch (info->reason) {
+    case KVMC_EXIT_POWEROFF:
+        if (info->code == 0)
+            return EXIT_GUEST_OK;
+        fprintf(stderr, "kvmc: %s\n", info->message);
+        return EXIT_GUEST_FAILED;
+    case KVMC_EXIT_RESET:
+        return EXIT_GUEST_OK;
+    case KVMC_EXIT_STOPPED:
+        return interrupted ? EXIT_INTERRUPTED : EXIT_VM_ERROR;
+    default:
+        fprintf(stderr, "kvmc: VM failed (%s): %s\n", exit_reason_name(info->reason),
+                info->message);
+        return EXIT_VM_ERROR;
+    }
+}
+
+static int cmd_run(int argc, char **argv)
+{
+    struct run_options o;
+    char err[512];
+    if (!parse_run_options(argc, argv, &o, err, sizeof(err))) {
+        fprintf(stderr, "kvmc: %s\n", err);
+        return EXIT_USAGE;
+    }
+    if (o.help) {
+        fputs(usage_run, stdout);
+        return 0;
+    }
+    kvmc_config *cfg = NULL;
+    kvmc_vm *vm = NULL;
+    if (kvmc_config_new(&cfg) || configure(&o, cfg) || kvmc_vm_create(cfg, &vm)) {
+        fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
+        kvmc_config_free(cfg);
+        return EXIT_USAGE;
+    }
+    kvmc_config_free(cfg);
+
+    /* Block the signals in every thread (vCPU threads inherit the mask) and
+     * wait for them on a thread of our own. */
+    struct signal_watch watch = {.vm = vm};
+    sigemptyset(&watch.set);
+    sigaddset(&watch.set, SIGINT);
+    sigaddset(&watch.set, SIGTERM);
+    sigaddset(&watch.set, SIGUSR1); /* used to end the watcher */
+    pthread_sigmask(SIG_BLOCK, &watch.set, NULL);
+    pthread_t watcher;
+    bool watching = pthread_create(&watcher, NULL, signal_thread, &watch) == 0;
+
+    int status;
+    kvmc_exit_info info;
+    if (kvmc_vm_start(vm) || kvmc_vm_wait(vm, -1, &info)) {
+        fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
+        status = EXIT_VM_ERROR;
+    } else {
+        status = exit_status_for(&info, watch.interrupted);
+    }
+    if (watching) {
+        pthread_kill(watcher, SIGUSR1);
+        pthread_join(watcher, NULL);
+    }
+    kvmc_vm_destroy(vm);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "run") == 0)
+        return cmd_run(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("kvmc %s\n", kvmc_version_string());
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    fprintf(stderr, "kvmc: unknown command '%s'\n\n%s", cmd, usage_main);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,141 @@
+#include "options.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+bool parse_size(const char *s, uint64_t *bytes)
+{
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (errno || end == s)
+        return false;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; end++; break;
+    case 'm': case 'M': shift = 20; end++; break;
+    case 'g': case 'G': shift = 30; end++; break;
+    case 't': case 'T': shift = 40; end++; break;
+    case '\0': break;
+    default: return false;
+    }
+    if (*end == 'i' && shift)
+        end++; /* accept MiB-style "256Mi" */
+    if (*end == 'B' && shift)
+        end++;
+    if (*end != '\0' || (shift && v > (UINT64_MAX >> shift)))
+        return false;
+    *bytes = (uint64_t)v << shift;
+    return true;
+}
+
+static bool parse_cpus(const char *s, unsigned *cpus)
+{
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (errno || *end || v > 0xffffffffUL)
+        return false;
+    *cpus = (unsigned)v;
+    return true;
+}
+
+enum { OPT_BOOT = 1000 };
+
+bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
+                       unsigned errlen)
+{
+    static const struct option longopts[] = {
+        {"kernel", required_argument, NULL, 'k'},
+        {"initrd", required_argument, NULL, 'i'},
+        {"cmdline", required_argument, NULL, 'c'},
+        {"mem", required_argument, NULL, 'm'},
+        {"cpus", required_argument, NULL, 'n'},
+        {"console", required_argument, NULL, 'C'},
+        {"boot", required_argument, NULL, OPT_BOOT},
+        {"help", no_argument, NULL, 'h'},
+        {0, 0, 0, 0},
+    };
+    memset(o, 0, sizeof(*o));
+    o->memory = 256ull << 20;
+    o->cpus = 1;
+    o->console = CONSOLE_OPT_STDIO;
+    optind = 1;
+    opterr = 0;
+    int c;
+    while ((c = getopt_long(argc, argv, ":k:i:c:m:n:C:h", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'k': o->kernel = optarg; break;
+        case 'i': o->initrd = optarg; break;
+        case 'c': o->cmdline = optarg; break;
+        case 'm':
+            if (!parse_size(optarg, &o->memory)) {
+                snprintf(err, errlen, "--mem %s: not a size (use e.g. 256M or 2G)", optarg);
+                return false;
+            }
+            if (o->memory < KVMC_MIN_MEMORY) {
+                snprintf(err, errlen, "--mem %s: too small, the minimum is %lluM",
+                         optarg, KVMC_MIN_MEMORY >> 20);
+                return false;
+            }
+            if (o->memory % (1u << 20)) {
+                snprintf(err, errlen, "--mem %s: must be a whole number of MiB", optarg);
+                return false;
+            }
+            break;
+        case 'n':
+            if (!parse_cpus(optarg, &o->cpus) || o->cpus == 0 || o->cpus > KVMC_MAX_VCPUS) {
+                snprintf(err, errlen, "--cpus %s: must be a number from 1 to %u", optarg,
+                         KVMC_MAX_VCPUS);
+                return false;
+            }
+            break;
+        case 'C':
+            if (strcmp(optarg, "stdio") == 0) {
+                o->console = CONSOLE_OPT_STDIO;
+            } else if (strcmp(optarg, "none") == 0) {
+                o->console = CONSOLE_OPT_NONE;
+            } else if (strncmp(optarg, "file:", 5) == 0 && optarg[5]) {
+                o->console = CONSOLE_OPT_FILE;
+                o->console_path = optarg + 5;
+            } else {
+                snprintf(err, errlen, "--console %s: use stdio, none or file:PATH", optarg);
+                return false;
+            }
+            break;
+        case OPT_BOOT:
+            if (strcmp(optarg, "auto") == 0) {
+                o->boot = KVMC_BOOT_AUTO;
+            } else if (strcmp(optarg, "linux") == 0) {
+                o->boot = KVMC_BOOT_LINUX;
+            } else if (strcmp(optarg, "pvh") == 0) {
+                o->boot = KVMC_BOOT_PVH;
+            } else {
+                snprintf(err, errlen, "--boot %s: use auto, linux or pvh", optarg);
+                return false;
+            }
+            break;
+        case 'h': o->help = true; return true;
+        case ':':
+            snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
+            return false;
+        default:
+            snprintf(err, errlen, "unknown option %s (see kvmc run --help)",
+                     argv[optind - 1]);
+            return false;
+        }
+    }
+    if (optind < argc) {
+        snprintf(err, errlen, "unexpected argument '%s' (see kvmc run --help)",
+                 argv[optind]);
+        return false;
+    }
+    return true;
+}

@@ -1,0 +1,32 @@
+/* Command-line parsing for `kvmc run`, kept apart from main() so the unit
+ * tests can feed it bad input. */
+#ifndef KVMC_CLI_OPTIONS_H
+#define KVMC_CLI_OPTIONS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kvmc/kvmc.h"
+
+struct run_options {
+    const char *kernel;      /* NULL: the embedded default guest */
+    const char *initrd;
+    const char *cmdline;
+    uint64_t memory;
+    unsigned cpus;
+    kvmc_boot_protocol boot;
+    enum { CONSOLE_OPT_STDIO, CONSOLE_OPT_FILE, CONSOLE_OPT_NONE } console;
+    const char *console_path;
+    bool help;
+};
+
+/* Parses "256M", "1G", "4096K", "1048576" (bytes) into *bytes.
+ * Returns false on anything else, including overflow. */
+bool parse_size(const char *s, uint64_t *bytes);
+
+/* Parses the arguments after "run". On error writes one line naming the
+ * problem into err (without "kvmc: ") and returns false. */
+bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
+                       unsigned errlen);
+
+#endif

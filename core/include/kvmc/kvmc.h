@@ -1,0 +1,219 @@
+/*
+ * kvmc: create, run and control KVM guests without QEMU.
+ *
+ * Conventions (apply to every function below unless it says otherwise):
+ *  - Handles are opaque. Whoever gets a handle from a *_new or *_create
+ *    function owns it and releases it with the matching _free or _destroy function.
+ *  - Functions return KVMC_OK (0) or a negative kvmc_error. On error, a
+ *    human-readable message naming the bad input is available from
+ *    kvmc_last_error() on the same thread until the next failing call.
+ *  - No global state: any number of VMs may live in one process.
+ *  - Strings passed in are copied; the caller keeps ownership of its buffers.
+ *
+ * Threading:
+ *  - A kvmc_config is not thread-safe; build it on one thread.
+ *  - kvmc_vm functions may be called from any thread, concurrently, except
+ *    kvmc_vm_destroy(), which must be the last call on that VM.
+ *  - Each vCPU runs on its own thread created by kvmc_vm_start(). Device
+ *    callbacks (PIO/MMIO read/write) run on the vCPU thread that made the
+ *    access, so a device shared by several vCPUs must do its own locking.
+ *    Console callbacks run on the vCPU thread that wrote the byte.
+ *    Lifecycle callbacks run on the thread that caused the transition.
+ *  - A callback may call kvmc_vm_stop(), kvmc_vm_read_memory() and
+ *    kvmc_vm_write_memory() on its VM; it must not call kvmc_vm_wait(),
+ *    kvmc_vm_pause() or kvmc_vm_destroy() (they wait for vCPU threads,
+ *    including the one running the callback).
+ *
+ * Signals: to kick a vCPU thread out of KVM_RUN, kvmc sends it a real-time
+ * signal (KVMC_KICK_SIGNAL, SIGRTMIN+6 by default) and installs a no-op
+ * handler for it with SA_ONSTACK. Do not use that signal elsewhere.
+ */
+#ifndef KVMC_KVMC_H
+#define KVMC_KVMC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvmc/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__) && !defined(KVMC_STATIC_BUILD)
+#define KVMC_API __attribute__((visibility("default")))
+#else
+#define KVMC_API
+#endif
+
+/* ---------------------------------------------------------------- errors */
+
+typedef enum kvmc_error {
+    KVMC_OK = 0,
+    KVMC_EINVAL = -1,    /* an argument or configuration value is invalid */
+    KVMC_ENOMEM = -2,    /* out of host memory */
+    KVMC_EIO = -3,       /* a host file could not be opened or read */
+    KVMC_EKVM = -4,      /* /dev/kvm is missing or an ioctl failed */
+    KVMC_EFORMAT = -5,   /* a kernel or initrd image is malformed */
+    KVMC_ESTATE = -6,    /* the call is not valid in the VM's current state */
+    KVMC_EBUSY = -7,     /* a bus range overlaps an existing device */
+    KVMC_ETIMEDOUT = -8, /* a wait ran out of time */
+    KVMC_ENOTSUP = -9,   /* the host or the image lacks a needed feature */
+} kvmc_error;
+
+/* Message for the last failure on the calling thread ("" if none). */
+KVMC_API const char *kvmc_last_error(void);
+/* Static description of an error code. */
+KVMC_API const char *kvmc_strerror(int err);
+
+/* Library version, for checking against KVMC_VERSION_* at run time. */
+KVMC_API const char *kvmc_version_string(void);
+
+/* ---------------------------------------------------------------- config */
+
+typedef struct kvmc_config kvmc_config;
+
+typedef enum kvmc_boot_protocol {
+    KVMC_BOOT_AUTO = 0,  /* PVH if an ELF has the PVH note, else Linux 64-bit */
+    KVMC_BOOT_LINUX = 1, /* Linux 64-bit boot protocol (bzImage or ELF) */
+    KVMC_BOOT_PVH = 2,   /* PVH 32-bit entry from XEN_ELFNOTE_PHYS32_ENTRY */
+} kvmc_boot_protocol;
+
+/* Bits for kvmc_config_set_memory_flags(). */
+#define KVMC_MEM_MEMFD 0x1u     /* back guest RAM with a memfd (shareable) */
+#define KVMC_MEM_HUGEPAGES 0x2u /* use hugetlbfs pages (MFD_HUGETLB) */
+
+/* Console output sink: called with bytes the guest wrote to its console. */
+typedef void (*kvmc_console_fn)(void *opaque, const uint8_t *data, size_t len);
+
+KVMC_API int kvmc_config_new(kvmc_config **out);
+KVMC_API void kvmc_config_free(kvmc_config *cfg);
+
+/* Kernel from a file (bzImage, or ELF vmlinux with or without a PVH note). */
+KVMC_API int kvmc_config_set_kernel(kvmc_config *cfg, const char *path);
+/* Kernel from memory (copied). */
+KVMC_API int kvmc_config_set_kernel_image(kvmc_config *cfg, const void *data,
+                                          size_t len);
+KVMC_API int kvmc_config_set_initrd(kvmc_config *cfg, const char *path);
+KVMC_API int kvmc_config_set_cmdline(kvmc_config *cfg, const char *cmdline);
+KVMC_API int kvmc_config_set_boot_protocol(kvmc_config *cfg,
+                                           kvmc_boot_protocol proto);
+/* Guest RAM in bytes; a multiple of 1 MiB, at least KVMC_MIN_MEMORY. */
+KVMC_API int kvmc_config_set_memory(kvmc_config *cfg, uint64_t bytes);
+KVMC_API int kvmc_config_set_memory_flags(kvmc_config *cfg, unsigned flags);
+/* Number of vCPUs, 1..KVMC_MAX_VCPUS (and at most what KVM allows). */
+KVMC_API int kvmc_config_set_cpus(kvmc_config *cfg, unsigned cpus);
+
+/* Console (COM1). The default is no output at all. Each setter replaces the
+ * previous choice. The fd is not closed by kvmc. */
+KVMC_API int kvmc_config_set_console_fd(kvmc_config *cfg, int out_fd);
+KVMC_API int kvmc_config_set_console_file(kvmc_config *cfg, const char *path);
+KVMC_API int kvmc_config_set_console_callback(kvmc_config *cfg,
+                                              kvmc_console_fn fn, void *opaque);
+/* Where guest console input comes from (-1: none, the default). */
+KVMC_API int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd);
+
+#define KVMC_MIN_MEMORY (4ull << 20)
+#define KVMC_MAX_VCPUS 64u
+
+/* ------------------------------------------------------------------- VM */
+
+typedef struct kvmc_vm kvmc_vm;
+
+typedef enum kvmc_vm_state {
+    KVMC_STATE_CREATED = 0, /* configured, vCPUs not running yet */
+    KVMC_STATE_RUNNING = 1,
+    KVMC_STATE_PAUSED = 2,
+    KVMC_STATE_EXITED = 3,  /* guest or host ended the run; see exit info */
+} kvmc_vm_state;
+
+typedef enum kvmc_exit_reason {
+    KVMC_EXIT_NONE = 0,          /* still running */
+    KVMC_EXIT_POWEROFF = 1,      /* guest powered off (code = its status) */
+    KVMC_EXIT_RESET = 2,         /* guest asked for a reset (i8042, 0xcf9) */
+    KVMC_EXIT_STOPPED = 3,       /* kvmc_vm_stop() was called */
+    KVMC_EXIT_TRIPLE_FAULT = 4,  /* KVM_EXIT_SHUTDOWN: triple fault */
+    KVMC_EXIT_INTERNAL_ERROR = 5,/* KVM internal error, e.g. emulation failure */
+    KVMC_EXIT_FAIL_ENTRY = 6,    /* hardware refused to enter the guest */
+    KVMC_EXIT_VMM_ERROR = 7,     /* a host-side failure ended the VM */
+} kvmc_exit_reason;
+
+/* Why and how a VM ended. Registers are from the vCPU that ended it. */
+typedef struct kvmc_exit_info {
+    kvmc_exit_reason reason;
+    int32_t code;       /* POWEROFF: guest status; INTERNAL_ERROR: suberror;
+                           FAIL_ENTRY: hardware reason (low 32 bits) */
+    int32_t vcpu;       /* vCPU index, or -1 when not tied to a vCPU */
+    uint64_t rip, rsp, rflags, cr0, cr3, cr4, efer;
+    uint16_t cs;
+    char message[256];  /* one line, for humans */
+} kvmc_exit_info;
+
+/* Lifecycle events, delivered to a kvmc_event_fn. */
+typedef enum kvmc_event {
+    KVMC_EVENT_STARTED = 1,
+    KVMC_EVENT_PAUSED = 2,
+    KVMC_EVENT_RESUMED = 3,
+    KVMC_EVENT_EXITED = 4, /* the exit info is final when this is delivered */
+} kvmc_event;
+typedef void (*kvmc_event_fn)(void *opaque, kvmc_vm *vm, kvmc_event event);
+
+/* Creates the KVM VM, guest memory, vCPUs and built-in devices, and loads
+ * the kernel. The config is only read; it may be freed afterwards. */
+KVMC_API int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out);
+/* Stops the VM if it runs, joins all threads, frees everything. NULL ok. */
+KVMC_API void kvmc_vm_destroy(kvmc_vm *vm);
+
+KVMC_API int kvmc_vm_set_event_callback(kvmc_vm *vm, kvmc_event_fn fn,
+                                        void *opaque);
+
+/* Starts all vCPUs. Valid once, in state CREATED. */
+KVMC_API int kvmc_vm_start(kvmc_vm *vm);
+/* Waits until the VM has exited. timeout_ms < 0 waits forever. On success
+ * fills *info (may be NULL). KVMC_ETIMEDOUT if it was still running. */
+KVMC_API int kvmc_vm_wait(kvmc_vm *vm, int timeout_ms, kvmc_exit_info *info);
+/* Asks all vCPUs to stop; returns at once. Exit reason STOPPED unless the
+ * VM had already exited for another reason. */
+KVMC_API int kvmc_vm_stop(kvmc_vm *vm);
+/* Pauses all vCPUs and returns once none of them runs guest code. */
+KVMC_API int kvmc_vm_pause(kvmc_vm *vm);
+KVMC_API int kvmc_vm_resume(kvmc_vm *vm);
+KVMC_API kvmc_vm_state kvmc_vm_get_state(const kvmc_vm *vm);
+KVMC_API unsigned kvmc_vm_cpu_count(const kvmc_vm *vm);
+KVMC_API uint64_t kvmc_vm_memory_size(const kvmc_vm *vm);
+
+/* Guest physical memory access, bounds-checked: the whole range must be
+ * guest RAM, else KVMC_EINVAL and nothing is copied. */
+KVMC_API int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf,
+                                 size_t len);
+KVMC_API int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf,
+                                  size_t len);
+
+/* --------------------------------------------------------------- devices */
+
+/* A device on the port I/O or MMIO bus. offset is relative to the base of
+ * the registered range; size is 1, 2, 4 or 8 bytes. read() returns the value
+ * (only the low `size` bytes are used). Either function may be NULL: reads
+ * then return all ones and writes are ignored. Called on vCPU threads. */
+typedef struct kvmc_device_ops {
+    uint64_t (*read)(void *opaque, uint64_t offset, unsigned size);
+    void (*write)(void *opaque, uint64_t offset, unsigned size, uint64_t value);
+} kvmc_device_ops;
+
+/* Registers a device before kvmc_vm_start(). The range must not overlap an
+ * existing one (KVMC_EBUSY) and must not be empty or wrap. For MMIO, the
+ * range must not overlap guest RAM. ops is copied; opaque must outlive the
+ * VM. PIO ranges lie within 0..0xffff. */
+KVMC_API int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
+                                    const kvmc_device_ops *ops, void *opaque);
+KVMC_API int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
+                                     const kvmc_device_ops *ops, void *opaque);
+
+/* Raises (level=1) or lowers (level=0) a GSI on the in-kernel irqchip. */
+KVMC_API int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* KVMC_KVMC_H */

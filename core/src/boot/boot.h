@@ -1,0 +1,83 @@
+/* Boot loaders: put a kernel, its initrd and command line into guest memory
+ * following the Linux 64-bit boot protocol or the PVH entry, and describe
+ * the initial vCPU state. Everything read from an image is untrusted. */
+#ifndef KVMC_BOOT_H
+#define KVMC_BOOT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../guest_memory.h"
+#include "kvmc/kvmc.h"
+
+enum boot_entry_mode {
+    BOOT_ENTRY_LONG64, /* 64-bit mode, paging on, rsi = boot_params */
+    BOOT_ENTRY_PVH32,  /* 32-bit protected mode, paging off, rbx = start_info */
+};
+
+struct boot_entry {
+    enum boot_entry_mode mode;
+    uint64_t rip;
+    uint64_t arg; /* rsi (LONG64) or rbx (PVH32) */
+    uint64_t kernel_start, kernel_end; /* guest range the kernel occupies */
+    uint64_t initrd_start, initrd_size;
+};
+
+struct boot_request {
+    const uint8_t *kernel;
+    size_t kernel_len;
+    const uint8_t *initrd; /* may be NULL */
+    size_t initrd_len;
+    const char *cmdline;   /* may be NULL */
+    kvmc_boot_protocol protocol;
+    unsigned cpus;
+};
+
+/* Loads everything and fills *entry; KVMC_EFORMAT/EINVAL with a message. */
+int boot_load(struct guest_memory *gm, const struct boot_request *req,
+              struct boot_entry *entry);
+
+/* ---- pieces, exposed for the loader and the unit tests ---- */
+
+#define E820_RAM 1
+#define E820_RESERVED 2
+#define E820_MAX_ENTRIES 8
+
+struct e820_entry {
+    uint64_t addr;
+    uint64_t size;
+    uint32_t type;
+};
+
+/* The memory map of gm; returns the number of entries. */
+unsigned e820_build(const struct guest_memory *gm,
+                    struct e820_entry out[E820_MAX_ENTRIES]);
+
+/* Writes an MP table for `cpus` CPUs at LAYOUT_EBDA. */
+int mptable_write(struct guest_memory *gm, unsigned cpus);
+
+/* Identity-maps the first 4 GiB with 2 MiB pages and writes the boot GDT. */
+int boot_write_page_tables(struct guest_memory *gm);
+int boot_write_gdt(struct guest_memory *gm);
+
+/* GDT selectors of the boot GDT. */
+#define BOOT_SEL_CODE32 0x08
+#define BOOT_SEL_CODE64 0x10
+#define BOOT_SEL_DATA 0x18
+#define BOOT_SEL_TSS 0x20
+
+/* bzImage: kernel recognised by its setup header. */
+int bzimage_probe(const uint8_t *img, size_t len);
+/* ELF64 x86-64 recognised by its identification. */
+int elf_probe(const uint8_t *img, size_t len);
+
+struct elf_info {
+    uint64_t entry;      /* e_entry: the 64-bit entry (physical) */
+    uint64_t pvh_entry;  /* 32-bit PVH entry, 0 if no note */
+    uint64_t low, high;  /* physical range of the loaded segments */
+};
+/* Validates the ELF and, if gm is non-NULL, loads its PT_LOAD segments. */
+int elf_load(struct guest_memory *gm, const uint8_t *img, size_t len,
+             struct elf_info *info);
+
+#endif

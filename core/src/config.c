@@ -1,0 +1,177 @@
+/* kvmc_config: a plain description of a VM, validated as it is set. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "vm.h"
+
+#define DEFAULT_MEMORY (256ull << 20)
+
+int kvmc_config_new(kvmc_config **out)
+{
+    if (!out)
+        return kvmc_fail(KVMC_EINVAL, "kvmc_config_new: out is NULL");
+    kvmc_config *cfg = calloc(1, sizeof(*cfg));
+    if (!cfg)
+        return kvmc_fail(KVMC_ENOMEM, "allocating a config");
+    cfg->memory = DEFAULT_MEMORY;
+    cfg->cpus = 1;
+    cfg->console.kind = CONSOLE_NONE;
+    cfg->console.fd = -1;
+    cfg->console_in_fd = -1;
+    *out = cfg;
+    return KVMC_OK;
+}
+
+void kvmc_config_free(kvmc_config *cfg)
+{
+    if (!cfg)
+        return;
+    free(cfg->kernel_path);
+    free(cfg->kernel_image);
+    free(cfg->initrd_path);
+    free(cfg->cmdline);
+    free(cfg->console_path);
+    free(cfg);
+}
+
+/* Replaces *slot with a copy of value (NULL clears it). */
+static int set_string(char **slot, const char *value, const char *what)
+{
+    char *copy = NULL;
+    if (value && !(copy = strdup(value)))
+        return kvmc_fail(KVMC_ENOMEM, "copying the %s", what);
+    free(*slot);
+    *slot = copy;
+    return KVMC_OK;
+}
+
+#define CHECK_CFG(cfg)                                                         \
+    do {                                                                       \
+        if (!(cfg))                                                            \
+            return kvmc_fail(KVMC_EINVAL, "%s: config is NULL", __func__);     \
+    } while (0)
+
+int kvmc_config_set_kernel(kvmc_config *cfg, const char *path)
+{
+    CHECK_CFG(cfg);
+    if (!path || !*path)
+        return kvmc_fail(KVMC_EINVAL, "kernel path is empty");
+    free(cfg->kernel_image);
+    cfg->kernel_image = NULL;
+    cfg->kernel_image_len = 0;
+    return set_string(&cfg->kernel_path, path, "kernel path");
+}
+
+int kvmc_config_set_kernel_image(kvmc_config *cfg, const void *data, size_t len)
+{
+    CHECK_CFG(cfg);
+    if (!data || len == 0)
+        return kvmc_fail(KVMC_EINVAL, "kernel image is empty");
+    uint8_t *copy = malloc(len);
+    if (!copy)
+        return kvmc_fail(KVMC_ENOMEM, "copying a %zu-byte kernel image", len);
+    memcpy(copy, data, len);
+    free(cfg->kernel_image);
+    free(cfg->kernel_path);
+    cfg->kernel_path = NULL;
+    cfg->kernel_image = copy;
+    cfg->kernel_image_len = len;
+    return KVMC_OK;
+}
+
+int kvmc_config_set_initrd(kvmc_config *cfg, const char *path)
+{
+    CHECK_CFG(cfg);
+    return set_string(&cfg->initrd_path, path && *path ? path : NULL, "initrd path");
+}
+
+int kvmc_config_set_cmdline(kvmc_config *cfg, const char *cmdline)
+{
+    CHECK_CFG(cfg);
+    return set_string(&cfg->cmdline, cmdline, "command line");
+}
+
+int kvmc_config_set_boot_protocol(kvmc_config *cfg, kvmc_boot_protocol proto)
+{
+    CHECK_CFG(cfg);
+    if (proto != KVMC_BOOT_AUTO && proto != KVMC_BOOT_LINUX && proto != KVMC_BOOT_PVH)
+        return kvmc_fail(KVMC_EINVAL, "unknown boot protocol %d", (int)proto);
+    cfg->protocol = proto;
+    return KVMC_OK;
+}
+
+int kvmc_config_set_memory(kvmc_config *cfg, uint64_t bytes)
+{
+    CHECK_CFG(cfg);
+    if (bytes < KVMC_MIN_MEMORY)
+        return kvmc_fail(KVMC_EINVAL, "memory %llu bytes is below the minimum of %llu MiB",
+                         (unsigned long long)bytes, KVMC_MIN_MEMORY >> 20);
+    if (bytes % (1u << 20))
+        return kvmc_fail(KVMC_EINVAL, "memory %llu bytes is not a multiple of 1 MiB",
+                         (unsigned long long)bytes);
+    cfg->memory = bytes;
+    return KVMC_OK;
+}
+
+int kvmc_config_set_memory_flags(kvmc_config *cfg, unsigned flags)
+{
+    CHECK_CFG(cfg);
+    if (flags & ~(KVMC_MEM_MEMFD | KVMC_MEM_HUGEPAGES))
+        return kvmc_fail(KVMC_EINVAL, "unknown memory flags 0x%x", flags);
+    cfg->memory_flags = flags;
+    return KVMC_OK;
+}
+
+int kvmc_config_set_cpus(kvmc_config *cfg, unsigned cpus)
+{
+    CHECK_CFG(cfg);
+    if (cpus == 0 || cpus > KVMC_MAX_VCPUS)
+        return kvmc_fail(KVMC_EINVAL, "cpus %u: must be between 1 and %u", cpus,
+                         KVMC_MAX_VCPUS);
+    cfg->cpus = cpus;
+    return KVMC_OK;
+}
+
+static void reset_console(kvmc_config *cfg)
+{
+    free(cfg->console_path);
+    cfg->console_path = NULL;
+    cfg->console = (struct console_sink){.kind = CONSOLE_NONE, .fd = -1};
+}
+
+int kvmc_config_set_console_fd(kvmc_config *cfg, int out_fd)
+{
+    CHECK_CFG(cfg);
+    reset_console(cfg);
+    if (out_fd >= 0)
+        cfg->console = (struct console_sink){.kind = CONSOLE_FD, .fd = out_fd};
+    return KVMC_OK;
+}
+
+int kvmc_config_set_console_file(kvmc_config *cfg, const char *path)
+{
+    CHECK_CFG(cfg);
+    if (!path || !*path)
+        return kvmc_fail(KVMC_EINVAL, "console file path is empty");
+    reset_console(cfg);
+    cfg->console.kind = CONSOLE_FILE;
+    return set_string(&cfg->console_path, path, "console path");
+}
+
+int kvmc_config_set_console_callback(kvmc_config *cfg, kvmc_console_fn fn, void *opaque)
+{
+    CHECK_CFG(cfg);
+    reset_console(cfg);
+    if (fn)
+        cfg->console = (struct console_sink){.kind = CONSOLE_CALLBACK, .fd = -1,
+                                             .fn = fn, .opaque = opaque};
+    return KVMC_OK;
+}
+
+int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd)
+{
+    CHECK_CFG(cfg);
+    cfg->console_in_fd = in_fd < 0 ? -1 : in_fd;
+    return KVMC_OK;
+}

@@ -1,0 +1,15 @@
+/* Thread-local error messages behind kvmc_last_error(). */
+#ifndef KVMC_ERROR_H
+#define KVMC_ERROR_H
+
+#include "kvmc/kvmc.h"
+
+/* Records a formatted message for kvmc_last_error() and returns err, so a
+ * failure path reads: return kvmc_fail(KVMC_EINVAL, "cpus %u > %u", ...). */
+int kvmc_fail(int err, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Same, with ": strerror(errno_value)" appended. */
+int kvmc_fail_errno(int err, int errno_value, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void kvmc_clear_error(void);
+
+#endif

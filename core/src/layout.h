@@ -1,0 +1,24 @@
+/* The x86 guest physical address layout kvmc builds. One place, so the boot
+ * code, the devices and the tests agree. */
+#ifndef KVMC_LAYOUT_H
+#define KVMC_LAYOUT_H
+
+#define LAYOUT_BOOT_GDT 0x500ull       /* GDT used at entry (5 entries) */
+#define LAYOUT_BOOT_IDT 0x540ull       /* empty IDT used at entry */
+#define LAYOUT_PVH_INFO 0x6000ull      /* hvm_start_info, modules, memmap */
+#define LAYOUT_ZERO_PAGE 0x7000ull     /* Linux boot_params */
+#define LAYOUT_PML4 0x9000ull          /* identity-map page tables: PML4, */
+#define LAYOUT_PDPT 0xa000ull          /* PDPT, then 4 PDs mapping 4 GiB */
+#define LAYOUT_PD 0xb000ull
+#define LAYOUT_CMDLINE 0x20000ull
+#define LAYOUT_CMDLINE_MAX 0x10000ull  /* bytes reserved for the command line */
+#define LAYOUT_EBDA 0x9fc00ull         /* MP table lives here, reserved in E820 */
+#define LAYOUT_LOW_RAM_END 0xa0000ull  /* VGA hole / BIOS area above */
+#define LAYOUT_BIOS_START 0xf0000ull
+#define LAYOUT_HIMEM 0x100000ull       /* kernels load here */
+#define LAYOUT_HOLE_START 0xc0000000ull/* 32-bit PCI/MMIO hole, to 4 GiB */
+#define LAYOUT_HOLE_END 0x100000000ull
+#define LAYOUT_IOAPIC 0xfec00000ull
+#define LAYOUT_LAPIC 0xfee00000ull
+
+#endif

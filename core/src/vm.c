@@ -1,0 +1,488 @@
+/* VM lifecycle: create (KVM objects, memory, devices, kernel), start, pause,
+ * resume, stop, wait, destroy. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "files.h"
+#include "layout.h"
+#include "vm.h"
+
+#define KVM_TSS_ADDR 0xfffbd000ul
+#define COM1_PORT 0x3f8
+#define COM1_IRQ 4
+#define MAX_KERNEL_SIZE (512ull << 20)
+
+/* ------------------------------------------------------------- creation */
+
+static int check_extension(int kvm_fd, int cap, const char *name)
+{
+    if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, cap) <= 0)
+        return kvmc_fail(KVMC_ENOTSUP, "KVM on this host lacks %s", name);
+    return KVMC_OK;
+}
+
+static int open_kvm(struct kvmc_vm *vm, unsigned cpus)
+{
+    vm->kvm_fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+    if (vm->kvm_fd < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno,
+                               "cannot open /dev/kvm (is KVM enabled, and may this "
+                               "user use it?)");
+    int version = ioctl(vm->kvm_fd, KVM_GET_API_VERSION, 0);
+    if (version != KVM_API_VERSION)
+        return kvmc_fail(KVMC_ENOTSUP, "KVM API version %d, kvmc needs %d", version,
+                         KVM_API_VERSION);
+    int err;
+    if ((err = check_extension(vm->kvm_fd, KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP")) ||
+        (err = check_extension(vm->kvm_fd, KVM_CAP_PIT2, "KVM_CAP_PIT2")) ||
+        (err = check_extension(vm->kvm_fd, KVM_CAP_IMMEDIATE_EXIT,
+                               "KVM_CAP_IMMEDIATE_EXIT")) ||
+        (err = check_extension(vm->kvm_fd, KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY")))
+        return err;
+    int max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
+    if (max <= 0)
+        max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_NR_VCPUS);
+    if (max > 0 && cpus > (unsigned)max)
+        return kvmc_fail(KVMC_EINVAL, "cpus %u: KVM on this host allows at most %d",
+                         cpus, max);
+    int run_size = ioctl(vm->kvm_fd, KVM_GET_VCPU_MMAP_SIZE, 0);
+    if (run_size <= 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_GET_VCPU_MMAP_SIZE");
+    vm->run_size = (size_t)run_size;
+    return KVMC_OK;
+}
+
+static int create_kvm_vm(struct kvmc_vm *vm)
+{
+    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    if (vm->vm_fd < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_CREATE_VM");
+    if (ioctl(vm->vm_fd, KVM_SET_TSS_ADDR, KVM_TSS_ADDR) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_SET_TSS_ADDR");
+    if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_CREATE_IRQCHIP");
+    struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
+    if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_CREATE_PIT2");
+    return KVMC_OK;
+}
+
+static int check_host_memory(uint64_t bytes)
+{
+    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
+    if (pages > 0 && page > 0 && bytes > (uint64_t)pages * (uint64_t)page)
+        return kvmc_fail(KVMC_EINVAL, "memory %llu MiB is more than the host's %llu MiB",
+                         (unsigned long long)(bytes >> 20),
+                         (unsigned long long)(((uint64_t)pages * (uint64_t)page) >> 20));
+    return KVMC_OK;
+}
+
+static int map_memory(struct kvmc_vm *vm, const kvmc_config *cfg)
+{
+    int err = gm_init(&vm->mem, cfg->memory, cfg->memory_flags);
+    if (err)
+        return err;
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        const struct gm_region *r = &vm->mem.regions[i];
+        struct kvm_userspace_memory_region region = {
+            .slot = i, .guest_phys_addr = r->gpa, .memory_size = r->size,
+            .userspace_addr = (uint64_t)(uintptr_t)r->host,
+        };
+        if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+            return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_SET_USER_MEMORY_REGION %u", i);
+    }
+    return KVMC_OK;
+}
+
+static int load_kernel(struct kvmc_vm *vm, const kvmc_config *cfg)
+{
+    uint8_t *kernel = cfg->kernel_image, *initrd = NULL;
+    size_t kernel_len = cfg->kernel_image_len, initrd_len = 0;
+    int err = KVMC_OK;
+    if (!kernel && !cfg->kernel_path)
+        return kvmc_fail(KVMC_EINVAL, "no kernel configured");
+    if (!kernel)
+        err = read_whole_file(cfg->kernel_path, MAX_KERNEL_SIZE, "kernel", &kernel,
+                              &kernel_len);
+    if (!err && cfg->initrd_path)
+        err = read_whole_file(cfg->initrd_path, cfg->memory, "initrd", &initrd,
+                              &initrd_len);
+    if (!err) {
+        struct boot_request req = {
+            .kernel = kernel, .kernel_len = kernel_len, .initrd = initrd,
+            .initrd_len = initrd_len, .cmdline = cfg->cmdline,
+            .protocol = cfg->protocol, .cpus = cfg->cpus,
+        };
+        err = boot_load(&vm->mem, &req, &vm->boot);
+        if (err && cfg->kernel_path) { /* name the file in the message */
+            char msg[512];
+            snprintf(msg, sizeof(msg), "%s", kvmc_last_error());
+            kvmc_fail(err, "kernel %s: %s", cfg->kernel_path, msg);
+        }
+    }
+    if (kernel != cfg->kernel_image)
+        free(kernel);
+    free(initrd);
+    return err;
+}
+
+static int open_console(struct kvmc_vm *vm, const kvmc_config *cfg)
+{
+    vm->console = cfg->console;
+    if (cfg->console.kind == CONSOLE_FILE)
+        return console_sink_open_file(&vm->console, cfg->console_path);
+    return KVMC_OK;
+}
+
+static int create_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
+{
+    int err;
+    if ((err = open_console(vm, cfg)) ||
+        (err = serial_create(vm, COM1_PORT, COM1_IRQ, cfg->console_in_fd, &vm->serial)) ||
+        (err = i8042_create(vm)) || (err = debug_exit_create(vm)))
+        return err;
+    return KVMC_OK;
+}
+
+static int create_vcpus(struct kvmc_vm *vm)
+{
+    vm->vcpus = calloc(vm->ncpus, sizeof(*vm->vcpus));
+    if (!vm->vcpus)
+        return kvmc_fail(KVMC_ENOMEM, "allocating %u vCPUs", vm->ncpus);
+    for (unsigned i = 0; i < vm->ncpus; i++)
+        vm->vcpus[i].fd = -1;
+    struct kvm_cpuid2 *cpuid = cpuid_get_supported(vm->kvm_fd);
+    if (!cpuid)
+        return KVMC_EKVM;
+    int err = KVMC_OK;
+    for (unsigned i = 0; i < vm->ncpus && !err; i++) {
+        err = vcpu_create(vm, i);
+        if (!err)
+            err = vcpu_configure(&vm->vcpus[i], cpuid);
+    }
+    free(cpuid);
+    return err;
+}
+
+int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
+{
+    if (!cfg || !out)
+        return kvmc_fail(KVMC_EINVAL, "kvmc_vm_create: config and out must not be NULL");
+    int err = check_host_memory(cfg->memory);
+    if (err)
+        return err;
+    struct kvmc_vm *vm = calloc(1, sizeof(*vm));
+    if (!vm)
+        return kvmc_fail(KVMC_ENOMEM, "allocating a VM");
+    vm->kvm_fd = vm->vm_fd = -1;
+    vm->mem.memfd = -1;
+    vm->ncpus = cfg->cpus;
+    vm->console.fd = -1;
+    bus_init(&vm->pio, "PIO");
+    bus_init(&vm->mmio, "MMIO");
+    pthread_mutex_init(&vm->lock, NULL);
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_cond_init(&vm->cond, &attr);
+    pthread_condattr_destroy(&attr);
+    vm->state = KVMC_STATE_CREATED;
+
+    if ((err = open_kvm(vm, cfg->cpus)) || (err = create_kvm_vm(vm)) ||
+        (err = map_memory(vm, cfg)) || (err = load_kernel(vm, cfg)) ||
+        (err = create_devices(vm, cfg)) || (err = create_vcpus(vm))) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", kvmc_last_error());
+        kvmc_vm_destroy(vm);
+        return kvmc_fail(err, "%s", msg); /* destroy must not clobber it */
+    }
+    *out = vm;
+    return KVMC_OK;
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+void vm_emit_event(struct kvmc_vm *vm, kvmc_event event)
+{
+    pthread_mutex_lock(&vm->lock);
+    kvmc_event_fn fn = vm->event_fn;
+    void *opaque = vm->event_opaque;
+    pthread_mutex_unlock(&vm->lock);
+    if (fn)
+        fn(opaque, vm, event);
+}
+
+static void kick_all(struct kvmc_vm *vm)
+{
+    for (unsigned i = 0; i < vm->ncpus; i++)
+        if (vm->vcpus[i].run)
+            vcpu_kick(&vm->vcpus[i]);
+}
+
+void vm_request_exit(struct kvmc_vm *vm, const kvmc_exit_info *info)
+{
+    pthread_mutex_lock(&vm->lock);
+    bool first = vm->exit.reason == KVMC_EXIT_NONE;
+    if (first) {
+        vm->exit = *info;
+        vm->state = KVMC_STATE_EXITED;
+    }
+    __atomic_store_n(&vm->stop_requested, true, __ATOMIC_SEQ_CST);
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    kick_all(vm);
+    if (first)
+        vm_emit_event(vm, KVMC_EVENT_EXITED);
+}
+
+int kvmc_vm_set_event_callback(kvmc_vm *vm, kvmc_event_fn fn, void *opaque)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    pthread_mutex_lock(&vm->lock);
+    vm->event_fn = fn;
+    vm->event_opaque = opaque;
+    pthread_mutex_unlock(&vm->lock);
+    return KVMC_OK;
+}
+
+int kvmc_vm_start(kvmc_vm *vm)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    pthread_mutex_lock(&vm->lock);
+    if (vm->state != KVMC_STATE_CREATED) {
+        pthread_mutex_unlock(&vm->lock);
+        return kvmc_fail(KVMC_ESTATE, "VM was already started");
+    }
+    vm->state = KVMC_STATE_RUNNING;
+    int err = serial_start_input(vm->serial);
+    for (unsigned i = 0; i < vm->ncpus && !err; i++) {
+        err = vcpu_start_thread(&vm->vcpus[i]);
+        if (!err)
+            vm->live_threads++;
+    }
+    pthread_mutex_unlock(&vm->lock);
+    if (err) {
+        char msg[512];
+        snprintf(msg, sizeof(msg), "%s", kvmc_last_error());
+        kvmc_exit_info info = {.reason = KVMC_EXIT_VMM_ERROR, .vcpu = -1};
+        snprintf(info.message, sizeof(info.message), "%.200s", msg);
+        vm_request_exit(vm, &info);
+        return kvmc_fail(err, "%s", msg);
+    }
+    vm_emit_event(vm, KVMC_EVENT_STARTED);
+    return KVMC_OK;
+}
+
+int kvmc_vm_stop(kvmc_vm *vm)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    kvmc_exit_info info = {.reason = KVMC_EXIT_STOPPED, .vcpu = -1};
+    snprintf(info.message, sizeof(info.message), "stopped by the host");
+    vm_request_exit(vm, &info);
+    return KVMC_OK;
+}
+
+static void deadline_after(struct timespec *ts, int timeout_ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += timeout_ms / 1000;
+    ts->tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+int kvmc_vm_wait(kvmc_vm *vm, int timeout_ms, kvmc_exit_info *info)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    struct timespec deadline;
+    if (timeout_ms >= 0)
+        deadline_after(&deadline, timeout_ms);
+    pthread_mutex_lock(&vm->lock);
+    if (vm->state == KVMC_STATE_CREATED) {
+        pthread_mutex_unlock(&vm->lock);
+        return kvmc_fail(KVMC_ESTATE, "VM was never started");
+    }
+    while (vm->live_threads > 0 || vm->exit.reason == KVMC_EXIT_NONE) {
+        if (timeout_ms < 0) {
+            pthread_cond_wait(&vm->cond, &vm->lock);
+        } else if (pthread_cond_timedwait(&vm->cond, &vm->lock, &deadline) == ETIMEDOUT) {
+            pthread_mutex_unlock(&vm->lock);
+            return kvmc_fail(KVMC_ETIMEDOUT, "VM still running after %d ms", timeout_ms);
+        }
+    }
+    bool must_join = !vm->joined;
+    vm->joined = true;
+    if (info)
+        *info = vm->exit;
+    pthread_mutex_unlock(&vm->lock);
+    if (must_join)
+        for (unsigned i = 0; i < vm->ncpus; i++)
+            if (vm->vcpus[i].thread_started)
+                pthread_join(vm->vcpus[i].thread, NULL);
+    return KVMC_OK;
+}
+
+int kvmc_vm_pause(kvmc_vm *vm)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    pthread_mutex_lock(&vm->lock);
+    if (vm->state != KVMC_STATE_RUNNING) {
+        pthread_mutex_unlock(&vm->lock);
+        return kvmc_fail(KVMC_ESTATE, "VM is not running");
+    }
+    __atomic_store_n(&vm->pause_requested, true, __ATOMIC_SEQ_CST);
+    pthread_mutex_unlock(&vm->lock);
+    kick_all(vm);
+    pthread_mutex_lock(&vm->lock);
+    while (vm->parked < vm->live_threads && !vm->stop_requested)
+        pthread_cond_wait(&vm->cond, &vm->lock);
+    bool exited = vm->stop_requested;
+    if (!exited)
+        vm->state = KVMC_STATE_PAUSED;
+    pthread_mutex_unlock(&vm->lock);
+    if (exited)
+        return kvmc_fail(KVMC_ESTATE, "VM exited while being paused");
+    vm_emit_event(vm, KVMC_EVENT_PAUSED);
+    return KVMC_OK;
+}
+
+int kvmc_vm_resume(kvmc_vm *vm)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    pthread_mutex_lock(&vm->lock);
+    if (vm->state != KVMC_STATE_PAUSED) {
+        pthread_mutex_unlock(&vm->lock);
+        return kvmc_fail(KVMC_ESTATE, "VM is not paused");
+    }
+    __atomic_store_n(&vm->pause_requested, false, __ATOMIC_SEQ_CST);
+    vm->state = KVMC_STATE_RUNNING;
+    pthread_cond_broadcast(&vm->cond);
+    pthread_mutex_unlock(&vm->lock);
+    vm_emit_event(vm, KVMC_EVENT_RESUMED);
+    return KVMC_OK;
+}
+
+kvmc_vm_state kvmc_vm_get_state(const kvmc_vm *vm)
+{
+    kvmc_vm *m = (kvmc_vm *)vm;
+    pthread_mutex_lock(&m->lock);
+    kvmc_vm_state s = m->state;
+    pthread_mutex_unlock(&m->lock);
+    return s;
+}
+
+unsigned kvmc_vm_cpu_count(const kvmc_vm *vm) { return vm ? vm->ncpus : 0; }
+uint64_t kvmc_vm_memory_size(const kvmc_vm *vm) { return vm ? vm->mem.ram_size : 0; }
+
+void kvmc_vm_destroy(kvmc_vm *vm)
+{
+    if (!vm)
+        return;
+    if (vm->live_threads || vm->state == KVMC_STATE_RUNNING ||
+        vm->state == KVMC_STATE_PAUSED) {
+        kvmc_vm_stop(vm);
+        kvmc_vm_wait(vm, -1, NULL);
+    } else if (vm->state == KVMC_STATE_EXITED) {
+        kvmc_vm_wait(vm, -1, NULL); /* joins threads once */
+    }
+    serial_destroy(vm->serial);
+    console_sink_close(&vm->console);
+    if (vm->vcpus)
+        for (unsigned i = 0; i < vm->ncpus; i++)
+            vcpu_destroy(&vm->vcpus[i]);
+    free(vm->vcpus);
+    gm_destroy(&vm->mem);
+    bus_destroy(&vm->pio);
+    bus_destroy(&vm->mmio);
+    if (vm->vm_fd >= 0)
+        close(vm->vm_fd);
+    if (vm->kvm_fd >= 0)
+        close(vm->kvm_fd);
+    pthread_cond_destroy(&vm->cond);
+    pthread_mutex_destroy(&vm->lock);
+    free(vm);
+}
+
+/* ------------------------------------------------- memory, devices, irqs */
+
+int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf, size_t len)
+{
+    if (!vm || (!buf && len))
+        return kvmc_fail(KVMC_EINVAL, "VM or buffer is NULL");
+    if (gm_read(&vm->mem, gpa, buf, len))
+        return kvmc_fail(KVMC_EINVAL, "guest range 0x%llx+%zu is not RAM",
+                         (unsigned long long)gpa, len);
+    return KVMC_OK;
+}
+
+int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf, size_t len)
+{
+    if (!vm || (!buf && len))
+        return kvmc_fail(KVMC_EINVAL, "VM or buffer is NULL");
+    if (gm_write(&vm->mem, gpa, buf, len))
+        return kvmc_fail(KVMC_EINVAL, "guest range 0x%llx+%zu is not RAM",
+                         (unsigned long long)gpa, len);
+    return KVMC_OK;
+}
+
+static int check_can_add_device(kvmc_vm *vm, const kvmc_device_ops *ops)
+{
+    if (!vm || !ops)
+        return kvmc_fail(KVMC_EINVAL, "VM or device ops is NULL");
+    if (kvmc_vm_get_state(vm) != KVMC_STATE_CREATED)
+        return kvmc_fail(KVMC_ESTATE, "devices must be added before the VM starts");
+    return KVMC_OK;
+}
+
+int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
+                           const kvmc_device_ops *ops, void *opaque)
+{
+    int err = check_can_add_device(vm, ops);
+    if (err)
+        return err;
+    if ((uint32_t)base + size > 0x10000u)
+        return kvmc_fail(KVMC_EINVAL, "PIO range 0x%x+0x%x goes past port 0xffff",
+                         base, size);
+    return bus_add(&vm->pio, base, size, ops, opaque, "user PIO device");
+}
+
+int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
+                            const kvmc_device_ops *ops, void *opaque)
+{
+    int err = check_can_add_device(vm, ops);
+    if (err)
+        return err;
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        const struct gm_region *r = &vm->mem.regions[i];
+        if (base < r->gpa + r->size && r->gpa < base + size)
+            return kvmc_fail(KVMC_EBUSY, "MMIO range 0x%llx+0x%llx overlaps guest RAM",
+                             (unsigned long long)base, (unsigned long long)size);
+    }
+    return bus_add(&vm->mmio, base, size, ops, opaque, "user MMIO device");
+}
+
+int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    struct kvm_irq_level irq = {.irq = gsi, .level = level ? 1 : 0};
+    if (ioctl(vm->vm_fd, KVM_IRQ_LINE, &irq) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_IRQ_LINE gsi %u", gsi);
+    return KVMC_OK;
+}

@@ -1,0 +1,96 @@
+/* The VM object shared by the core's files. Not part of the public API. */
+#ifndef KVMC_VM_H
+#define KVMC_VM_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "boot/boot.h"
+#include "bus.h"
+#include "console.h"
+#include "guest_memory.h"
+#include "kvmc/kvmc.h"
+
+struct kvm_run;
+struct kvm_cpuid2;
+struct serial;
+
+struct kvmc_config {
+    char *kernel_path;
+    uint8_t *kernel_image; /* set by kvmc_config_set_kernel_image */
+    size_t kernel_image_len;
+    char *initrd_path;
+    char *cmdline;
+    kvmc_boot_protocol protocol;
+    uint64_t memory;
+    unsigned memory_flags;
+    unsigned cpus;
+    struct console_sink console; /* CONSOLE_FILE holds a path, not an fd */
+    char *console_path;
+    int console_in_fd;
+};
+
+struct vcpu {
+    struct kvmc_vm *vm;
+    unsigned index;
+    int fd;
+    struct kvm_run *run;
+    pthread_t thread;
+    bool thread_started;
+};
+
+struct kvmc_vm {
+    int kvm_fd;
+    int vm_fd;
+    size_t run_size;
+    struct guest_memory mem;
+    struct bus pio;
+    struct bus mmio;
+    unsigned ncpus;
+    struct vcpu *vcpus;
+    struct boot_entry boot;
+
+    struct console_sink console;
+    struct serial *serial;
+
+    pthread_mutex_t lock;   /* guards everything below */
+    pthread_cond_t cond;    /* state changes, parked and finished vCPUs */
+    kvmc_vm_state state;
+    bool stop_requested;    /* read without the lock on the exit path */
+    bool pause_requested;
+    unsigned parked;        /* vCPU threads waiting in a pause */
+    unsigned live_threads;  /* vCPU threads that have not returned */
+    bool joined;
+    kvmc_exit_info exit;
+    kvmc_event_fn event_fn;
+    void *event_opaque;
+};
+
+/* Ends the run: records the first exit reason, tells every vCPU to stop.
+ * Safe from any thread, including a device callback on a vCPU thread. */
+void vm_request_exit(struct kvmc_vm *vm, const kvmc_exit_info *info);
+void vm_emit_event(struct kvmc_vm *vm, kvmc_event event);
+
+/* vcpu.c */
+int vcpu_create(struct kvmc_vm *vm, unsigned index);
+int vcpu_configure(struct vcpu *vcpu, const struct kvm_cpuid2 *cpuid);
+void vcpu_destroy(struct vcpu *vcpu);
+int vcpu_start_thread(struct vcpu *vcpu);
+/* Interrupts KVM_RUN on that vCPU so it re-reads the VM's flags. */
+void vcpu_kick(struct vcpu *vcpu);
+void vcpu_fill_exit_regs(struct vcpu *vcpu, kvmc_exit_info *info);
+
+/* cpuid.c: the CPUID table each vCPU gets, patched per vCPU index. */
+struct kvm_cpuid2 *cpuid_get_supported(int kvm_fd);
+void cpuid_patch_for_vcpu(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus);
+
+/* Devices built into every VM (devices/). */
+int serial_create(struct kvmc_vm *vm, uint16_t base, unsigned irq, int in_fd,
+                  struct serial **out);
+void serial_destroy(struct serial *s);
+int serial_start_input(struct serial *s);
+int i8042_create(struct kvmc_vm *vm);
+int debug_exit_create(struct kvmc_vm *vm);
+
+#endif

@@ -1,0 +1,63 @@
+/* Shared between the test guest's assembly stub and its C code. */
+#ifndef KVMC_GUEST_H
+#define KVMC_GUEST_H
+
+#define GUEST_MAX_CPUS 16
+#define KSTACK_SIZE 4096
+#define USTACK_SIZE 16384
+
+/* GDT layout */
+#define SEL_KCODE 0x08
+#define SEL_KDATA 0x10
+#define SEL_UDATA 0x18
+#define SEL_UCODE 0x20
+#define SEL_CODE32 0x28
+#define SEL_TSS 0x30 /* 16 bytes; only the BSP has a TSS */
+
+#define BOOT_KIND_PVH 1
+#define BOOT_KIND_LINUX 2
+
+/* There is no way back from CPL3 to CPL0: PVM turns `int n` from CPL3 into
+ * #UD and does not run `syscall` targets at CPL0. So application processors
+ * report in and halt in their CPL0 stub, and CPL3 code only writes memory
+ * (IDT, GDT, TSS, trampoline) that the CPL0 stubs then use. */
+
+#define AP_TRAMPOLINE 0x8000  /* SIPI vector 0x08 */
+
+/* Each TSS carries a full I/O permission bitmap of zeros, so `in`/`out` at
+ * CPL3 are allowed by the bitmap. (PVM forces RFLAGS.IOPL to 0 in user mode
+ * and emulates a faulting I/O instruction, checking the TSS bitmap.) */
+#define TSS_IOMAP_OFFSET 104
+#define TSS_LIMIT (TSS_IOMAP_OFFSET + 8192)
+
+#ifndef __ASSEMBLER__
+#include <stdint.h>
+
+struct tss64 {
+    uint32_t reserved0;
+    uint64_t rsp0, rsp1, rsp2;
+    uint64_t reserved1;
+    uint64_t ist[7];
+    uint64_t reserved2;
+    uint16_t reserved3, iomap_base;
+    uint8_t iomap[8192];
+    uint8_t iomap_end; /* must be 0xff */
+} __attribute__((packed, aligned(16)));
+
+extern uint32_t boot_kind;
+extern uint64_t boot_info;
+extern uint64_t gdt[];
+extern struct tss64 tss;
+extern uint8_t kstack[KSTACK_SIZE];
+extern uint8_t ustack[USTACK_SIZE];
+extern uint8_t ap_trampoline_start[], ap_trampoline_end[];
+extern uint8_t ap_trampoline_gdtr[], ap_trampoline_cr3[];
+extern uint64_t pml4[];
+
+extern volatile uint32_t cpus_up;
+extern volatile uint8_t apic_seen[256];
+
+void guest_main(void);
+#endif
+
+#endif

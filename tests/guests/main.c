@@ -1,0 +1,446 @@
+/* The test guest's real work, all at CPL3 with IOPL=3: read what the boot
+ * protocol handed over, report it on COM1, start the other CPUs, run the
+ * test the command line asks for (kvmc.test=...), and power off.
+ *
+ * Output lines are a contract with tests/integration: keep them stable. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "guest.h"
+
+#define COM1 0x3f8
+#define COM1_LSR (COM1 + 5)
+#define DEBUG_EXIT_PORT 0x501
+#define I8042_COMMAND 0x64
+#define TEST_PIO_PORT 0x600
+#define TEST_MMIO_BASE 0xd0000000ull
+#define LAPIC_BASE 0xfee00000ull
+#define LAPIC_ID 0x20
+#define LAPIC_ICR_LOW 0x300
+#define LAPIC_ICR_HIGH 0x310
+#define ICR_INIT 0x4500
+#define ICR_STARTUP 0x4600
+
+uint8_t kstack[KSTACK_SIZE] __attribute__((aligned(4096)));
+uint8_t ustack[USTACK_SIZE] __attribute__((aligned(4096)));
+struct tss64 tss;
+
+struct idt_gate {
+    uint16_t offset_low, selector;
+    uint8_t ist, type_attr;
+    uint16_t offset_mid;
+    uint32_t offset_high, reserved;
+} __attribute__((packed));
+struct idt_gate idt[256] __attribute__((aligned(16)));
+
+extern void isr_unexpected(void);
+extern uint8_t isr_exception_stubs[];
+
+volatile uint8_t apic_seen[256];
+
+/* ------------------------------------------------------------ port I/O */
+
+static inline void outb(uint16_t port, uint8_t v) { __asm__ volatile("outb %0, %1" ::"a"(v), "Nd"(port)); }
+static inline uint8_t inb(uint16_t port) { uint8_t v; __asm__ volatile("inb %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline void outl(uint16_t port, uint32_t v) { __asm__ volatile("outl %0, %1" ::"a"(v), "Nd"(port)); }
+static inline uint32_t inl(uint16_t port) { uint32_t v; __asm__ volatile("inl %1, %0" : "=a"(v) : "Nd"(port)); return v; }
+static inline uint64_t rdtsc(void) { uint32_t lo, hi; __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi)); return ((uint64_t)hi << 32) | lo; }
+static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
+
+
+/* ------------------------------------------------------- tiny libc bits */
+
+void *memcpy(void *d, const void *s, size_t n);
+void *memset(void *d, int c, size_t n);
+void *memcpy(void *d, const void *s, size_t n)
+{
+    uint8_t *dp = d;
+    const uint8_t *sp = s;
+    while (n--)
+        *dp++ = *sp++;
+    return d;
+}
+void *memset(void *d, int c, size_t n)
+{
+    uint8_t *dp = d;
+    while (n--)
+        *dp++ = (uint8_t)c;
+    return d;
+}
+
+static bool starts_with(const char *s, const char *prefix)
+{
+    while (*prefix)
+        if (*s++ != *prefix++)
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------- console */
+
+static void putc_serial(char c) { outb(COM1, (uint8_t)c); }
+
+static void puts_serial(const char *s)
+{
+    while (*s)
+        putc_serial(*s++);
+}
+
+static void put_hex(uint64_t v, int digits)
+{
+    for (int i = digits - 1; i >= 0; i--)
+        putc_serial("0123456789abcdef"[(v >> (i * 4)) & 0xf]);
+}
+
+static void put_dec(uint64_t v)
+{
+    char buf[24];
+    int n = 0;
+    do {
+        buf[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n--)
+        putc_serial(buf[n]);
+}
+
+static void power_off(uint8_t status)
+{
+    outb(DEBUG_EXIT_PORT, status);
+    for (;;)
+        cpu_relax();
+}
+
+/* ------------------------------------------------------ CPL0 structures */
+
+static void set_gate(unsigned vec, void (*handler)(void), unsigned dpl)
+{
+    uint64_t a = (uint64_t)handler;
+    idt[vec] = (struct idt_gate){
+        .offset_low = (uint16_t)a, .selector = SEL_KCODE, .ist = 0,
+        .type_attr = (uint8_t)(0x8e | (dpl << 5)), .offset_mid = (uint16_t)(a >> 16),
+        .offset_high = (uint32_t)(a >> 32),
+    };
+}
+
+/* Makes the BSP's IDT useless from CPL3 (it is ordinary user-accessible
+ * memory) and faults: #UD finds no gate, nor does the #NP or #DF after it,
+ * so the CPU shuts down (triple fault). */
+static void triple_fault(void)
+{
+    memset(idt, 0, sizeof(idt));
+    __asm__ volatile("ud2");
+}
+
+static void setup_idt(void)
+{
+    for (unsigned v = 0; v < 256; v++)
+        set_gate(v, isr_unexpected, 0);
+    for (unsigned v = 0; v < 32; v++)
+        set_gate(v, (void (*)(void))(isr_exception_stubs + 16 * v), 0);
+}
+
+/* ----------------------------------------------------------- boot info */
+
+#define MAX_E820 16
+struct mem_range { uint64_t addr, size; uint32_t type; };
+
+struct boot {
+    const char *protocol;
+    const char *cmdline;
+    struct mem_range map[MAX_E820];
+    unsigned nmap;
+    uint64_t initrd, initrd_size;
+};
+
+struct hvm_start_info {
+    uint32_t magic, version, flags, nr_modules;
+    uint64_t modlist_paddr, cmdline_paddr, rsdp_paddr, memmap_paddr;
+    uint32_t memmap_entries, reserved;
+};
+struct hvm_memmap { uint64_t addr, size; uint32_t type, reserved; };
+struct hvm_mod { uint64_t paddr, size, cmdline, reserved; };
+
+static void read_pvh(struct boot *b, const struct hvm_start_info *si)
+{
+    b->protocol = "PVH";
+    b->cmdline = si->cmdline_paddr ? (const char *)si->cmdline_paddr : "";
+    const struct hvm_memmap *m = (const void *)si->memmap_paddr;
+    for (uint32_t i = 0; i < si->memmap_entries && b->nmap < MAX_E820; i++)
+        b->map[b->nmap++] = (struct mem_range){m[i].addr, m[i].size, m[i].type};
+    if (si->nr_modules) {
+        const struct hvm_mod *mod = (const void *)si->modlist_paddr;
+        b->initrd = mod->paddr;
+        b->initrd_size = mod->size;
+    }
+}
+
+static void read_linux(struct boot *b, const uint8_t *zp)
+{
+    b->protocol = "Linux 64-bit";
+    uint32_t cmd = *(const uint32_t *)(zp + 0x228);
+    b->cmdline = cmd ? (const char *)(uint64_t)cmd : "";
+    unsigned n = zp[0x1e8];
+    for (unsigned i = 0; i < n && b->nmap < MAX_E820; i++) {
+        const uint8_t *e = zp + 0x2d0 + 20 * i;
+        b->map[b->nmap++] = (struct mem_range){*(const uint64_t *)e,
+                                               *(const uint64_t *)(e + 8),
+                                               *(const uint32_t *)(e + 16)};
+    }
+    b->initrd = *(const uint32_t *)(zp + 0x218);
+    b->initrd_size = *(const uint32_t *)(zp + 0x21c);
+}
+
+/* Value of key=... in the command line, copied into out. */
+static bool cmdline_get(const char *cmdline, const char *key, char *out, unsigned cap)
+{
+    const char *p = cmdline;
+    while (*p) {
+        while (*p == ' ')
+            p++;
+        if (starts_with(p, key)) {
+            p += __builtin_strlen(key);
+            unsigned n = 0;
+            while (*p && *p != ' ' && n + 1 < cap)
+                out[n++] = *p++;
+            out[n] = 0;
+            return true;
+        }
+        while (*p && *p != ' ')
+            p++;
+    }
+    return false;
+}
+
+/* ------------------------------------------------------------- reports */
+
+static uint64_t report_memory(const struct boot *b)
+{
+    uint64_t ram = 0;
+    for (unsigned i = 0; i < b->nmap; i++) {
+        const struct mem_range *r = &b->map[i];
+        puts_serial("e820: 0x");
+        put_hex(r->addr, 16);
+        puts_serial("-0x");
+        put_hex(r->addr + r->size, 16);
+        puts_serial(r->type == 1 ? " ram\n" : " reserved\n");
+        if (r->type == 1)
+            ram += r->size;
+    }
+    puts_serial("memory: ");
+    put_dec(ram);
+    puts_serial(" bytes usable (");
+    put_dec(ram >> 20);
+    puts_serial(" MiB)\n");
+    return ram;
+}
+
+static uint64_t fnv1a(const uint8_t *p, uint64_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    while (n--) {
+        h ^= *p++;
+        h *= 0x100000001b3ull;
+    }
+    return h;
+}
+
+static void report_initrd(const struct boot *b)
+{
+    if (!b->initrd_size) {
+        puts_serial("initrd: none\n");
+        return;
+    }
+    puts_serial("initrd: ");
+    put_dec(b->initrd_size);
+    puts_serial(" bytes at 0x");
+    put_hex(b->initrd, 8);
+    puts_serial(", fnv1a 0x");
+    put_hex(fnv1a((const uint8_t *)b->initrd, b->initrd_size), 16);
+    puts_serial("\n");
+}
+
+/* ------------------------------------------------------------------ SMP */
+
+struct mp_cpus { unsigned count; uint8_t apic_ids[GUEST_MAX_CPUS]; };
+
+static uint8_t checksum8(const uint8_t *p, unsigned n)
+{
+    uint8_t s = 0;
+    while (n--)
+        s += *p++;
+    return s;
+}
+
+static const uint8_t *find_mp_floating(uint64_t start, uint64_t len)
+{
+    for (uint64_t a = start; a + 16 <= start + len; a += 16) {
+        const uint8_t *p = (const uint8_t *)a;
+        if (p[0] == '_' && p[1] == 'M' && p[2] == 'P' && p[3] == '_' &&
+            checksum8(p, 16) == 0)
+            return p;
+    }
+    return 0;
+}
+
+/* CPUs listed in the MP table; count 0 if there is no valid table. */
+static struct mp_cpus read_mp_table(void)
+{
+    struct mp_cpus cpus = {0};
+    const uint8_t *mpf = find_mp_floating(0x9fc00, 0x400);
+    if (!mpf)
+        mpf = find_mp_floating(0xf0000, 0x10000);
+    if (!mpf)
+        return cpus;
+    const uint8_t *t = (const uint8_t *)(uint64_t)*(const uint32_t *)(mpf + 4);
+    uint16_t len = *(const uint16_t *)(t + 4);
+    if (t[0] != 'P' || t[1] != 'C' || t[2] != 'M' || t[3] != 'P' || checksum8(t, len))
+        return cpus;
+    const uint8_t *p = t + 44, *end = t + len;
+    while (p < end) {
+        if (p[0] == 0) {
+            if ((p[3] & 1) && cpus.count < GUEST_MAX_CPUS)
+                cpus.apic_ids[cpus.count++] = p[1];
+            p += 20;
+        } else {
+            p += 8;
+        }
+    }
+    return cpus;
+}
+
+static void lapic_write(unsigned reg, uint32_t v)
+{
+    *(volatile uint32_t *)(LAPIC_BASE + reg) = v;
+}
+
+/* From the local APIC, not CPUID: on PVM hosts without CPUID faulting,
+ * `cpuid` at CPL3 runs natively and reports the host CPU's APIC ID. */
+static uint8_t my_apic_id(void)
+{
+    return (uint8_t)(*(volatile uint32_t *)(LAPIC_BASE + LAPIC_ID) >> 24);
+}
+
+/* Starts every AP with INIT + SIPI; returns how many CPUs run, BSP included. */
+static unsigned start_aps(const struct mp_cpus *cpus)
+{
+    uint8_t *tramp = (uint8_t *)AP_TRAMPOLINE;
+    memcpy(tramp, ap_trampoline_start, (size_t)(ap_trampoline_end - ap_trampoline_start));
+    uint8_t *gdtr = tramp + (ap_trampoline_gdtr - ap_trampoline_start);
+    uint16_t limit = (uint16_t)(SEL_TSS + 16 - 1);
+    uint32_t base = (uint32_t)(uint64_t)gdt;
+    memcpy(gdtr, &limit, 2);
+    memcpy(gdtr + 2, &base, 4);
+    uint32_t cr3 = (uint32_t)(uint64_t)pml4;
+    memcpy(tramp + (ap_trampoline_cr3 - ap_trampoline_start), &cr3, 4);
+
+    uint8_t bsp = my_apic_id();
+    apic_seen[bsp] = 1;
+
+    for (unsigned i = 0; i < cpus->count; i++) {
+        if (cpus->apic_ids[i] == bsp)
+            continue;
+        lapic_write(LAPIC_ICR_HIGH, (uint32_t)cpus->apic_ids[i] << 24);
+        lapic_write(LAPIC_ICR_LOW, ICR_INIT);
+        lapic_write(LAPIC_ICR_HIGH, (uint32_t)cpus->apic_ids[i] << 24);
+        lapic_write(LAPIC_ICR_LOW, ICR_STARTUP | (AP_TRAMPOLINE >> 12));
+    }
+    /* Bounded wait: a few seconds of TSC at any plausible frequency. */
+    uint64_t start = rdtsc();
+    while (cpus_up < cpus->count && rdtsc() - start < 20000000000ull)
+        cpu_relax();
+    unsigned seen = 0; /* each CPU the MP table lists must have reported */
+    for (unsigned i = 0; i < cpus->count; i++)
+        seen += apic_seen[cpus->apic_ids[i]];
+    return seen;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_devices(void)
+{
+    outl(TEST_PIO_PORT, 0x12345678u);
+    uint32_t pio = inl(TEST_PIO_PORT);
+    puts_serial("pio: wrote 0x12345678 read 0x");
+    put_hex(pio, 8);
+    puts_serial("\n");
+    volatile uint64_t *mmio = (volatile uint64_t *)TEST_MMIO_BASE;
+    *mmio = 0x1122334455667788ull;
+    uint64_t v = *mmio;
+    puts_serial("mmio: wrote 0x1122334455667788 read 0x");
+    put_hex(v, 16);
+    puts_serial("\n");
+}
+
+/* Reads console input up to a newline and echoes it back. */
+static void test_echo(void)
+{
+    char line[128];
+    unsigned n = 0;
+    puts_serial("echo: ready\n");
+    for (;;) {
+        while (!(inb(COM1_LSR) & 1))
+            cpu_relax();
+        char c = (char)inb(COM1);
+        if (c == '\n' || c == '\r' || n + 1 == sizeof(line))
+            break;
+        line[n++] = c;
+    }
+    line[n] = 0;
+    puts_serial("echo: ");
+    puts_serial(line);
+    puts_serial("\n");
+}
+
+void guest_main(void)
+{
+    setup_idt();
+    struct boot b = {0};
+    if (boot_kind == BOOT_KIND_PVH)
+        read_pvh(&b, (const struct hvm_start_info *)boot_info);
+    else
+        read_linux(&b, (const uint8_t *)boot_info);
+
+    puts_serial("kvmc test guest: booted via ");
+    puts_serial(b.protocol);
+    puts_serial(" entry, running at CPL3\n");
+    uint64_t ram = report_memory(&b);
+    puts_serial("cmdline: ");
+    puts_serial(b.cmdline);
+    puts_serial("\n");
+    report_initrd(&b);
+
+    struct mp_cpus cpus = read_mp_table();
+    puts_serial("cpus: ");
+    put_dec(cpus.count);
+    puts_serial(" in MP table\n");
+    unsigned running = cpus.count > 1 ? start_aps(&cpus) : cpus.count;
+    puts_serial("smp: ");
+    put_dec(running);
+    puts_serial(" of ");
+    put_dec(cpus.count);
+    puts_serial(" cpus running\n");
+
+    char test[32] = "";
+    cmdline_get(b.cmdline, "kvmc.test=", test, sizeof(test));
+    if (starts_with(test, "reset")) {
+        puts_serial("test: reset via i8042\n");
+        outb(I8042_COMMAND, 0xfe);
+    } else if (starts_with(test, "triplefault")) {
+        puts_serial("test: triple fault\n");
+        triple_fault();
+    } else if (starts_with(test, "devices")) {
+        test_devices();
+    } else if (starts_with(test, "echo")) {
+        test_echo();
+    } else if (starts_with(test, "fail")) {
+        puts_serial("test: reporting failure\n");
+        power_off(7);
+    }
+
+    bool ok = ram > 0 && cpus.count > 0 && running == cpus.count;
+    puts_serial(ok ? "self-check: ok\n" : "self-check: FAILED\n");
+    puts_serial("kvmc test guest: powering off\n");
+    power_off(ok ? 0 : 1);
+}
