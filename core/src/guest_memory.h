@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "kvmc/kvmc.h"
+
 #define GM_MAX_REGIONS 2
 
 struct gm_region {

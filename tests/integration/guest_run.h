@@ -1,0 +1,44 @@
+/* Boots a test guest through the public API and collects its console. */
+#ifndef KVMC_TEST_GUEST_RUN_H
+#define KVMC_TEST_GUEST_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "kvmc/kvmc.h"
+
+struct console_capture {
+    char *data;
+    size_t len, cap;
+};
+
+struct guest_spec {
+    const char *kernel;   /* default: the test guest ELF */
+    const char *initrd;
+    const char *cmdline;
+    uint64_t memory;      /* default 64 MiB */
+    unsigned cpus;        /* default 1 */
+    kvmc_boot_protocol boot;
+    int timeout_ms;       /* default 20 s */
+};
+
+struct guest_result {
+    int create_err;       /* KVMC_OK unless kvmc_vm_create failed */
+    char create_msg[512];
+    kvmc_exit_info exit;
+    struct console_capture console;
+};
+
+void console_capture_fn(void *opaque, const uint8_t *data, size_t len);
+/* Creates a config from spec; asserts on failure. */
+kvmc_config *guest_config(const struct guest_spec *spec, struct console_capture *cap);
+/* Boots, waits (asserting it ends within the timeout) and destroys. */
+void run_guest(const struct guest_spec *spec, struct guest_result *res);
+void guest_result_free(struct guest_result *res);
+/* The value after "prefix" on the line that starts with it, or NULL. */
+const char *console_line(const struct guest_result *res, const char *prefix,
+                         char *buf, size_t buflen);
+uint64_t fnv1a_file(const char *path);
+
+#endif

@@ -1,0 +1,209 @@
+/* The kvmc command as a user runs it: exit statuses, one-line errors that
+ * name the bad input, --help that explains every option. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct cli_result {
+    int status;
+    char out[16384];
+    char err[4096];
+};
+
+static void slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
+    buf[n] = '\0';
+    if (f)
+        fclose(f);
+    unlink(path);
+}
+
+/* Runs kvmc with the NULL-terminated arguments, stdin from /dev/null. */
+static void run_cli(struct cli_result *r, ...)
+{
+    char *argv[32] = {KVMC_CLI};
+    va_list ap;
+    va_start(ap, r);
+    for (int i = 1; i < 31 && (argv[i] = va_arg(ap, char *)); i++)
+        ;
+    va_end(ap);
+    char out_path[] = "/tmp/kvmc-cli-out-XXXXXX", err_path[] = "/tmp/kvmc-cli-err-XXXXXX";
+    int out = mkstemp(out_path), err = mkstemp(err_path);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        execv(KVMC_CLI, argv);
+        _exit(127);
+    }
+    close(out);
+    close(err);
+    int status;
+    waitpid(pid, &status, 0);
+    r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    slurp(out_path, r->out, sizeof(r->out));
+    slurp(err_path, r->err, sizeof(r->err));
+}
+
+static void assert_one_line_error(const struct cli_result *r, const char *want)
+{
+    cr_assert_eq(r->status, 2, "status %d, stderr: %s", r->status, r->err);
+    cr_assert(strncmp(r->err, "kvmc: ", 6) == 0, "stderr: %s", r->err);
+    cr_assert(strstr(r->err, want), "stderr '%s' lacks '%s'", r->err, want);
+    char *nl = strchr(r->err, '\n');
+    cr_assert(nl && nl[1] == '\0', "expected exactly one line, got: %s", r->err);
+}
+
+Test(cli, run_boots_the_embedded_default_guest)
+{
+    struct cli_result r;
+    run_cli(&r, "run", NULL);
+    cr_assert_eq(r.status, 0, "status %d\nstdout:\n%s\nstderr:\n%s", r.status, r.out, r.err);
+    cr_assert(strstr(r.out, "kvmc test guest: booted via PVH entry"), "%s", r.out);
+    cr_assert(strstr(r.out, "memory: 268041216 bytes usable (255 MiB)"), "%s", r.out);
+    cr_assert(strstr(r.out, "cpus: 1 in MP table"), "%s", r.out);
+    cr_assert(strstr(r.out, "self-check: ok"), "%s", r.out);
+    cr_assert_str_empty(r.err);
+}
+
+Test(cli, run_with_options)
+{
+    struct cli_result r;
+    run_cli(&r, "run", "--mem", "128M", "--cpus", "2", "--cmdline", "hello from cli", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "cmdline: hello from cli\n"), "%s", r.out);
+    cr_assert(strstr(r.out, "smp: 2 of 2 cpus running"), "%s", r.out);
+    cr_assert(strstr(r.out, "(127 MiB)"), "%s", r.out);
+}
+
+Test(cli, run_bzimage_kernel)
+{
+    struct cli_result r;
+    run_cli(&r, "run", "--kernel", KVMC_TEST_GUEST_BZIMAGE, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "booted via Linux 64-bit entry"), "%s", r.out);
+}
+
+Test(cli, help_explains_every_option)
+{
+    struct cli_result r;
+    run_cli(&r, "run", "--help", NULL);
+    cr_assert_eq(r.status, 0);
+    const char *opts[] = {"--kernel", "--initrd", "--cmdline", "--mem", "--cpus",
+                          "--console", "--boot", "exit status", "examples"};
+    for (unsigned i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
+        cr_assert(strstr(r.out, opts[i]), "--help lacks %s", opts[i]);
+    run_cli(&r, "--help", NULL);
+    cr_assert_eq(r.status, 0);
+    cr_assert(strstr(r.out, "run"));
+    run_cli(&r, NULL);
+    cr_assert_eq(r.status, 2);
+    cr_assert(strstr(r.err, "usage"));
+    run_cli(&r, "--version", NULL);
+    cr_assert_eq(r.status, 0);
+    cr_assert(strncmp(r.out, "kvmc ", 5) == 0);
+}
+
+Test(cli, bad_values_get_one_line_naming_them)
+{
+    struct cli_result r;
+    run_cli(&r, "run", "--kernel", "/nonexistent/bzImage", NULL);
+    assert_one_line_error(&r, "/nonexistent/bzImage");
+    run_cli(&r, "run", "--kernel", "/etc/os-release", NULL);
+    assert_one_line_error(&r, "not a Linux bzImage or ELF kernel");
+    run_cli(&r, "run", "--mem", "1M", NULL);
+    assert_one_line_error(&r, "--mem 1M: too small");
+    run_cli(&r, "run", "--mem", "lots", NULL);
+    assert_one_line_error(&r, "--mem lots: not a size");
+    run_cli(&r, "run", "--mem", "100T", NULL);
+    assert_one_line_error(&r, "more than the host's");
+    run_cli(&r, "run", "--cpus", "0", NULL);
+    assert_one_line_error(&r, "--cpus 0");
+    run_cli(&r, "run", "--cpus", "two", NULL);
+    assert_one_line_error(&r, "--cpus two");
+    run_cli(&r, "run", "--console", "tty", NULL);
+    assert_one_line_error(&r, "--console tty");
+    run_cli(&r, "run", "--boot", "bios", NULL);
+    assert_one_line_error(&r, "--boot bios");
+    run_cli(&r, "run", "--kernel", NULL);
+    assert_one_line_error(&r, "--kernel needs a value");
+    run_cli(&r, "run", "--frobnicate", NULL);
+    assert_one_line_error(&r, "unknown option --frobnicate");
+    run_cli(&r, "run", "--initrd", "/nonexistent/initrd", NULL);
+    assert_one_line_error(&r, "/nonexistent/initrd");
+    run_cli(&r, "launch", NULL);
+    cr_assert_eq(r.status, 2);
+    cr_assert(strstr(r.err, "unknown command 'launch'"));
+}
+
+Test(cli, exit_status_reflects_how_the_guest_ended)
+{
+    struct cli_result r;
+    run_cli(&r, "run", "--cmdline", "kvmc.test=reset", NULL);
+    cr_assert_eq(r.status, 0, "reset: %s", r.err);
+    run_cli(&r, "run", "--cmdline", "kvmc.test=fail", NULL);
+    cr_assert_eq(r.status, 1);
+    cr_assert(strstr(r.err, "status 7"), "%s", r.err);
+    run_cli(&r, "run", "--cmdline", "kvmc.test=triplefault", NULL);
+    cr_assert_eq(r.status, 3);
+    cr_assert(strstr(r.err, "triple fault"), "%s", r.err);
+    cr_assert(strstr(r.err, "RIP 0x"), "%s", r.err);
+}
+
+Test(cli, console_to_file)
+{
+    char path[] = "/tmp/kvmc-cli-console-XXXXXX";
+    close(mkstemp(path));
+    char arg[64];
+    snprintf(arg, sizeof(arg), "file:%s", path);
+    struct cli_result r;
+    run_cli(&r, "run", "--console", arg, NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert_str_empty(r.out, "nothing on stdout when the console goes to a file");
+    char buf[4096];
+    slurp(path, buf, sizeof(buf));
+    cr_assert(strstr(buf, "self-check: ok"), "%s", buf);
+}
+
+Test(cli, sigterm_stops_the_vm)
+{
+    char out_path[] = "/tmp/kvmc-cli-sig-XXXXXX";
+    int out = mkstemp(out_path);
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[0], 0); /* the guest waits for input that never comes */
+        dup2(out, 1);
+        execl(KVMC_CLI, KVMC_CLI, "run", "--cmdline", "kvmc.test=echo", (char *)NULL);
+        _exit(127);
+    }
+    char buf[4096] = "";
+    for (int i = 0; i < 500 && !strstr(buf, "echo: ready"); i++) {
+        usleep(10000);
+        FILE *f = fopen(out_path, "r");
+        size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+        buf[n] = '\0';
+        fclose(f);
+    }
+    cr_assert(strstr(buf, "echo: ready"), "guest never got ready: %s", buf);
+    kill(pid, SIGTERM);
+    int status;
+    waitpid(pid, &status, 0);
+    close(fds[0]);
+    close(fds[1]);
+    close(out);
+    unlink(out_path);
+    cr_assert(WIFEXITED(status), "kvmc died of a signal");
+    cr_assert_eq(WEXITSTATUS(status), 130);
+}

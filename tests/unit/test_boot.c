@@ -1,0 +1,273 @@
+/* Boot loaders against real and corrupted images, without KVM. */
+#include <criterion/criterion.h>
+#include <elf.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "boot/boot.h"
+#include "boot/bzimage.h"
+#include "layout.h"
+
+static uint8_t *load_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    cr_assert_not_null(f, "%s", path);
+    fseek(f, 0, SEEK_END);
+    *len = (size_t)ftell(f);
+    fseek(f, 0, SEEK_SET);
+    uint8_t *buf = malloc(*len);
+    cr_assert_eq(fread(buf, 1, *len, f), *len);
+    fclose(f);
+    return buf;
+}
+
+static struct guest_memory gm;
+static void setup_memory(void) { cr_assert_eq(gm_init(&gm, 64ull << 20, 0), KVMC_OK); }
+static void teardown_memory(void) { gm_destroy(&gm); }
+
+TestSuite(boot, .init = setup_memory, .fini = teardown_memory);
+
+Test(boot, e820_for_small_and_large_guests)
+{
+    struct e820_entry map[E820_MAX_ENTRIES];
+    unsigned n = e820_build(&gm, map);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(map[0].addr, 0);
+    cr_assert_eq(map[0].size, LAYOUT_EBDA);
+    cr_assert_eq(map[0].type, E820_RAM);
+    cr_assert_eq(map[1].type, E820_RESERVED);
+    cr_assert_eq(map[3].addr, LAYOUT_HIMEM);
+    cr_assert_eq(map[3].size, (64ull << 20) - LAYOUT_HIMEM);
+    struct guest_memory big;
+    cr_assert_eq(gm_init(&big, 6ull << 30, 0), KVMC_OK);
+    n = e820_build(&big, map);
+    cr_assert_eq(n, 5);
+    cr_assert_eq(map[3].addr + map[3].size, LAYOUT_HOLE_START);
+    cr_assert_eq(map[4].addr, LAYOUT_HOLE_END);
+    cr_assert_eq(map[4].size, (6ull << 30) - LAYOUT_HOLE_START);
+    gm_destroy(&big);
+}
+
+static uint8_t sum(const uint8_t *p, size_t n)
+{
+    uint8_t s = 0;
+    while (n--)
+        s += *p++;
+    return s;
+}
+
+Test(boot, mptable_lists_every_cpu_with_valid_checksums)
+{
+    cr_assert_eq(mptable_write(&gm, 5), KVMC_OK);
+    const uint8_t *mpf = gm_ptr(&gm, LAYOUT_EBDA, 16);
+    cr_assert_eq(memcmp(mpf, "_MP_", 4), 0);
+    cr_assert_eq(sum(mpf, 16), 0, "floating pointer checksum");
+    uint32_t table_addr;
+    memcpy(&table_addr, mpf + 4, 4);
+    const uint8_t *t = gm_ptr(&gm, table_addr, 44);
+    uint16_t len;
+    memcpy(&len, t + 4, 2);
+    cr_assert_eq(memcmp(t, "PCMP", 4), 0);
+    cr_assert_eq(sum(t, len), 0, "table checksum");
+    cr_assert(table_addr + len <= LAYOUT_LOW_RAM_END, "fits in the reserved EBDA");
+    unsigned cpus = 0, bsp = 0, ioapics = 0;
+    for (const uint8_t *p = t + 44; p < t + len;) {
+        if (p[0] == 0) {
+            cr_assert_eq(p[1], cpus, "APIC IDs in order");
+            bsp += (p[3] & 2) != 0;
+            cpus++;
+            p += 20;
+        } else {
+            ioapics += p[0] == 2;
+            p += 8;
+        }
+    }
+    cr_assert_eq(cpus, 5);
+    cr_assert_eq(bsp, 1);
+    cr_assert_eq(ioapics, 1);
+    cr_assert_eq(mptable_write(&gm, 0), KVMC_EINVAL);
+    cr_assert_eq(mptable_write(&gm, 255), KVMC_EINVAL);
+}
+
+Test(boot, bzimage_header_of_the_test_guest)
+{
+    size_t len;
+    uint8_t *img = load_file(KVMC_TEST_GUEST_BZIMAGE, &len);
+    struct bzimage bz;
+    cr_assert_eq(bzimage_parse(img, len, &bz), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(bz.payload_offset, 1024);
+    cr_assert_eq(bz.hdr.version, 0x020f);
+    cr_assert(bz.hdr.xloadflags & BZ_XLF_KERNEL_64);
+    free(img);
+}
+
+Test(boot, bzimage_corruptions_are_rejected)
+{
+    size_t len;
+    uint8_t *img = load_file(KVMC_TEST_GUEST_BZIMAGE, &len);
+    struct bzimage bz;
+    cr_assert_eq(bzimage_parse(img, 0x100, &bz), KVMC_EFORMAT, "too short for a header");
+    uint8_t *bad = malloc(len);
+    memcpy(bad, img, len);
+    bad[0x202] = 'X';
+    cr_assert_eq(bzimage_parse(bad, len, &bz), KVMC_EFORMAT, "bad HdrS magic");
+    memcpy(bad, img, len);
+    bad[0x206] = 0x0a; /* protocol 2.10: no 64-bit entry */
+    cr_assert_eq(bzimage_parse(bad, len, &bz), KVMC_ENOTSUP);
+    memcpy(bad, img, len);
+    bad[0x1f1] = 200; /* setup sectors past the end of the file */
+    cr_assert_eq(bzimage_parse(bad, len, &bz), KVMC_EFORMAT);
+    cr_assert(strstr(kvmc_last_error(), "truncated"));
+    memcpy(bad, img, len);
+    bad[0x201] = 0xff; /* header claims to run past the struct */
+    cr_assert_eq(bzimage_parse(bad, len, &bz), KVMC_OK);
+    free(bad);
+    free(img);
+}
+
+Test(boot, elf_of_the_test_guest_has_both_entries)
+{
+    size_t len;
+    uint8_t *img = load_file(KVMC_TEST_GUEST_ELF, &len);
+    struct elf_info info;
+    cr_assert_eq(elf_load(&gm, img, len, &info), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(info.entry, 0x100200, "64-bit entry");
+    cr_assert_eq(info.pvh_entry, 0x100000, "PVH entry from the note");
+    cr_assert_eq(info.low, 0x100000);
+    cr_assert(info.high > info.low);
+    free(img);
+}
+
+static void assert_elf_rejected(uint8_t *img, size_t len, const char *want)
+{
+    struct elf_info info;
+    int err = elf_load(&gm, img, len, &info);
+    cr_assert(err == KVMC_EFORMAT || err == KVMC_EINVAL, "err %d", err);
+    cr_assert(strstr(kvmc_last_error(), want), "'%s' lacks '%s'", kvmc_last_error(), want);
+}
+
+Test(boot, elf_corruptions_are_rejected)
+{
+    size_t len;
+    uint8_t *img = load_file(KVMC_TEST_GUEST_ELF, &len);
+    uint8_t *bad = malloc(len);
+    Elf64_Ehdr *eh = (Elf64_Ehdr *)bad;
+    Elf64_Phdr *ph;
+
+    memcpy(bad, img, len);
+    eh->e_machine = EM_AARCH64;
+    assert_elf_rejected(bad, len, "not for x86-64");
+
+    memcpy(bad, img, len);
+    eh->e_phoff = len - 10;
+    assert_elf_rejected(bad, len, "program headers");
+
+    memcpy(bad, img, len);
+    eh->e_phnum = 1000;
+    assert_elf_rejected(bad, len, "program headers");
+
+    memcpy(bad, img, len);
+    ph = (Elf64_Phdr *)(bad + eh->e_phoff);
+    ph[0].p_offset = len;
+    assert_elf_rejected(bad, len, "outside the file");
+
+    memcpy(bad, img, len);
+    ph = (Elf64_Phdr *)(bad + eh->e_phoff);
+    ph[0].p_memsz = ph[0].p_filesz - 1;
+    assert_elf_rejected(bad, len, "bad sizes");
+
+    memcpy(bad, img, len);
+    ph = (Elf64_Phdr *)(bad + eh->e_phoff);
+    ph[0].p_paddr = 0x7000;
+    assert_elf_rejected(bad, len, "below 1 MiB");
+
+    memcpy(bad, img, len);
+    ph = (Elf64_Phdr *)(bad + eh->e_phoff);
+    ph[0].p_paddr = 63ull << 20; /* runs off the end of 64 MiB */
+    ph[0].p_memsz = 2ull << 20;
+    assert_elf_rejected(bad, len, "does not fit in guest memory");
+
+    memcpy(bad, img, len);
+    ph = (Elf64_Phdr *)(bad + eh->e_phoff);
+    ph[0].p_paddr = UINT64_MAX - 0x1000;
+    assert_elf_rejected(bad, len, "bad sizes");
+
+    memcpy(bad, img, len);
+    ph = (Elf64_Phdr *)(bad + eh->e_phoff);
+    for (unsigned i = 0; i < eh->e_phnum; i++)
+        if (ph[i].p_type == PT_NOTE) {
+            Elf64_Nhdr *nh = (Elf64_Nhdr *)(bad + ph[i].p_offset);
+            nh->n_descsz = 0x7fffffff;
+        }
+    assert_elf_rejected(bad, len, "truncated");
+
+    free(bad);
+    free(img);
+}
+
+Test(boot, linux_zero_page_and_initrd_placement)
+{
+    size_t len;
+    uint8_t *img = load_file(KVMC_TEST_GUEST_BZIMAGE, &len);
+    const uint8_t initrd[] = "initrd-bytes";
+    struct boot_request req = {.kernel = img, .kernel_len = len, .initrd = initrd,
+                               .initrd_len = sizeof(initrd), .cmdline = "console=ttyS0",
+                               .cpus = 2};
+    struct boot_entry entry;
+    cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(entry.mode, BOOT_ENTRY_LONG64);
+    cr_assert_eq(entry.rip, LAYOUT_HIMEM + 0x200);
+    cr_assert_eq(entry.arg, LAYOUT_ZERO_PAGE);
+    cr_assert(entry.initrd_start >= entry.kernel_end, "initrd above the kernel");
+    cr_assert_eq(entry.initrd_start % 4096, 0);
+    cr_assert(entry.initrd_start + entry.initrd_size <= 64ull << 20);
+    const uint8_t *zp = gm_ptr(&gm, LAYOUT_ZERO_PAGE, 4096);
+    struct bz_setup_header h;
+    memcpy(&h, zp + BZ_OFF_SETUP_HDR, sizeof(h));
+    cr_assert_eq(h.cmd_line_ptr, LAYOUT_CMDLINE);
+    cr_assert_eq(h.ramdisk_image, entry.initrd_start);
+    cr_assert_eq(h.ramdisk_size, sizeof(initrd));
+    cr_assert_eq(h.type_of_loader, 0xff);
+    cr_assert_eq(zp[0x1e8], 4, "e820 entries");
+    cr_assert_str_eq((const char *)gm_ptr(&gm, LAYOUT_CMDLINE, 14), "console=ttyS0");
+    cr_assert_eq(memcmp(gm_ptr(&gm, entry.initrd_start, sizeof(initrd)), initrd,
+                        sizeof(initrd)), 0);
+    uint64_t pml4;
+    memcpy(&pml4, gm_ptr(&gm, LAYOUT_PML4, 8), 8);
+    cr_assert_eq(pml4, LAYOUT_PDPT | 3, "identity page tables");
+    free(img);
+}
+
+Test(boot, pvh_start_info)
+{
+    size_t len;
+    uint8_t *img = load_file(KVMC_TEST_GUEST_ELF, &len);
+    struct boot_request req = {.kernel = img, .kernel_len = len, .cmdline = "pvh", .cpus = 1};
+    struct boot_entry entry;
+    cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(entry.mode, BOOT_ENTRY_PVH32);
+    cr_assert_eq(entry.rip, 0x100000);
+    const uint32_t *si = gm_ptr(&gm, LAYOUT_PVH_INFO, 56);
+    cr_assert_eq(si[0], 0x336ec578u, "magic");
+    cr_assert_eq(si[1], 1, "version");
+    cr_assert_eq(si[3], 0, "no modules");
+    free(img);
+}
+
+Test(boot, garbage_and_oversized_inputs)
+{
+    uint8_t junk[4096];
+    memset(junk, 0x5a, sizeof(junk));
+    struct boot_request req = {.kernel = junk, .kernel_len = sizeof(junk), .cpus = 1};
+    struct boot_entry entry;
+    cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_EFORMAT);
+    size_t len;
+    uint8_t *img = load_file(KVMC_TEST_GUEST_ELF, &len);
+    static uint8_t huge_initrd[70u << 20];
+    req = (struct boot_request){.kernel = img, .kernel_len = len, .initrd = huge_initrd,
+                                .initrd_len = sizeof(huge_initrd), .cpus = 1};
+    cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_EINVAL);
+    cr_assert(strstr(kvmc_last_error(), "initrd"));
+    free(img);
+}
