@@ -33,7 +33,7 @@ static const char usage_main[] =
 static const char usage_run[] =
     "usage: kvmc run [--kernel PATH] [--initrd PATH] [--cmdline STR]\n"
     "                [--mem SIZE] [--cpus N] [--console stdio|none|file:PATH]\n"
-    "                [--boot auto|linux|pvh]\n"
+    "                [--boot auto|linux|pvh] [--mem-backing anon|memfd|hugetlb]\n"
     "\n"
     "Boots a guest and waits until it powers off, resets or fails.\n"
     "Without --kernel, boots the built-in test guest, which prints what it\n"
@@ -48,6 +48,10 @@ static const char usage_run[] =
     "  -m, --mem SIZE        guest RAM, in K, M or G (default 256M; minimum 4M;\n"
     "                        at most the host's RAM). Above 3G, RAM continues at\n"
     "                        4G past the 32-bit MMIO hole.\n"
+    "      --mem-backing KIND  anon (default: private anonymous memory, only\n"
+    "                        what the guest touches is used), memfd (shareable),\n"
+    "                        or hugetlb (2 MiB pages; reserve them first in\n"
+    "                        /proc/sys/vm/nr_hugepages).\n"
     "  -n, --cpus N          number of vCPUs, 1 to 64 (default 1).\n"
     "  -C, --console WHERE   where COM1 goes: stdio (default; stdin is the\n"
     "                        guest's input), none, or file:PATH.\n"
@@ -113,6 +117,8 @@ static int configure(const struct run_options *o, kvmc_config *cfg)
         err = kvmc_config_set_cmdline(cfg, o->cmdline);
     if (!err)
         err = kvmc_config_set_memory(cfg, o->memory);
+    if (!err)
+        err = kvmc_config_set_memory_flags(cfg, o->mem_flags);
     if (!err)
         err = kvmc_config_set_cpus(cfg, o->cpus);
     if (!err)

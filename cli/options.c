@@ -47,7 +47,7 @@ static bool parse_cpus(const char *s, unsigned *cpus)
     return true;
 }
 
-enum { OPT_BOOT = 1000 };
+enum { OPT_BOOT = 1000, OPT_MEM_BACKING };
 
 bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                        unsigned errlen)
@@ -60,6 +60,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         {"cpus", required_argument, NULL, 'n'},
         {"console", required_argument, NULL, 'C'},
         {"boot", required_argument, NULL, OPT_BOOT},
+        {"mem-backing", required_argument, NULL, OPT_MEM_BACKING},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
@@ -119,6 +120,18 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                 o->boot = KVMC_BOOT_PVH;
             } else {
                 snprintf(err, errlen, "--boot %s: use auto, linux or pvh", optarg);
+                return false;
+            }
+            break;
+        case OPT_MEM_BACKING:
+            if (strcmp(optarg, "anon") == 0) {
+                o->mem_flags = 0;
+            } else if (strcmp(optarg, "memfd") == 0) {
+                o->mem_flags = KVMC_MEM_MEMFD;
+            } else if (strcmp(optarg, "hugetlb") == 0) {
+                o->mem_flags = KVMC_MEM_MEMFD | KVMC_MEM_HUGEPAGES;
+            } else {
+                snprintf(err, errlen, "--mem-backing %s: use anon, memfd or hugetlb", optarg);
                 return false;
             }
             break;

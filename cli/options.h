@@ -15,6 +15,7 @@ struct run_options {
     uint64_t memory;
     unsigned cpus;
     kvmc_boot_protocol boot;
+    unsigned mem_flags; /* KVMC_MEM_* from --mem-backing */
     enum { CONSOLE_OPT_STDIO, CONSOLE_OPT_FILE, CONSOLE_OPT_NONE } console;
     const char *console_path;
     bool help;

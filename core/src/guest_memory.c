@@ -66,6 +66,11 @@ int gm_init(struct guest_memory *gm, uint64_t ram_size, unsigned flags)
     if (gm->mapping == MAP_FAILED) {
         int e = errno;
         gm_destroy(gm);
+        if (flags & KVMC_MEM_HUGEPAGES)
+            return kvmc_fail_errno(KVMC_ENOMEM, e,
+                                   "mapping %llu MiB of guest RAM on hugepages (are "
+                                   "enough reserved in /proc/sys/vm/nr_hugepages?)",
+                                   (unsigned long long)(ram_size >> 20));
         return kvmc_fail_errno(KVMC_ENOMEM, e, "mapping %llu MiB of guest RAM",
                                (unsigned long long)(ram_size >> 20));
     }

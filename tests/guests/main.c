@@ -373,6 +373,48 @@ static void test_devices(void)
     puts_serial("\n");
 }
 
+/* An x87 store to an MMIO address: KVM has to emulate the access and its
+ * instruction emulator has no x87 stores, so the VM ends with an emulation
+ * failure (KVM_EXIT_INTERNAL_ERROR), whatever the host's backend. */
+static void emulation_failure(void)
+{
+    double one = 1.0;
+    __asm__ volatile("fninit\n\tfldl %0\n\tfstpl (%1)"
+                     :: "m"(one), "r"(TEST_MMIO_BASE + 0x100) : "memory");
+}
+
+/* The ports Linux pokes while it boots on a PC. With no device behind them
+ * they must read as all ones and swallow writes, and the guest goes on. */
+static void probe_legacy_ports(void)
+{
+    static const uint16_t ports[] = {
+        0x80,                     /* POST code / I/O delay */
+        0x2f8, 0x2fd, 0x3e8, 0x3ed, 0x2e8, 0x2ed, /* COM2-4 */
+        0x70, 0x71,               /* CMOS/RTC */
+        0x87, 0x0d, 0xda,         /* DMA controllers */
+        0x3c0, 0x3d4, 0x3da, 0x1ce, /* VGA, Bochs VBE */
+        0x378, 0x37a,             /* parallel port */
+        0x3f0, 0x3f2, 0x3f4,      /* floppy */
+        0x1f7, 0x177,             /* IDE */
+        0x510, 0x511,             /* fw_cfg */
+    };
+    unsigned odd = 0;
+    for (unsigned i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
+        outb(ports[i], 0x00);
+        if (inb(ports[i]) != 0xff)
+            odd++;
+    }
+    outl(0xcf8, 0x80000000u); /* PCI config space: no host bridge */
+    uint32_t pci = inl(0xcfc);
+    puts_serial("probe: ");
+    put_dec(sizeof(ports) / sizeof(ports[0]));
+    puts_serial(" legacy ports, ");
+    put_dec(odd);
+    puts_serial(" answered, pci 0x");
+    put_hex(pci, 8);
+    puts_serial("\n");
+}
+
 /* Reads console input up to a newline and echoes it back. */
 static void test_echo(void)
 {
@@ -434,6 +476,11 @@ void guest_main(void)
         test_devices();
     } else if (starts_with(test, "echo")) {
         test_echo();
+    } else if (starts_with(test, "emulation-failure")) {
+        puts_serial("test: emulation failure\n");
+        emulation_failure();
+    } else if (starts_with(test, "probe")) {
+        probe_legacy_ports();
     } else if (starts_with(test, "fail")) {
         puts_serial("test: reporting failure\n");
         power_off(7);

@@ -165,3 +165,15 @@ Test(devices, console_to_file)
     cr_assert(strstr(buf, "kvmc test guest: booted via PVH entry"), "%s", buf);
     cr_assert(strstr(buf, "self-check: ok\n"), "%s", buf);
 }
+
+Test(devices, ports_linux_probes_are_harmless)
+{
+    struct guest_spec spec = {.cmdline = "kvmc.test=probe"};
+    struct guest_result r;
+    run_guest(&spec, &r);
+    cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "%s", r.exit.message);
+    cr_assert_eq(r.exit.code, 0);
+    cr_assert(strstr(r.console.data, "probe: 25 legacy ports, 0 answered, pci 0xffffffff\n"),
+              "%s", r.console.data);
+    guest_result_free(&r);
+}

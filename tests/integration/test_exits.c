@@ -72,3 +72,14 @@ Test(exits, clean_poweroff_has_status_zero)
     cr_assert(strstr(r.console.data, "kvmc test guest: powering off\n"));
     guest_result_free(&r);
 }
+
+Test(exits, emulation_failure_is_an_error_with_registers)
+{
+    struct guest_result r;
+    run_test_mode(KVMC_TEST_GUEST_ELF, "kvmc.test=emulation-failure", &r);
+    cr_assert_eq(r.exit.reason, KVMC_EXIT_INTERNAL_ERROR, "%s", r.exit.message);
+    cr_assert_eq(r.exit.code, 1, "suberror KVM_INTERNAL_ERROR_EMULATION");
+    cr_assert(strstr(r.exit.message, "instruction emulation failed"), "%s", r.exit.message);
+    cr_assert(r.exit.rip >= 0x100000 && r.exit.rip < 0x200000);
+    guest_result_free(&r);
+}
