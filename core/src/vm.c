@@ -220,6 +220,7 @@ void vm_emit_event(struct kvmc_vm *vm, kvmc_event event)
         fn(opaque, vm, event);
 }
 
+/* Called with vm->lock held, so no vCPU thread is being started meanwhile. */
 static void kick_all(struct kvmc_vm *vm)
 {
     for (unsigned i = 0; i < vm->ncpus; i++)
@@ -237,8 +238,8 @@ void vm_request_exit(struct kvmc_vm *vm, const kvmc_exit_info *info)
     }
     __atomic_store_n(&vm->stop_requested, true, __ATOMIC_SEQ_CST);
     pthread_cond_broadcast(&vm->cond);
-    pthread_mutex_unlock(&vm->lock);
     kick_all(vm);
+    pthread_mutex_unlock(&vm->lock);
     if (first)
         vm_emit_event(vm, KVMC_EVENT_EXITED);
 }
@@ -346,9 +347,7 @@ int kvmc_vm_pause(kvmc_vm *vm)
         return kvmc_fail(KVMC_ESTATE, "VM is not running");
     }
     __atomic_store_n(&vm->pause_requested, true, __ATOMIC_SEQ_CST);
-    pthread_mutex_unlock(&vm->lock);
     kick_all(vm);
-    pthread_mutex_lock(&vm->lock);
     while (vm->parked < vm->live_threads && !vm->stop_requested)
         pthread_cond_wait(&vm->cond, &vm->lock);
     bool exited = vm->stop_requested;
