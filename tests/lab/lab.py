@@ -1,0 +1,283 @@
+#!/usr/bin/env python3
+"""The nested lab: kvmc boots a real Debian Linux guest.
+
+These machines' /dev/kvm (PVM backend) cannot run an unmodified Linux kernel,
+so the lab goes one level down: QEMU in TCG mode emulates an AMD CPU with SVM
+(L1), runs Debian's cloud kernel with kvm_amd, and inside it kvmc boots the
+same Debian kernel (L2) to a busybox init that prints a marker. QEMU's microvm
+machine boots the same L2 inside the same L1 as the reference.
+
+Everything comes from Debian packages, fetched and cached by this script:
+qemu-system-x86, busybox-static, cpio, lz4 and linux-image-*-cloud-amd64.
+
+usage: lab.py --kvmc PATH-TO-STATIC-KVMC [--cache DIR] [--work DIR]
+"""
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+LAB_DIR = os.path.dirname(os.path.abspath(__file__))
+DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4"]
+KERNEL_META = "linux-image-cloud-amd64"
+L1_TIMEOUT_S = 540
+LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
+
+
+def log(msg):
+    print(f"lab: {msg}", flush=True)
+
+
+def fail_setup(msg):
+    print(f"lab: cannot run: {msg}", flush=True)
+    print("0 passed, 1 failed")
+    sys.exit(1)
+
+
+def run(cmd, **kw):
+    return subprocess.run(cmd, check=True, **kw)
+
+
+def as_root(cmd):
+    return cmd if os.geteuid() == 0 else ["sudo"] + cmd
+
+
+def ensure_packages():
+    missing = [p for p in DEBIAN_PACKAGES
+               if subprocess.run(["dpkg-query", "-W", "-f=${Status}", p],
+                                 capture_output=True, text=True).stdout
+               != "install ok installed"]
+    if missing:
+        log(f"installing Debian packages: {' '.join(missing)}")
+        try:
+            run(as_root(["apt-get", "update", "-qq"]))
+            run(as_root(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get",
+                         "install", "-y", "-qq"] + missing))
+        except subprocess.CalledProcessError as e:
+            fail_setup(f"apt-get install {' '.join(missing)} failed ({e})")
+
+
+def kernel_package_name():
+    out = subprocess.run(["apt-cache", "depends", KERNEL_META],
+                         capture_output=True, text=True).stdout
+    m = re.search(r"Depends: (linux-image-\S+)", out)
+    if not m:
+        run(as_root(["apt-get", "update", "-qq"]))
+        out = subprocess.run(["apt-cache", "depends", KERNEL_META],
+                             capture_output=True, text=True).stdout
+        m = re.search(r"Depends: (linux-image-\S+)", out)
+    if not m:
+        fail_setup(f"apt-cache knows no kernel behind {KERNEL_META}")
+    return m.group(1)
+
+
+def fetch_kernel(cache):
+    """Downloads (once) and unpacks the cloud kernel package."""
+    pkg = kernel_package_name()
+    version = subprocess.run(["apt-cache", "policy", pkg], capture_output=True,
+                             text=True).stdout
+    m = re.search(r"Candidate: (\S+)", version)
+    version = m.group(1) if m else "unknown"
+    root = os.path.join(cache, f"{pkg}_{version}")
+    if not os.path.isdir(os.path.join(root, "boot")):
+        os.makedirs(cache, exist_ok=True)
+        log(f"downloading {pkg} {version}")
+        try:
+            run(["apt-get", "download", f"{pkg}={version}"], cwd=cache,
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        except subprocess.CalledProcessError:
+            fail_setup(f"apt-get download {pkg}={version} failed")
+        deb = [f for f in os.listdir(cache) if f.startswith(pkg) and f.endswith(".deb")]
+        tmp = root + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        run(["dpkg-deb", "-x", os.path.join(cache, sorted(deb)[-1]), tmp])
+        os.rename(tmp, root)
+    kver = os.listdir(os.path.join(root, "lib", "modules"))[0]
+    return pkg, version, root, kver
+
+
+def extract_vmlinux(vmlinuz, out):
+    """Cuts the LZ4 payload out of the bzImage: an ELF vmlinux with a PVH note."""
+    data = open(vmlinuz, "rb").read()
+    at = data.find(LZ4_LEGACY_MAGIC)
+    if at < 0:
+        fail_setup("no LZ4 payload in the kernel image")
+    # lz4 stops at the end of the frame and complains about the trailing
+    # bytes; the output is complete all the same.
+    subprocess.run(["lz4", "-d", "-c", "-"], input=data[at:], stdout=open(out, "wb"),
+                   stderr=subprocess.DEVNULL)
+    if open(out, "rb").read(4) != b"\x7fELF":
+        fail_setup("the extracted vmlinux is not an ELF file")
+
+
+def make_cpio(stage, out):
+    files = subprocess.run(["find", "."], cwd=stage, capture_output=True,
+                           text=True).stdout
+    with open(out, "wb") as f:
+        run(["cpio", "-o", "-H", "newc", "--quiet", "-R", "0:0"], cwd=stage,
+            input=files.encode(), stdout=f)
+
+
+def copy_with_libs(binary, stage):
+    """Copies a dynamically linked program and the libraries it needs."""
+    dest = os.path.join(stage, binary.lstrip("/"))
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    shutil.copy2(binary, dest)
+    for line in subprocess.run(["ldd", binary], capture_output=True,
+                               text=True).stdout.splitlines():
+        m = re.search(r"(/\S+)", line)
+        if m and os.path.exists(m.group(1)):
+            lib = m.group(1)
+            d = os.path.join(stage, lib.lstrip("/"))
+            os.makedirs(os.path.dirname(d), exist_ok=True)
+            shutil.copy2(lib, d)
+
+
+def busybox_stage(stage, init):
+    os.makedirs(os.path.join(stage, "bin"))
+    for d in ("proc", "sys", "dev", "tmp"):
+        os.makedirs(os.path.join(stage, d))
+    shutil.copy2("/bin/busybox", os.path.join(stage, "bin", "busybox"))
+    for applet in ("sh", "mount", "cat", "cut", "awk", "nproc", "echo", "sleep",
+                   "poweroff", "reboot", "grep", "sed", "tr", "head", "tail"):
+        os.symlink("busybox", os.path.join(stage, "bin", applet))
+    shutil.copy2(init, os.path.join(stage, "init"))
+    os.chmod(os.path.join(stage, "init"), 0o755)
+
+
+def build_images(work, kernel_root, kver, kvmc):
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    vmlinuz = os.path.join(kernel_root, "boot", f"vmlinuz-{kver}")
+    vmlinux = os.path.join(work, "vmlinux")
+    extract_vmlinux(vmlinuz, vmlinux)
+
+    l2 = os.path.join(work, "l2-stage")
+    busybox_stage(l2, os.path.join(LAB_DIR, "l2-init"))
+    l2_cpio = os.path.join(work, "l2-initrd.cpio")
+    make_cpio(l2, l2_cpio)
+
+    l1 = os.path.join(work, "l1-stage")
+    busybox_stage(l1, os.path.join(LAB_DIR, "l1-init"))
+    os.makedirs(os.path.join(l1, "modules"))
+    mods = os.path.join(kernel_root, "lib", "modules", kver, "kernel")
+    for rel in ("virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "arch/x86/kvm/kvm-amd.ko"):
+        shutil.copy2(os.path.join(mods, rel), os.path.join(l1, "modules"))
+    shutil.copy2(kvmc, os.path.join(l1, "bin", "kvmc"))
+    os.makedirs(os.path.join(l1, "l2"))
+    shutil.copy2(vmlinuz, os.path.join(l1, "l2", "vmlinuz"))
+    shutil.copy2(vmlinux, os.path.join(l1, "l2", "vmlinux"))
+    shutil.copy2(l2_cpio, os.path.join(l1, "l2", "initrd.cpio"))
+    copy_with_libs("/usr/bin/qemu-system-x86_64-microvm", l1)
+    os.makedirs(os.path.join(l1, "qemu"))
+    shutil.copy2("/usr/share/qemu/bios-microvm.bin", os.path.join(l1, "qemu"))
+    l1_cpio = os.path.join(work, "l1-initrd.cpio")
+    make_cpio(l1, l1_cpio)
+    return vmlinuz, l1_cpio
+
+
+def run_l1(vmlinuz, l1_cpio, logfile):
+    cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "EPYC,+svm", "-m", "2048",
+           "-smp", "2", "-nographic", "-no-reboot", "-kernel", vmlinuz,
+           "-initrd", l1_cpio, "-append", "console=ttyS0 panic=-1 quiet"]
+    log("starting L1: " + " ".join(cmd))
+    start = time.monotonic()
+    lines = []
+    with open(logfile, "w") as out:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, text=True, errors="replace")
+        try:
+            for line in proc.stdout:
+                out.write(line)
+                out.flush()
+                line = line.rstrip("\r\n")
+                lines.append((time.monotonic() - start, line))
+                if line.startswith(("LAB-", "lab")):
+                    print(f"  [{time.monotonic() - start:6.1f}s] {line}", flush=True)
+                if time.monotonic() - start > L1_TIMEOUT_S:
+                    proc.kill()
+                    break
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    return lines, time.monotonic() - start
+
+
+def parse_results(lines):
+    results = {}
+    for _, line in lines:
+        m = re.match(r"LAB-RESULT name=(\S+) status=(\d+) boot_s=(\S+) total_s=(\S+) "
+                     r"marker=\[(.*)\]", line)
+        if m:
+            results[m.group(1)] = {
+                "status": int(m.group(2)), "boot": float(m.group(3)),
+                "total": float(m.group(4)), "marker": m.group(5),
+            }
+    return results
+
+
+def marker_field(result, key):
+    m = re.search(rf"{key}=(\S+)", result["marker"] if result else "")
+    return m.group(1) if m else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--kvmc", required=True, help="statically linked kvmc")
+    ap.add_argument("--cache", default=os.path.expanduser("~/.cache/kvmc-lab"))
+    ap.add_argument("--work", default=None)
+    args = ap.parse_args()
+    work = args.work or os.path.join(os.path.dirname(os.path.abspath(args.kvmc)), "lab")
+
+    t0 = time.monotonic()
+    ensure_packages()
+    pkg, version, root, kver = fetch_kernel(args.cache)
+    log(f"kernel package: {pkg} {version} (kernel {kver})")
+    vmlinuz, l1_cpio = build_images(work, root, kver, args.kvmc)
+    log(f"images built in {time.monotonic() - t0:.1f}s")
+    lines, l1_total = run_l1(vmlinuz, l1_cpio, os.path.join(work, "l1-console.log"))
+    results = parse_results(lines)
+    l1_init = next((t for t, l in lines if l.startswith("LAB-L1: init reached")), None)
+
+    checks = []
+
+    def check(name, ok, detail):
+        checks.append(ok)
+        print(f"{'PASS' if ok else 'FAIL'} {name}: {detail}", flush=True)
+
+    def booted(name, cpus="1"):
+        r = results.get(name)
+        ok = bool(r) and r["status"] == 0 and marker_field(r, "cpus") == cpus
+        check(f"lab.{name}", ok, f"{r}" if r else "no result (see the L1 console log)")
+
+    booted("kvmc-bzimage")
+    booted("kvmc-pvh")
+    booted("kvmc-smp", cpus="2")
+    r = results.get("kvmc-reboot")
+    check("lab.kvmc-reboot", bool(r) and r["status"] == 0 and r["marker"] != "",
+          f"{r}")
+    r = results.get("kvmc-panic")
+    check("lab.kvmc-panic", bool(r) and r["status"] != 0 and r["marker"] != "",
+          f"{r} (a panic must end kvmc run with a non-zero status)")
+    booted("qemu-microvm")
+
+    print()
+    print(f"lab: kernel {pkg} {version}")
+    print(f"lab: L1 boot (QEMU start to L1 init): "
+          f"{l1_init:.1f}s" if l1_init else "lab: L1 never reached init")
+    print(f"lab: {'L2 boot, start to userspace marker':40s} kvmc      qemu-microvm")
+    k, q = results.get("kvmc-bzimage"), results.get("qemu-microvm")
+    print(f"lab: {'(L1 seconds, same run)':40s} {k['boot'] if k else '-':<9} "
+          f"{q['boot'] if q else '-'}")
+    print(f"lab: whole lab run {time.monotonic() - t0:.1f}s (L1 {l1_total:.1f}s)")
+    passed = sum(checks)
+    print(f"{passed} passed, {len(checks) - passed} failed")
+    return 0 if passed == len(checks) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
