@@ -17,6 +17,7 @@ enum {
     EXIT_GUEST_FAILED = 1,   /* guest powered off with a non-zero status */
     EXIT_USAGE = 2,          /* bad option or configuration */
     EXIT_VM_ERROR = 3,       /* triple fault, KVM or VMM error */
+    EXIT_GUEST_PANIC = 4,    /* the guest kernel panicked (pvpanic) */
     EXIT_INTERRUPTED = 130,  /* SIGINT/SIGTERM stopped the VM */
 };
 
@@ -60,10 +61,13 @@ static const char usage_run[] =
     "  -h, --help            show this help.\n"
     "\n"
     "exit status:\n"
-    "  0    the guest powered off with status 0, or reset itself\n"
+    "  0    the guest powered off (ACPI S5, or status 0 on port 0x501),\n"
+    "       or reset itself (i8042 or ACPI reset)\n"
     "  1    the guest powered off with a non-zero status\n"
     "  2    bad option, or the VM could not be created (message says why)\n"
     "  3    the VM failed: triple fault, KVM internal or emulation error\n"
+    "  4    the guest kernel panicked (reported through the pvpanic device;\n"
+    "       Linux needs its pvpanic-mmio driver)\n"
     "  130  interrupted by SIGINT or SIGTERM\n"
     "\n"
     "examples:\n"
@@ -81,6 +85,7 @@ static const char *exit_reason_name(kvmc_exit_reason r)
     case KVMC_EXIT_INTERNAL_ERROR: return "KVM internal error";
     case KVMC_EXIT_FAIL_ENTRY: return "VM entry failure";
     case KVMC_EXIT_VMM_ERROR: return "VMM error";
+    case KVMC_EXIT_GUEST_PANIC: return "guest panic";
     default: return "unknown";
     }
 }
@@ -150,6 +155,9 @@ static int exit_status_for(const kvmc_exit_info *info, bool interrupted)
         return EXIT_GUEST_FAILED;
     case KVMC_EXIT_RESET:
         return EXIT_GUEST_OK;
+    case KVMC_EXIT_GUEST_PANIC:
+        fprintf(stderr, "kvmc: %s\n", info->message);
+        return EXIT_GUEST_PANIC;
     case KVMC_EXIT_STOPPED:
         return interrupted ? EXIT_INTERRUPTED : EXIT_VM_ERROR;
     default:

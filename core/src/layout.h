@@ -14,11 +14,22 @@
 #define LAYOUT_CMDLINE_MAX 0x10000ull  /* bytes reserved for the command line */
 #define LAYOUT_EBDA 0x9fc00ull         /* MP table lives here, reserved in E820 */
 #define LAYOUT_LOW_RAM_END 0xa0000ull  /* VGA hole / BIOS area above */
-#define LAYOUT_BIOS_START 0xf0000ull
+#define LAYOUT_BIOS_START 0xe0000ull  /* reserved to 1 MiB: ACPI tables */
+#define LAYOUT_ACPI_START 0xe0000ull  /* RSDP first, where Linux scans */
+#define LAYOUT_ACPI_END 0xf0000ull
 #define LAYOUT_HIMEM 0x100000ull       /* kernels load here */
 #define LAYOUT_HOLE_START 0xc0000000ull/* 32-bit PCI/MMIO hole, to 4 GiB */
 #define LAYOUT_HOLE_END 0x100000000ull
 #define LAYOUT_IOAPIC 0xfec00000ull
 #define LAYOUT_LAPIC 0xfee00000ull
+
+/* Port I/O of the built-in platform devices. */
+#define PORT_ACPI_SLEEP_CONTROL 0xb000 /* FADT SLEEP_CONTROL_REG */
+#define PORT_ACPI_SLEEP_STATUS 0xb001  /* FADT SLEEP_STATUS_REG */
+#define PORT_PVPANIC 0x505             /* QEMU0001 pvpanic */
+#define PORT_DEBUG_EXIT 0x501
+#define PORT_I8042_COMMAND 0x64
+#define I8042_CMD_RESET 0xfe
+#define ACPI_S5_SLEEP_TYPE 5
 
 #endif

@@ -147,7 +147,8 @@ static int create_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
     int err;
     if ((err = open_console(vm, cfg)) ||
         (err = serial_create(vm, COM1_PORT, COM1_IRQ, cfg->console_in_fd, &vm->serial)) ||
-        (err = i8042_create(vm)) || (err = debug_exit_create(vm)))
+        (err = i8042_create(vm)) || (err = debug_exit_create(vm)) ||
+        (err = acpi_pm_create(vm)) || (err = pvpanic_create(vm)))
         return err;
     return KVMC_OK;
 }

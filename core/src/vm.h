@@ -92,5 +92,7 @@ void serial_destroy(struct serial *s);
 int serial_start_input(struct serial *s);
 int i8042_create(struct kvmc_vm *vm);
 int debug_exit_create(struct kvmc_vm *vm);
+int acpi_pm_create(struct kvmc_vm *vm);
+int pvpanic_create(struct kvmc_vm *vm);
 
 #endif

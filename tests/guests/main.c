@@ -148,6 +148,7 @@ struct mem_range { uint64_t addr, size; uint32_t type; };
 
 struct boot {
     const char *protocol;
+    uint64_t rsdp; /* as handed over by the boot protocol */
     const char *cmdline;
     struct mem_range map[MAX_E820];
     unsigned nmap;
@@ -166,6 +167,7 @@ static void read_pvh(struct boot *b, const struct hvm_start_info *si)
 {
     b->protocol = "PVH";
     b->cmdline = si->cmdline_paddr ? (const char *)si->cmdline_paddr : "";
+    b->rsdp = si->rsdp_paddr;
     const struct hvm_memmap *m = (const void *)si->memmap_paddr;
     for (uint32_t i = 0; i < si->memmap_entries && b->nmap < MAX_E820; i++)
         b->map[b->nmap++] = (struct mem_range){m[i].addr, m[i].size, m[i].type};
@@ -188,6 +190,7 @@ static void read_linux(struct boot *b, const uint8_t *zp)
                                                *(const uint64_t *)(e + 8),
                                                *(const uint32_t *)(e + 16)};
     }
+    b->rsdp = *(const uint64_t *)(zp + 0x070);
     b->initrd = *(const uint32_t *)(zp + 0x218);
     b->initrd_size = *(const uint32_t *)(zp + 0x21c);
 }
@@ -356,6 +359,81 @@ static unsigned start_aps(const struct mp_cpus *cpus)
     return seen;
 }
 
+/* ----------------------------------------------------------------- ACPI */
+
+struct acpi_info {
+    bool ok;
+    uint64_t rsdp;
+    unsigned madt_cpus;
+    uint16_t sleep_control_port;
+};
+
+static const uint8_t *find_rsdp(void)
+{
+    for (uint64_t a = 0xe0000; a < 0x100000; a += 16) {
+        const uint8_t *p = (const uint8_t *)a;
+        if (starts_with((const char *)p, "RSD PTR ") && checksum8(p, 20) == 0)
+            return p;
+    }
+    return 0;
+}
+
+static bool sig_is(const uint8_t *table, const char *sig)
+{
+    return table[0] == sig[0] && table[1] == sig[1] && table[2] == sig[2] && table[3] == sig[3];
+}
+
+/* Finds the tables from the RSDP found by scanning (as Linux does), checks
+ * every checksum, and reads the MADT and the FADT's sleep control port. */
+static struct acpi_info read_acpi(const struct boot *b)
+{
+    struct acpi_info acpi = {0};
+    const uint8_t *rsdp = find_rsdp();
+    if (!rsdp || checksum8(rsdp, 36) != 0)
+        return acpi;
+    acpi.rsdp = (uint64_t)rsdp;
+    const uint8_t *xsdt = (const uint8_t *)*(const uint64_t *)(rsdp + 24);
+    uint32_t xlen = *(const uint32_t *)(xsdt + 4);
+    if (!sig_is(xsdt, "XSDT") || checksum8(xsdt, xlen))
+        return acpi;
+    puts_serial("acpi: tables");
+    bool ok = b->rsdp == acpi.rsdp, have_dsdt = false;
+    for (uint32_t off = 36; off + 8 <= xlen; off += 8) {
+        const uint8_t *t = (const uint8_t *)*(const uint64_t *)(xsdt + off);
+        uint32_t len = *(const uint32_t *)(t + 4);
+        ok &= checksum8(t, len) == 0;
+        puts_serial(" ");
+        for (int i = 0; i < 4; i++)
+            putc_serial((char)t[i]);
+        if (sig_is(t, "APIC")) {
+            for (uint32_t e = 44; e + 2 <= len; e += t[e + 1]) {
+                if (t[e + 1] == 0)
+                    break;
+                if (t[e] == 0 && (*(const uint32_t *)(t + e + 4) & 1))
+                    acpi.madt_cpus++;
+            }
+        } else if (sig_is(t, "FACP")) {
+            const uint8_t *dsdt = (const uint8_t *)*(const uint64_t *)(t + 140);
+            have_dsdt = sig_is(dsdt, "DSDT") &&
+                        checksum8(dsdt, *(const uint32_t *)(dsdt + 4)) == 0;
+            acpi.sleep_control_port = (uint16_t)*(const uint64_t *)(t + 244 + 4);
+        }
+    }
+    acpi.ok = ok && have_dsdt && acpi.sleep_control_port;
+    puts_serial(have_dsdt ? " DSDT" : " (no DSDT)");
+    puts_serial(", ");
+    put_dec(acpi.madt_cpus);
+    puts_serial(" cpus in MADT, ");
+    puts_serial(acpi.ok ? "checksums ok\n" : "BROKEN\n");
+    return acpi;
+}
+
+/* ACPI S5 through the FADT's sleep control register: SLP_TYP=5, SLP_EN. */
+static void acpi_power_off(const struct acpi_info *acpi)
+{
+    outb(acpi->sleep_control_port, (5 << 2) | 0x20);
+}
+
 /* ---------------------------------------------------------------- tests */
 
 static void test_devices(void)
@@ -457,6 +535,7 @@ void guest_main(void)
     puts_serial("cpus: ");
     put_dec(cpus.count);
     puts_serial(" in MP table\n");
+    struct acpi_info acpi = read_acpi(&b);
     unsigned running = cpus.count > 1 ? start_aps(&cpus) : cpus.count;
     puts_serial("smp: ");
     put_dec(running);
@@ -481,12 +560,19 @@ void guest_main(void)
         emulation_failure();
     } else if (starts_with(test, "probe")) {
         probe_legacy_ports();
+    } else if (starts_with(test, "acpi-poweroff")) {
+        puts_serial("test: power off through ACPI S5\n");
+        acpi_power_off(&acpi);
+    } else if (starts_with(test, "panic")) {
+        puts_serial("test: report a panic through pvpanic\n");
+        outb(0x505, 1);
     } else if (starts_with(test, "fail")) {
         puts_serial("test: reporting failure\n");
         power_off(7);
     }
 
-    bool ok = ram > 0 && cpus.count > 0 && running == cpus.count;
+    bool ok = ram > 0 && cpus.count > 0 && running == cpus.count && acpi.ok &&
+              acpi.madt_cpus == cpus.count;
     puts_serial(ok ? "self-check: ok\n" : "self-check: FAILED\n");
     puts_serial("kvmc test guest: powering off\n");
     power_off(ok ? 0 : 1);

@@ -158,6 +158,11 @@ Test(cli, exit_status_reflects_how_the_guest_ended)
     cr_assert_eq(r.status, 3);
     cr_assert(strstr(r.err, "triple fault"), "%s", r.err);
     cr_assert(strstr(r.err, "RIP 0x"), "%s", r.err);
+    run_cli(&r, "run", "--cmdline", "kvmc.test=panic", NULL);
+    cr_assert_eq(r.status, 4);
+    cr_assert(strstr(r.err, "panicked"), "%s", r.err);
+    run_cli(&r, "run", "--cmdline", "kvmc.test=acpi-poweroff", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
     run_cli(&r, "run", "--cmdline", "kvmc.test=emulation-failure", NULL);
     cr_assert_eq(r.status, 3);
     cr_assert(strstr(r.err, "emulation failed"), "%s", r.err);

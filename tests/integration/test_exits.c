@@ -83,3 +83,31 @@ Test(exits, emulation_failure_is_an_error_with_registers)
     cr_assert(r.exit.rip >= 0x100000 && r.exit.rip < 0x200000);
     guest_result_free(&r);
 }
+
+Test(exits, acpi_s5_poweroff_pvh)
+{
+    struct guest_result r;
+    run_test_mode(KVMC_TEST_GUEST_ELF, "kvmc.test=acpi-poweroff", &r);
+    cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "%s", r.exit.message);
+    cr_assert_eq(r.exit.code, 0);
+    cr_assert(strstr(r.exit.message, "ACPI S5"), "%s", r.exit.message);
+    guest_result_free(&r);
+}
+
+Test(exits, acpi_s5_poweroff_linux)
+{
+    struct guest_result r;
+    run_test_mode(KVMC_TEST_GUEST_BZIMAGE, "kvmc.test=acpi-poweroff", &r);
+    cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "%s", r.exit.message);
+    cr_assert(strstr(r.exit.message, "ACPI S5"), "%s", r.exit.message);
+    guest_result_free(&r);
+}
+
+Test(exits, pvpanic_reports_a_guest_panic)
+{
+    struct guest_result r;
+    run_test_mode(KVMC_TEST_GUEST_ELF, "kvmc.test=panic", &r);
+    cr_assert_eq(r.exit.reason, KVMC_EXIT_GUEST_PANIC, "%s", r.exit.message);
+    cr_assert(strstr(r.exit.message, "panicked"), "%s", r.exit.message);
+    guest_result_free(&r);
+}

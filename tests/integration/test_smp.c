@@ -54,3 +54,19 @@ Test(smp, vm_reports_its_cpu_count)
     kvmc_vm_destroy(vm);
     kvmc_config_free(cfg);
 }
+
+/* The ACPI tables (found by scanning, as Linux does, and handed over by
+ * each boot protocol) have valid checksums and a MADT with every CPU. */
+Test(smp, acpi_madt_lists_every_cpu)
+{
+    const char *kernels[] = {KVMC_TEST_GUEST_ELF, KVMC_TEST_GUEST_BZIMAGE};
+    for (unsigned k = 0; k < 2; k++) {
+        struct guest_spec spec = {.kernel = kernels[k], .cpus = 4};
+        struct guest_result r;
+        run_guest(&spec, &r);
+        char line[128];
+        cr_assert_not_null(console_line(&r, "acpi: ", line, sizeof(line)), "%s", r.console.data);
+        cr_assert_str_eq(line, "tables FACP APIC DSDT, 4 cpus in MADT, checksums ok");
+        guest_result_free(&r);
+    }
+}

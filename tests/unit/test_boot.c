@@ -37,6 +37,7 @@ Test(boot, e820_for_small_and_large_guests)
     cr_assert_eq(map[0].size, LAYOUT_EBDA);
     cr_assert_eq(map[0].type, E820_RAM);
     cr_assert_eq(map[1].type, E820_RESERVED);
+    cr_assert_eq(map[2].addr, LAYOUT_BIOS_START);
     cr_assert_eq(map[3].addr, LAYOUT_HIMEM);
     cr_assert_eq(map[3].size, (64ull << 20) - LAYOUT_HIMEM);
     struct guest_memory big;
@@ -269,5 +270,87 @@ Test(boot, garbage_and_oversized_inputs)
                                 .initrd_len = sizeof(huge_initrd), .cpus = 1};
     cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_EINVAL);
     cr_assert(strstr(kvmc_last_error(), "initrd"));
+    free(img);
+}
+
+static const uint8_t *acpi_table(const char *sig)
+{
+    const uint8_t *rsdp = gm_ptr(&gm, LAYOUT_ACPI_START, 36);
+    uint64_t xsdt_gpa;
+    memcpy(&xsdt_gpa, rsdp + 24, 8);
+    const uint8_t *xsdt = gm_ptr(&gm, xsdt_gpa, 36);
+    uint32_t xlen;
+    memcpy(&xlen, xsdt + 4, 4);
+    for (uint32_t off = 36; off < xlen; off += 8) {
+        uint64_t gpa;
+        memcpy(&gpa, xsdt + off, 8);
+        const uint8_t *t = gm_ptr(&gm, gpa, 36);
+        if (memcmp(t, sig, 4) == 0)
+            return t;
+    }
+    return NULL;
+}
+
+Test(boot, acpi_tables_are_consistent)
+{
+    uint64_t rsdp_gpa;
+    cr_assert_eq(acpi_write_tables(&gm, 3, &rsdp_gpa), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(rsdp_gpa, LAYOUT_ACPI_START);
+    const uint8_t *rsdp = gm_ptr(&gm, rsdp_gpa, 36);
+    cr_assert_eq(memcmp(rsdp, "RSD PTR ", 8), 0);
+    cr_assert_eq(sum(rsdp, 20), 0);
+    cr_assert_eq(sum(rsdp, 36), 0);
+    const uint8_t *fadt = acpi_table("FACP"), *madt = acpi_table("APIC");
+    cr_assert_not_null(fadt);
+    cr_assert_not_null(madt);
+    uint32_t len, flags;
+    memcpy(&len, fadt + 4, 4);
+    cr_assert_eq(len, 276);
+    cr_assert_eq(sum(fadt, len), 0);
+    memcpy(&flags, fadt + 112, 4);
+    cr_assert(flags & (1u << 20), "hardware-reduced ACPI");
+    cr_assert(flags & (1u << 10), "reset register supported");
+    cr_assert_eq(fadt[116], 1, "reset register in I/O space");
+    cr_assert_eq(fadt[128], 0xfe, "reset value: i8042 pulse");
+    uint64_t sleep_port, dsdt_gpa;
+    memcpy(&sleep_port, fadt + 244 + 4, 8);
+    cr_assert_eq(sleep_port, PORT_ACPI_SLEEP_CONTROL);
+    memcpy(&dsdt_gpa, fadt + 140, 8);
+    const uint8_t *dsdt = gm_ptr(&gm, dsdt_gpa, 36);
+    memcpy(&len, dsdt + 4, 4);
+    cr_assert_eq(memcmp(dsdt, "DSDT", 4), 0);
+    cr_assert_eq(sum(dsdt, len), 0);
+    cr_assert_not_null(memmem(dsdt, len, "_S5_", 4));
+    cr_assert_not_null(memmem(dsdt, len, "QEMU0001", 8));
+    const uint8_t io[] = {0x47, 0x01, 0x05, 0x05, 0x05, 0x05};
+    cr_assert_not_null(memmem(dsdt, len, io, sizeof(io)), "pvpanic I/O port 0x505");
+    memcpy(&len, madt + 4, 4);
+    cr_assert_eq(sum(madt, len), 0);
+    unsigned cpus = 0, ioapics = 0;
+    for (uint32_t e = 44; e < len; e += madt[e + 1]) {
+        cpus += madt[e] == 0;
+        ioapics += madt[e] == 1;
+    }
+    cr_assert_eq(cpus, 3);
+    cr_assert_eq(ioapics, 1);
+    cr_assert(rsdp_gpa + 4096 <= LAYOUT_ACPI_END);
+}
+
+Test(boot, rsdp_handed_over_by_both_protocols)
+{
+    size_t len;
+    uint8_t *img = load_file(KVMC_TEST_GUEST_BZIMAGE, &len);
+    struct boot_request req = {.kernel = img, .kernel_len = len, .cpus = 1};
+    struct boot_entry entry;
+    cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_OK);
+    uint64_t rsdp;
+    memcpy(&rsdp, gm_ptr(&gm, LAYOUT_ZERO_PAGE + 0x70, 8), 8);
+    cr_assert_eq(rsdp, LAYOUT_ACPI_START, "boot_params.acpi_rsdp_addr");
+    free(img);
+    img = load_file(KVMC_TEST_GUEST_ELF, &len);
+    req = (struct boot_request){.kernel = img, .kernel_len = len, .cpus = 1};
+    cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_OK);
+    memcpy(&rsdp, gm_ptr(&gm, LAYOUT_PVH_INFO + 32, 8), 8);
+    cr_assert_eq(rsdp, LAYOUT_ACPI_START, "hvm_start_info.rsdp_paddr");
     free(img);
 }

@@ -129,13 +129,15 @@ typedef enum kvmc_vm_state {
 
 typedef enum kvmc_exit_reason {
     KVMC_EXIT_NONE = 0,          /* still running */
-    KVMC_EXIT_POWEROFF = 1,      /* guest powered off (code = its status) */
-    KVMC_EXIT_RESET = 2,         /* guest asked for a reset (i8042, 0xcf9) */
+    KVMC_EXIT_POWEROFF = 1,      /* guest powered off: ACPI S5, or a status
+                                    byte on port 0x501 (code = that status) */
+    KVMC_EXIT_RESET = 2,         /* guest reset: i8042 or the ACPI reset register */
     KVMC_EXIT_STOPPED = 3,       /* kvmc_vm_stop() was called */
     KVMC_EXIT_TRIPLE_FAULT = 4,  /* KVM_EXIT_SHUTDOWN: triple fault */
     KVMC_EXIT_INTERNAL_ERROR = 5,/* KVM internal error, e.g. emulation failure */
     KVMC_EXIT_FAIL_ENTRY = 6,    /* hardware refused to enter the guest */
     KVMC_EXIT_VMM_ERROR = 7,     /* a host-side failure ended the VM */
+    KVMC_EXIT_GUEST_PANIC = 8,   /* the guest kernel reported a panic (pvpanic) */
 } kvmc_exit_reason;
 
 /* Why and how a VM ended. Registers are from the vCPU that ended it. */

@@ -21,6 +21,7 @@ struct boot_entry {
     uint64_t arg; /* rsi (LONG64) or rbx (PVH32) */
     uint64_t kernel_start, kernel_end; /* guest range the kernel occupies */
     uint64_t initrd_start, initrd_size;
+    uint64_t rsdp; /* ACPI RSDP, handed over in the zero page or start info */
 };
 
 struct boot_request {
@@ -52,6 +53,10 @@ struct e820_entry {
 /* The memory map of gm; returns the number of entries. */
 unsigned e820_build(const struct guest_memory *gm,
                     struct e820_entry out[E820_MAX_ENTRIES]);
+
+/* Writes the ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) for `cpus` CPUs
+ * into the reserved BIOS area; *rsdp_gpa gets the RSDP's address. */
+int acpi_write_tables(struct guest_memory *gm, unsigned cpus, uint64_t *rsdp_gpa);
 
 /* Writes an MP table for `cpus` CPUs at LAYOUT_EBDA. */
 int mptable_write(struct guest_memory *gm, unsigned cpus);

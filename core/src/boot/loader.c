@@ -16,6 +16,7 @@
 #define LINUX_OLD_CMDLINE_MAX 255
 
 /* Offsets in struct boot_params (Documentation/arch/x86/zero-page.rst). */
+#define ZP_ACPI_RSDP_ADDR 0x070
 #define ZP_E820_ENTRIES 0x1e8
 #define ZP_E820_TABLE 0x2d0
 #define ZP_SIZE 4096
@@ -141,6 +142,7 @@ static int write_zero_page(struct guest_memory *gm, const struct bz_setup_header
     h.ramdisk_image = (uint32_t)entry->initrd_start;
     h.ramdisk_size = (uint32_t)entry->initrd_size;
     memcpy(zp + BZ_OFF_SETUP_HDR, &h, sizeof(h));
+    memcpy(zp + ZP_ACPI_RSDP_ADDR, &entry->rsdp, sizeof(entry->rsdp));
     fill_zero_page_e820(gm, zp);
     if (gm_write(gm, LAYOUT_ZERO_PAGE, zp, sizeof(zp)))
         return kvmc_fail(KVMC_EINVAL, "no guest RAM for the zero page");
@@ -154,6 +156,7 @@ static int write_pvh_start_info(struct guest_memory *gm, const struct boot_entry
     struct hvm_start_info si = {
         .magic = PVH_MAGIC, .version = 1,
         .cmdline_paddr = LAYOUT_CMDLINE,
+        .rsdp_paddr = entry->rsdp,
         .memmap_paddr = LAYOUT_PVH_INFO + PVH_MEMMAP_OFF,
         .memmap_entries = n,
     };
@@ -250,7 +253,8 @@ int boot_load(struct guest_memory *gm, const struct boot_request *req,
     memset(entry, 0, sizeof(*entry));
     int err;
     if ((err = boot_write_gdt(gm)) || (err = boot_write_page_tables(gm)) ||
-        (err = mptable_write(gm, req->cpus)))
+        (err = mptable_write(gm, req->cpus)) ||
+        (err = acpi_write_tables(gm, req->cpus, &entry->rsdp)))
         return err;
     if (bzimage_probe(req->kernel, req->kernel_len))
         return load_bzimage(gm, req, entry);

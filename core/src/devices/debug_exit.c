@@ -3,9 +3,8 @@
  * VM with KVMC_EXIT_POWEROFF and that status as the exit code. */
 #include <stdio.h>
 
+#include "../layout.h"
 #include "../vm.h"
-
-#define DEBUG_EXIT_PORT 0x501
 
 static void debug_exit_write(void *opaque, uint64_t offset, unsigned size,
                              uint64_t value)
@@ -22,5 +21,5 @@ static void debug_exit_write(void *opaque, uint64_t offset, unsigned size,
 int debug_exit_create(struct kvmc_vm *vm)
 {
     static const kvmc_device_ops ops = {.write = debug_exit_write};
-    return bus_add(&vm->pio, DEBUG_EXIT_PORT, 1, &ops, vm, "debug-exit");
+    return bus_add(&vm->pio, PORT_DEBUG_EXIT, 1, &ops, vm, "debug-exit");
 }

@@ -3,11 +3,10 @@
  * with KVMC_EXIT_RESET. Reads return "no data, ready" so probes stay quiet. */
 #include <stdio.h>
 
+#include "../layout.h"
 #include "../vm.h"
 
 #define I8042_DATA_PORT 0x60
-#define I8042_COMMAND_PORT 0x64
-#define I8042_CMD_RESET 0xfe
 
 static uint64_t i8042_read(void *opaque, uint64_t offset, unsigned size)
 {
@@ -19,7 +18,7 @@ static void i8042_write(void *opaque, uint64_t offset, unsigned size, uint64_t v
 {
     struct kvmc_vm *vm = opaque;
     (void)size;
-    if (offset == I8042_COMMAND_PORT - I8042_DATA_PORT &&
+    if (offset == PORT_I8042_COMMAND - I8042_DATA_PORT &&
         (value & 0xff) == I8042_CMD_RESET) {
         kvmc_exit_info info = {.reason = KVMC_EXIT_RESET, .vcpu = -1};
         snprintf(info.message, sizeof(info.message),

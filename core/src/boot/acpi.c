@@ -1,0 +1,350 @@
+/* ACPI tables for a hardware-reduced machine: RSDP, XSDT, FADT, DSDT, MADT.
+ *
+ * Why hardware-reduced: no PM timer, no GPE blocks, no SCI plumbing. The
+ * guest powers off by writing SLP_TYP|SLP_EN to the FADT's sleep control
+ * register (a port kvmc owns), resets through the FADT reset register (the
+ * i8042 command port), learns its CPUs and I/O APIC from the MADT, and finds
+ * the pvpanic device in the DSDT. Everything goes to [LAYOUT_ACPI_START,
+ * LAYOUT_ACPI_END), which E820 marks reserved. */
+#include <stddef.h>
+#include <string.h>
+
+#include "../error.h"
+#include "../layout.h"
+#include "boot.h"
+
+#define ACPI_OEM_ID "KVMC  "
+#define ACPI_OEM_TABLE_ID "KVMCVM  "
+#define ACPI_CREATOR_ID "KVMC"
+#define ACPI_AREA_SIZE (LAYOUT_ACPI_END - LAYOUT_ACPI_START)
+
+struct __attribute__((packed)) acpi_header {
+    char signature[4];
+    uint32_t length;
+    uint8_t revision, checksum;
+    char oem_id[6], oem_table_id[8];
+    uint32_t oem_revision;
+    char creator_id[4];
+    uint32_t creator_revision;
+};
+
+struct __attribute__((packed)) acpi_rsdp {
+    char signature[8];
+    uint8_t checksum;
+    char oem_id[6];
+    uint8_t revision;
+    uint32_t rsdt_address, length;
+    uint64_t xsdt_address;
+    uint8_t extended_checksum, reserved[3];
+};
+
+struct __attribute__((packed)) acpi_gas { /* Generic Address Structure */
+    uint8_t space_id, bit_width, bit_offset, access_size;
+    uint64_t address;
+};
+#define GAS_SYSTEM_IO 1
+#define GAS_ACCESS_BYTE 1
+
+struct __attribute__((packed)) acpi_fadt {
+    struct acpi_header h;
+    uint32_t firmware_ctrl, dsdt;
+    uint8_t reserved0, preferred_pm_profile;
+    uint16_t sci_int;
+    uint32_t smi_cmd;
+    uint8_t acpi_enable, acpi_disable, s4bios_req, pstate_cnt;
+    uint32_t pm1a_evt_blk, pm1b_evt_blk, pm1a_cnt_blk, pm1b_cnt_blk;
+    uint32_t pm2_cnt_blk, pm_tmr_blk, gpe0_blk, gpe1_blk;
+    uint8_t pm1_evt_len, pm1_cnt_len, pm2_cnt_len, pm_tmr_len;
+    uint8_t gpe0_blk_len, gpe1_blk_len, gpe1_base, cst_cnt;
+    uint16_t p_lvl2_lat, p_lvl3_lat, flush_size, flush_stride;
+    uint8_t duty_offset, duty_width, day_alrm, mon_alrm, century;
+    uint16_t iapc_boot_arch;
+    uint8_t reserved1;
+    uint32_t flags;
+    struct acpi_gas reset_reg;
+    uint8_t reset_value;
+    uint16_t arm_boot_arch;
+    uint8_t minor_version;
+    uint64_t x_firmware_ctrl, x_dsdt;
+    struct acpi_gas x_pm1a_evt_blk, x_pm1b_evt_blk, x_pm1a_cnt_blk, x_pm1b_cnt_blk;
+    struct acpi_gas x_pm2_cnt_blk, x_pm_tmr_blk, x_gpe0_blk, x_gpe1_blk;
+    struct acpi_gas sleep_control, sleep_status;
+    uint64_t hypervisor_vendor;
+};
+_Static_assert(sizeof(struct acpi_fadt) == 276, "FADT revision 6 is 276 bytes");
+
+#define FADT_WBINVD (1u << 0)
+#define FADT_RESET_REG_SUP (1u << 10)
+#define FADT_HW_REDUCED_ACPI (1u << 20)
+#define IAPC_VGA_NOT_PRESENT (1u << 2)
+#define IAPC_CMOS_RTC_NOT_PRESENT (1u << 5)
+#define FADT_SCI_IRQ 9
+#define PM_PROFILE_ENTERPRISE_SERVER 4
+
+struct __attribute__((packed)) madt_lapic { uint8_t type, length, uid, apic_id; uint32_t flags; };
+struct __attribute__((packed)) madt_ioapic {
+    uint8_t type, length, id, reserved;
+    uint32_t address, gsi_base;
+};
+struct __attribute__((packed)) madt_lapic_nmi { uint8_t type, length, uid; uint16_t flags; uint8_t lint; };
+#define MADT_PCAT_COMPAT 1u
+
+/* ------------------------------------------------------------ builder */
+
+struct area {
+    uint8_t *base;     /* host view of the ACPI area */
+    uint64_t gpa;      /* its guest address */
+    size_t used, size;
+};
+
+/* Reserves len bytes (16-byte aligned) and returns their offset. */
+static int area_alloc(struct area *a, size_t len, size_t *offset)
+{
+    size_t at = (a->used + 15) & ~(size_t)15;
+    if (at > a->size || len > a->size - at)
+        return kvmc_fail(KVMC_EINVAL, "ACPI tables do not fit in 0x%llx bytes",
+                         (unsigned long long)a->size);
+    *offset = at;
+    a->used = at + len;
+    return KVMC_OK;
+}
+
+static uint8_t checksum(const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    uint8_t s = 0;
+    while (len--)
+        s += *b++;
+    return (uint8_t)-s;
+}
+
+static void fill_header(struct acpi_header *h, const char *sig, uint32_t len, uint8_t rev)
+{
+    memcpy(h->signature, sig, 4);
+    h->length = len;
+    h->revision = rev;
+    memcpy(h->oem_id, ACPI_OEM_ID, 6);
+    memcpy(h->oem_table_id, ACPI_OEM_TABLE_ID, 8);
+    h->oem_revision = 1;
+    memcpy(h->creator_id, ACPI_CREATOR_ID, 4);
+    h->creator_revision = 1;
+}
+
+/* Copies a finished table into the area, fixing its checksum; returns gpa. */
+static int place_table(struct area *a, void *table, uint64_t *gpa)
+{
+    struct acpi_header *h = table;
+    size_t off = 0;
+    int err = area_alloc(a, h->length, &off);
+    if (err)
+        return err;
+    h->checksum = 0;
+    h->checksum = checksum(table, h->length);
+    memcpy(a->base + off, table, h->length);
+    *gpa = a->gpa + off;
+    return KVMC_OK;
+}
+
+/* ------------------------------------------------------------------ AML */
+
+struct aml {
+    uint8_t buf[512];
+    size_t len;
+    bool overflow;
+};
+
+static void aml_bytes(struct aml *m, const void *p, size_t n)
+{
+    if (m->len + n > sizeof(m->buf)) {
+        m->overflow = true;
+        return;
+    }
+    memcpy(m->buf + m->len, p, n);
+    m->len += n;
+}
+
+static void aml_byte(struct aml *m, uint8_t b) { aml_bytes(m, &b, 1); }
+
+/* Wraps body in opcode(s) + PkgLength: the encoded length counts itself. */
+static void aml_package(struct aml *out, const uint8_t *op, size_t oplen,
+                        const struct aml *body)
+{
+    aml_bytes(out, op, oplen);
+    size_t total = body->len + 1;
+    if (total <= 0x3f) {
+        aml_byte(out, (uint8_t)total);
+    } else {
+        total = body->len + 2;
+        aml_byte(out, (uint8_t)(0x40 | (total & 0xf)));
+        aml_byte(out, (uint8_t)(total >> 4));
+    }
+    aml_bytes(out, body->buf, body->len);
+    out->overflow |= body->overflow;
+}
+
+#define AML_NAME_OP 0x08
+#define AML_BYTE_PREFIX 0x0a
+#define AML_STRING_PREFIX 0x0d
+#define AML_SCOPE_OP 0x10
+#define AML_BUFFER_OP 0x11
+#define AML_PACKAGE_OP 0x12
+#define AML_EXT_PREFIX 0x5b
+#define AML_DEVICE_OP 0x82
+
+/* Name(_S5_, Package() {5, 0, 0, 0}): the S5 (soft-off) sleep type. */
+static void aml_s5(struct aml *m)
+{
+    struct aml pkg = {0};
+    aml_byte(&pkg, 4); /* NumElements */
+    aml_byte(&pkg, AML_BYTE_PREFIX);
+    aml_byte(&pkg, ACPI_S5_SLEEP_TYPE);
+    for (int i = 0; i < 3; i++)
+        aml_byte(&pkg, 0x00); /* ZeroOp */
+    aml_byte(m, AML_NAME_OP);
+    aml_bytes(m, "_S5_", 4);
+    const uint8_t op = AML_PACKAGE_OP;
+    aml_package(m, &op, 1, &pkg);
+}
+
+/* Scope(\_SB) { Device(PEVT) { Name(_HID, "QEMU0001")
+ *   Name(_CRS, ResourceTemplate() { IO(Decode16, 0x505, 0x505, 1, 1) }) } } */
+static void aml_pvpanic(struct aml *m)
+{
+    const uint8_t io_resource[] = {
+        0x47, 0x01, /* I/O port descriptor, 16-bit decode */
+        PORT_PVPANIC & 0xff, PORT_PVPANIC >> 8, PORT_PVPANIC & 0xff, PORT_PVPANIC >> 8,
+        0x01, 0x01, /* alignment, length */
+        0x79, 0x00, /* end tag */
+    };
+    struct aml buffer = {0}, dev = {0}, scope = {0};
+    aml_byte(&buffer, AML_BYTE_PREFIX);
+    aml_byte(&buffer, sizeof(io_resource));
+    aml_bytes(&buffer, io_resource, sizeof(io_resource));
+
+    aml_bytes(&dev, "PEVT", 4);
+    aml_byte(&dev, AML_NAME_OP);
+    aml_bytes(&dev, "_HID", 4);
+    aml_byte(&dev, AML_STRING_PREFIX);
+    aml_bytes(&dev, "QEMU0001", 9);
+    aml_byte(&dev, AML_NAME_OP);
+    aml_bytes(&dev, "_CRS", 4);
+    const uint8_t buffer_op = AML_BUFFER_OP;
+    aml_package(&dev, &buffer_op, 1, &buffer);
+
+    aml_bytes(&scope, "\\_SB_", 5);
+    const uint8_t device_op[] = {AML_EXT_PREFIX, AML_DEVICE_OP};
+    aml_package(&scope, device_op, 2, &dev);
+    const uint8_t scope_op = AML_SCOPE_OP;
+    aml_package(m, &scope_op, 1, &scope);
+}
+
+/* ------------------------------------------------------------- tables */
+
+static int write_dsdt(struct area *a, uint64_t *gpa)
+{
+    struct aml body = {0};
+    aml_s5(&body);
+    aml_pvpanic(&body);
+    if (body.overflow)
+        return kvmc_fail(KVMC_EINVAL, "DSDT AML overflows its buffer");
+    uint8_t table[sizeof(struct acpi_header) + sizeof(body.buf)];
+    struct acpi_header *h = (struct acpi_header *)table;
+    memset(h, 0, sizeof(*h));
+    fill_header(h, "DSDT", (uint32_t)(sizeof(*h) + body.len), 2);
+    memcpy(table + sizeof(*h), body.buf, body.len);
+    return place_table(a, table, gpa);
+}
+
+static struct acpi_gas io_register(uint16_t port)
+{
+    return (struct acpi_gas){.space_id = GAS_SYSTEM_IO, .bit_width = 8,
+                             .access_size = GAS_ACCESS_BYTE, .address = port};
+}
+
+static int write_fadt(struct area *a, uint64_t dsdt, uint64_t *gpa)
+{
+    struct acpi_fadt f;
+    memset(&f, 0, sizeof(f));
+    fill_header(&f.h, "FACP", sizeof(f), 6);
+    f.dsdt = (uint32_t)dsdt;
+    f.x_dsdt = dsdt;
+    f.preferred_pm_profile = PM_PROFILE_ENTERPRISE_SERVER;
+    f.sci_int = FADT_SCI_IRQ;
+    f.iapc_boot_arch = IAPC_VGA_NOT_PRESENT | IAPC_CMOS_RTC_NOT_PRESENT;
+    f.flags = FADT_WBINVD | FADT_RESET_REG_SUP | FADT_HW_REDUCED_ACPI;
+    f.reset_reg = io_register(PORT_I8042_COMMAND);
+    f.reset_value = I8042_CMD_RESET;
+    f.sleep_control = io_register(PORT_ACPI_SLEEP_CONTROL);
+    f.sleep_status = io_register(PORT_ACPI_SLEEP_STATUS);
+    memcpy(&f.hypervisor_vendor, "KVMC\0\0\0\0", 8);
+    return place_table(a, &f, gpa);
+}
+
+static int write_madt(struct area *a, unsigned cpus, uint64_t *gpa)
+{
+    uint8_t table[sizeof(struct acpi_header) + 8 + 255 * sizeof(struct madt_lapic) +
+                  sizeof(struct madt_ioapic) + sizeof(struct madt_lapic_nmi)];
+    if (cpus == 0 || cpus > 254)
+        return kvmc_fail(KVMC_EINVAL, "MADT cannot describe %u CPUs", cpus);
+    memset(table, 0, sizeof(table));
+    size_t len = sizeof(struct acpi_header);
+    uint32_t lapic_addr = (uint32_t)LAYOUT_LAPIC, flags = MADT_PCAT_COMPAT;
+    memcpy(table + len, &lapic_addr, 4);
+    memcpy(table + len + 4, &flags, 4);
+    len += 8;
+    for (unsigned i = 0; i < cpus; i++) {
+        struct madt_lapic l = {.type = 0, .length = sizeof(l), .uid = (uint8_t)i,
+                               .apic_id = (uint8_t)i, .flags = 1};
+        memcpy(table + len, &l, sizeof(l));
+        len += sizeof(l);
+    }
+    struct madt_ioapic io = {.type = 1, .length = sizeof(io), .id = (uint8_t)cpus,
+                             .address = (uint32_t)LAYOUT_IOAPIC, .gsi_base = 0};
+    memcpy(table + len, &io, sizeof(io));
+    len += sizeof(io);
+    struct madt_lapic_nmi nmi = {.type = 4, .length = sizeof(nmi), .uid = 0xff, .lint = 1};
+    memcpy(table + len, &nmi, sizeof(nmi));
+    len += sizeof(nmi);
+    fill_header((struct acpi_header *)table, "APIC", (uint32_t)len, 5);
+    return place_table(a, table, gpa);
+}
+
+static int write_xsdt(struct area *a, const uint64_t *entries, unsigned n, uint64_t *gpa)
+{
+    uint8_t table[sizeof(struct acpi_header) + 8 * 8];
+    memset(table, 0, sizeof(table));
+    memcpy(table + sizeof(struct acpi_header), entries, n * 8);
+    fill_header((struct acpi_header *)table, "XSDT",
+                (uint32_t)(sizeof(struct acpi_header) + n * 8), 1);
+    return place_table(a, table, gpa);
+}
+
+int acpi_write_tables(struct guest_memory *gm, unsigned cpus, uint64_t *rsdp_gpa)
+{
+    struct area a = {.base = gm_ptr(gm, LAYOUT_ACPI_START, ACPI_AREA_SIZE),
+                     .gpa = LAYOUT_ACPI_START, .size = ACPI_AREA_SIZE};
+    if (!a.base)
+        return kvmc_fail(KVMC_EINVAL, "no guest RAM for the ACPI tables");
+    memset(a.base, 0, a.size);
+    size_t rsdp_off = 0;
+    int err = area_alloc(&a, sizeof(struct acpi_rsdp), &rsdp_off);
+    uint64_t dsdt, fadt, madt, xsdt;
+    if (err || (err = write_dsdt(&a, &dsdt)) || (err = write_fadt(&a, dsdt, &fadt)) ||
+        (err = write_madt(&a, cpus, &madt)))
+        return err;
+    const uint64_t entries[] = {fadt, madt};
+    if ((err = write_xsdt(&a, entries, 2, &xsdt)))
+        return err;
+    struct acpi_rsdp rsdp;
+    memset(&rsdp, 0, sizeof(rsdp));
+    memcpy(rsdp.signature, "RSD PTR ", 8);
+    memcpy(rsdp.oem_id, ACPI_OEM_ID, 6);
+    rsdp.revision = 2;
+    rsdp.length = sizeof(rsdp);
+    rsdp.xsdt_address = xsdt;
+    rsdp.checksum = checksum(&rsdp, 20);
+    rsdp.extended_checksum = checksum(&rsdp, sizeof(rsdp));
+    memcpy(a.base + rsdp_off, &rsdp, sizeof(rsdp));
+    *rsdp_gpa = a.gpa + rsdp_off;
+    return KVMC_OK;
+}
