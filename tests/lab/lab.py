@@ -25,6 +25,8 @@ DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4"]
 KERNEL_META = "linux-image-cloud-amd64"
 L1_TIMEOUT_S = 540
 LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
+# Loaded by the L2 init, in this order (dependencies first).
+L2_MODULES = ["drivers/misc/pvpanic/pvpanic.ko", "drivers/misc/pvpanic/pvpanic-mmio.ko"]
 
 
 def log(msg):
@@ -142,7 +144,7 @@ def busybox_stage(stage, init):
         os.makedirs(os.path.join(stage, d))
     shutil.copy2("/bin/busybox", os.path.join(stage, "bin", "busybox"))
     for applet in ("sh", "mount", "cat", "cut", "awk", "nproc", "echo", "sleep",
-                   "poweroff", "reboot", "grep", "sed", "tr", "head", "tail"):
+                   "poweroff", "reboot", "grep", "sed", "tr", "head", "tail", "insmod"):
         os.symlink("busybox", os.path.join(stage, "bin", applet))
     shutil.copy2(init, os.path.join(stage, "init"))
     os.chmod(os.path.join(stage, "init"), 0o755)
@@ -155,15 +157,18 @@ def build_images(work, kernel_root, kver, kvmc):
     vmlinux = os.path.join(work, "vmlinux")
     extract_vmlinux(vmlinuz, vmlinux)
 
+    mods = os.path.join(kernel_root, "lib", "modules", kver, "kernel")
     l2 = os.path.join(work, "l2-stage")
     busybox_stage(l2, os.path.join(LAB_DIR, "l2-init"))
+    os.makedirs(os.path.join(l2, "modules"))
+    for rel in L2_MODULES:
+        shutil.copy2(os.path.join(mods, rel), os.path.join(l2, "modules"))
     l2_cpio = os.path.join(work, "l2-initrd.cpio")
     make_cpio(l2, l2_cpio)
 
     l1 = os.path.join(work, "l1-stage")
     busybox_stage(l1, os.path.join(LAB_DIR, "l1-init"))
     os.makedirs(os.path.join(l1, "modules"))
-    mods = os.path.join(kernel_root, "lib", "modules", kver, "kernel")
     for rel in ("virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "arch/x86/kvm/kvm-amd.ko"):
         shutil.copy2(os.path.join(mods, rel), os.path.join(l1, "modules"))
     shutil.copy2(kvmc, os.path.join(l1, "bin", "kvmc"))
@@ -179,10 +184,11 @@ def build_images(work, kernel_root, kver, kvmc):
     return vmlinuz, l1_cpio
 
 
-def run_l1(vmlinuz, l1_cpio, logfile):
+def run_l1(vmlinuz, l1_cpio, logfile, only):
+    append = "console=ttyS0 panic=-1 quiet" + (f" lab.only={only}" if only else "")
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "EPYC,+svm", "-m", "2048",
            "-smp", "2", "-nographic", "-no-reboot", "-kernel", vmlinuz,
-           "-initrd", l1_cpio, "-append", "console=ttyS0 panic=-1 quiet"]
+           "-initrd", l1_cpio, "-append", append]
     log("starting L1: " + " ".join(cmd))
     start = time.monotonic()
     lines = []
@@ -195,7 +201,7 @@ def run_l1(vmlinuz, l1_cpio, logfile):
                 out.flush()
                 line = line.rstrip("\r\n")
                 lines.append((time.monotonic() - start, line))
-                if line.startswith(("LAB-", "lab")):
+                if line.startswith(("LAB-RESULT", "LAB-L1")):
                     print(f"  [{time.monotonic() - start:6.1f}s] {line}", flush=True)
                 if time.monotonic() - start > L1_TIMEOUT_S:
                     proc.kill()
@@ -230,6 +236,7 @@ def main():
     ap.add_argument("--kvmc", required=True, help="statically linked kvmc")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/kvmc-lab"))
     ap.add_argument("--work", default=None)
+    ap.add_argument("--only", default="", help="comma-separated scenarios (debugging)")
     args = ap.parse_args()
     work = args.work or os.path.join(os.path.dirname(os.path.abspath(args.kvmc)), "lab")
 
@@ -239,7 +246,8 @@ def main():
     log(f"kernel package: {pkg} {version} (kernel {kver})")
     vmlinuz, l1_cpio = build_images(work, root, kver, args.kvmc)
     log(f"images built in {time.monotonic() - t0:.1f}s")
-    lines, l1_total = run_l1(vmlinuz, l1_cpio, os.path.join(work, "l1-console.log"))
+    lines, l1_total = run_l1(vmlinuz, l1_cpio, os.path.join(work, "l1-console.log"),
+                               args.only)
     results = parse_results(lines)
     l1_init = next((t for t, l in lines if l.startswith("LAB-L1: init reached")), None)
 

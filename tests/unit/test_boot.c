@@ -326,13 +326,20 @@ Test(boot, acpi_tables_are_consistent)
     cr_assert_not_null(memmem(dsdt, len, io, sizeof(io)), "pvpanic I/O port 0x505");
     memcpy(&len, madt + 4, 4);
     cr_assert_eq(sum(madt, len), 0);
-    unsigned cpus = 0, ioapics = 0;
+    unsigned cpus = 0, ioapics = 0, overrides = 0;
     for (uint32_t e = 44; e < len; e += madt[e + 1]) {
         cpus += madt[e] == 0;
         ioapics += madt[e] == 1;
+        if (madt[e] == 2 && madt[e + 3] == 4) { /* COM1: edge, active high */
+            uint16_t inti;
+            memcpy(&inti, madt + e + 8, 2);
+            cr_assert_eq(inti, 0x5);
+        }
+        overrides += madt[e] == 2;
     }
     cr_assert_eq(cpus, 3);
     cr_assert_eq(ioapics, 1);
+    cr_assert_eq(overrides, 16);
     cr_assert(rsdp_gpa + 4096 <= LAYOUT_ACPI_END);
 }
 

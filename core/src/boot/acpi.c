@@ -87,7 +87,16 @@ struct __attribute__((packed)) madt_ioapic {
     uint32_t address, gsi_base;
 };
 struct __attribute__((packed)) madt_lapic_nmi { uint8_t type, length, uid; uint16_t flags; uint8_t lint; };
+struct __attribute__((packed)) madt_iso { /* Interrupt Source Override */
+    uint8_t type, length, bus, source;
+    uint32_t gsi;
+    uint16_t flags;
+};
 #define MADT_PCAT_COMPAT 1u
+#define MADT_ISA_IRQS 16
+/* MPS INTI flags: polarity bits 1:0, trigger mode bits 3:2. */
+#define INTI_EDGE_HIGH 0x5
+#define INTI_LEVEL_HIGH 0xd
 
 /* ------------------------------------------------------------ builder */
 
@@ -283,7 +292,8 @@ static int write_fadt(struct area *a, uint64_t dsdt, uint64_t *gpa)
 static int write_madt(struct area *a, unsigned cpus, uint64_t *gpa)
 {
     uint8_t table[sizeof(struct acpi_header) + 8 + 255 * sizeof(struct madt_lapic) +
-                  sizeof(struct madt_ioapic) + sizeof(struct madt_lapic_nmi)];
+                  sizeof(struct madt_ioapic) + MADT_ISA_IRQS * sizeof(struct madt_iso) +
+                  sizeof(struct madt_lapic_nmi)];
     if (cpus == 0 || cpus > 254)
         return kvmc_fail(KVMC_EINVAL, "MADT cannot describe %u CPUs", cpus);
     memset(table, 0, sizeof(table));
@@ -302,6 +312,17 @@ static int write_madt(struct area *a, unsigned cpus, uint64_t *gpa)
                              .address = (uint32_t)LAYOUT_IOAPIC, .gsi_base = 0};
     memcpy(table + len, &io, sizeof(io));
     len += sizeof(io);
+    /* Without a legacy PIC (hardware-reduced ACPI) Linux takes GSIs without
+     * an override as level/active-low. kvmc's ISA devices raise edges on
+     * the identity-mapped pin, so say so for every ISA IRQ; the SCI is
+     * level-triggered by ACPI convention. */
+    for (uint8_t irq = 0; irq < MADT_ISA_IRQS; irq++) {
+        struct madt_iso iso = {.type = 2, .length = sizeof(iso), .bus = 0, .source = irq,
+                               .gsi = irq,
+                               .flags = irq == FADT_SCI_IRQ ? INTI_LEVEL_HIGH : INTI_EDGE_HIGH};
+        memcpy(table + len, &iso, sizeof(iso));
+        len += sizeof(iso);
+    }
     struct madt_lapic_nmi nmi = {.type = 4, .length = sizeof(nmi), .uid = 0xff, .lint = 1};
     memcpy(table + len, &nmi, sizeof(nmi));
     len += sizeof(nmi);
