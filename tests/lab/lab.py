@@ -249,7 +249,8 @@ def main():
     lines, l1_total = run_l1(vmlinuz, l1_cpio, os.path.join(work, "l1-console.log"),
                                args.only)
     results = parse_results(lines)
-    l1_init = next((t for t, l in lines if l.startswith("LAB-L1: init reached")), None)
+    l1_init = next((float(m.group(1)) for _, l in lines
+                    for m in [re.search(r"LAB-L1: init reached at (\S+)s", l)] if m), None)
 
     checks = []
 
@@ -262,12 +263,18 @@ def main():
         ok = bool(r) and r["status"] == 0 and marker_field(r, "cpus") == cpus
         check(f"lab.{name}", ok, f"{r}" if r else "no result (see the L1 console log)")
 
+    def said(name, text):
+        """Whether the L2 kernel of that run printed text."""
+        return any(l.startswith(f"LAB-L2[{name}]|") and text in l for _, l in lines)
+
     booted("kvmc-bzimage")
     booted("kvmc-pvh")
     booted("kvmc-smp", cpus="2")
+    check("lab.kvmc-acpi-poweroff", said("kvmc-bzimage", "reboot: Power down"),
+          "the guest powered off through ACPI S5")
     r = results.get("kvmc-reboot")
-    check("lab.kvmc-reboot", bool(r) and r["status"] == 0 and r["marker"] != "",
-          f"{r}")
+    check("lab.kvmc-reboot", bool(r) and r["status"] == 0 and r["marker"] != "" and
+          said("kvmc-reboot", "reboot: Restarting system"), f"{r}")
     r = results.get("kvmc-panic")
     check("lab.kvmc-panic", bool(r) and r["status"] != 0 and r["marker"] != "",
           f"{r} (a panic must end kvmc run with a non-zero status)")
@@ -275,8 +282,8 @@ def main():
 
     print()
     print(f"lab: kernel {pkg} {version}")
-    print(f"lab: L1 boot (QEMU start to L1 init): "
-          f"{l1_init:.1f}s" if l1_init else "lab: L1 never reached init")
+    print(f"lab: L1 boot (L1 kernel start to its init): {l1_init:.1f}s" if l1_init
+          else "lab: L1 never reached init")
     print(f"lab: {'L2 boot, start to userspace marker':40s} kvmc      qemu-microvm")
     k, q = results.get("kvmc-bzimage"), results.get("qemu-microvm")
     print(f"lab: {'(L1 seconds, same run)':40s} {k['boot'] if k else '-':<9} "

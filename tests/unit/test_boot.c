@@ -324,6 +324,10 @@ Test(boot, acpi_tables_are_consistent)
     cr_assert_not_null(memmem(dsdt, len, "QEMU0001", 8));
     const uint8_t io[] = {0x47, 0x01, 0x05, 0x05, 0x05, 0x05};
     cr_assert_not_null(memmem(dsdt, len, io, sizeof(io)), "pvpanic I/O port 0x505");
+    const uint8_t com1[] = {0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x01, 0x08, 0x22, 0x10, 0x00};
+    cr_assert_not_null(memmem(dsdt, len, com1, sizeof(com1)), "COM1 at 0x3f8, IRQ 4");
+    const uint8_t pnp0501[] = {0x0c, 0x41, 0xd0, 0x05, 0x01};
+    cr_assert_not_null(memmem(dsdt, len, pnp0501, sizeof(pnp0501)), "EISAID PNP0501");
     memcpy(&len, madt + 4, 4);
     cr_assert_eq(sum(madt, len), 0);
     unsigned cpus = 0, ioapics = 0, overrides = 0;

@@ -4,7 +4,7 @@
  * guest powers off by writing SLP_TYP|SLP_EN to the FADT's sleep control
  * register (a port kvmc owns), resets through the FADT reset register (the
  * i8042 command port), learns its CPUs and I/O APIC from the MADT, and finds
- * the pvpanic device in the DSDT. Everything goes to [LAYOUT_ACPI_START,
+ * COM1 and the pvpanic device in the DSDT. Everything goes to [LAYOUT_ACPI_START,
  * LAYOUT_ACPI_END), which E820 marks reserved. */
 #include <stddef.h>
 #include <string.h>
@@ -215,34 +215,74 @@ static void aml_s5(struct aml *m)
     aml_package(m, &op, 1, &pkg);
 }
 
-/* Scope(\_SB) { Device(PEVT) { Name(_HID, "QEMU0001")
- *   Name(_CRS, ResourceTemplate() { IO(Decode16, 0x505, 0x505, 1, 1) }) } } */
-static void aml_pvpanic(struct aml *m)
+/* Name(_CRS, ResourceTemplate() { ... }) from raw resource descriptors
+ * (an end tag is appended). */
+static void aml_crs(struct aml *dev, const uint8_t *resources, size_t len)
 {
-    const uint8_t io_resource[] = {
-        0x47, 0x01, /* I/O port descriptor, 16-bit decode */
-        PORT_PVPANIC & 0xff, PORT_PVPANIC >> 8, PORT_PVPANIC & 0xff, PORT_PVPANIC >> 8,
-        0x01, 0x01, /* alignment, length */
-        0x79, 0x00, /* end tag */
-    };
-    struct aml buffer = {0}, dev = {0}, scope = {0};
+    struct aml buffer = {0};
     aml_byte(&buffer, AML_BYTE_PREFIX);
-    aml_byte(&buffer, sizeof(io_resource));
-    aml_bytes(&buffer, io_resource, sizeof(io_resource));
+    aml_byte(&buffer, (uint8_t)(len + 2));
+    aml_bytes(&buffer, resources, len);
+    aml_byte(&buffer, 0x79); /* end tag, checksum 0 */
+    aml_byte(&buffer, 0x00);
+    aml_byte(dev, AML_NAME_OP);
+    aml_bytes(dev, "_CRS", 4);
+    const uint8_t buffer_op = AML_BUFFER_OP;
+    aml_package(dev, &buffer_op, 1, &buffer);
+}
 
+/* Device(NAME) { body } appended to scope. */
+static void aml_device(struct aml *scope, const struct aml *body)
+{
+    const uint8_t device_op[] = {AML_EXT_PREFIX, AML_DEVICE_OP};
+    aml_package(scope, device_op, 2, body);
+}
+
+#define IO_DESCRIPTOR(port, len)                                                \
+    0x47, 0x01, (port) & 0xff, (port) >> 8, (port) & 0xff, (port) >> 8, 0x01, (len)
+
+/* COM1: Device(COM1) { Name(_HID, EisaId("PNP0501")) Name(_UID, One)
+ *   Name(_CRS, ResourceTemplate() { IO(Decode16, 0x3f8, 0x3f8, 1, 8)
+ *   IRQNoFlags() {4} }) }. Without a legacy PIC, Linux maps IRQ 4 to its
+ * GSI only for a port it enumerates here. */
+static void aml_com1(struct aml *scope)
+{
+    const uint8_t resources[] = {IO_DESCRIPTOR(0x3f8, 8), 0x22, 1u << 4, 0x00};
+    const uint8_t pnp0501[] = {0x0c, 0x41, 0xd0, 0x05, 0x01}; /* DWordPrefix EISAID */
+    struct aml dev = {0};
+    aml_bytes(&dev, "COM1", 4);
+    aml_byte(&dev, AML_NAME_OP);
+    aml_bytes(&dev, "_HID", 4);
+    aml_bytes(&dev, pnp0501, sizeof(pnp0501));
+    aml_byte(&dev, AML_NAME_OP);
+    aml_bytes(&dev, "_UID", 4);
+    aml_byte(&dev, 0x01); /* OneOp */
+    aml_crs(&dev, resources, sizeof(resources));
+    aml_device(scope, &dev);
+}
+
+/* Device(PEVT) { Name(_HID, "QEMU0001")
+ *   Name(_CRS, ResourceTemplate() { IO(Decode16, 0x505, 0x505, 1, 1) }) } */
+static void aml_pvpanic(struct aml *scope)
+{
+    const uint8_t resources[] = {IO_DESCRIPTOR(PORT_PVPANIC, 1)};
+    struct aml dev = {0};
     aml_bytes(&dev, "PEVT", 4);
     aml_byte(&dev, AML_NAME_OP);
     aml_bytes(&dev, "_HID", 4);
     aml_byte(&dev, AML_STRING_PREFIX);
     aml_bytes(&dev, "QEMU0001", 9);
-    aml_byte(&dev, AML_NAME_OP);
-    aml_bytes(&dev, "_CRS", 4);
-    const uint8_t buffer_op = AML_BUFFER_OP;
-    aml_package(&dev, &buffer_op, 1, &buffer);
+    aml_crs(&dev, resources, sizeof(resources));
+    aml_device(scope, &dev);
+}
 
+/* Scope(\_SB) { the platform's devices } */
+static void aml_system_bus(struct aml *m)
+{
+    struct aml scope = {0};
     aml_bytes(&scope, "\\_SB_", 5);
-    const uint8_t device_op[] = {AML_EXT_PREFIX, AML_DEVICE_OP};
-    aml_package(&scope, device_op, 2, &dev);
+    aml_com1(&scope);
+    aml_pvpanic(&scope);
     const uint8_t scope_op = AML_SCOPE_OP;
     aml_package(m, &scope_op, 1, &scope);
 }
@@ -253,7 +293,7 @@ static int write_dsdt(struct area *a, uint64_t *gpa)
 {
     struct aml body = {0};
     aml_s5(&body);
-    aml_pvpanic(&body);
+    aml_system_bus(&body);
     if (body.overflow)
         return kvmc_fail(KVMC_EINVAL, "DSDT AML overflows its buffer");
     uint8_t table[sizeof(struct acpi_header) + sizeof(body.buf)];
