@@ -20,6 +20,7 @@ struct guest_spec {
     uint64_t memory;      /* default 64 MiB */
     unsigned cpus;        /* default 1 */
     kvmc_boot_protocol boot;
+    unsigned mem_flags;   /* KVMC_MEM_* */
     int timeout_ms;       /* default 20 s */
 };
 

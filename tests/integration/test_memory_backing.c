@@ -7,20 +7,8 @@
 
 static void boot_with_flags(unsigned flags, uint64_t mem, struct guest_result *r)
 {
-    struct guest_spec spec = {.memory = mem};
-    memset(r, 0, sizeof(*r));
-    kvmc_config *cfg = guest_config(&spec, &r->console);
-    cr_assert_eq(kvmc_config_set_memory_flags(cfg, flags), KVMC_OK);
-    kvmc_vm *vm = NULL;
-    r->create_err = kvmc_vm_create(cfg, &vm);
-    kvmc_config_free(cfg);
-    if (r->create_err) {
-        snprintf(r->create_msg, sizeof(r->create_msg), "%s", kvmc_last_error());
-        return;
-    }
-    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
-    cr_assert_eq(kvmc_vm_wait(vm, 20000, &r->exit), KVMC_OK);
-    kvmc_vm_destroy(vm);
+    struct guest_spec spec = {.memory = mem, .mem_flags = flags};
+    run_guest(&spec, r);
 }
 
 /* Makes sure at least `pages` 2 MiB hugepages are reserved (CI runs as root;

@@ -118,15 +118,6 @@ static int area_alloc(struct area *a, size_t len, size_t *offset)
     return KVMC_OK;
 }
 
-static uint8_t checksum(const void *p, size_t len)
-{
-    const uint8_t *b = p;
-    uint8_t s = 0;
-    while (len--)
-        s += *b++;
-    return (uint8_t)-s;
-}
-
 static void fill_header(struct acpi_header *h, const char *sig, uint32_t len, uint8_t rev)
 {
     memcpy(h->signature, sig, 4);
@@ -148,7 +139,7 @@ static int place_table(struct area *a, void *table, uint64_t *gpa)
     if (err)
         return err;
     h->checksum = 0;
-    h->checksum = checksum(table, h->length);
+    h->checksum = boot_checksum(table, h->length);
     memcpy(a->base + off, table, h->length);
     *gpa = a->gpa + off;
     return KVMC_OK;
@@ -403,8 +394,8 @@ int acpi_write_tables(struct guest_memory *gm, unsigned cpus, uint64_t *rsdp_gpa
     rsdp.revision = 2;
     rsdp.length = sizeof(rsdp);
     rsdp.xsdt_address = xsdt;
-    rsdp.checksum = checksum(&rsdp, 20);
-    rsdp.extended_checksum = checksum(&rsdp, sizeof(rsdp));
+    rsdp.checksum = boot_checksum(&rsdp, 20);
+    rsdp.extended_checksum = boot_checksum(&rsdp, sizeof(rsdp));
     memcpy(a.base + rsdp_off, &rsdp, sizeof(rsdp));
     *rsdp_gpa = a.gpa + rsdp_off;
     return KVMC_OK;

@@ -54,6 +54,16 @@ struct e820_entry {
 unsigned e820_build(const struct guest_memory *gm,
                     struct e820_entry out[E820_MAX_ENTRIES]);
 
+/* The byte that makes p[0..len) plus it sum to zero (MP and ACPI tables). */
+static inline uint8_t boot_checksum(const void *p, size_t len)
+{
+    const uint8_t *b = p;
+    uint8_t sum = 0;
+    while (len--)
+        sum += *b++;
+    return (uint8_t)-sum;
+}
+
 /* Writes the ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) for `cpus` CPUs
  * into the reserved BIOS area; *rsdp_gpa gets the RSDP's address. */
 int acpi_write_tables(struct guest_memory *gm, unsigned cpus, uint64_t *rsdp_gpa);

@@ -58,15 +58,6 @@ struct __attribute__((packed)) mpc_intsrc {
 
 enum { MP_PROCESSOR = 0, MP_BUS = 1, MP_IOAPIC = 2, MP_INTSRC = 3, MP_LINTSRC = 4 };
 
-static uint8_t checksum(const void *p, size_t len)
-{
-    const uint8_t *b = p;
-    uint8_t sum = 0;
-    while (len--)
-        sum += *b++;
-    return (uint8_t)-sum;
-}
-
 /* Appends one entry to the table being built at `cursor`. */
 #define APPEND(cursor, entry)                                                  \
     do {                                                                       \
@@ -127,12 +118,12 @@ int mptable_write(struct guest_memory *gm, unsigned cpus)
         .lapic = (uint32_t)LAYOUT_LAPIC,
     };
     memcpy(table, &hdr, sizeof(hdr));
-    table[offsetof(struct mpc_table, checksum)] = checksum(table, hdr.length);
+    table[offsetof(struct mpc_table, checksum)] = boot_checksum(table, hdr.length);
 
     struct mpf_intel mpf = {.signature = "_MP_",
                             .physptr = (uint32_t)(base + sizeof(struct mpf_intel)),
                             .length = 1, .specification = 4};
-    mpf.checksum = checksum(&mpf, sizeof(mpf));
+    mpf.checksum = boot_checksum(&mpf, sizeof(mpf));
     memcpy(start, &mpf, sizeof(mpf));
     return KVMC_OK;
 }
