@@ -35,6 +35,7 @@ static const char usage_run[] =
     "usage: kvmc run [--kernel PATH] [--initrd PATH] [--cmdline STR]\n"
     "                [--mem SIZE] [--cpus N] [--console stdio|none|file:PATH]\n"
     "                [--boot auto|linux|pvh] [--mem-backing anon|memfd|hugetlb]\n"
+    "                [--disk PATH[,ro][,serial=ID]]... [--rng]\n"
     "\n"
     "Boots a guest and waits until it powers off, resets or fails.\n"
     "Without --kernel, boots the built-in test guest, which prints what it\n"
@@ -56,6 +57,10 @@ static const char usage_run[] =
     "  -n, --cpus N          number of vCPUs, 1 to 64 (default 1).\n"
     "  -C, --console WHERE   where COM1 goes: stdio (default; stdin is the\n"
     "                        guest's input), none, or file:PATH.\n"
+    "      --disk SPEC       a raw disk image as virtio-blk: PATH[,ro][,serial=ID].\n"
+    "                        Repeat for more disks (up to 8 virtio devices).\n"
+    "                        Linux finds them through ACPI (virtio_mmio driver).\n"
+    "      --rng             a virtio-rng device fed from getrandom(2).\n"
     "      --boot PROTOCOL   auto (default: PVH if the ELF has a PVH note, else\n"
     "                        the Linux 64-bit boot protocol), linux, or pvh.\n"
     "  -h, --help            show this help.\n"
@@ -124,6 +129,12 @@ static int configure(const struct run_options *o, kvmc_config *cfg)
         err = kvmc_config_set_memory(cfg, o->memory);
     if (!err)
         err = kvmc_config_set_memory_flags(cfg, o->mem_flags);
+    for (unsigned i = 0; i < o->ndisks && !err; i++)
+        err = kvmc_config_add_disk(cfg, o->disks[i].path,
+                                   o->disks[i].read_only ? KVMC_DISK_READ_ONLY : 0,
+                                   o->disks[i].serial);
+    if (!err && o->rng)
+        err = kvmc_config_set_rng(cfg, 1);
     if (!err)
         err = kvmc_config_set_cpus(cfg, o->cpus);
     if (!err)

@@ -47,7 +47,40 @@ static bool parse_cpus(const char *s, unsigned *cpus)
     return true;
 }
 
-enum { OPT_BOOT = 1000, OPT_MEM_BACKING };
+/* --disk PATH[,ro][,serial=ID] */
+static bool parse_disk(struct run_options *o, const char *arg, char *err, unsigned errlen)
+{
+    if (o->ndisks == KVMC_MAX_VIRTIO_DEVICES) {
+        snprintf(err, errlen, "--disk %s: at most %u disks", arg, KVMC_MAX_VIRTIO_DEVICES);
+        return false;
+    }
+    char *spec = o->disk_specs[o->ndisks];
+    if (snprintf(spec, sizeof(o->disk_specs[0]), "%s", arg) >= (int)sizeof(o->disk_specs[0])) {
+        snprintf(err, errlen, "--disk: specification too long");
+        return false;
+    }
+    char *save = NULL, *path = strtok_r(spec, ",", &save);
+    if (!path || !*path) {
+        snprintf(err, errlen, "--disk %s: needs a path (PATH[,ro][,serial=ID])", arg);
+        return false;
+    }
+    o->disks[o->ndisks].path = path;
+    for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
+        if (strcmp(opt, "ro") == 0) {
+            o->disks[o->ndisks].read_only = true;
+        } else if (strncmp(opt, "serial=", 7) == 0 && strlen(opt + 7) <= 20) {
+            o->disks[o->ndisks].serial = opt + 7;
+        } else {
+            snprintf(err, errlen, "--disk %s: unknown option '%s' (use ro, serial=ID up to 20 "
+                     "characters)", arg, opt);
+            return false;
+        }
+    }
+    o->ndisks++;
+    return true;
+}
+
+enum { OPT_BOOT = 1000, OPT_MEM_BACKING, OPT_DISK, OPT_RNG };
 
 bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                        unsigned errlen)
@@ -61,6 +94,8 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         {"console", required_argument, NULL, 'C'},
         {"boot", required_argument, NULL, OPT_BOOT},
         {"mem-backing", required_argument, NULL, OPT_MEM_BACKING},
+        {"disk", required_argument, NULL, OPT_DISK},
+        {"rng", no_argument, NULL, OPT_RNG},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
@@ -134,6 +169,13 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                 snprintf(err, errlen, "--mem-backing %s: use anon, memfd or hugetlb", optarg);
                 return false;
             }
+            break;
+        case OPT_DISK:
+            if (!parse_disk(o, optarg, err, errlen))
+                return false;
+            break;
+        case OPT_RNG:
+            o->rng = true;
             break;
         case 'h': o->help = true; return true;
         case ':':

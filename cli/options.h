@@ -19,6 +19,10 @@ struct run_options {
     enum { CONSOLE_OPT_STDIO, CONSOLE_OPT_FILE, CONSOLE_OPT_NONE } console;
     const char *console_path;
     bool help;
+    struct { const char *path; bool read_only; const char *serial; } disks[KVMC_MAX_VIRTIO_DEVICES];
+    unsigned ndisks;
+    bool rng;
+    char disk_specs[KVMC_MAX_VIRTIO_DEVICES][512]; /* storage for parsed --disk */
 };
 
 /* Parses "256M", "1G", "4096K", "1048576" (bytes) into *bytes.

@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "layout.h"
 #include "vm.h"
 
 #define DEFAULT_MEMORY (256ull << 20)
@@ -32,6 +33,10 @@ void kvmc_config_free(kvmc_config *cfg)
     free(cfg->initrd_path);
     free(cfg->cmdline);
     free(cfg->console_path);
+    for (unsigned i = 0; i < cfg->ndisks; i++) {
+        free(cfg->disks[i].path);
+        free(cfg->disks[i].serial);
+    }
     free(cfg);
 }
 
@@ -174,4 +179,52 @@ int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd)
     CHECK_CFG(cfg);
     cfg->console_in_fd = in_fd < 0 ? -1 : in_fd;
     return KVMC_OK;
+}
+
+static unsigned virtio_count(const kvmc_config *cfg)
+{
+    return cfg->ndisks + (cfg->rng ? 1 : 0);
+}
+
+int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
+                         const char *serial)
+{
+    CHECK_CFG(cfg);
+    if (!path || !*path)
+        return kvmc_fail(KVMC_EINVAL, "disk path is empty");
+    if (flags & ~KVMC_DISK_READ_ONLY)
+        return kvmc_fail(KVMC_EINVAL, "unknown disk flags 0x%x", flags);
+    if (serial && strlen(serial) > 20)
+        return kvmc_fail(KVMC_EINVAL, "disk serial '%s' is longer than 20 bytes", serial);
+    if (virtio_count(cfg) == KVMC_MAX_VIRTIO_DEVICES)
+        return kvmc_fail(KVMC_EINVAL, "at most %u virtio devices", KVMC_MAX_VIRTIO_DEVICES);
+    struct disk_config *d = &cfg->disks[cfg->ndisks];
+    *d = (struct disk_config){.read_only = flags & KVMC_DISK_READ_ONLY};
+    if (set_string(&d->path, path, "disk path") ||
+        (serial && set_string(&d->serial, serial, "disk serial"))) {
+        free(d->path);
+        *d = (struct disk_config){0};
+        return KVMC_ENOMEM;
+    }
+    cfg->ndisks++;
+    return KVMC_OK;
+}
+
+int kvmc_config_set_rng(kvmc_config *cfg, int enabled)
+{
+    CHECK_CFG(cfg);
+    if (enabled && !cfg->rng && virtio_count(cfg) == KVMC_MAX_VIRTIO_DEVICES)
+        return kvmc_fail(KVMC_EINVAL, "at most %u virtio devices", KVMC_MAX_VIRTIO_DEVICES);
+    cfg->rng = enabled != 0;
+    return KVMC_OK;
+}
+
+unsigned virtio_plan(const kvmc_config *cfg, struct mmio_device_desc *out)
+{
+    unsigned n = virtio_count(cfg);
+    for (unsigned i = 0; i < n; i++)
+        out[i] = (struct mmio_device_desc){
+            .base = LAYOUT_VIRTIO_MMIO + i * LAYOUT_VIRTIO_MMIO_STRIDE,
+            .size = (uint32_t)LAYOUT_VIRTIO_MMIO_STRIDE, .gsi = LAYOUT_VIRTIO_GSI + i};
+    return n;
 }

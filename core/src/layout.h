@@ -20,6 +20,9 @@
 #define LAYOUT_HIMEM 0x100000ull       /* kernels load here */
 #define LAYOUT_HOLE_START 0xc0000000ull/* 32-bit PCI/MMIO hole, to 4 GiB */
 #define LAYOUT_HOLE_END 0x100000000ull
+#define LAYOUT_VIRTIO_MMIO 0xc0000000ull /* virtio-mmio windows, 4 KiB each */
+#define LAYOUT_VIRTIO_MMIO_STRIDE 0x1000ull
+#define LAYOUT_VIRTIO_GSI 16           /* first GSI of virtio devices (to 23) */
 #define LAYOUT_IOAPIC 0xfec00000ull
 #define LAYOUT_LAPIC 0xfee00000ull
 

@@ -13,6 +13,7 @@
 #include "error.h"
 #include "files.h"
 #include "layout.h"
+#include "virtio/mmio.h"
 #include "vm.h"
 
 #define KVM_TSS_ADDR 0xfffbd000ul
@@ -116,10 +117,12 @@ static int load_kernel(struct kvmc_vm *vm, const kvmc_config *cfg)
         err = read_whole_file(cfg->initrd_path, cfg->memory, "initrd", &initrd,
                               &initrd_len);
     if (!err) {
+        struct mmio_device_desc virtio[KVMC_MAX_VIRTIO_DEVICES];
         struct boot_request req = {
             .kernel = kernel, .kernel_len = kernel_len, .initrd = initrd,
             .initrd_len = initrd_len, .cmdline = cfg->cmdline,
             .protocol = cfg->protocol, .cpus = cfg->cpus,
+            .virtio = virtio, .nvirtio = virtio_plan(cfg, virtio),
         };
         err = boot_load(&vm->mem, &req, &vm->boot);
         if (err && cfg->kernel_path) { /* name the file in the message */
@@ -142,13 +145,37 @@ static int open_console(struct kvmc_vm *vm, const kvmc_config *cfg)
     return KVMC_OK;
 }
 
+/* virtio devices in the order virtio_plan() laid out: disks, then rng. */
+static int create_virtio_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
+{
+    struct mmio_device_desc plan[KVMC_MAX_VIRTIO_DEVICES];
+    unsigned n = virtio_plan(cfg, plan);
+    int err = iothread_init(&vm->io);
+    for (unsigned i = 0; i < n && !err; i++) {
+        const struct virtio_device_ops *ops = NULL;
+        void *impl = NULL;
+        if (i < cfg->ndisks)
+            err = virtio_blk_open(cfg->disks[i].path, cfg->disks[i].read_only,
+                                  cfg->disks[i].serial, &ops, &impl);
+        else
+            ops = virtio_rng_ops();
+        if (!err)
+            err = virtio_mmio_create(vm, &vm->io, plan[i].base, plan[i].gsi, ops, impl,
+                                     &vm->virtio[vm->nvirtio]);
+        if (!err)
+            vm->nvirtio++;
+    }
+    return err;
+}
+
 static int create_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
 {
     int err;
     if ((err = open_console(vm, cfg)) ||
         (err = serial_create(vm, COM1_PORT, COM1_IRQ, cfg->console_in_fd, &vm->serial)) ||
         (err = i8042_create(vm)) || (err = debug_exit_create(vm)) ||
-        (err = acpi_pm_create(vm)) || (err = pvpanic_create(vm)))
+        (err = acpi_pm_create(vm)) || (err = pvpanic_create(vm)) ||
+        (err = create_virtio_devices(vm, cfg)))
         return err;
     return KVMC_OK;
 }
@@ -187,6 +214,7 @@ int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
     vm->mem.memfd = -1;
     vm->ncpus = cfg->cpus;
     vm->console.fd = -1;
+    vm->io.epoll_fd = vm->io.stop_fd = -1;
     bus_init(&vm->pio, "PIO");
     bus_init(&vm->mmio, "MMIO");
     pthread_mutex_init(&vm->lock, NULL);
@@ -267,6 +295,8 @@ int kvmc_vm_start(kvmc_vm *vm)
     }
     vm->state = KVMC_STATE_RUNNING;
     int err = serial_start_input(vm->serial);
+    if (!err)
+        err = iothread_start(&vm->io);
     for (unsigned i = 0; i < vm->ncpus && !err; i++) {
         err = vcpu_start_thread(&vm->vcpus[i]);
         if (!err)
@@ -401,6 +431,9 @@ void kvmc_vm_destroy(kvmc_vm *vm)
     } else if (vm->state == KVMC_STATE_EXITED) {
         kvmc_vm_wait(vm, -1, NULL); /* joins threads once */
     }
+    iothread_destroy(&vm->io); /* before the devices it serves */
+    for (unsigned i = 0; i < vm->nvirtio; i++)
+        virtio_mmio_destroy(vm->virtio[i]);
     serial_destroy(vm->serial);
     console_sink_close(&vm->console);
     if (vm->vcpus)

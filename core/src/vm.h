@@ -11,8 +11,17 @@
 #include "console.h"
 #include "guest_memory.h"
 #include "kvmc/kvmc.h"
+#include "virtio/iothread.h"
 
 struct kvm_run;
+struct virtio_mmio;
+struct virtio_device_ops;
+
+struct disk_config {
+    char *path;
+    char *serial;
+    bool read_only;
+};
 struct kvm_cpuid2;
 struct serial;
 
@@ -29,6 +38,9 @@ struct kvmc_config {
     struct console_sink console; /* CONSOLE_FILE holds a path, not an fd */
     char *console_path;
     int console_in_fd;
+    struct disk_config disks[KVMC_MAX_VIRTIO_DEVICES];
+    unsigned ndisks;
+    bool rng;
 };
 
 struct vcpu {
@@ -53,6 +65,9 @@ struct kvmc_vm {
 
     struct console_sink console;
     struct serial *serial;
+    struct iothread io;
+    struct virtio_mmio *virtio[KVMC_MAX_VIRTIO_DEVICES];
+    unsigned nvirtio;
 
     pthread_mutex_t lock;   /* guards everything below */
     pthread_cond_t cond;    /* state changes, parked and finished vCPUs */
@@ -94,5 +109,10 @@ int i8042_create(struct kvmc_vm *vm);
 int debug_exit_create(struct kvmc_vm *vm);
 int acpi_pm_create(struct kvmc_vm *vm);
 int pvpanic_create(struct kvmc_vm *vm);
+int virtio_blk_open(const char *path, bool read_only, const char *serial,
+                    const struct virtio_device_ops **ops, void **impl);
+const struct virtio_device_ops *virtio_rng_ops(void);
+/* Where virtio device i lives: the same plan for ACPI and for creation. */
+unsigned virtio_plan(const kvmc_config *cfg, struct mmio_device_desc *out);
 
 #endif

@@ -21,12 +21,22 @@ import sys
 import time
 
 LAB_DIR = os.path.dirname(os.path.abspath(__file__))
-DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4"]
+DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4", "e2fsprogs"]
 KERNEL_META = "linux-image-cloud-amd64"
 L1_TIMEOUT_S = 540
 LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
 # Loaded by the L2 init, in this order (dependencies first).
-L2_MODULES = ["drivers/misc/pvpanic/pvpanic.ko", "drivers/misc/pvpanic/pvpanic-mmio.ko"]
+L2_MODULES = ["drivers/misc/pvpanic/pvpanic.ko", "drivers/misc/pvpanic/pvpanic-mmio.ko",
+              "drivers/virtio/virtio.ko", "drivers/virtio/virtio_ring.ko",
+              "drivers/virtio/virtio_mmio.ko", "drivers/block/virtio_blk.ko",
+              "drivers/char/hw_random/virtio-rng.ko"]
+# L1 gets the lab disk from QEMU over virtio-pci and hands it to kvmc.
+L1_MODULES = ["virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "arch/x86/kvm/kvm-amd.ko",
+              "drivers/virtio/virtio.ko", "drivers/virtio/virtio_ring.ko",
+              "drivers/virtio/virtio_pci_legacy_dev.ko",
+              "drivers/virtio/virtio_pci_modern_dev.ko", "drivers/virtio/virtio_pci.ko",
+              "drivers/block/virtio_blk.ko"]
+DISK_HELLO = "hello from the lab host"
 
 
 def log(msg):
@@ -144,7 +154,8 @@ def busybox_stage(stage, init):
         os.makedirs(os.path.join(stage, d))
     shutil.copy2("/bin/busybox", os.path.join(stage, "bin", "busybox"))
     for applet in ("sh", "mount", "cat", "cut", "awk", "nproc", "echo", "sleep",
-                   "poweroff", "reboot", "grep", "sed", "tr", "head", "tail", "insmod"):
+                   "poweroff", "reboot", "grep", "sed", "tr", "head", "tail", "insmod",
+                   "umount", "mkdir", "sync", "wc", "od", "sort", "usleep", "kill", "ls"):
         os.symlink("busybox", os.path.join(stage, "bin", applet))
     shutil.copy2(init, os.path.join(stage, "init"))
     os.chmod(os.path.join(stage, "init"), 0o755)
@@ -169,7 +180,7 @@ def build_images(work, kernel_root, kver, kvmc):
     l1 = os.path.join(work, "l1-stage")
     busybox_stage(l1, os.path.join(LAB_DIR, "l1-init"))
     os.makedirs(os.path.join(l1, "modules"))
-    for rel in ("virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "arch/x86/kvm/kvm-amd.ko"):
+    for rel in L1_MODULES:
         shutil.copy2(os.path.join(mods, rel), os.path.join(l1, "modules"))
     shutil.copy2(kvmc, os.path.join(l1, "bin", "kvmc"))
     os.makedirs(os.path.join(l1, "l2"))
@@ -181,14 +192,33 @@ def build_images(work, kernel_root, kver, kvmc):
     shutil.copy2("/usr/share/qemu/bios-microvm.bin", os.path.join(l1, "qemu"))
     l1_cpio = os.path.join(work, "l1-initrd.cpio")
     make_cpio(l1, l1_cpio)
-    return vmlinuz, l1_cpio
+    disk = make_disk(work)
+    return vmlinuz, l1_cpio, disk
 
 
-def run_l1(vmlinuz, l1_cpio, logfile, only):
+def make_disk(work):
+    """A small ext4 image holding hello.txt, made without root (mkfs -d)."""
+    content = os.path.join(work, "disk-content")
+    os.makedirs(content)
+    with open(os.path.join(content, "hello.txt"), "w") as f:
+        f.write(DISK_HELLO + "\n")
+    disk = os.path.join(work, "disk.img")
+    run(["mkfs.ext4", "-q", "-F", "-L", "kvmclab", "-d", content, disk, "32M"])
+    return disk
+
+
+def read_from_disk(disk, path):
+    out = subprocess.run(["debugfs", "-R", f"cat {path}", disk], capture_output=True,
+                         text=True)
+    return out.stdout.strip()
+
+
+def run_l1(vmlinuz, l1_cpio, disk, logfile, only):
     append = "console=ttyS0 panic=-1 quiet" + (f" lab.only={only}" if only else "")
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "EPYC,+svm", "-m", "2048",
            "-smp", "2", "-nographic", "-no-reboot", "-kernel", vmlinuz,
-           "-initrd", l1_cpio, "-append", append]
+           "-initrd", l1_cpio, "-append", append,
+           "-drive", f"file={disk},format=raw,if=virtio"]
     log("starting L1: " + " ".join(cmd))
     start = time.monotonic()
     lines = []
@@ -244,9 +274,9 @@ def main():
     ensure_packages()
     pkg, version, root, kver = fetch_kernel(args.cache)
     log(f"kernel package: {pkg} {version} (kernel {kver})")
-    vmlinuz, l1_cpio = build_images(work, root, kver, args.kvmc)
+    vmlinuz, l1_cpio, disk = build_images(work, root, kver, args.kvmc)
     log(f"images built in {time.monotonic() - t0:.1f}s")
-    lines, l1_total = run_l1(vmlinuz, l1_cpio, os.path.join(work, "l1-console.log"),
+    lines, l1_total = run_l1(vmlinuz, l1_cpio, disk, os.path.join(work, "l1-console.log"),
                                args.only)
     results = parse_results(lines)
     l1_init = next((float(m.group(1)) for _, l in lines
@@ -279,6 +309,18 @@ def main():
     check("lab.kvmc-panic", bool(r) and r["status"] != 0 and r["marker"] != "",
           f"{r} (a panic must end kvmc run with a non-zero status)")
     booted("qemu-microvm")
+
+    virtio = next((l for _, l in lines if l.startswith("LAB-VIRTIO ")), "")
+    r = results.get("kvmc-virtio")
+    check("lab.virtio-blk-mount", f"from_host=[{DISK_HELLO}]" in virtio and
+          "disk_serial=kvmc-lab-disk" in virtio,
+          f"{r}; guest saw: {virtio or 'nothing'}")
+    from_l2 = read_from_disk(disk, "/from-l2.txt")
+    check("lab.virtio-blk-host-reads-guest-write",
+          from_l2 == "written by L2 through kvmc virtio-blk", f"host read: [{from_l2}]")
+    m = re.search(r"hwrng_bytes=(\d+) hwrng_distinct=(\d+)", virtio)
+    check("lab.virtio-rng", bool(m) and int(m.group(1)) == 4096 and int(m.group(2)) > 100,
+          f"{m.group(0) if m else 'no hwrng result'}")
 
     print()
     print(f"lab: kernel {pkg} {version}")

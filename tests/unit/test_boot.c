@@ -294,7 +294,10 @@ static const uint8_t *acpi_table(const char *sig)
 Test(boot, acpi_tables_are_consistent)
 {
     uint64_t rsdp_gpa;
-    cr_assert_eq(acpi_write_tables(&gm, 3, &rsdp_gpa), KVMC_OK, "%s", kvmc_last_error());
+    const struct mmio_device_desc virtio[2] = {{0xc0000000, 0x1000, 16},
+                                               {0xc0001000, 0x1000, 17}};
+    cr_assert_eq(acpi_write_tables(&gm, 3, virtio, 2, &rsdp_gpa), KVMC_OK, "%s",
+                 kvmc_last_error());
     cr_assert_eq(rsdp_gpa, LAYOUT_ACPI_START);
     const uint8_t *rsdp = gm_ptr(&gm, rsdp_gpa, 36);
     cr_assert_eq(memcmp(rsdp, "RSD PTR ", 8), 0);
@@ -328,6 +331,11 @@ Test(boot, acpi_tables_are_consistent)
     cr_assert_not_null(memmem(dsdt, len, com1, sizeof(com1)), "COM1 at 0x3f8, IRQ 4");
     const uint8_t pnp0501[] = {0x0c, 0x41, 0xd0, 0x05, 0x01};
     cr_assert_not_null(memmem(dsdt, len, pnp0501, sizeof(pnp0501)), "EISAID PNP0501");
+    cr_assert_not_null(memmem(dsdt, len, "VR01", 4));
+    cr_assert_not_null(memmem(dsdt, len, "LNRO0005", 8), "virtio-mmio _HID");
+    const uint8_t vr1[] = {0x86, 0x09, 0x00, 0x01, 0x00, 0x10, 0x00, 0xc0, 0x00, 0x10, 0x00,
+                           0x00, 0x89, 0x06, 0x00, 0x03, 0x01, 17, 0, 0, 0};
+    cr_assert_not_null(memmem(dsdt, len, vr1, sizeof(vr1)), "VR01: 0xc0001000, GSI 17");
     memcpy(&len, madt + 4, 4);
     cr_assert_eq(sum(madt, len), 0);
     unsigned cpus = 0, ioapics = 0, overrides = 0;

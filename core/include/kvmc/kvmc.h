@@ -113,6 +113,17 @@ KVMC_API int kvmc_config_set_console_callback(kvmc_config *cfg,
 /* Where guest console input comes from (-1: none, the default). */
 KVMC_API int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd);
 
+/* virtio devices (virtio-mmio, described to the guest in ACPI). At most
+ * KVMC_MAX_VIRTIO_DEVICES in all. */
+#define KVMC_DISK_READ_ONLY 0x1u
+/* A raw disk image as virtio-blk. serial (may be NULL) is what the guest
+ * reads as the disk's ID, at most 20 bytes. */
+KVMC_API int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
+                                  const char *serial);
+/* A virtio-rng device fed from getrandom(2). */
+KVMC_API int kvmc_config_set_rng(kvmc_config *cfg, int enabled);
+
+#define KVMC_MAX_VIRTIO_DEVICES 8u
 #define KVMC_MIN_MEMORY (4ull << 20)
 #define KVMC_MAX_VCPUS 64u
 

@@ -148,7 +148,7 @@ static int place_table(struct area *a, void *table, uint64_t *gpa)
 /* ------------------------------------------------------------------ AML */
 
 struct aml {
-    uint8_t buf[512];
+    uint8_t buf[2048];
     size_t len;
     bool overflow;
 };
@@ -267,24 +267,56 @@ static void aml_pvpanic(struct aml *scope)
     aml_device(scope, &dev);
 }
 
+/* Device(VRnn) { Name(_HID, "LNRO0005") Name(_UID, n) Name(_CRS,
+ *   ResourceTemplate() { Memory32Fixed(ReadWrite, base, size)
+ *   Interrupt(ResourceConsumer, Edge, ActiveHigh, Exclusive) {gsi} }) } */
+static void aml_virtio_mmio(struct aml *scope, unsigned n, const struct mmio_device_desc *d)
+{
+    const uint32_t base = (uint32_t)d->base, size = d->size, gsi = d->gsi;
+    const uint8_t resources[] = {
+        0x86, 0x09, 0x00, 0x01, /* Memory32Fixed, read-write */
+        base & 0xff, (base >> 8) & 0xff, (base >> 16) & 0xff, base >> 24,
+        size & 0xff, (size >> 8) & 0xff, (size >> 16) & 0xff, size >> 24,
+        0x89, 0x06, 0x00, 0x03, 0x01, /* Extended IRQ: consumer, edge, high; 1 */
+        gsi & 0xff, (gsi >> 8) & 0xff, (gsi >> 16) & 0xff, gsi >> 24,
+    };
+    const char name[4] = {'V', 'R', (char)('0' + n / 10), (char)('0' + n % 10)};
+    struct aml dev = {0};
+    aml_bytes(&dev, name, 4);
+    aml_byte(&dev, AML_NAME_OP);
+    aml_bytes(&dev, "_HID", 4);
+    aml_byte(&dev, AML_STRING_PREFIX);
+    aml_bytes(&dev, "LNRO0005", 9);
+    aml_byte(&dev, AML_NAME_OP);
+    aml_bytes(&dev, "_UID", 4);
+    aml_byte(&dev, AML_BYTE_PREFIX);
+    aml_byte(&dev, (uint8_t)n);
+    aml_crs(&dev, resources, sizeof(resources));
+    aml_device(scope, &dev);
+}
+
 /* Scope(\_SB) { the platform's devices } */
-static void aml_system_bus(struct aml *m)
+static void aml_system_bus(struct aml *m, const struct mmio_device_desc *virtio,
+                           unsigned nvirtio)
 {
     struct aml scope = {0};
     aml_bytes(&scope, "\\_SB_", 5);
     aml_com1(&scope);
     aml_pvpanic(&scope);
+    for (unsigned i = 0; i < nvirtio; i++)
+        aml_virtio_mmio(&scope, i, &virtio[i]);
     const uint8_t scope_op = AML_SCOPE_OP;
     aml_package(m, &scope_op, 1, &scope);
 }
 
 /* ------------------------------------------------------------- tables */
 
-static int write_dsdt(struct area *a, uint64_t *gpa)
+static int write_dsdt(struct area *a, const struct mmio_device_desc *virtio,
+                      unsigned nvirtio, uint64_t *gpa)
 {
     struct aml body = {0};
     aml_s5(&body);
-    aml_system_bus(&body);
+    aml_system_bus(&body, virtio, nvirtio);
     if (body.overflow)
         return kvmc_fail(KVMC_EINVAL, "DSDT AML overflows its buffer");
     uint8_t table[sizeof(struct acpi_header) + sizeof(body.buf)];
@@ -371,7 +403,9 @@ static int write_xsdt(struct area *a, const uint64_t *entries, unsigned n, uint6
     return place_table(a, table, gpa);
 }
 
-int acpi_write_tables(struct guest_memory *gm, unsigned cpus, uint64_t *rsdp_gpa)
+int acpi_write_tables(struct guest_memory *gm, unsigned cpus,
+                      const struct mmio_device_desc *virtio, unsigned nvirtio,
+                      uint64_t *rsdp_gpa)
 {
     struct area a = {.base = gm_ptr(gm, LAYOUT_ACPI_START, ACPI_AREA_SIZE),
                      .gpa = LAYOUT_ACPI_START, .size = ACPI_AREA_SIZE};
@@ -381,7 +415,7 @@ int acpi_write_tables(struct guest_memory *gm, unsigned cpus, uint64_t *rsdp_gpa
     size_t rsdp_off = 0;
     int err = area_alloc(&a, sizeof(struct acpi_rsdp), &rsdp_off);
     uint64_t dsdt, fadt, madt, xsdt;
-    if (err || (err = write_dsdt(&a, &dsdt)) || (err = write_fadt(&a, dsdt, &fadt)) ||
+    if (err || (err = write_dsdt(&a, virtio, nvirtio, &dsdt)) || (err = write_fadt(&a, dsdt, &fadt)) ||
         (err = write_madt(&a, cpus, &madt)))
         return err;
     const uint64_t entries[] = {fadt, madt};

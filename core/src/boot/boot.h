@@ -24,6 +24,13 @@ struct boot_entry {
     uint64_t rsdp; /* ACPI RSDP, handed over in the zero page or start info */
 };
 
+/* A virtio-mmio device, described to the guest in the DSDT. */
+struct mmio_device_desc {
+    uint64_t base;
+    uint32_t size;
+    uint32_t gsi;
+};
+
 struct boot_request {
     const uint8_t *kernel;
     size_t kernel_len;
@@ -32,6 +39,8 @@ struct boot_request {
     const char *cmdline;   /* may be NULL */
     kvmc_boot_protocol protocol;
     unsigned cpus;
+    const struct mmio_device_desc *virtio; /* for the DSDT */
+    unsigned nvirtio;
 };
 
 /* Loads everything and fills *entry; KVMC_EFORMAT/EINVAL with a message. */
@@ -66,7 +75,9 @@ static inline uint8_t boot_checksum(const void *p, size_t len)
 
 /* Writes the ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) for `cpus` CPUs
  * into the reserved BIOS area; *rsdp_gpa gets the RSDP's address. */
-int acpi_write_tables(struct guest_memory *gm, unsigned cpus, uint64_t *rsdp_gpa);
+int acpi_write_tables(struct guest_memory *gm, unsigned cpus,
+                      const struct mmio_device_desc *virtio, unsigned nvirtio,
+                      uint64_t *rsdp_gpa);
 
 /* Writes an MP table for `cpus` CPUs at LAYOUT_EBDA. */
 int mptable_write(struct guest_memory *gm, unsigned cpus);

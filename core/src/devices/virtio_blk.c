@@ -1,0 +1,287 @@
+/* virtio-blk on a raw image file: read, write, flush (fdatasync), get-ID,
+ * discard (punch hole) and write-zeroes. Requests run on the VM's I/O
+ * thread, so a slow disk stalls no vCPU. A host I/O error is reported to the
+ * guest as VIRTIO_BLK_S_IOERR and the VMM keeps running. */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_ids.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../error.h"
+#include "../virtio/virtio.h"
+#include "../vm.h"
+
+#define SECTOR_SIZE 512ull
+#define BLK_MAX_DISCARD_SEGS 16
+#define BLK_MAX_DISCARD_SECTORS (1u << 22)
+#define BLK_MAX_REQUEST (1ull << 30) /* bytes in one read or write */
+
+struct virtio_blk {
+    int fd;
+    bool read_only;
+    uint64_t sectors;
+    char serial[VIRTIO_BLK_ID_BYTES];
+    struct virtio_blk_config config;
+};
+
+/* A cursor over the chain's buffers, so headers and payloads may be split
+ * across descriptors any way the driver likes. */
+struct chain_cursor {
+    const struct virtq_chain *chain;
+    unsigned buf;
+    uint32_t off;
+};
+
+/* Copies up to len readable bytes; returns how many were available. */
+static size_t cursor_read(struct chain_cursor *c, void *dst, size_t len)
+{
+    size_t done = 0;
+    while (done < len && c->buf < c->chain->count) {
+        const struct virtq_buf *b = &c->chain->bufs[c->buf];
+        if (b->writable)
+            break;
+        size_t n = b->len - c->off;
+        if (n > len - done)
+            n = len - done;
+        memcpy((uint8_t *)dst + done, b->host + c->off, n);
+        done += n;
+        c->off += (uint32_t)n;
+        if (c->off == b->len) {
+            c->buf++;
+            c->off = 0;
+        }
+    }
+    return done;
+}
+
+/* Moves `limit` bytes between the file at `offset` and the chain's buffers
+ * of one kind (writable for reads, readable for writes), starting at the
+ * cursor's position. Returns 0 or -errno; a short transfer (the image
+ * shrank under us) is -EIO. */
+typedef ssize_t (*io_fn)(int fd, void *buf, size_t len, off_t off);
+static ssize_t do_pread(int fd, void *b, size_t l, off_t o) { return pread(fd, b, l, o); }
+static ssize_t do_pwrite(int fd, void *b, size_t l, off_t o) { return pwrite(fd, b, l, o); }
+
+static int transfer(struct virtio_blk *blk, struct chain_cursor start, bool writable,
+                    uint64_t limit, uint64_t offset, io_fn fn)
+{
+    const struct virtq_chain *chain = start.chain;
+    uint64_t moved = 0;
+    uint32_t skip = start.off;
+    for (unsigned i = start.buf; i < chain->count && moved < limit; i++, skip = 0) {
+        const struct virtq_buf *b = &chain->bufs[i];
+        if (b->writable != writable)
+            continue;
+        uint64_t len = b->len - skip;
+        if (len > limit - moved)
+            len = limit - moved;
+        for (uint64_t done = 0; done < len;) {
+            ssize_t n = fn(blk->fd, b->host + skip + done, len - done,
+                           (off_t)(offset + moved + done));
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n <= 0)
+                return n < 0 ? -errno : -EIO;
+            done += (uint64_t)n;
+        }
+        moved += len;
+    }
+    return moved == limit ? 0 : -EIO;
+}
+
+static uint8_t discard_or_zero(struct virtio_blk *blk, struct chain_cursor *cur, bool zero)
+{
+    struct virtio_blk_discard_write_zeroes seg;
+    unsigned segs = 0;
+    while (cursor_read(cur, &seg, sizeof(seg)) == sizeof(seg)) {
+        if (++segs > BLK_MAX_DISCARD_SEGS || seg.num_sectors > BLK_MAX_DISCARD_SECTORS ||
+            seg.sector > blk->sectors || seg.num_sectors > blk->sectors - seg.sector)
+            return VIRTIO_BLK_S_IOERR;
+        off_t off = (off_t)(seg.sector * SECTOR_SIZE), len = (off_t)(seg.num_sectors * SECTOR_SIZE);
+        int mode = zero ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+        if (fallocate(blk->fd, mode, off, len) == 0)
+            continue;
+        if (!zero && (errno == EOPNOTSUPP || errno == ENOSYS))
+            continue; /* discard is a hint */
+        if (zero && (errno == EOPNOTSUPP || errno == ENOSYS)) {
+            static const uint8_t zeros[4096];
+            for (off_t at = 0; at < len; at += (off_t)sizeof(zeros))
+                if (pwrite(blk->fd, zeros, sizeof(zeros), off + at) != sizeof(zeros))
+                    return VIRTIO_BLK_S_IOERR;
+            continue;
+        }
+        return VIRTIO_BLK_S_IOERR;
+    }
+    return segs ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+}
+
+/* Executes one request; returns its status and sets *data_in to the bytes
+ * written into the guest's data buffers. */
+static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
+                       uint64_t data_capacity, uint32_t *data_in)
+{
+    struct chain_cursor cur = {.chain = chain};
+    struct virtio_blk_outhdr hdr;
+    *data_in = 0;
+    if (cursor_read(&cur, &hdr, sizeof(hdr)) != sizeof(hdr))
+        return VIRTIO_BLK_S_IOERR;
+    uint64_t data_out = chain->readable - sizeof(hdr);
+    switch (hdr.type) {
+    case VIRTIO_BLK_T_IN:
+    case VIRTIO_BLK_T_OUT: {
+        bool in = hdr.type == VIRTIO_BLK_T_IN;
+        uint64_t len = in ? data_capacity : data_out;
+        if (len % SECTOR_SIZE || len > BLK_MAX_REQUEST || hdr.sector > blk->sectors ||
+            len / SECTOR_SIZE > blk->sectors - hdr.sector)
+            return VIRTIO_BLK_S_IOERR;
+        if (!in && blk->read_only)
+            return VIRTIO_BLK_S_IOERR;
+        uint64_t offset = hdr.sector * SECTOR_SIZE;
+        struct chain_cursor data = in ? (struct chain_cursor){.chain = chain} : cur;
+        int err = transfer(blk, data, in, len, offset, in ? do_pread : do_pwrite);
+        if (err)
+            return VIRTIO_BLK_S_IOERR;
+        if (in)
+            *data_in = (uint32_t)len;
+        return VIRTIO_BLK_S_OK;
+    }
+    case VIRTIO_BLK_T_FLUSH:
+        return fdatasync(blk->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+    case VIRTIO_BLK_T_GET_ID: {
+        uint64_t len = data_capacity < VIRTIO_BLK_ID_BYTES ? data_capacity : VIRTIO_BLK_ID_BYTES;
+        uint64_t copied = 0;
+        for (unsigned i = 0; i < chain->count && copied < len; i++) {
+            const struct virtq_buf *b = &chain->bufs[i];
+            if (!b->writable)
+                continue;
+            uint64_t n = b->len < len - copied ? b->len : len - copied;
+            memcpy(b->host, blk->serial + copied, n);
+            copied += n;
+        }
+        *data_in = (uint32_t)copied;
+        return VIRTIO_BLK_S_OK;
+    }
+    case VIRTIO_BLK_T_DISCARD:
+    case VIRTIO_BLK_T_WRITE_ZEROES:
+        if (blk->read_only)
+            return VIRTIO_BLK_S_IOERR;
+        return discard_or_zero(blk, &cur, hdr.type == VIRTIO_BLK_T_WRITE_ZEROES);
+    default:
+        return VIRTIO_BLK_S_UNSUPP;
+    }
+}
+
+/* The status byte is the last byte of the last writable buffer. */
+static uint8_t *status_byte(const struct virtq_chain *chain)
+{
+    if (!chain->count)
+        return NULL;
+    const struct virtq_buf *last = &chain->bufs[chain->count - 1];
+    return last->writable && last->len ? last->host + last->len - 1 : NULL;
+}
+
+static void blk_process(struct virtio_dev *dev, unsigned qi)
+{
+    struct virtio_blk *blk = dev->impl;
+    struct virtq_chain *chain = malloc(sizeof(*chain));
+    if (!chain)
+        return;
+    struct virtio_ticket t;
+    while (virtio_pop(dev, qi, chain, &t)) {
+        uint8_t *status = status_byte(chain);
+        uint32_t data_in = 0;
+        if (status) {
+            /* Data buffers must not include the status byte: shrink the
+             * last buffer's view by one while executing. */
+            chain->bufs[chain->count - 1].len--;
+            uint64_t capacity = chain->writable - 1;
+            *status = execute(blk, chain, capacity, &data_in);
+        }
+        virtio_complete(dev, qi, &t, status ? data_in + 1 : 0);
+    }
+    free(chain);
+}
+
+static void blk_read_config(struct virtio_dev *dev, uint32_t offset, void *data, unsigned len)
+{
+    struct virtio_blk *blk = dev->impl;
+    memcpy(data, (const uint8_t *)&blk->config + offset, len);
+}
+
+static void blk_destroy(struct virtio_dev *dev)
+{
+    struct virtio_blk *blk = dev->impl;
+    if (!blk)
+        return;
+    if (blk->fd >= 0)
+        close(blk->fd);
+    free(blk);
+}
+
+static const uint64_t BLK_FEATURES =
+    (1ull << VIRTIO_BLK_F_FLUSH) | (1ull << VIRTIO_BLK_F_BLK_SIZE) |
+    (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_DISCARD) |
+    (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
+
+static const struct virtio_device_ops blk_ops_rw = {
+    .name = "virtio-blk", .device_id = VIRTIO_ID_BLOCK, .features = BLK_FEATURES,
+    .num_queues = 1, .queue_max = VIRTQ_MAX_SIZE,
+    .config_size = sizeof(struct virtio_blk_config),
+    .read_config = blk_read_config, .process_queue = blk_process, .destroy = blk_destroy,
+};
+static const struct virtio_device_ops blk_ops_ro = {
+    .name = "virtio-blk", .device_id = VIRTIO_ID_BLOCK,
+    .features = (BLK_FEATURES & ~((1ull << VIRTIO_BLK_F_DISCARD) |
+                                  (1ull << VIRTIO_BLK_F_WRITE_ZEROES))) |
+                (1ull << VIRTIO_BLK_F_RO),
+    .num_queues = 1, .queue_max = VIRTQ_MAX_SIZE,
+    .config_size = sizeof(struct virtio_blk_config),
+    .read_config = blk_read_config, .process_queue = blk_process, .destroy = blk_destroy,
+};
+
+int virtio_blk_open(const char *path, bool read_only, const char *serial,
+                    const struct virtio_device_ops **ops, void **impl)
+{
+    struct virtio_blk *blk = calloc(1, sizeof(*blk));
+    if (!blk)
+        return kvmc_fail(KVMC_ENOMEM, "allocating virtio-blk");
+    blk->read_only = read_only;
+    blk->fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
+    struct stat st;
+    if (blk->fd < 0 || fstat(blk->fd, &st) < 0) {
+        int e = errno;
+        blk_destroy(&(struct virtio_dev){.impl = blk});
+        return kvmc_fail_errno(KVMC_EIO, e, "disk %s", path);
+    }
+    if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+        blk_destroy(&(struct virtio_dev){.impl = blk});
+        return kvmc_fail(KVMC_EIO, "disk %s: not a regular file or block device", path);
+    }
+    uint64_t bytes = (uint64_t)st.st_size;
+    if (S_ISBLK(st.st_mode) && ioctl(blk->fd, BLKGETSIZE64, &bytes) < 0) {
+        int e = errno;
+        blk_destroy(&(struct virtio_dev){.impl = blk});
+        return kvmc_fail_errno(KVMC_EIO, e, "disk %s: reading the device size", path);
+    }
+    blk->sectors = bytes / SECTOR_SIZE;
+    strncpy(blk->serial, serial ? serial : "kvmc", sizeof(blk->serial));
+    blk->config.capacity = blk->sectors;
+    blk->config.seg_max = VIRTQ_MAX_SIZE - 2;
+    blk->config.blk_size = SECTOR_SIZE;
+    blk->config.max_discard_sectors = BLK_MAX_DISCARD_SECTORS;
+    blk->config.max_discard_seg = BLK_MAX_DISCARD_SEGS;
+    blk->config.discard_sector_alignment = 8;
+    blk->config.max_write_zeroes_sectors = BLK_MAX_DISCARD_SECTORS;
+    blk->config.max_write_zeroes_seg = BLK_MAX_DISCARD_SEGS;
+    blk->config.write_zeroes_may_unmap = 1;
+    *ops = read_only ? &blk_ops_ro : &blk_ops_rw;
+    *impl = blk;
+    return KVMC_OK;
+}

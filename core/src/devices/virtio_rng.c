@@ -1,0 +1,42 @@
+/* virtio-rng: fills the guest's buffers from getrandom(2). */
+#include <linux/virtio_ids.h>
+#include <sys/random.h>
+
+#include "../virtio/virtio.h"
+#include "../vm.h"
+
+#define RNG_MAX_BYTES_PER_REQUEST 65536 /* do not let one request hog the thread */
+
+static void rng_process(struct virtio_dev *dev, unsigned qi)
+{
+    struct virtq_chain chain;
+    struct virtio_ticket t;
+    while (virtio_pop(dev, qi, &chain, &t)) {
+        uint32_t written = 0;
+        for (unsigned i = 0; i < chain.count; i++) {
+            const struct virtq_buf *b = &chain.bufs[i];
+            if (!b->writable || !b->len)
+                continue;
+            uint32_t want = b->len;
+            if (want > RNG_MAX_BYTES_PER_REQUEST - written)
+                want = RNG_MAX_BYTES_PER_REQUEST - written;
+            ssize_t n = want ? getrandom(b->host, want, 0) : 0;
+            if (n <= 0)
+                break;
+            written += (uint32_t)n;
+            if ((uint32_t)n < b->len)
+                break;
+        }
+        virtio_complete(dev, qi, &t, written);
+    }
+}
+
+static const struct virtio_device_ops rng_ops = {
+    .name = "virtio-rng",
+    .device_id = VIRTIO_ID_RNG,
+    .num_queues = 1,
+    .queue_max = VIRTQ_MAX_SIZE,
+    .process_queue = rng_process,
+};
+
+const struct virtio_device_ops *virtio_rng_ops(void) { return &rng_ops; }

@@ -1,0 +1,92 @@
+#include "iothread.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../error.h"
+
+int iothread_init(struct iothread *t)
+{
+    memset(t, 0, sizeof(*t));
+    t->stop_fd = -1;
+    t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+    if (t->epoll_fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "epoll_create1");
+    t->stop_fd = eventfd(0, EFD_CLOEXEC);
+    if (t->stop_fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "eventfd for the I/O thread");
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
+    if (epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->stop_fd, &ev) < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "epoll_ctl");
+    return KVMC_OK;
+}
+
+int iothread_watch(struct iothread *t, int fd, iothread_fn fn, void *opaque)
+{
+    if (t->started || t->nwatches == IOTHREAD_MAX_WATCHES)
+        return kvmc_fail(KVMC_EINVAL, "too many I/O event sources (at most %d)",
+                         IOTHREAD_MAX_WATCHES);
+    struct iothread_watch *w = &t->watches[t->nwatches];
+    *w = (struct iothread_watch){.fd = fd, .fn = fn, .opaque = opaque};
+    struct epoll_event ev = {.events = EPOLLIN, .data.ptr = w};
+    if (epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, fd, &ev) < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "epoll_ctl");
+    t->nwatches++;
+    return KVMC_OK;
+}
+
+static void *iothread_main(void *arg)
+{
+    struct iothread *t = arg;
+    for (;;) {
+        struct epoll_event events[16];
+        int n = epoll_wait(t->epoll_fd, events, 16, -1);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            break;
+        }
+        for (int i = 0; i < n; i++) {
+            struct iothread_watch *w = events[i].data.ptr;
+            if (!w)
+                return NULL; /* stop requested */
+            uint64_t count;
+            if (read(w->fd, &count, sizeof(count)) == sizeof(count))
+                w->fn(w->opaque);
+        }
+    }
+    return NULL;
+}
+
+int iothread_start(struct iothread *t)
+{
+    if (t->nwatches == 0)
+        return KVMC_OK; /* nothing to serve */
+    int err = pthread_create(&t->thread, NULL, iothread_main, t);
+    if (err)
+        return kvmc_fail_errno(KVMC_EIO, err, "starting the I/O thread");
+    pthread_setname_np(t->thread, "kvmc-io");
+    t->started = true;
+    return KVMC_OK;
+}
+
+void iothread_destroy(struct iothread *t)
+{
+    if (t->started) {
+        uint64_t one = 1;
+        if (write(t->stop_fd, &one, sizeof(one)) != sizeof(one)) {
+            /* an eventfd write only fails on overflow; cannot happen here */
+        }
+        pthread_join(t->thread, NULL);
+        t->started = false;
+    }
+    if (t->stop_fd >= 0)
+        close(t->stop_fd);
+    if (t->epoll_fd >= 0)
+        close(t->epoll_fd);
+    t->stop_fd = t->epoll_fd = -1;
+}

@@ -1,0 +1,246 @@
+#include "mmio.h"
+
+#include <errno.h>
+#include <linux/kvm.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_mmio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "../error.h"
+#include "../vm.h"
+#include "iothread.h"
+
+#define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
+#define VIRTIO_MMIO_VERSION_2 2
+#define VIRTIO_MMIO_VENDOR 0x434d564b /* "KVMC" */
+#define VIRTIO_MMIO_CONFIG 0x100
+
+static void mmio_notify_irq(struct virtio_dev *dev)
+{
+    struct virtio_mmio *m = dev->transport;
+    uint64_t one = 1;
+    if (m->irq_fd >= 0 && write(m->irq_fd, &one, sizeof(one)) == sizeof(one))
+        return;
+    kvmc_vm_set_irq_line(m->vm, m->gsi, 1); /* no irqfd: an edge by hand */
+    kvmc_vm_set_irq_line(m->vm, m->gsi, 0);
+}
+
+static struct virtq *selected_queue(struct virtio_mmio *m)
+{
+    return m->queue_sel < m->dev.ops->num_queues ? &m->dev.queues[m->queue_sel] : NULL;
+}
+
+static uint32_t read_register(struct virtio_mmio *m, uint64_t offset)
+{
+    struct virtio_dev *d = &m->dev;
+    struct virtq *q = selected_queue(m);
+    uint64_t features = virtio_offered_features(d);
+    switch (offset) {
+    case VIRTIO_MMIO_MAGIC_VALUE: return VIRTIO_MMIO_MAGIC;
+    case VIRTIO_MMIO_VERSION: return VIRTIO_MMIO_VERSION_2;
+    case VIRTIO_MMIO_DEVICE_ID: return d->ops->device_id;
+    case VIRTIO_MMIO_VENDOR_ID: return VIRTIO_MMIO_VENDOR;
+    case VIRTIO_MMIO_DEVICE_FEATURES:
+        return m->device_features_sel < 2 ? (uint32_t)(features >> (32 * m->device_features_sel)) : 0;
+    case VIRTIO_MMIO_QUEUE_NUM_MAX: return q ? d->ops->queue_max : 0;
+    case VIRTIO_MMIO_QUEUE_READY: return q ? q->ready : 0;
+    case VIRTIO_MMIO_INTERRUPT_STATUS: return d->interrupt_status;
+    case VIRTIO_MMIO_STATUS: return d->status;
+    case VIRTIO_MMIO_CONFIG_GENERATION: return 0; /* config never changes */
+    default: return 0;
+    }
+}
+
+static void set_u64_half(uint64_t *field, bool high, uint32_t value)
+{
+    *field = high ? (*field & 0xffffffffull) | ((uint64_t)value << 32)
+                  : (*field & ~0xffffffffull) | value;
+}
+
+static void write_queue_register(struct virtio_mmio *m, uint64_t offset, uint32_t v)
+{
+    struct virtq *q = selected_queue(m);
+    if (!q || q->ready) /* queue registers are frozen once it is live */
+        return;
+    switch (offset) {
+    case VIRTIO_MMIO_QUEUE_NUM: q->size = (uint16_t)(v <= 0xffff ? v : 0); break;
+    case VIRTIO_MMIO_QUEUE_DESC_LOW: set_u64_half(&q->desc_gpa, false, v); break;
+    case VIRTIO_MMIO_QUEUE_DESC_HIGH: set_u64_half(&q->desc_gpa, true, v); break;
+    case VIRTIO_MMIO_QUEUE_AVAIL_LOW: set_u64_half(&q->avail_gpa, false, v); break;
+    case VIRTIO_MMIO_QUEUE_AVAIL_HIGH: set_u64_half(&q->avail_gpa, true, v); break;
+    case VIRTIO_MMIO_QUEUE_USED_LOW: set_u64_half(&q->used_gpa, false, v); break;
+    case VIRTIO_MMIO_QUEUE_USED_HIGH: set_u64_half(&q->used_gpa, true, v); break;
+    }
+}
+
+static void write_status(struct virtio_mmio *m, uint32_t v)
+{
+    struct virtio_dev *d = &m->dev;
+    if (v == 0) {
+        virtio_dev_reset_locked(d);
+        m->device_features_sel = m->driver_features_sel = m->queue_sel = 0;
+        return;
+    }
+    /* FEATURES_OK only sticks if the driver took nothing we did not offer. */
+    if ((v & VIRTIO_CONFIG_S_FEATURES_OK) &&
+        ((d->driver_features & ~virtio_offered_features(d)) ||
+         !(d->driver_features & (1ull << VIRTIO_F_VERSION_1))))
+        v &= ~VIRTIO_CONFIG_S_FEATURES_OK;
+    d->status = v | (d->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+static void write_register(struct virtio_mmio *m, uint64_t offset, uint32_t v)
+{
+    struct virtio_dev *d = &m->dev;
+    switch (offset) {
+    case VIRTIO_MMIO_DEVICE_FEATURES_SEL: m->device_features_sel = v; break;
+    case VIRTIO_MMIO_DRIVER_FEATURES_SEL: m->driver_features_sel = v; break;
+    case VIRTIO_MMIO_DRIVER_FEATURES:
+        if (m->driver_features_sel < 2 && !(d->status & VIRTIO_CONFIG_S_FEATURES_OK))
+            set_u64_half(&d->driver_features, m->driver_features_sel == 1, v);
+        break;
+    case VIRTIO_MMIO_QUEUE_SEL: m->queue_sel = v; break;
+    case VIRTIO_MMIO_QUEUE_READY: {
+        struct virtq *q = selected_queue(m);
+        if (!q)
+            break;
+        if (v == 1 && !q->ready) {
+            if (q->size > d->ops->queue_max)
+                q->size = 0;
+            q->ready = virtq_validate(q, d->mem);
+        } else if (v == 0) {
+            q->ready = false;
+        }
+        break;
+    }
+    case VIRTIO_MMIO_QUEUE_NOTIFY:
+        /* Reached only without ioeventfd: hand it to the I/O thread. */
+        if (v < d->ops->num_queues) {
+            uint64_t one = 1;
+            if (write(m->notify_fd[v], &one, sizeof(one)) != sizeof(one)) {
+                /* counter overflow is impossible at one per exit */
+            }
+        }
+        break;
+    case VIRTIO_MMIO_INTERRUPT_ACK: d->interrupt_status &= ~v; break;
+    case VIRTIO_MMIO_STATUS: write_status(m, v); break;
+    default: write_queue_register(m, offset, v); break;
+    }
+}
+
+static uint64_t mmio_read(void *opaque, uint64_t offset, unsigned size)
+{
+    struct virtio_mmio *m = opaque;
+    uint64_t value = 0;
+    pthread_mutex_lock(&m->dev.lock);
+    if (offset >= VIRTIO_MMIO_CONFIG) {
+        uint64_t off = offset - VIRTIO_MMIO_CONFIG;
+        if (size <= 8 && off + size <= m->dev.ops->config_size && m->dev.ops->read_config)
+            m->dev.ops->read_config(&m->dev, (uint32_t)off, &value, size);
+    } else if (size == 4 && !(offset & 3)) {
+        value = read_register(m, offset);
+    }
+    pthread_mutex_unlock(&m->dev.lock);
+    return value;
+}
+
+static void mmio_write(void *opaque, uint64_t offset, unsigned size, uint64_t value)
+{
+    struct virtio_mmio *m = opaque;
+    if (offset >= VIRTIO_MMIO_CONFIG || size != 4 || (offset & 3))
+        return; /* config space is read-only for our devices */
+    pthread_mutex_lock(&m->dev.lock);
+    write_register(m, offset, (uint32_t)value);
+    pthread_mutex_unlock(&m->dev.lock);
+}
+
+static void on_queue_notify(void *opaque)
+{
+    struct virtio_mmio_notify *n = opaque;
+    n->self->dev.ops->process_queue(&n->self->dev, n->qi);
+}
+
+/* One eventfd per queue; KVM signals it on a QueueNotify write of that
+ * queue's index, so those writes never leave the kernel. */
+static int setup_notify(struct virtio_mmio *m, struct iothread *io)
+{
+    m->kernel_notify = true;
+    for (unsigned qi = 0; qi < m->dev.ops->num_queues; qi++) {
+        m->notify_fd[qi] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (m->notify_fd[qi] < 0)
+            return kvmc_fail_errno(KVMC_EIO, errno, "eventfd for %s", m->dev.ops->name);
+        struct kvm_ioeventfd ioev = {
+            .datamatch = qi, .addr = m->base + VIRTIO_MMIO_QUEUE_NOTIFY, .len = 4,
+            .fd = m->notify_fd[qi], .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+        };
+        if (ioctl(m->vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0)
+            m->kernel_notify = false; /* the MMIO handler forwards instead */
+        m->notify_ctx[qi].self = m;
+        m->notify_ctx[qi].qi = qi;
+        int err = iothread_watch(io, m->notify_fd[qi], on_queue_notify, &m->notify_ctx[qi]);
+        if (err)
+            return err;
+    }
+    return KVMC_OK;
+}
+
+static void setup_irq(struct virtio_mmio *m)
+{
+    m->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    struct kvm_irqfd irqfd = {.fd = (uint32_t)m->irq_fd, .gsi = m->gsi};
+    if (m->irq_fd >= 0 && ioctl(m->vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+        close(m->irq_fd);
+        m->irq_fd = -1;
+    }
+}
+
+int virtio_mmio_create(struct kvmc_vm *vm, struct iothread *io, uint64_t base,
+                       unsigned gsi, const struct virtio_device_ops *ops, void *impl,
+                       struct virtio_mmio **out)
+{
+    struct virtio_mmio *m = calloc(1, sizeof(*m));
+    if (!m) {
+        if (ops->destroy) {
+            struct virtio_dev tmp = {.ops = ops, .impl = impl};
+            ops->destroy(&tmp);
+        }
+        return kvmc_fail(KVMC_ENOMEM, "allocating %s", ops->name);
+    }
+    virtio_dev_init(&m->dev, ops, impl, &vm->mem);
+    m->dev.notify = mmio_notify_irq;
+    m->dev.transport = m;
+    m->vm = vm;
+    m->base = base;
+    m->gsi = gsi;
+    m->irq_fd = -1;
+    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+        m->notify_fd[i] = -1;
+    static const kvmc_device_ops bus_ops = {.read = mmio_read, .write = mmio_write};
+    int err = bus_add(&vm->mmio, base, VIRTIO_MMIO_SIZE, &bus_ops, m, ops->name);
+    if (!err)
+        err = setup_notify(m, io);
+    if (err) {
+        virtio_mmio_destroy(m);
+        return err;
+    }
+    setup_irq(m);
+    *out = m;
+    return KVMC_OK;
+}
+
+void virtio_mmio_destroy(struct virtio_mmio *m)
+{
+    if (!m)
+        return;
+    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+        if (m->notify_fd[i] >= 0)
+            close(m->notify_fd[i]);
+    if (m->irq_fd >= 0)
+        close(m->irq_fd);
+    virtio_dev_destroy(&m->dev);
+    free(m);
+}

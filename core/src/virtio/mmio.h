@@ -1,0 +1,40 @@
+/* virtio-mmio (version 2) transport. */
+#ifndef KVMC_VIRTIO_MMIO_H
+#define KVMC_VIRTIO_MMIO_H
+
+#include <stdint.h>
+
+#include "virtio.h"
+
+struct kvmc_vm;
+struct iothread;
+
+#define VIRTIO_MMIO_SIZE 0x1000
+
+struct virtio_mmio;
+struct virtio_mmio_notify {
+    struct virtio_mmio *self;
+    unsigned qi;
+};
+
+struct virtio_mmio {
+    struct virtio_dev dev;
+    struct kvmc_vm *vm;
+    uint64_t base;
+    unsigned gsi;
+    uint32_t device_features_sel, driver_features_sel, queue_sel;
+    int irq_fd;                        /* irqfd, or -1 (KVM_IRQ_LINE pulses) */
+    int notify_fd[VIRTIO_MAX_QUEUES];  /* ioeventfd per queue */
+    bool kernel_notify;                /* KVM delivers QueueNotify itself */
+    struct virtio_mmio_notify notify_ctx[VIRTIO_MAX_QUEUES];
+};
+
+/* Creates the transport for a device, at base with interrupt gsi: registers
+ * it on the MMIO bus, the ioeventfds with KVM and the I/O thread, and the
+ * irqfd. Takes over dev (its ops->destroy runs on failure too). */
+int virtio_mmio_create(struct kvmc_vm *vm, struct iothread *io, uint64_t base,
+                       unsigned gsi, const struct virtio_device_ops *ops, void *impl,
+                       struct virtio_mmio **out);
+void virtio_mmio_destroy(struct virtio_mmio *m);
+
+#endif

@@ -1,0 +1,79 @@
+/* A virtio device, independent of its transport. The transport (virtio-mmio
+ * now, virtio-pci later) decodes registers into these fields and calls the
+ * device through struct virtio_device_ops; the device never sees a register.
+ *
+ * Threads: transport register accesses run on vCPU threads, queue processing
+ * on the VM's I/O thread. `lock` guards everything here. A device pops chains
+ * and completes them through virtio_pop/virtio_complete, which take the lock;
+ * the I/O itself runs unlocked, and a completion for a queue the driver reset
+ * in the meantime is dropped (the generation changed). */
+#ifndef KVMC_VIRTIO_H
+#define KVMC_VIRTIO_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../guest_memory.h"
+#include "virtqueue.h"
+
+#define VIRTIO_MAX_QUEUES 4
+
+struct virtio_dev;
+
+struct virtio_device_ops {
+    const char *name;      /* "virtio-blk", for messages */
+    uint32_t device_id;    /* VIRTIO_ID_* */
+    uint64_t features;     /* device features; VIRTIO_F_VERSION_1 is added */
+    unsigned num_queues;
+    uint16_t queue_max;
+    /* Config space, bounds already checked against config_size. */
+    uint32_t config_size;
+    void (*read_config)(struct virtio_dev *dev, uint32_t offset, void *data, unsigned len);
+    /* Processes what the driver queued on queue qi (I/O thread). */
+    void (*process_queue)(struct virtio_dev *dev, unsigned qi);
+    void (*destroy)(struct virtio_dev *dev);
+};
+
+/* How the transport raises an interrupt. */
+typedef void (*virtio_notify_fn)(struct virtio_dev *dev);
+
+struct virtio_dev {
+    const struct virtio_device_ops *ops;
+    void *impl;                        /* the device's own state */
+    const struct guest_memory *mem;
+    pthread_mutex_t lock;
+    uint32_t status;                   /* VIRTIO_CONFIG_S_* */
+    uint64_t driver_features;
+    uint32_t interrupt_status;         /* VIRTIO_MMIO_INT_* bits */
+    uint32_t generation;               /* bumped by every reset */
+    struct virtq queues[VIRTIO_MAX_QUEUES];
+    bool reported_broken;
+    virtio_notify_fn notify;           /* set by the transport */
+    void *transport;
+};
+
+void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops,
+                     void *impl, const struct guest_memory *mem);
+void virtio_dev_destroy(struct virtio_dev *dev);
+uint64_t virtio_offered_features(const struct virtio_dev *dev);
+/* Called with the lock held when the driver writes 0 to the status. */
+void virtio_dev_reset_locked(struct virtio_dev *dev);
+
+/* Ticket for a popped chain: completing it after a reset is a no-op. */
+struct virtio_ticket {
+    uint32_t generation;
+    uint16_t head;
+};
+
+/* Pops the next chain of queue qi if the device is live (DRIVER_OK, queue
+ * ready and not broken). Returns false when there is nothing to do. A broken
+ * queue marks the device NEEDS_RESET and logs once. */
+bool virtio_pop(struct virtio_dev *dev, unsigned qi, struct virtq_chain *chain,
+                struct virtio_ticket *ticket);
+/* Returns the chain with `written` bytes and raises the used-buffer
+ * interrupt unless the driver suppressed it. */
+void virtio_complete(struct virtio_dev *dev, unsigned qi, const struct virtio_ticket *t,
+                     uint32_t written);
+
+#endif
