@@ -1,0 +1,189 @@
+/* virtio-blk requests through the device layer, on a temp image file. */
+#include <criterion/criterion.h>
+#include <linux/virtio_blk.h>
+#include <linux/virtio_config.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "virtio/virtio.h"
+#include "virtq_fixture.h"
+#include "vm.h"
+
+#define HDR FQ_DATA
+#define STATUS (FQ_DATA + 0x100)
+#define BUF (FQ_DATA + 0x1000)
+#define DISK_SECTORS 64
+
+static struct guest_memory gm;
+static struct virtio_dev dev;
+static char disk_path[] = "/tmp/kvmc-blk-XXXXXX";
+static uint16_t avail_idx;
+
+static void open_disk(bool read_only)
+{
+    struct virtq q;
+    fq_setup(&gm, &q);
+    int fd = mkstemp(disk_path);
+    cr_assert(fd >= 0);
+    uint8_t sector[512];
+    for (unsigned s = 0; s < DISK_SECTORS; s++) {
+        memset(sector, (int)s, sizeof(sector));
+        cr_assert_eq(write(fd, sector, sizeof(sector)), 512);
+    }
+    close(fd);
+    const struct virtio_device_ops *ops;
+    void *impl;
+    cr_assert_eq(virtio_blk_open(disk_path, read_only, "unit-serial", &ops, &impl), KVMC_OK);
+    virtio_dev_init(&dev, ops, impl, &gm);
+    dev.status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                 VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
+    dev.queues[0] = q;
+    avail_idx = 0;
+}
+
+static void setup(void) { open_disk(false); }
+static void teardown(void)
+{
+    virtio_dev_destroy(&dev);
+    unlink(disk_path);
+    strcpy(disk_path, "/tmp/kvmc-blk-XXXXXX");
+    gm_destroy(&gm);
+}
+TestSuite(virtio_blk, .init = setup, .fini = teardown);
+
+/* header, [data], status as three descriptors; returns the status byte. */
+static uint8_t request(uint32_t type, uint64_t sector, uint32_t len, bool data_writable)
+{
+    struct virtio_blk_outhdr h = {.type = type, .sector = sector};
+    gm_write(&gm, HDR, &h, sizeof(h));
+    uint8_t status = 0xee;
+    gm_write(&gm, STATUS, &status, 1);
+    unsigned next = 1;
+    fq_desc(&gm, FQ_DESC, 0, HDR, sizeof(h), VRING_DESC_F_NEXT, 1);
+    if (len) {
+        fq_desc(&gm, FQ_DESC, 1, BUF, len,
+                VRING_DESC_F_NEXT | (data_writable ? VRING_DESC_F_WRITE : 0), 2);
+        next = 2;
+    }
+    fq_desc(&gm, FQ_DESC, next, STATUS, 1, VRING_DESC_F_WRITE, 0);
+    fq_offer(&gm, &avail_idx, 0);
+    dev.ops->process_queue(&dev, 0);
+    gm_read(&gm, STATUS, &status, 1);
+    return status;
+}
+
+Test(virtio_blk, read_sectors)
+{
+    cr_assert_eq(request(VIRTIO_BLK_T_IN, 5, 1024, true), VIRTIO_BLK_S_OK);
+    const uint8_t *data = gm_ptr(&gm, BUF, 1024);
+    cr_assert_eq(data[0], 5);
+    cr_assert_eq(data[1023], 6);
+    cr_assert_eq(fq_used(&gm, 0).len, 1025, "data + status written");
+}
+
+Test(virtio_blk, write_then_read_back)
+{
+    memset(gm_ptr(&gm, BUF, 512), 0xab, 512);
+    cr_assert_eq(request(VIRTIO_BLK_T_OUT, 9, 512, false), VIRTIO_BLK_S_OK);
+    cr_assert_eq(fq_used(&gm, 0).len, 1, "only the status was written");
+    memset(gm_ptr(&gm, BUF, 512), 0, 512);
+    cr_assert_eq(request(VIRTIO_BLK_T_IN, 9, 512, true), VIRTIO_BLK_S_OK);
+    cr_assert_eq(((uint8_t *)gm_ptr(&gm, BUF, 1))[0], 0xab);
+    FILE *f = fopen(disk_path, "rb");
+    fseek(f, 9 * 512 + 100, SEEK_SET);
+    cr_assert_eq(fgetc(f), 0xab, "the write reached the file");
+    fseek(f, 10 * 512, SEEK_SET);
+    cr_assert_eq(fgetc(f), 10, "and nothing beyond it");
+    fclose(f);
+}
+
+Test(virtio_blk, header_split_across_descriptors)
+{
+    struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_OUT, .sector = 3};
+    gm_write(&gm, HDR, &h, sizeof(h));
+    memset(gm_ptr(&gm, BUF, 512), 0x5c, 512);
+    fq_desc(&gm, FQ_DESC, 0, HDR, 10, VRING_DESC_F_NEXT, 1);        /* 10 bytes of header */
+    fq_desc(&gm, FQ_DESC, 1, HDR + 10, 6, VRING_DESC_F_NEXT, 2);    /* the other 6 */
+    fq_desc(&gm, FQ_DESC, 2, BUF, 512, VRING_DESC_F_NEXT, 3);
+    fq_desc(&gm, FQ_DESC, 3, STATUS, 1, VRING_DESC_F_WRITE, 0);
+    fq_offer(&gm, &avail_idx, 0);
+    dev.ops->process_queue(&dev, 0);
+    cr_assert_eq(*(uint8_t *)gm_ptr(&gm, STATUS, 1), VIRTIO_BLK_S_OK);
+    FILE *f = fopen(disk_path, "rb");
+    fseek(f, 3 * 512, SEEK_SET);
+    cr_assert_eq(fgetc(f), 0x5c, "header bytes never reach the disk");
+    fclose(f);
+}
+
+Test(virtio_blk, out_of_range_and_odd_sizes_are_io_errors)
+{
+    cr_assert_eq(request(VIRTIO_BLK_T_IN, DISK_SECTORS, 512, true), VIRTIO_BLK_S_IOERR);
+    cr_assert_eq(request(VIRTIO_BLK_T_IN, DISK_SECTORS - 1, 1024, true), VIRTIO_BLK_S_IOERR);
+    cr_assert_eq(request(VIRTIO_BLK_T_IN, UINT64_MAX, 512, true), VIRTIO_BLK_S_IOERR);
+    cr_assert_eq(request(VIRTIO_BLK_T_OUT, 0, 100, false), VIRTIO_BLK_S_IOERR);
+    cr_assert_eq(request(0x7777, 0, 0, false), VIRTIO_BLK_S_UNSUPP);
+}
+
+Test(virtio_blk, read_only_disk_refuses_writes)
+{
+    teardown();
+    open_disk(true);
+    cr_assert(dev.ops->features & (1ull << VIRTIO_BLK_F_RO));
+    cr_assert_eq(request(VIRTIO_BLK_T_OUT, 0, 512, false), VIRTIO_BLK_S_IOERR);
+    cr_assert_eq(request(VIRTIO_BLK_T_IN, 0, 512, true), VIRTIO_BLK_S_OK);
+}
+
+Test(virtio_blk, flush_and_get_id)
+{
+    cr_assert_eq(request(VIRTIO_BLK_T_FLUSH, 0, 0, false), VIRTIO_BLK_S_OK);
+    cr_assert_eq(request(VIRTIO_BLK_T_GET_ID, 0, VIRTIO_BLK_ID_BYTES, true), VIRTIO_BLK_S_OK);
+    cr_assert_str_eq((const char *)gm_ptr(&gm, BUF, 12), "unit-serial");
+}
+
+Test(virtio_blk, image_shrinking_under_the_guest)
+{
+    cr_assert_eq(truncate(disk_path, 8 * 512), 0);
+    cr_assert_eq(request(VIRTIO_BLK_T_IN, 20, 512, true), VIRTIO_BLK_S_IOERR,
+                 "short read of a shrunk image is an I/O error, not stale data");
+    cr_assert_eq(request(VIRTIO_BLK_T_IN, 2, 512, true), VIRTIO_BLK_S_OK);
+}
+
+Test(virtio_blk, write_zeroes_and_discard)
+{
+    struct virtio_blk_discard_write_zeroes seg = {.sector = 4, .num_sectors = 2};
+    gm_write(&gm, BUF, &seg, sizeof(seg));
+    cr_assert_eq(request(VIRTIO_BLK_T_WRITE_ZEROES, 0, sizeof(seg), false), VIRTIO_BLK_S_OK);
+    FILE *f = fopen(disk_path, "rb");
+    fseek(f, 4 * 512, SEEK_SET);
+    cr_assert_eq(fgetc(f), 0);
+    fseek(f, 6 * 512, SEEK_SET);
+    cr_assert_eq(fgetc(f), 6, "the sector after the range is untouched");
+    fclose(f);
+    seg = (struct virtio_blk_discard_write_zeroes){.sector = DISK_SECTORS - 1, .num_sectors = 9};
+    gm_write(&gm, BUF, &seg, sizeof(seg));
+    cr_assert_eq(request(VIRTIO_BLK_T_DISCARD, 0, sizeof(seg), false), VIRTIO_BLK_S_IOERR);
+}
+
+Test(virtio_blk, broken_queue_marks_device_needs_reset)
+{
+    fq_desc(&gm, FQ_DESC, 0, HDR, 16, VRING_DESC_F_NEXT, 0); /* loops on itself */
+    fq_offer(&gm, &avail_idx, 0);
+    dev.ops->process_queue(&dev, 0);
+    cr_assert(dev.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    cr_assert_eq(fq_used_idx(&gm), 0, "nothing completed");
+    /* A reset brings it back. */
+    virtio_dev_reset_locked(&dev);
+    cr_assert_not(dev.status & VIRTIO_CONFIG_S_NEEDS_RESET);
+}
+
+Test(virtio_blk, no_status_byte_completes_with_nothing_written)
+{
+    struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_IN};
+    gm_write(&gm, HDR, &h, sizeof(h));
+    fq_desc(&gm, FQ_DESC, 0, HDR, 16, 0, 0); /* no writable buffer at all */
+    fq_offer(&gm, &avail_idx, 0);
+    dev.ops->process_queue(&dev, 0);
+    cr_assert_eq(fq_used_idx(&gm), 1);
+    cr_assert_eq(fq_used(&gm, 0).len, 0);
+}
