@@ -513,6 +513,9 @@ static void test_echo(void)
     puts_serial("\n");
 }
 
+void run_virtio_tests(void (*print)(const char *), void (*hex)(uint64_t, int),
+                      void (*dec)(uint64_t), bool hostile);
+
 void guest_main(void)
 {
     setup_idt();
@@ -566,6 +569,10 @@ void guest_main(void)
     } else if (starts_with(test, "panic")) {
         puts_serial("test: report a panic through pvpanic\n");
         outb(0x505, 1);
+    } else if (starts_with(test, "virtio-hostile")) {
+        run_virtio_tests(puts_serial, put_hex, put_dec, true);
+    } else if (starts_with(test, "virtio")) {
+        run_virtio_tests(puts_serial, put_hex, put_dec, false);
     } else if (starts_with(test, "fail")) {
         puts_serial("test: reporting failure\n");
         power_off(7);

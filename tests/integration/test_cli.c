@@ -100,7 +100,8 @@ Test(cli, help_explains_every_option)
     run_cli(&r, "run", "--help", NULL);
     cr_assert_eq(r.status, 0);
     const char *opts[] = {"--kernel", "--initrd", "--cmdline", "--mem", "--cpus",
-                          "--console", "--boot", "exit status", "examples"};
+                          "--console", "--boot", "--disk", "--rng", "--mem-backing",
+                          "exit status", "examples"};
     for (unsigned i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         cr_assert(strstr(r.out, opts[i]), "--help lacks %s", opts[i]);
     run_cli(&r, "--help", NULL);
@@ -139,6 +140,10 @@ Test(cli, bad_values_get_one_line_naming_them)
     assert_one_line_error(&r, "--kernel needs a value");
     run_cli(&r, "run", "--frobnicate", NULL);
     assert_one_line_error(&r, "unknown option --frobnicate");
+    run_cli(&r, "run", "--disk", "/nonexistent/disk.img", NULL);
+    assert_one_line_error(&r, "disk /nonexistent/disk.img");
+    run_cli(&r, "run", "--disk", "/tmp,bogus", NULL);
+    assert_one_line_error(&r, "unknown option 'bogus'");
     run_cli(&r, "run", "--initrd", "/nonexistent/initrd", NULL);
     assert_one_line_error(&r, "/nonexistent/initrd");
     run_cli(&r, "launch", NULL);
