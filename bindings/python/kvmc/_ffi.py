@@ -1,0 +1,82 @@
+"""The C declarations of libkvmc that the binding uses (cffi ABI mode: no
+compiler is needed to install or import the package)."""
+import os
+
+from cffi import FFI
+
+ffi = FFI()
+ffi.cdef("""
+typedef struct kvmc_config kvmc_config;
+typedef struct kvmc_vm kvmc_vm;
+
+typedef enum { KVMC_BOOT_AUTO = 0, KVMC_BOOT_LINUX = 1, KVMC_BOOT_PVH = 2 } kvmc_boot_protocol;
+typedef enum { KVMC_STATE_CREATED = 0, KVMC_STATE_RUNNING = 1, KVMC_STATE_PAUSED = 2,
+               KVMC_STATE_EXITED = 3 } kvmc_vm_state;
+typedef enum { KVMC_EVENT_STARTED = 1, KVMC_EVENT_PAUSED = 2, KVMC_EVENT_RESUMED = 3,
+               KVMC_EVENT_EXITED = 4 } kvmc_event;
+
+typedef struct kvmc_exit_info {
+    int reason;
+    int32_t code;
+    int32_t vcpu;
+    uint64_t rip, rsp, rflags, cr0, cr3, cr4, efer;
+    uint16_t cs;
+    char message[256];
+} kvmc_exit_info;
+
+typedef struct kvmc_device_ops {
+    uint64_t (*read)(void *opaque, uint64_t offset, unsigned size);
+    void (*write)(void *opaque, uint64_t offset, unsigned size, uint64_t value);
+} kvmc_device_ops;
+
+typedef void (*kvmc_console_fn)(void *opaque, const uint8_t *data, size_t len);
+typedef void (*kvmc_event_fn)(void *opaque, kvmc_vm *vm, kvmc_event event);
+
+const char *kvmc_last_error(void);
+const char *kvmc_strerror(int err);
+const char *kvmc_version_string(void);
+
+int kvmc_config_new(kvmc_config **out);
+void kvmc_config_free(kvmc_config *cfg);
+int kvmc_config_set_kernel(kvmc_config *cfg, const char *path);
+int kvmc_config_set_initrd(kvmc_config *cfg, const char *path);
+int kvmc_config_set_cmdline(kvmc_config *cfg, const char *cmdline);
+int kvmc_config_set_boot_protocol(kvmc_config *cfg, kvmc_boot_protocol proto);
+int kvmc_config_set_memory(kvmc_config *cfg, uint64_t bytes);
+int kvmc_config_set_cpus(kvmc_config *cfg, unsigned cpus);
+int kvmc_config_set_console_callback(kvmc_config *cfg, kvmc_console_fn fn, void *opaque);
+int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd);
+int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
+                         const char *serial);
+int kvmc_config_set_rng(kvmc_config *cfg, int enabled);
+
+int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out);
+void kvmc_vm_destroy(kvmc_vm *vm);
+int kvmc_vm_set_event_callback(kvmc_vm *vm, kvmc_event_fn fn, void *opaque);
+int kvmc_vm_start(kvmc_vm *vm);
+int kvmc_vm_wait(kvmc_vm *vm, int timeout_ms, kvmc_exit_info *info);
+int kvmc_vm_stop(kvmc_vm *vm);
+int kvmc_vm_pause(kvmc_vm *vm);
+int kvmc_vm_resume(kvmc_vm *vm);
+kvmc_vm_state kvmc_vm_get_state(const kvmc_vm *vm);
+int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf, size_t len);
+int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf, size_t len);
+int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
+                           const kvmc_device_ops *ops, void *opaque);
+int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
+                            const kvmc_device_ops *ops, void *opaque);
+""")
+
+
+def _load():
+    """libkvmc.so.0 from $KVMC_LIBRARY, else the system's library path."""
+    path = os.environ.get("KVMC_LIBRARY")
+    try:
+        return ffi.dlopen(path or "libkvmc.so.0")
+    except OSError as e:
+        raise ImportError(
+            f"cannot load libkvmc ({path or 'libkvmc.so.0'}): {e}; install kvmc or set "
+            "KVMC_LIBRARY to the path of libkvmc.so.0") from e
+
+
+lib = _load()

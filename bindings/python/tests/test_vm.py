@@ -1,0 +1,150 @@
+"""The Python binding against real guests on /dev/kvm."""
+import threading
+
+import pytest
+
+import kvmc
+
+
+def test_boots_the_test_guest(guest_elf):
+    with kvmc.VM(guest_elf, memory="64M", cpus=2, cmdline="from python") as vm:
+        result = vm.run(timeout=20)
+        assert result.reason == kvmc.ExitReason.POWEROFF
+        assert result.clean
+        text = vm.console_text
+        assert "booted via PVH entry" in text
+        assert "cmdline: from python" in text
+        assert "smp: 2 of 2 cpus running" in text
+        assert "self-check: ok" in text
+
+
+def test_bzimage_and_console_callback(guest_bzimage):
+    chunks = []
+    with kvmc.VM(guest_bzimage, memory=64 << 20, console=chunks.append) as vm:
+        vm.run(timeout=20)
+        assert b"".join(chunks).decode() == vm.console_text
+        assert "Linux 64-bit entry" in vm.console_text
+        assert "self-check: ok" in list(vm.console_lines())
+
+
+def test_devices_written_in_python(guest_elf):
+    seen = {"pio": [], "mmio": []}
+    lock = threading.Lock()
+
+    def writer(kind):
+        def write(offset, size, value):
+            with lock:
+                seen[kind].append((offset, size, value))
+        return write
+
+    with kvmc.VM(guest_elf, memory="64M", cmdline="kvmc.test=devices") as vm:
+        vm.add_pio_device(0x600, 4, read=lambda off, size: 0xCAFE0000 | size,
+                          write=writer("pio"))
+        vm.add_mmio_device(0xD0000000, 0x1000, read=lambda off, size: 0x0123456789ABCDEF,
+                           write=writer("mmio"))
+        result = vm.run(timeout=20)
+        assert result.clean, result.message
+        assert seen["pio"] == [(0, 4, 0x12345678)]
+        assert seen["mmio"] == [(0, 8, 0x1122334455667788)]
+        assert "pio: wrote 0x12345678 read 0xcafe0004" in vm.console_text
+        assert "mmio: wrote 0x1122334455667788 read 0x0123456789abcdef" in vm.console_text
+
+
+def test_exception_in_a_callback_is_reported(guest_elf):
+    def bad_read(offset, size):
+        raise ValueError("device model bug")
+
+    with kvmc.VM(guest_elf, memory="64M", cmdline="kvmc.test=devices") as vm:
+        vm.add_pio_device(0x600, 4, read=bad_read)
+        with pytest.raises(kvmc.CallbackError) as err:
+            vm.run(timeout=20)
+        assert isinstance(err.value.__cause__, ValueError)
+        assert "device model bug" in str(err.value)
+
+
+def test_errors_carry_the_c_message(tmp_path, guest_elf):
+    with pytest.raises(kvmc.KvmcError, match="/nonexistent/vmlinuz: No such file"):
+        kvmc.VM("/nonexistent/vmlinuz")
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"not a kernel" * 100)
+    with pytest.raises(kvmc.KvmcError, match="not a Linux bzImage or ELF kernel"):
+        kvmc.VM(str(junk))
+    with pytest.raises(kvmc.KvmcError, match="cpus 0"):
+        kvmc.VM(guest_elf, cpus=0)
+    with pytest.raises(ValueError, match="not a size"):
+        kvmc.VM(guest_elf, memory="lots")
+
+
+def test_pause_resume_stop(guest_elf):
+    with kvmc.VM(guest_elf, memory="64M", cmdline="kvmc.test=echo") as vm:
+        vm.start()
+        vm.wait_for_console("echo: ready", timeout=20)
+        assert vm.state == kvmc.State.RUNNING
+        with pytest.raises(TimeoutError):
+            vm.wait(timeout=0.05)
+        vm.pause()
+        assert vm.state == kvmc.State.PAUSED
+        vm.resume()
+        assert vm.state == kvmc.State.RUNNING
+        vm.stop()
+        assert vm.wait(timeout=10).reason == kvmc.ExitReason.STOPPED
+
+
+def test_how_guests_end(guest_elf):
+    cases = {
+        "kvmc.test=reset": kvmc.ExitReason.RESET,
+        "kvmc.test=triplefault": kvmc.ExitReason.TRIPLE_FAULT,
+        "kvmc.test=panic": kvmc.ExitReason.GUEST_PANIC,
+        "kvmc.test=acpi-poweroff": kvmc.ExitReason.POWEROFF,
+    }
+    for cmdline, reason in cases.items():
+        with kvmc.VM(guest_elf, memory="64M", cmdline=cmdline) as vm:
+            assert vm.run(timeout=20).reason == reason, cmdline
+
+
+def test_guest_memory(guest_elf):
+    with kvmc.VM(guest_elf, memory="64M") as vm:
+        vm.write_memory(0x200000, b"kvmc from python")
+        assert vm.read_memory(0x200000, 16) == b"kvmc from python"
+        with pytest.raises(kvmc.KvmcError, match="is not RAM"):
+            vm.read_memory(64 << 20, 1)
+
+
+def test_virtio_disk_and_rng(tmp_path, guest_elf):
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(range(64)) * 512)
+    with kvmc.VM(guest_elf, memory="64M", cmdline="kvmc.test=virtio", disks=[str(disk)],
+                 rng=True) as vm:
+        assert vm.run(timeout=20).clean
+        assert "sector 5 write+read ok" in vm.console_text
+        assert "virtio: 2 devices" in vm.console_text
+
+
+def test_many_vms_from_threads(guest_elf):
+    results = []
+
+    def one():
+        with kvmc.VM(guest_elf, memory="32M") as vm:
+            results.append(vm.run(timeout=30).clean)
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 4
+
+
+def test_close_is_idempotent_and_closed_vm_refuses(guest_elf):
+    vm = kvmc.VM(guest_elf, memory="32M")
+    vm.close()
+    vm.close()
+    with pytest.raises(kvmc.KvmcError, match="closed"):
+        vm.start()
+
+
+def test_parse_size_and_version():
+    assert kvmc.parse_size("256M") == 256 << 20
+    assert kvmc.parse_size("1GiB") == 1 << 30
+    assert kvmc.parse_size(4096) == 4096
+    assert kvmc.version().startswith("0.")
