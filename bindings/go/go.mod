@@ -1,0 +1,3 @@
+module github.com/kvmc/kvmc/bindings/go
+
+go 1.21

@@ -1,0 +1,215 @@
+package kvmc
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// syncBuffer is an io.Writer safe for the vCPU threads and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func testGuest(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("KVMC_TEST_GUEST_ELF")
+	if p == "" {
+		t.Fatal("KVMC_TEST_GUEST_ELF is not set (scripts/dev sets it)")
+	}
+	if _, err := os.Stat("/dev/kvm"); err != nil {
+		t.Fatalf("/dev/kvm: %v", err)
+	}
+	return p
+}
+
+func newVM(t *testing.T, c Config) *VM {
+	t.Helper()
+	vm, err := NewVM(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { vm.Close() })
+	return vm
+}
+
+func within(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestBootsTheTestGuest(t *testing.T) {
+	var console syncBuffer
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 64 << 20, CPUs: 2,
+		Cmdline: "from go", Console: &console})
+	exit, err := vm.Run(within(t, 20*time.Second))
+	if err != nil || !exit.Clean() {
+		t.Fatalf("exit %+v, err %v\n%s", exit, err, console.String())
+	}
+	for _, want := range []string{"cmdline: from go", "smp: 2 of 2 cpus running", "self-check: ok"} {
+		if !strings.Contains(console.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, console.String())
+		}
+	}
+}
+
+func TestDevicesWrittenInGo(t *testing.T) {
+	var console syncBuffer
+	var mu sync.Mutex
+	var writes []uint64
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 64 << 20,
+		Cmdline: "kvmc.test=devices", Console: &console})
+	record := func(off uint64, size int, v uint64) { mu.Lock(); writes = append(writes, v); mu.Unlock() }
+	if err := vm.AddPIODevice(0x600, 4, DeviceFuncs{
+		ReadFn:  func(off uint64, size int) uint64 { return 0x60000000 | uint64(size) },
+		WriteFn: record}); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.AddMMIODevice(0xd0000000, 0x1000, DeviceFuncs{
+		ReadFn:  func(off uint64, size int) uint64 { return 0xfeedfacecafebeef },
+		WriteFn: record}); err != nil {
+		t.Fatal(err)
+	}
+	if exit, err := vm.Run(within(t, 20*time.Second)); err != nil || !exit.Clean() {
+		t.Fatalf("exit %+v, err %v", exit, err)
+	}
+	if len(writes) != 2 || writes[0] != 0x12345678 || writes[1] != 0x1122334455667788 {
+		t.Errorf("writes seen by Go: %#x", writes)
+	}
+	for _, want := range []string{"pio: wrote 0x12345678 read 0x60000004",
+		"mmio: wrote 0x1122334455667788 read 0xfeedfacecafebeef"} {
+		if !strings.Contains(console.String(), want) {
+			t.Errorf("console lacks %q:\n%s", want, console.String())
+		}
+	}
+}
+
+func TestContextCancelStopsTheVM(t *testing.T) {
+	var console syncBuffer
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 64 << 20,
+		Cmdline: "kvmc.test=echo", Console: &console})
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; !strings.Contains(console.String(), "echo: ready"); i++ {
+		if i > 2000 {
+			t.Fatal("guest never got ready")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := vm.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if vm.State() != StatePaused {
+		t.Fatalf("state %v", vm.State())
+	}
+	if err := vm.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	exit, err := vm.Wait(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || exit.Reason != ExitStopped {
+		t.Fatalf("exit %+v, err %v", exit, err)
+	}
+}
+
+func TestErrorsAreGoErrors(t *testing.T) {
+	_, err := NewVM(Config{Kernel: "/nonexistent/vmlinuz"})
+	var kerr *Error
+	if !errors.As(err, &kerr) || !strings.Contains(kerr.Msg, "/nonexistent/vmlinuz") {
+		t.Fatalf("err %v", err)
+	}
+	_, err = NewVM(Config{Kernel: testGuest(t), Disks: []Disk{{Path: "/nonexistent/disk"}}})
+	if err == nil || !strings.Contains(err.Error(), "disk /nonexistent/disk") {
+		t.Fatalf("err %v", err)
+	}
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 32 << 20})
+	vm.Close()
+	if err := vm.Start(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("start after close: %v", err)
+	}
+}
+
+func TestHowGuestsEnd(t *testing.T) {
+	for cmdline, want := range map[string]ExitReason{
+		"kvmc.test=reset": ExitReset, "kvmc.test=triplefault": ExitTripleFault,
+		"kvmc.test=panic": ExitGuestPanic, "kvmc.test=acpi-poweroff": ExitPoweroff,
+	} {
+		vm := newVM(t, Config{Kernel: testGuest(t), Memory: 32 << 20, Cmdline: cmdline})
+		exit, err := vm.Run(within(t, 20*time.Second))
+		if err != nil || exit.Reason != want {
+			t.Errorf("%s: exit %+v, err %v", cmdline, exit, err)
+		}
+	}
+}
+
+func TestVirtioDiskAndMemory(t *testing.T) {
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, bytes.Repeat([]byte{7}, 64*512), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var console syncBuffer
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 64 << 20, Cmdline: "kvmc.test=virtio",
+		Disks: []Disk{{Path: disk, Serial: "go-disk"}}, RNG: true, Console: &console})
+	if err := vm.WriteMemory(0x300000, []byte("from go")); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := vm.ReadMemory(0x300000, 7); err != nil || string(b) != "from go" {
+		t.Fatalf("read back %q, %v", b, err)
+	}
+	if exit, err := vm.Run(within(t, 20*time.Second)); err != nil || !exit.Clean() {
+		t.Fatalf("exit %+v, err %v", exit, err)
+	}
+	if !strings.Contains(console.String(), "serial go-disk") ||
+		!strings.Contains(console.String(), "virtio: 2 devices") {
+		t.Errorf("console:\n%s", console.String())
+	}
+}
+
+// The orchestrator case: many VMs at once from goroutines.
+func TestManyVMsConcurrently(t *testing.T) {
+	guest := testGuest(t)
+	const n = 8
+	results := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			vm, err := NewVM(Config{Kernel: guest, Memory: 32 << 20, CPUs: 2})
+			if err != nil {
+				results <- err
+				return
+			}
+			defer vm.Close()
+			exit, err := vm.Run(context.Background())
+			if err == nil && !exit.Clean() {
+				err = errors.New(exit.Message)
+			}
+			results <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-results; err != nil {
+			t.Error(err)
+		}
+	}
+}
