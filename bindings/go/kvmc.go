@@ -374,6 +374,33 @@ func (vm *VM) WriteMemory(gpa uint64, data []byte) error {
 	})
 }
 
+// Regs are a vCPU's general-purpose registers.
+type Regs struct {
+	RAX, RBX, RCX, RDX, RSI, RDI, RSP, RBP uint64
+	R8, R9, R10, R11, R12, R13, R14, R15   uint64
+	RIP, RFLAGS                            uint64
+}
+
+// GetRegs reads vCPU vcpu's registers: only while paused, not started, or exited.
+func (vm *VM) GetRegs(vcpu uint) (Regs, error) {
+	var r C.kvmc_regs
+	err := vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_get_regs(v, C.unsigned(vcpu), &r) })
+	return Regs{uint64(r.rax), uint64(r.rbx), uint64(r.rcx), uint64(r.rdx), uint64(r.rsi),
+		uint64(r.rdi), uint64(r.rsp), uint64(r.rbp), uint64(r.r8), uint64(r.r9), uint64(r.r10),
+		uint64(r.r11), uint64(r.r12), uint64(r.r13), uint64(r.r14), uint64(r.r15),
+		uint64(r.rip), uint64(r.rflags)}, err
+}
+
+// SetRegs writes vCPU vcpu's registers; same states as GetRegs.
+func (vm *VM) SetRegs(vcpu uint, g Regs) error {
+	r := C.kvmc_regs{C.uint64_t(g.RAX), C.uint64_t(g.RBX), C.uint64_t(g.RCX), C.uint64_t(g.RDX),
+		C.uint64_t(g.RSI), C.uint64_t(g.RDI), C.uint64_t(g.RSP), C.uint64_t(g.RBP),
+		C.uint64_t(g.R8), C.uint64_t(g.R9), C.uint64_t(g.R10), C.uint64_t(g.R11),
+		C.uint64_t(g.R12), C.uint64_t(g.R13), C.uint64_t(g.R14), C.uint64_t(g.R15),
+		C.uint64_t(g.RIP), C.uint64_t(g.RFLAGS)}
+	return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_set_regs(v, C.unsigned(vcpu), &r) })
+}
+
 // Close stops the guest if it runs and frees the VM. Idempotent.
 func (vm *VM) Close() error {
 	vm.mu.Lock()

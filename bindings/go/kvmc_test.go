@@ -123,6 +123,20 @@ func TestContextCancelStopsTheVM(t *testing.T) {
 	if vm.State() != StatePaused {
 		t.Fatalf("state %v", vm.State())
 	}
+	regs, err := vm.GetRegs(0)
+	if err != nil || regs.RIP < 0x100000 || regs.RIP >= 0x200000 {
+		t.Fatalf("regs %+v, err %v", regs, err)
+	}
+	saved := regs.R13
+	regs.R13 = 0xabcdef
+	if err := vm.SetRegs(0, regs); err != nil {
+		t.Fatal(err)
+	}
+	if back, _ := vm.GetRegs(0); back.R13 != 0xabcdef {
+		t.Fatalf("r13 %#x after SetRegs", back.R13)
+	}
+	regs.R13 = saved
+	vm.SetRegs(0, regs)
 	if err := vm.Resume(); err != nil {
 		t.Fatal(err)
 	}

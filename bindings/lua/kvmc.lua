@@ -132,6 +132,27 @@ function VM:console() return core.console_text(self.console_buffer) end
 function VM:read_memory(gpa, len) return core.read_memory(self.handle, gpa, len) end
 function VM:write_memory(gpa, data) return core.write_memory(self.handle, gpa, data) end
 
+local REGS = {"rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10", "r11",
+              "r12", "r13", "r14", "r15", "rip", "rflags"}
+
+-- vCPU registers as a table; only while paused, not started, or exited.
+function VM:get_regs(vcpu)
+    local r = core.kvmc_regs()
+    if core.kvmc_vm_get_regs(self.handle, vcpu or 0, r) ~= core.KVMC_OK then return failure() end
+    local out = {}
+    for _, name in ipairs(REGS) do out[name] = r[name] end
+    return out
+end
+
+-- Changes the named registers: vm:set_regs(0, {rax = 1}).
+function VM:set_regs(vcpu, changes)
+    local r = core.kvmc_regs()
+    if core.kvmc_vm_get_regs(self.handle, vcpu or 0, r) ~= core.KVMC_OK then return failure() end
+    for name, value in pairs(changes) do r[name] = value end
+    if core.kvmc_vm_set_regs(self.handle, vcpu or 0, r) ~= core.KVMC_OK then return failure() end
+    return true
+end
+
 function VM:close()
     if self.handle then
         core.kvmc_vm_destroy(self.handle)

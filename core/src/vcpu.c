@@ -421,3 +421,54 @@ int vcpu_start_thread(struct vcpu *vcpu)
     pthread_setname_np(vcpu->thread, name);
     return KVMC_OK;
 }
+
+/* ------------------------------------------------------ register access */
+
+static int check_regs_access(struct kvmc_vm *vm, unsigned index)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    if (index >= vm->ncpus)
+        return kvmc_fail(KVMC_EINVAL, "vCPU %u: the VM has %u", index, vm->ncpus);
+    kvmc_vm_state state = kvmc_vm_get_state(vm);
+    if (state == KVMC_STATE_RUNNING)
+        return kvmc_fail(KVMC_ESTATE, "registers can be read or written only while the VM "
+                                      "is paused, not started, or exited");
+    return KVMC_OK;
+}
+
+#define REGS_FIELDS(X)                                                         \
+    X(rax) X(rbx) X(rcx) X(rdx) X(rsi) X(rdi) X(rsp) X(rbp) X(r8) X(r9) X(r10)  \
+    X(r11) X(r12) X(r13) X(r14) X(r15) X(rip) X(rflags)
+
+int kvmc_vm_get_regs(kvmc_vm *vm, unsigned index, kvmc_regs *out)
+{
+    int err = check_regs_access(vm, index);
+    if (err)
+        return err;
+    if (!out)
+        return kvmc_fail(KVMC_EINVAL, "regs is NULL");
+    struct kvm_regs r;
+    if (ioctl(vm->vcpus[index].fd, KVM_GET_REGS, &r) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_GET_REGS on vCPU %u", index);
+#define COPY_OUT(f) out->f = r.f;
+    REGS_FIELDS(COPY_OUT)
+#undef COPY_OUT
+    return KVMC_OK;
+}
+
+int kvmc_vm_set_regs(kvmc_vm *vm, unsigned index, const kvmc_regs *in)
+{
+    int err = check_regs_access(vm, index);
+    if (err)
+        return err;
+    if (!in)
+        return kvmc_fail(KVMC_EINVAL, "regs is NULL");
+    struct kvm_regs r;
+#define COPY_IN(f) r.f = in->f;
+    REGS_FIELDS(COPY_IN)
+#undef COPY_IN
+    if (ioctl(vm->vcpus[index].fd, KVM_SET_REGS, &r) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_SET_REGS on vCPU %u", index);
+    return KVMC_OK;
+}

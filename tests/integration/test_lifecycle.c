@@ -174,3 +174,34 @@ Test(lifecycle, concurrent_vms_in_one_process)
         guest_result_free(&r[i]);
     }
 }
+
+Test(lifecycle, vcpu_registers_while_paused)
+{
+    struct console_capture cap = {0};
+    kvmc_vm *vm = idle_guest(&cap);
+    kvmc_regs regs;
+    cr_assert_eq(kvmc_vm_get_regs(vm, 0, &regs), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(regs.rip, 0x100000, "before start: the PVH entry");
+    cr_assert_eq(kvmc_vm_get_regs(vm, 2, &regs), KVMC_EINVAL, "no such vCPU");
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    wait_for_output(&cap, "echo: ready\n");
+    cr_assert_eq(kvmc_vm_get_regs(vm, 0, &regs), KVMC_ESTATE, "not while running");
+    cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
+    cr_assert_eq(kvmc_vm_get_regs(vm, 0, &regs), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert(regs.rip >= 0x100000 && regs.rip < 0x200000, "rip 0x%llx",
+              (unsigned long long)regs.rip);
+    uint64_t r15 = regs.r15;
+    regs.r15 = 0x5a5a5a5a5a5a5a5aull;
+    cr_assert_eq(kvmc_vm_set_regs(vm, 0, &regs), KVMC_OK);
+    kvmc_regs back;
+    cr_assert_eq(kvmc_vm_get_regs(vm, 0, &back), KVMC_OK);
+    cr_assert_eq(back.r15, 0x5a5a5a5a5a5a5a5aull);
+    back.r15 = r15; /* put it back before the guest runs again */
+    cr_assert_eq(kvmc_vm_set_regs(vm, 0, &back), KVMC_OK);
+    cr_assert_eq(kvmc_vm_resume(vm), KVMC_OK);
+    kvmc_vm_stop(vm);
+    kvmc_vm_wait(vm, 5000, NULL);
+    cr_assert_eq(kvmc_vm_get_regs(vm, 1, &regs), KVMC_OK, "after exit");
+    kvmc_vm_destroy(vm);
+    free(cap.data);
+}

@@ -256,6 +256,26 @@ class VM:
     def write_memory(self, gpa: int, data: bytes) -> None:
         _check(lib.kvmc_vm_write_memory(self._handle(), gpa, data, len(data)))
 
+    _REGS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10",
+             "r11", "r12", "r13", "r14", "r15", "rip", "rflags")
+
+    def get_regs(self, vcpu: int = 0) -> dict:
+        """vCPU registers as a dict; only while paused, not started, or exited."""
+        regs = ffi.new("kvmc_regs *")
+        _check(lib.kvmc_vm_get_regs(self._handle(), vcpu, regs))
+        return {name: getattr(regs, name) for name in self._REGS}
+
+    def set_regs(self, vcpu: int = 0, **changes: int) -> None:
+        """Changes some registers, e.g. set_regs(0, rax=1); same states as get_regs."""
+        unknown = set(changes) - set(self._REGS)
+        if unknown:
+            raise ValueError(f"unknown registers: {sorted(unknown)}")
+        regs = ffi.new("kvmc_regs *")
+        _check(lib.kvmc_vm_get_regs(self._handle(), vcpu, regs))
+        for name, value in changes.items():
+            setattr(regs, name, value)
+        _check(lib.kvmc_vm_set_regs(self._handle(), vcpu, regs))
+
     # ---- console ------------------------------------------------------------
 
     @property

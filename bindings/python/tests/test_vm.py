@@ -84,7 +84,14 @@ def test_pause_resume_stop(guest_elf):
             vm.wait(timeout=0.05)
         vm.pause()
         assert vm.state == kvmc.State.PAUSED
+        regs = vm.get_regs(0)
+        assert 0x100000 <= regs["rip"] < 0x200000
+        vm.set_regs(0, r14=0x1234)
+        assert vm.get_regs(0)["r14"] == 0x1234
+        vm.set_regs(0, r14=regs["r14"])
         vm.resume()
+        with pytest.raises(kvmc.KvmcError, match="paused"):
+            vm.get_regs(0)
         assert vm.state == kvmc.State.RUNNING
         vm.stop()
         assert vm.wait(timeout=10).reason == kvmc.ExitReason.STOPPED

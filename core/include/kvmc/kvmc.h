@@ -202,6 +202,18 @@ KVMC_API int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf,
 KVMC_API int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf,
                                   size_t len);
 
+/* General-purpose registers of one vCPU. */
+typedef struct kvmc_regs {
+    uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
+    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+    uint64_t rip, rflags;
+} kvmc_regs;
+
+/* Reads or writes vCPU `vcpu`'s registers. Only while no vCPU runs guest
+ * code: before start, while paused, or after exit (else KVMC_ESTATE). */
+KVMC_API int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
+KVMC_API int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);
+
 /* --------------------------------------------------------------- devices */
 
 /* A device on the port I/O or MMIO bus. offset is relative to the base of

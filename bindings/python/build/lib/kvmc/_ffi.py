@@ -29,6 +29,12 @@ typedef struct kvmc_device_ops {
     void (*write)(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 } kvmc_device_ops;
 
+typedef struct kvmc_regs {
+    uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
+    uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
+    uint64_t rip, rflags;
+} kvmc_regs;
+
 typedef void (*kvmc_console_fn)(void *opaque, const uint8_t *data, size_t len);
 typedef void (*kvmc_event_fn)(void *opaque, kvmc_vm *vm, kvmc_event event);
 
@@ -61,6 +67,8 @@ int kvmc_vm_resume(kvmc_vm *vm);
 kvmc_vm_state kvmc_vm_get_state(const kvmc_vm *vm);
 int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf, size_t len);
 int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf, size_t len);
+int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
+int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);
 int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
                            const kvmc_device_ops *ops, void *opaque);
 int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
