@@ -58,6 +58,7 @@ extern volatile uint32_t cpus_up;
 extern volatile uint8_t apic_seen[256];
 
 void guest_main(void);
+uint64_t fnv1a(const uint8_t *p, uint64_t n); /* FNV-1a 64 */
 #endif
 
 #endif

@@ -239,7 +239,7 @@ static uint64_t report_memory(const struct boot *b)
     return ram;
 }
 
-static uint64_t fnv1a(const uint8_t *p, uint64_t n)
+uint64_t fnv1a(const uint8_t *p, uint64_t n)
 {
     uint64_t h = 0xcbf29ce484222325ull;
     while (n--) {

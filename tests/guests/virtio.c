@@ -116,13 +116,6 @@ static uint8_t blk_request(uint64_t base, uint32_t type, uint64_t sector, uint32
     return blk_status;
 }
 
-static uint64_t fnv1a_bytes(const uint8_t *p, uint64_t n)
-{
-    uint64_t h = 0xcbf29ce484222325ull;
-    while (n--) {
-        h ^= *p++;
-        h *= 0x100000001b3ull;
-    }
     return h;
 }
 
@@ -142,7 +135,7 @@ static void test_blk(uint64_t base, void (*print)(const char *), void (*hex)(uin
     print(", read status ");
     dec(st);
     print(", sectors 0-3 fnv1a 0x");
-    hex(fnv1a_bytes(blk_buf, 2048), 16);
+    hex(fnv1a(blk_buf, 2048), 16);
     for (unsigned i = 0; i < 512; i++)
         blk_buf[i] = (uint8_t)(0xa5 ^ i);
     uint8_t wst = blk_request(base, 1 /* OUT */, 5, 512, false);
