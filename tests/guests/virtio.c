@@ -116,9 +116,6 @@ static uint8_t blk_request(uint64_t base, uint32_t type, uint64_t sector, uint32
     return blk_status;
 }
 
-    return h;
-}
-
 /* Hashes sectors 0-3, writes a pattern to sector 5 and reads it back. */
 static void test_blk(uint64_t base, void (*print)(const char *), void (*hex)(uint64_t, int),
                      void (*dec)(uint64_t))
