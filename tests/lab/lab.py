@@ -23,7 +23,14 @@ import time
 LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4", "e2fsprogs"]
 KERNEL_META = "linux-image-cloud-amd64"
-L1_TIMEOUT_S = 540
+L1_TIMEOUT_S = 400
+SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio",
+             "qemu-microvm", "kvmc-pvh"]
+# L1 is Debian's KVM on QEMU's emulated SVM. Rarely (seen once in about ten
+# runs, with two L2 vCPUs) its vCPU threads lock up inside the L1 kernel;
+# kvmc cannot cause that from user space. A hung L1 is killed and rerun once
+# for the scenarios still without a result, and the output says so.
+L1_LOCKUP_LINES = 2
 LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
 # Loaded by the L2 init, in this order (dependencies first).
 L2_MODULES = ["drivers/misc/pvpanic/pvpanic.ko", "drivers/misc/pvpanic/pvpanic-mmio.ko",
@@ -197,12 +204,16 @@ def build_images(work, kernel_root, kver, kvmc):
 
 
 def make_disk(work):
+    return make_disk_at(os.path.join(work, "disk.img"))
+
+
+def make_disk_at(disk):
     """A small ext4 image holding hello.txt, made without root (mkfs -d)."""
-    content = os.path.join(work, "disk-content")
+    content = disk + ".content"
+    shutil.rmtree(content, ignore_errors=True)
     os.makedirs(content)
     with open(os.path.join(content, "hello.txt"), "w") as f:
         f.write(DISK_HELLO + "\n")
-    disk = os.path.join(work, "disk.img")
     run(["mkfs.ext4", "-q", "-F", "-L", "kvmclab", "-d", content, disk, "32M"])
     return disk
 
@@ -216,12 +227,13 @@ def read_from_disk(disk, path):
 def run_l1(vmlinuz, l1_cpio, disk, logfile, only):
     append = "console=ttyS0 panic=-1 quiet" + (f" lab.only={only}" if only else "")
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "EPYC,+svm", "-m", "2048",
-           "-smp", "2", "-nographic", "-no-reboot", "-kernel", vmlinuz,
+           "-smp", "3", "-nographic", "-no-reboot", "-kernel", vmlinuz,
            "-initrd", l1_cpio, "-append", append,
            "-drive", f"file={disk},format=raw,if=virtio"]
     log("starting L1: " + " ".join(cmd))
     start = time.monotonic()
     lines = []
+    lockups = 0
     with open(logfile, "w") as out:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, text=True, errors="replace")
@@ -233,7 +245,10 @@ def run_l1(vmlinuz, l1_cpio, disk, logfile, only):
                 lines.append((time.monotonic() - start, line))
                 if line.startswith(("LAB-RESULT", "LAB-L1")):
                     print(f"  [{time.monotonic() - start:6.1f}s] {line}", flush=True)
-                if time.monotonic() - start > L1_TIMEOUT_S:
+                if "soft lockup" in line:
+                    lockups += 1
+                    print(f"  [{time.monotonic() - start:6.1f}s] L1: {line.strip()}", flush=True)
+                if lockups >= L1_LOCKUP_LINES or time.monotonic() - start > L1_TIMEOUT_S:
                     proc.kill()
                     break
             proc.wait(timeout=30)
@@ -276,9 +291,21 @@ def main():
     log(f"kernel package: {pkg} {version} (kernel {kver})")
     vmlinuz, l1_cpio, disk = build_images(work, root, kver, args.kvmc)
     log(f"images built in {time.monotonic() - t0:.1f}s")
+    wanted = [n for n in SCENARIOS if not args.only or n in args.only.split(",")]
     lines, l1_total = run_l1(vmlinuz, l1_cpio, disk, os.path.join(work, "l1-console.log"),
-                               args.only)
+                               ",".join(wanted) if args.only else "")
     results = parse_results(lines)
+    missing = [n for n in wanted if n not in results]
+    if missing and any("soft lockup" in l for _, l in lines):
+        log(f"L1 locked up (nested KVM under TCG); rerunning once for: {' '.join(missing)}")
+        if "kvmc-virtio" in missing:
+            os.remove(disk)
+            disk = make_disk_at(disk)
+        more, more_total = run_l1(vmlinuz, l1_cpio, disk,
+                                  os.path.join(work, "l1-console-rerun.log"), ",".join(missing))
+        lines += more
+        l1_total += more_total
+        results.update(parse_results(more))
     l1_init = next((float(m.group(1)) for _, l in lines
                     for m in [re.search(r"LAB-L1: init reached at (\S+)s", l)] if m), None)
 
