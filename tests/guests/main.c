@@ -493,6 +493,22 @@ static void probe_legacy_ports(void)
     puts_serial("\n");
 }
 
+/* N port writes then N MMIO writes, for the exit-cost benchmark. */
+static void exit_loop(const char *arg)
+{
+    uint64_t n = 0;
+    while (*arg >= '0' && *arg <= '9')
+        n = n * 10 + (uint64_t)(*arg++ - '0');
+    for (uint64_t i = 0; i < n; i++)
+        outl(TEST_PIO_PORT, (uint32_t)i);
+    volatile uint32_t *mmio = (volatile uint32_t *)TEST_MMIO_BASE;
+    for (uint64_t i = 0; i < n; i++)
+        *mmio = (uint32_t)i;
+    puts_serial("exits: ");
+    put_dec(2 * n);
+    puts_serial(" done\n");
+}
+
 /* Reads console input up to a newline and echoes it back. */
 static void test_echo(void)
 {
@@ -525,6 +541,12 @@ void guest_main(void)
     else
         read_linux(&b, (const uint8_t *)boot_info);
 
+    char mode[32] = "";
+    cmdline_get(b.cmdline, "kvmc.test=", mode, sizeof(mode));
+    if (starts_with(mode, "boot-only")) { /* cold-start benchmark: up, then off */
+        puts_serial("kvmc test guest: up\n");
+        power_off(0);
+    }
     puts_serial("kvmc test guest: booted via ");
     puts_serial(b.protocol);
     puts_serial(" entry, running at CPL3\n");
@@ -573,6 +595,8 @@ void guest_main(void)
         run_virtio_tests(puts_serial, put_hex, put_dec, true);
     } else if (starts_with(test, "virtio")) {
         run_virtio_tests(puts_serial, put_hex, put_dec, false);
+    } else if (starts_with(test, "exits:")) {
+        exit_loop(test + 6);
     } else if (starts_with(test, "fail")) {
         puts_serial("test: reporting failure\n");
         power_off(7);
