@@ -35,7 +35,7 @@ static const char usage_run[] =
     "usage: kvmc run [--kernel PATH] [--initrd PATH] [--cmdline STR]\n"
     "                [--mem SIZE] [--cpus N] [--console stdio|none|file:PATH]\n"
     "                [--boot auto|linux|pvh] [--mem-backing anon|memfd|hugetlb]\n"
-    "                [--disk PATH[,ro][,serial=ID]]... [--rng]\n"
+    "                [--disk PATH[,ro][,serial=ID]]... [--rng] [--seccomp on|off]\n"
     "\n"
     "Boots a guest and waits until it powers off, resets or fails.\n"
     "Without --kernel, boots the built-in test guest, which prints what it\n"
@@ -61,6 +61,8 @@ static const char usage_run[] =
     "                        Repeat for more disks (up to 8 virtio devices).\n"
     "                        Linux finds them through ACPI (virtio_mmio driver).\n"
     "      --rng             a virtio-rng device fed from getrandom(2).\n"
+    "      --seccomp on|off  confine kvmc's threads with seccomp allow-lists\n"
+    "                        (default on; a forbidden system call kills kvmc).\n"
     "      --boot PROTOCOL   auto (default: PVH if the ELF has a PVH note, else\n"
     "                        the Linux 64-bit boot protocol), linux, or pvh.\n"
     "  -h, --help            show this help.\n"
@@ -98,6 +100,7 @@ static const char *exit_reason_name(kvmc_exit_reason r)
 /* A thread that turns SIGINT/SIGTERM into kvmc_vm_stop(). */
 struct signal_watch {
     kvmc_vm *vm;
+    bool confine;
     sigset_t set;
     volatile sig_atomic_t interrupted;
 };
@@ -105,6 +108,8 @@ struct signal_watch {
 static void *signal_thread(void *arg)
 {
     struct signal_watch *w = arg;
+    if (w->confine && kvmc_seccomp_confine_control_thread() != KVMC_OK)
+        fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
     int sig;
     if (sigwait(&w->set, &sig) == 0 && sig != SIGUSR1) {
         w->interrupted = 1;
@@ -198,10 +203,17 @@ static int cmd_run(int argc, char **argv)
         return EXIT_USAGE;
     }
     kvmc_config_free(cfg);
+    if (o.seccomp_off) {
+        fprintf(stderr, "kvmc: warning: seccomp is off; kvmc's threads may make any "
+                        "system call\n");
+    } else if (kvmc_vm_set_seccomp(vm, 1)) {
+        fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
+        return EXIT_USAGE;
+    }
 
     /* Block the signals in every thread (vCPU threads inherit the mask) and
      * wait for them on a thread of our own. */
-    struct signal_watch watch = {.vm = vm};
+    struct signal_watch watch = {.vm = vm, .confine = !o.seccomp_off};
     sigemptyset(&watch.set);
     sigaddset(&watch.set, SIGINT);
     sigaddset(&watch.set, SIGTERM);
@@ -212,7 +224,10 @@ static int cmd_run(int argc, char **argv)
 
     int status;
     kvmc_exit_info info;
-    if (kvmc_vm_start(vm) || kvmc_vm_wait(vm, -1, &info)) {
+    int rc = kvmc_vm_start(vm);
+    if (!rc && !o.seccomp_off)
+        rc = kvmc_seccomp_confine_control_thread();
+    if (rc || kvmc_vm_wait(vm, -1, &info)) {
         fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
         status = EXIT_VM_ERROR;
     } else {

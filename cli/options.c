@@ -80,7 +80,7 @@ static bool parse_disk(struct run_options *o, const char *arg, char *err, unsign
     return true;
 }
 
-enum { OPT_BOOT = 1000, OPT_MEM_BACKING, OPT_DISK, OPT_RNG };
+enum { OPT_BOOT = 1000, OPT_MEM_BACKING, OPT_DISK, OPT_RNG, OPT_SECCOMP };
 
 bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                        unsigned errlen)
@@ -96,6 +96,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         {"mem-backing", required_argument, NULL, OPT_MEM_BACKING},
         {"disk", required_argument, NULL, OPT_DISK},
         {"rng", no_argument, NULL, OPT_RNG},
+        {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
@@ -176,6 +177,14 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
             break;
         case OPT_RNG:
             o->rng = true;
+            break;
+        case OPT_SECCOMP:
+            if (strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0) {
+                o->seccomp_off = strcmp(optarg, "off") == 0;
+            } else {
+                snprintf(err, errlen, "--seccomp %s: use on or off", optarg);
+                return false;
+            }
             break;
         case 'h': o->help = true; return true;
         case ':':

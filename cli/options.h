@@ -22,6 +22,7 @@ struct run_options {
     struct { const char *path; bool read_only; const char *serial; } disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;
     bool rng;
+    bool seccomp_off; /* --seccomp off */
     char disk_specs[KVMC_MAX_VIRTIO_DEVICES][512]; /* storage for parsed --disk */
 };
 

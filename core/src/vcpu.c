@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "layout.h"
+#include "seccomp.h"
 #include "vm.h"
 
 #define KICK_SIGNAL (SIGRTMIN + 6)
@@ -380,6 +381,14 @@ static void *vcpu_main(void *arg)
     sigemptyset(&set);
     sigaddset(&set, KICK_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    if (vm->seccomp && seccomp_confine(SECCOMP_ROLE_VCPU) != KVMC_OK) {
+        end_with(vcpu, KVMC_EXIT_VMM_ERROR, 0, "cannot install the vCPU seccomp filter");
+        pthread_mutex_lock(&vm->lock);
+        vm->live_threads--;
+        pthread_cond_broadcast(&vm->cond);
+        pthread_mutex_unlock(&vm->lock);
+        return NULL;
+    }
 
     for (;;) {
         /* Clear the kick before looking at the flags: a kick that lands

@@ -301,6 +301,7 @@ int kvmc_vm_start(kvmc_vm *vm)
         return kvmc_fail(KVMC_ESTATE, "VM was already started");
     }
     vm->state = KVMC_STATE_RUNNING;
+    vm->io.seccomp = vm->seccomp;
     int err = serial_start_input(vm->serial);
     if (!err)
         err = iothread_start(&vm->io);
@@ -319,6 +320,16 @@ int kvmc_vm_start(kvmc_vm *vm)
         return kvmc_fail(err, "%s", msg);
     }
     vm_emit_event(vm, KVMC_EVENT_STARTED);
+    return KVMC_OK;
+}
+
+int kvmc_vm_set_seccomp(kvmc_vm *vm, int enabled)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    if (kvmc_vm_get_state(vm) != KVMC_STATE_CREATED)
+        return kvmc_fail(KVMC_ESTATE, "seccomp must be set before the VM starts");
+    vm->seccomp = enabled != 0;
     return KVMC_OK;
 }
 

@@ -66,6 +66,7 @@ struct kvmc_vm {
     struct console_sink console;
     struct serial *serial;
     struct iothread io;
+    bool seccomp;           /* kvmc's threads confine themselves at start */
     struct virtio_mmio *virtio[KVMC_MAX_VIRTIO_DEVICES];
     unsigned nvirtio;
 

@@ -173,6 +173,30 @@ Test(cli, exit_status_reflects_how_the_guest_ended)
     cr_assert(strstr(r.err, "emulation failed"), "%s", r.err);
 }
 
+Test(cli, seccomp_is_on_by_default_and_can_be_turned_off)
+{
+    struct cli_result r;
+    char disk[] = "/tmp/kvmc-cli-disk-XXXXXX";
+    int fd = mkstemp(disk);
+    cr_assert_eq(ftruncate(fd, 64 * 512), 0);
+    close(fd);
+    char arg[64];
+    snprintf(arg, sizeof(arg), "%s,serial=sc", disk);
+    /* Every device busy under the default filters: the run must complete. */
+    run_cli(&r, "run", "--cpus", "2", "--disk", arg, "--rng", "--cmdline", "kvmc.test=virtio",
+            NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "sector 5 write+read ok"), "%s", r.out);
+    cr_assert(strstr(r.out, "virtio-rng: 64 bytes"), "%s", r.out);
+    cr_assert_str_empty(r.err);
+    run_cli(&r, "run", "--seccomp", "off", NULL);
+    cr_assert_eq(r.status, 0);
+    cr_assert(strstr(r.err, "warning: seccomp is off"), "%s", r.err);
+    run_cli(&r, "run", "--seccomp", "maybe", NULL);
+    assert_one_line_error(&r, "--seccomp maybe");
+    unlink(disk);
+}
+
 Test(cli, console_to_file)
 {
     char path[] = "/tmp/kvmc-cli-console-XXXXXX";

@@ -214,6 +214,19 @@ typedef struct kvmc_regs {
 KVMC_API int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
 KVMC_API int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);
 
+/* ---------------------------------------------------------------- seccomp */
+
+/* Confines kvmc's own threads with seccomp allow-lists (libseccomp): each
+ * vCPU, I/O and console-input thread installs the list for its role as it
+ * starts, so call this before kvmc_vm_start(). Use it only when every device
+ * callback is C code that stays within those lists: a callback into Python,
+ * Go or Lua may make any system call. A system call outside the lists kills
+ * the process with SIGSYS. */
+KVMC_API int kvmc_vm_set_seccomp(kvmc_vm *vm, int enabled);
+/* Confines the calling thread with the list for a thread that controls VMs
+ * (start, wait, stop, pause, resume, write to stderr, exit). Irreversible. */
+KVMC_API int kvmc_seccomp_confine_control_thread(void);
+
 /* --------------------------------------------------------------- devices */
 
 /* A device on the port I/O or MMIO bus. offset is relative to the base of

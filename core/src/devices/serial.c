@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../error.h"
+#include "../seccomp.h"
 #include "../vm.h"
 
 enum {
@@ -189,6 +190,8 @@ static void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t 
 static void *input_main(void *arg)
 {
     struct serial *s = arg;
+    if (s->vm->seccomp && seccomp_confine(SECCOMP_ROLE_CONSOLE_INPUT) != KVMC_OK)
+        return NULL; /* no console input; output is unaffected */
     for (;;) {
         pthread_mutex_lock(&s->lock);
         while (!s->stopping && s->rx_count == RX_CAPACITY)

@@ -21,6 +21,7 @@ struct iothread {
     int stop_fd;
     pthread_t thread;
     bool started;
+    bool seccomp; /* confine the thread when it starts */
     unsigned nwatches;
     struct iothread_watch watches[IOTHREAD_MAX_WATCHES];
 };

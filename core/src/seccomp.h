@@ -1,0 +1,15 @@
+/* Per-thread seccomp allow-lists for kvmc's threads. */
+#ifndef KVMC_SECCOMP_H
+#define KVMC_SECCOMP_H
+
+enum seccomp_role {
+    SECCOMP_ROLE_VCPU,          /* KVM_RUN loop and device emulation */
+    SECCOMP_ROLE_IO,            /* virtio queues: file I/O, eventfds */
+    SECCOMP_ROLE_CONSOLE_INPUT, /* reads the console input fd */
+    SECCOMP_ROLE_CONTROL,       /* waits for, stops and pauses VMs */
+};
+
+/* Installs the list for role on the calling thread. 0 or a kvmc_error. */
+int seccomp_confine(enum seccomp_role role);
+
+#endif

@@ -1,0 +1,96 @@
+/* The seccomp allow-lists kvmc's threads install: each child process below
+ * confines itself with a real list, then makes one system call. Forbidden
+ * ones must kill it with SIGSYS; the ones its role needs must not. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <linux/kvm.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "seccomp.h"
+
+/* Runs body in a child confined with role; returns its wait status. */
+static int confined(enum seccomp_role role, void (*body)(void))
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        if (seccomp_confine(role) != 0)
+            _exit(100);
+        body();
+        _exit(0);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    return status;
+}
+
+static void assert_killed(int status, const char *what)
+{
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS,
+              "%s: expected death by SIGSYS, got status 0x%x", what, status);
+}
+
+static void assert_lived(int status, const char *what)
+{
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+              "%s: expected a normal exit, got status 0x%x", what, status);
+}
+
+static void open_a_file(void) { open("/etc/hostname", O_RDONLY); }
+static void make_a_socket(void) { socket(AF_INET, SOCK_STREAM, 0); }
+static void fork_again(void) { fork(); }
+static void exec_a_shell(void) { execl("/bin/sh", "sh", "-c", "true", (char *)NULL); }
+static void map_executable(void) { mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); }
+static void create_a_vm(void) { ioctl(3, KVM_CREATE_VM, 0); }
+static void protect_executable(void)
+{
+    void *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    mprotect(p, 4096, PROT_READ | PROT_EXEC);
+}
+static void write_and_read(void)
+{
+    void *p = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED || mprotect(p, 4096, PROT_READ) != 0 || munmap(p, 1 << 20) != 0)
+        _exit(2);
+    char c = 'x';
+    if (write(2, "", 0) < 0 || read(-1, &c, 0) > 0)
+        _exit(1);
+}
+static void kvm_irq_line(void)
+{
+    struct kvm_irq_level irq = {.irq = 4, .level = 0};
+    ioctl(-1, KVM_IRQ_LINE, &irq); /* allowed: fails with EBADF, no SIGSYS */
+}
+
+Test(seccomp, vcpu_threads_cannot_open_fork_exec_or_network)
+{
+    assert_killed(confined(SECCOMP_ROLE_VCPU, open_a_file), "open");
+    assert_killed(confined(SECCOMP_ROLE_VCPU, make_a_socket), "socket");
+    assert_killed(confined(SECCOMP_ROLE_VCPU, fork_again), "fork");
+    assert_killed(confined(SECCOMP_ROLE_VCPU, exec_a_shell), "execve");
+    assert_killed(confined(SECCOMP_ROLE_VCPU, map_executable), "mmap PROT_EXEC");
+    assert_killed(confined(SECCOMP_ROLE_VCPU, protect_executable), "mprotect PROT_EXEC");
+    assert_killed(confined(SECCOMP_ROLE_VCPU, create_a_vm), "ioctl KVM_CREATE_VM");
+}
+
+Test(seccomp, what_each_role_needs_is_allowed)
+{
+    assert_lived(confined(SECCOMP_ROLE_VCPU, write_and_read), "vCPU read/write");
+    assert_lived(confined(SECCOMP_ROLE_VCPU, kvm_irq_line), "vCPU KVM_IRQ_LINE");
+    assert_lived(confined(SECCOMP_ROLE_IO, write_and_read), "I/O read/write");
+    assert_lived(confined(SECCOMP_ROLE_CONTROL, write_and_read), "control read/write");
+}
+
+Test(seccomp, io_and_control_threads_are_confined_too)
+{
+    assert_killed(confined(SECCOMP_ROLE_IO, open_a_file), "I/O open");
+    assert_killed(confined(SECCOMP_ROLE_IO, make_a_socket), "I/O socket");
+    assert_killed(confined(SECCOMP_ROLE_CONSOLE_INPUT, fork_again), "input fork");
+    assert_killed(confined(SECCOMP_ROLE_CONTROL, exec_a_shell), "control execve");
+    assert_killed(confined(SECCOMP_ROLE_CONTROL, create_a_vm), "control KVM_CREATE_VM");
+}
