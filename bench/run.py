@@ -123,6 +123,23 @@ vm:close()
     return ["lua5.4", "-e", code]
 
 
+def build_go_exitbench(build):
+    """Builds bindings/go/examples/exitbench against this build tree, or
+    returns None (with a message) when Go is not installed."""
+    out = os.path.join(build, "bench", "go-exitbench")
+    env = dict(os.environ,
+               CGO_CFLAGS=f"-I{ROOT}/core/include -I{build}/core/include",
+               CGO_LDFLAGS=f"-L{build}/core")
+    try:
+        subprocess.run(["go", "build", "-o", out, "./examples/exitbench"],
+                       cwd=os.path.join(ROOT, "bindings", "go"), env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except (OSError, subprocess.CalledProcessError) as e:
+        print(f"Go exit cost: skipped, cannot build exitbench ({e})")
+        return None
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -164,6 +181,9 @@ def main():
     r["exit_us_kvmc_c"] = per_exit(lambda n: [driver, "exits", guest, str(n)])
     r["exit_us_python"] = per_exit(lambda n: binding_exit_script("python", guest, n))
     r["exit_us_lua"] = per_exit(lambda n: binding_exit_script("lua", guest, n))
+    go_bin = build_go_exitbench(b)
+    if go_bin:
+        r["exit_us_go"] = per_exit(lambda n: [go_bin, guest, str(n)])
 
     print("memory ...", flush=True)
     kvmc_idle = [kvmc, "run", "--kernel", guest, "--mem", "64M", "--cmdline", "kvmc.test=echo"]
@@ -171,6 +191,7 @@ def main():
     r["rss_kib_kvmc_1"] = idle_vms(kvmc_idle, 1)
     r[f"rss_kib_kvmc_{many}"] = idle_vms(kvmc_idle, many)
     r["rss_kib_qemu_1"] = idle_vms(qemu_idle, 1)
+    r[f"rss_kib_qemu_{many}"] = idle_vms(qemu_idle, many)
 
     print("density ...", flush=True)
     n = 10 if args.quick else 50
@@ -190,9 +211,10 @@ def main():
         ("exit cost, C device (port+MMIO)", "us", r["exit_us_kvmc_c"], r["exit_us_floor"], None),
         ("exit cost, Python device", "us", r["exit_us_python"], r["exit_us_floor"], None),
         ("exit cost, Lua device", "us", r["exit_us_lua"], r["exit_us_floor"], None),
+        ("exit cost, Go device", "us", r.get("exit_us_go"), r["exit_us_floor"], None),
         ("RSS beyond guest RAM, 1 idle VM", "KiB", r["rss_kib_kvmc_1"], None, r["rss_kib_qemu_1"]),
         (f"RSS beyond guest RAM, {many} idle VMs (mean)", "KiB", r[f"rss_kib_kvmc_{many}"],
-         None, None),
+         None, r[f"rss_kib_qemu_{many}"]),
         ("VMs per second (library / CLI)", "1/s", r["vms_per_s_library"], None,
          r["vms_per_s_qemu"]),
     ]
@@ -201,7 +223,7 @@ def main():
              "| --- | --- | --- | --- | --- | --- | --- |"]
     for name, unit, k, f, q in rows:
         fmt = lambda v: "-" if v is None else f"{v:.1f}" if v >= 10 else f"{v:.2f}"
-        ratio = lambda a, b: "-" if b in (None, 0) else f"{a / b:.2f}"
+        ratio = lambda a, b: "-" if a is None or b in (None, 0) else f"{a / b:.2f}"
         lines.append(f"| {name} | {unit} | {fmt(k)} | {fmt(f)} | {fmt(q)} | {ratio(k, f)} | "
                      f"{ratio(k, q)} |")
     table = "\n".join(lines)
@@ -216,9 +238,10 @@ def main():
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        labels = [row[0] for row in rows if row[3] or row[4]]
-        floor_ratio = [row[2] / row[3] if row[3] else 0 for row in rows if row[3] or row[4]]
-        qemu_ratio = [row[2] / row[4] if row[4] else 0 for row in rows if row[3] or row[4]]
+        plotted = [row for row in rows if row[2] is not None and (row[3] or row[4])]
+        labels = [row[0] for row in plotted]
+        floor_ratio = [row[2] / row[3] if row[3] else 0 for row in plotted]
+        qemu_ratio = [row[2] / row[4] if row[4] else 0 for row in plotted]
         fig, ax = plt.subplots(figsize=(10, 5))
         y = range(len(labels))
         ax.barh([i + 0.2 for i in y], floor_ratio, height=0.4, label="kvmc / floor")
