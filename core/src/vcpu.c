@@ -381,16 +381,11 @@ static void *vcpu_main(void *arg)
     sigemptyset(&set);
     sigaddset(&set, KICK_SIGNAL);
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
-    if (vm->seccomp && seccomp_confine(SECCOMP_ROLE_VCPU) != KVMC_OK) {
+    bool confined = !vm->seccomp || seccomp_confine(SECCOMP_ROLE_VCPU) == KVMC_OK;
+    if (!confined)
         end_with(vcpu, KVMC_EXIT_VMM_ERROR, 0, "cannot install the vCPU seccomp filter");
-        pthread_mutex_lock(&vm->lock);
-        vm->live_threads--;
-        pthread_cond_broadcast(&vm->cond);
-        pthread_mutex_unlock(&vm->lock);
-        return NULL;
-    }
 
-    for (;;) {
+    while (confined) {
         /* Clear the kick before looking at the flags: a kick that lands
          * after this point makes KVM_RUN return at once. */
         __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);

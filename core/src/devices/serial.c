@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -190,8 +191,11 @@ static void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t 
 static void *input_main(void *arg)
 {
     struct serial *s = arg;
-    if (s->vm->seccomp && seccomp_confine(SECCOMP_ROLE_CONSOLE_INPUT) != KVMC_OK)
-        return NULL; /* no console input; output is unaffected */
+    if (s->vm->seccomp && seccomp_confine(SECCOMP_ROLE_CONSOLE_INPUT) != KVMC_OK) {
+        fprintf(stderr, "kvmc: console input thread: %s; no console input\n",
+                kvmc_last_error());
+        return NULL; /* output is unaffected */
+    }
     for (;;) {
         pthread_mutex_lock(&s->lock);
         while (!s->stopping && s->rx_count == RX_CAPACITY)

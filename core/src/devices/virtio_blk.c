@@ -29,6 +29,7 @@ struct virtio_blk {
     uint64_t sectors;
     char serial[VIRTIO_BLK_ID_BYTES];
     struct virtio_blk_config config;
+    struct virtq_chain chain; /* the request in flight (I/O thread only) */
 };
 
 /* A cursor over the chain's buffers, so headers and payloads may be split
@@ -190,9 +191,7 @@ static uint8_t *status_byte(const struct virtq_chain *chain)
 static void blk_process(struct virtio_dev *dev, unsigned qi)
 {
     struct virtio_blk *blk = dev->impl;
-    struct virtq_chain *chain = malloc(sizeof(*chain));
-    if (!chain)
-        return;
+    struct virtq_chain *chain = &blk->chain;
     struct virtio_ticket t;
     while (virtio_pop(dev, qi, chain, &t)) {
         uint8_t *status = status_byte(chain);
@@ -206,7 +205,6 @@ static void blk_process(struct virtio_dev *dev, unsigned qi)
         }
         virtio_complete(dev, qi, &t, status ? data_in + 1 : 0);
     }
-    free(chain);
 }
 
 static void blk_read_config(struct virtio_dev *dev, uint32_t offset, void *data, unsigned len)

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -43,8 +44,12 @@ int iothread_watch(struct iothread *t, int fd, iothread_fn fn, void *opaque)
 static void *iothread_main(void *arg)
 {
     struct iothread *t = arg;
-    if (t->seccomp && seccomp_confine(SECCOMP_ROLE_IO) != KVMC_OK)
-        return NULL; /* devices stay idle; the guest sees no completions */
+    if (t->seccomp && seccomp_confine(SECCOMP_ROLE_IO) != KVMC_OK) {
+        /* Serving devices unconfined is not an option: say so and stop. */
+        fprintf(stderr, "kvmc: I/O thread: %s; virtio devices will not respond\n",
+                kvmc_last_error());
+        return NULL;
+    }
     for (;;) {
         struct epoll_event events[16];
         int n = epoll_wait(t->epoll_fd, events, 16, -1);
