@@ -38,6 +38,27 @@ static void assert_create_fails(struct guest_spec *spec, int err, const char *wa
     guest_result_free(&r);
 }
 
+/* Writes data as a temporary kernel and asserts kvmc refuses it. */
+static void assert_kernel_rejected(const void *data, size_t len, int err, const char *want)
+{
+    char *path = write_temp(data, len);
+    struct guest_spec spec = {.kernel = path};
+    assert_create_fails(&spec, err, want);
+    unlink(path);
+    free(path);
+}
+
+/* The first len bytes of image, byte `poke` set to 0 if poke >= 0, must be refused. */
+static void assert_prefix_rejected(const char *image, size_t len, long poke, int err,
+                                   const char *want)
+{
+    uint8_t *head = read_prefix(image, &len);
+    if (poke >= 0)
+        head[poke] = 0;
+    assert_kernel_rejected(head, len, err, want);
+    free(head);
+}
+
 Test(bad_inputs, missing_kernel_file)
 {
     struct guest_spec spec = {.kernel = "/nonexistent/vmlinuz"};
@@ -53,57 +74,31 @@ Test(bad_inputs, kernel_is_a_directory)
 Test(bad_inputs, kernel_is_not_a_kernel)
 {
     const char text[] = "#!/bin/sh\necho this is not a kernel\n";
-    char *path = write_temp(text, sizeof(text));
-    struct guest_spec spec = {.kernel = path};
-    assert_create_fails(&spec, KVMC_EFORMAT, "not a Linux bzImage or ELF kernel");
-    unlink(path);
-    free(path);
+    assert_kernel_rejected(text, sizeof(text), KVMC_EFORMAT, "not a Linux bzImage or ELF kernel");
 }
 
 Test(bad_inputs, empty_kernel)
 {
-    char *path = write_temp("", 0);
-    struct guest_spec spec = {.kernel = path};
-    assert_create_fails(&spec, KVMC_EFORMAT, "file is empty");
-    unlink(path);
-    free(path);
+    assert_kernel_rejected("", 0, KVMC_EFORMAT, "file is empty");
 }
 
 Test(bad_inputs, truncated_bzimage)
 {
-    size_t len = 1024; /* the setup sectors only, no payload */
-    void *head = read_prefix(KVMC_TEST_GUEST_BZIMAGE, &len);
-    char *path = write_temp(head, len);
-    struct guest_spec spec = {.kernel = path};
-    assert_create_fails(&spec, KVMC_EFORMAT, "truncated");
-    unlink(path);
-    free(path);
-    free(head);
+    /* the setup sectors only, no payload */
+    assert_prefix_rejected(KVMC_TEST_GUEST_BZIMAGE, 1024, -1, KVMC_EFORMAT, "truncated");
 }
 
 Test(bad_inputs, bzimage_without_64bit_entry)
 {
-    size_t len = 1 << 20;
-    uint8_t *img = read_prefix(KVMC_TEST_GUEST_BZIMAGE, &len);
-    img[0x236] = 0; /* clear XLF_KERNEL_64 */
-    char *path = write_temp(img, len);
-    struct guest_spec spec = {.kernel = path};
-    assert_create_fails(&spec, KVMC_ENOTSUP, "no 64-bit entry point");
-    unlink(path);
-    free(path);
-    free(img);
+    /* byte 0x236 holds XLF_KERNEL_64 */
+    assert_prefix_rejected(KVMC_TEST_GUEST_BZIMAGE, 1 << 20, 0x236, KVMC_ENOTSUP,
+                           "no 64-bit entry point");
 }
 
 Test(bad_inputs, truncated_elf)
 {
-    size_t len = 200; /* header, program headers cut off */
-    void *head = read_prefix(KVMC_TEST_GUEST_ELF, &len);
-    char *path = write_temp(head, len);
-    struct guest_spec spec = {.kernel = path};
-    assert_create_fails(&spec, KVMC_EFORMAT, "ELF");
-    unlink(path);
-    free(path);
-    free(head);
+    /* header kept, program headers cut off */
+    assert_prefix_rejected(KVMC_TEST_GUEST_ELF, 200, -1, KVMC_EFORMAT, "ELF");
 }
 
 Test(bad_inputs, pvh_forced_on_bzimage)

@@ -84,24 +84,18 @@ Test(exits, emulation_failure_is_an_error_with_registers)
     guest_result_free(&r);
 }
 
-Test(exits, acpi_s5_poweroff_pvh)
+static void assert_acpi_poweroff(const char *kernel)
 {
     struct guest_result r;
-    run_test_mode(KVMC_TEST_GUEST_ELF, "kvmc.test=acpi-poweroff", &r);
+    run_test_mode(kernel, "kvmc.test=acpi-poweroff", &r);
     cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "%s", r.exit.message);
     cr_assert_eq(r.exit.code, 0);
     cr_assert(strstr(r.exit.message, "ACPI S5"), "%s", r.exit.message);
     guest_result_free(&r);
 }
 
-Test(exits, acpi_s5_poweroff_linux)
-{
-    struct guest_result r;
-    run_test_mode(KVMC_TEST_GUEST_BZIMAGE, "kvmc.test=acpi-poweroff", &r);
-    cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "%s", r.exit.message);
-    cr_assert(strstr(r.exit.message, "ACPI S5"), "%s", r.exit.message);
-    guest_result_free(&r);
-}
+Test(exits, acpi_s5_poweroff_pvh) { assert_acpi_poweroff(KVMC_TEST_GUEST_ELF); }
+Test(exits, acpi_s5_poweroff_linux) { assert_acpi_poweroff(KVMC_TEST_GUEST_BZIMAGE); }
 
 Test(exits, pvpanic_reports_a_guest_panic)
 {
