@@ -80,7 +80,62 @@ static bool parse_disk(struct run_options *o, const char *arg, char *err, unsign
     return true;
 }
 
-enum { OPT_BOOT = 1000, OPT_MEM_BACKING, OPT_DISK, OPT_RNG, OPT_SECCOMP };
+/* --net SPEC: the library's parser decides, so the CLI and the API agree. */
+static bool parse_net(struct run_options *o, const char *arg, char *err, unsigned errlen)
+{
+    if (o->nnets == sizeof(o->nets) / sizeof(o->nets[0])) {
+        snprintf(err, errlen, "--net %s: at most 4 network devices", arg);
+        return false;
+    }
+    kvmc_config *probe = NULL;
+    int rc = kvmc_config_new(&probe);
+    if (!rc)
+        rc = kvmc_config_add_net(probe, arg);
+    if (rc)
+        snprintf(err, errlen, "--net %s: %s", arg, kvmc_last_error());
+    kvmc_config_free(probe);
+    if (!rc)
+        o->nets[o->nnets++] = arg;
+    return rc == 0;
+}
+
+/* --vsock cid=N,uds=PATH */
+static bool parse_vsock(struct run_options *o, const char *arg, char *err, unsigned errlen)
+{
+    if (snprintf(o->vsock_spec, sizeof(o->vsock_spec), "%s", arg) >= (int)sizeof(o->vsock_spec)) {
+        snprintf(err, errlen, "--vsock: specification too long");
+        return false;
+    }
+    o->vsock_cid = 0;
+    o->vsock_path = NULL;
+    char *save = NULL;
+    for (char *opt = strtok_r(o->vsock_spec, ",", &save); opt;
+         opt = strtok_r(NULL, ",", &save)) {
+        if (strncmp(opt, "cid=", 4) == 0) {
+            char *end;
+            unsigned long cid = strtoul(opt + 4, &end, 10);
+            if (*end || opt[4] < '0' || opt[4] > '9' || cid < 3 || cid >= 0xffffffffu) {
+                snprintf(err, errlen, "--vsock %s: cid must be a number from 3 to 4294967294",
+                         arg);
+                return false;
+            }
+            o->vsock_cid = (unsigned)cid;
+        } else if (strncmp(opt, "uds=", 4) == 0 && opt[4]) {
+            o->vsock_path = opt + 4;
+        } else {
+            snprintf(err, errlen, "--vsock %s: unknown part '%s' (use cid=N,uds=PATH)", arg, opt);
+            return false;
+        }
+    }
+    if (!o->vsock_cid || !o->vsock_path) {
+        snprintf(err, errlen, "--vsock %s: needs both cid=N and uds=PATH", arg);
+        return false;
+    }
+    return true;
+}
+
+enum { OPT_BOOT = 1000, OPT_MEM_BACKING, OPT_DISK, OPT_RNG, OPT_SECCOMP, OPT_NET, OPT_VSOCK,
+       OPT_VCONSOLE };
 
 bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                        unsigned errlen)
@@ -96,6 +151,9 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         {"mem-backing", required_argument, NULL, OPT_MEM_BACKING},
         {"disk", required_argument, NULL, OPT_DISK},
         {"rng", no_argument, NULL, OPT_RNG},
+        {"net", required_argument, NULL, OPT_NET},
+        {"vsock", required_argument, NULL, OPT_VSOCK},
+        {"virtio-console", required_argument, NULL, OPT_VCONSOLE},
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
@@ -177,6 +235,21 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
             break;
         case OPT_RNG:
             o->rng = true;
+            break;
+        case OPT_NET:
+            if (!parse_net(o, optarg, err, errlen))
+                return false;
+            break;
+        case OPT_VSOCK:
+            if (!parse_vsock(o, optarg, err, errlen))
+                return false;
+            break;
+        case OPT_VCONSOLE:
+            if (strncmp(optarg, "socket:", 7) != 0 || !optarg[7]) {
+                snprintf(err, errlen, "--virtio-console %s: use socket:PATH", optarg);
+                return false;
+            }
+            o->vconsole_socket = optarg + 7;
             break;
         case OPT_SECCOMP:
             if (strcmp(optarg, "on") == 0 || strcmp(optarg, "off") == 0) {

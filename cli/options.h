@@ -22,8 +22,14 @@ struct run_options {
     struct { const char *path; bool read_only; const char *serial; } disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;
     bool rng;
+    const char *nets[4];      /* --net SPEC, checked by kvmc_config_add_net */
+    unsigned nnets;
+    unsigned vsock_cid;       /* 0: no vsock */
+    const char *vsock_path;
+    const char *vconsole_socket;
     bool seccomp_off; /* --seccomp off */
     char disk_specs[KVMC_MAX_VIRTIO_DEVICES][512]; /* storage for parsed --disk */
+    char vsock_spec[512];     /* storage for parsed --vsock */
 };
 
 /* Parses "256M", "1G", "4096K", "1048576" (bytes) into *bytes.

@@ -37,6 +37,8 @@ void kvmc_config_free(kvmc_config *cfg)
         free(cfg->disks[i].path);
         free(cfg->disks[i].serial);
     }
+    free(cfg->vconsole.path);
+    free(cfg->vsock.path);
     free(cfg);
 }
 
@@ -183,7 +185,15 @@ int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd)
 
 static unsigned virtio_count(const kvmc_config *cfg)
 {
-    return cfg->ndisks + (cfg->rng ? 1 : 0);
+    return cfg->ndisks + (cfg->rng ? 1 : 0) + (cfg->vconsole.enabled ? 1 : 0) +
+           (cfg->vsock.enabled ? 1 : 0) + cfg->nnets;
+}
+
+static int check_room(const kvmc_config *cfg)
+{
+    if (virtio_count(cfg) == KVMC_MAX_VIRTIO_DEVICES)
+        return kvmc_fail(KVMC_EINVAL, "at most %u virtio devices", KVMC_MAX_VIRTIO_DEVICES);
+    return KVMC_OK;
 }
 
 int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
@@ -196,8 +206,8 @@ int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
         return kvmc_fail(KVMC_EINVAL, "unknown disk flags 0x%x", flags);
     if (serial && strlen(serial) > 20)
         return kvmc_fail(KVMC_EINVAL, "disk serial '%s' is longer than 20 bytes", serial);
-    if (virtio_count(cfg) == KVMC_MAX_VIRTIO_DEVICES)
-        return kvmc_fail(KVMC_EINVAL, "at most %u virtio devices", KVMC_MAX_VIRTIO_DEVICES);
+    if (check_room(cfg))
+        return KVMC_EINVAL;
     struct disk_config *d = &cfg->disks[cfg->ndisks];
     *d = (struct disk_config){.read_only = flags & KVMC_DISK_READ_ONLY};
     if (set_string(&d->path, path, "disk path") ||
@@ -213,9 +223,68 @@ int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
 int kvmc_config_set_rng(kvmc_config *cfg, int enabled)
 {
     CHECK_CFG(cfg);
-    if (enabled && !cfg->rng && virtio_count(cfg) == KVMC_MAX_VIRTIO_DEVICES)
-        return kvmc_fail(KVMC_EINVAL, "at most %u virtio devices", KVMC_MAX_VIRTIO_DEVICES);
+    if (enabled && !cfg->rng && check_room(cfg))
+        return KVMC_EINVAL;
     cfg->rng = enabled != 0;
+    return KVMC_OK;
+}
+
+int kvmc_config_set_virtio_console_socket(kvmc_config *cfg, const char *path)
+{
+    CHECK_CFG(cfg);
+    if (!path || !*path)
+        return kvmc_fail(KVMC_EINVAL, "virtio-console socket path is empty");
+    if (!cfg->vconsole.enabled && check_room(cfg))
+        return KVMC_EINVAL;
+    if (set_string(&cfg->vconsole.path, path, "virtio-console socket path"))
+        return KVMC_ENOMEM;
+    cfg->vconsole.enabled = true;
+    cfg->vconsole.fn = NULL;
+    return KVMC_OK;
+}
+
+int kvmc_config_set_virtio_console_callback(kvmc_config *cfg, kvmc_console_fn fn,
+                                            void *opaque)
+{
+    CHECK_CFG(cfg);
+    if (!fn) {
+        return kvmc_fail(KVMC_EINVAL, "virtio-console callback is NULL");
+    }
+    if (!cfg->vconsole.enabled && check_room(cfg))
+        return KVMC_EINVAL;
+    set_string(&cfg->vconsole.path, NULL, "virtio-console socket path");
+    cfg->vconsole = (struct vconsole_config){.enabled = true, .fn = fn, .opaque = opaque};
+    return KVMC_OK;
+}
+
+int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid, const char *uds_path)
+{
+    CHECK_CFG(cfg);
+    if (guest_cid < 3 || guest_cid == 0xffffffffu)
+        return kvmc_fail(KVMC_EINVAL, "vsock guest CID %u is reserved (use 3..4294967294)",
+                         guest_cid);
+    if (!uds_path || !*uds_path)
+        return kvmc_fail(KVMC_EINVAL, "vsock socket path is empty");
+    if (!cfg->vsock.enabled && check_room(cfg))
+        return KVMC_EINVAL;
+    if (set_string(&cfg->vsock.path, uds_path, "vsock socket path"))
+        return KVMC_ENOMEM;
+    cfg->vsock.enabled = true;
+    cfg->vsock.cid = guest_cid;
+    return KVMC_OK;
+}
+
+int kvmc_config_add_net(kvmc_config *cfg, const char *spec)
+{
+    CHECK_CFG(cfg);
+    if (cfg->nnets == KVMC_MAX_NETS)
+        return kvmc_fail(KVMC_EINVAL, "at most %d network devices", KVMC_MAX_NETS);
+    if (check_room(cfg))
+        return KVMC_EINVAL;
+    int err = net_spec_parse(spec, &cfg->nets[cfg->nnets]);
+    if (err)
+        return err;
+    cfg->nnets++;
     return KVMC_OK;
 }
 

@@ -9,7 +9,13 @@ enum seccomp_role {
     SECCOMP_ROLE_CONTROL,       /* waits for, stops and pauses VMs */
 };
 
+/* What the I/O thread's backends need beyond queues and files. */
+#define SECCOMP_IO_UNIX 0x1u /* Unix sockets: accept, connect (vsock, console) */
+#define SECCOMP_IO_INET 0x2u /* IP sockets of user-mode networking (libslirp) */
+
 /* Installs the list for role on the calling thread. 0 or a kvmc_error. */
 int seccomp_confine(enum seccomp_role role);
+/* The I/O role plus extras (SECCOMP_IO_*). */
+int seccomp_confine_io(unsigned extras);
 
 #endif

@@ -152,7 +152,29 @@ static int open_console(struct kvmc_vm *vm, const kvmc_config *cfg)
     return KVMC_OK;
 }
 
-/* virtio devices in the order virtio_plan() laid out: disks, then rng. */
+/* Opens device i of the plan: disks, rng, console, vsock, then nets (the
+ * order virtio_plan() and the ACPI tables use). */
+static int open_virtio_device(struct kvmc_vm *vm, const kvmc_config *cfg, unsigned i,
+                              const struct virtio_device_ops **ops, void **impl)
+{
+    if (i < cfg->ndisks)
+        return virtio_blk_open(cfg->disks[i].path, cfg->disks[i].read_only,
+                               cfg->disks[i].serial, ops, impl);
+    i -= cfg->ndisks;
+    if (cfg->rng && i-- == 0) {
+        *ops = virtio_rng_ops();
+        return KVMC_OK;
+    }
+    if (cfg->vconsole.enabled && i-- == 0) {
+        int err = virtio_console_open(&cfg->vconsole, ops, impl);
+        vm->vconsole = err ? NULL : *impl;
+        return err;
+    }
+    if (cfg->vsock.enabled && i-- == 0)
+        return virtio_vsock_open(&cfg->vsock, ops, impl);
+    return virtio_net_open(&cfg->nets[i], i, ops, impl);
+}
+
 static int create_virtio_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
 {
     struct mmio_device_desc plan[KVMC_MAX_VIRTIO_DEVICES];
@@ -161,18 +183,25 @@ static int create_virtio_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
     for (unsigned i = 0; i < n && !err; i++) {
         const struct virtio_device_ops *ops = NULL;
         void *impl = NULL;
-        if (i < cfg->ndisks)
-            err = virtio_blk_open(cfg->disks[i].path, cfg->disks[i].read_only,
-                                  cfg->disks[i].serial, &ops, &impl);
-        else
-            ops = virtio_rng_ops();
+        err = open_virtio_device(vm, cfg, i, &ops, &impl);
         if (!err)
             err = virtio_mmio_create(vm, &vm->io, plan[i].base, plan[i].gsi, ops, impl,
                                      &vm->virtio[vm->nvirtio]);
         if (!err)
             vm->nvirtio++;
+        else if (impl == vm->vconsole)
+            vm->vconsole = NULL; /* virtio_mmio_create freed it */
     }
     return err;
+}
+
+int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len, size_t *written)
+{
+    if (!vm || (!data && len))
+        return kvmc_fail(KVMC_EINVAL, "%s: vm or data is NULL", __func__);
+    if (!vm->vconsole)
+        return kvmc_fail(KVMC_ESTATE, "this VM has no virtio-console");
+    return virtio_console_write(vm->vconsole, data, len, written);
 }
 
 static int create_devices(struct kvmc_vm *vm, const kvmc_config *cfg)

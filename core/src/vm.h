@@ -10,6 +10,7 @@
 #include "bus.h"
 #include "console.h"
 #include "guest_memory.h"
+#include "net_spec.h"
 #include "kvmc/kvmc.h"
 #include "virtio/iothread.h"
 
@@ -24,6 +25,21 @@ struct disk_config {
 };
 struct kvm_cpuid2;
 struct serial;
+
+struct vconsole_config {
+    bool enabled;
+    char *path;          /* socket mode: listen here */
+    kvmc_console_fn fn;  /* callback mode */
+    void *opaque;
+};
+
+struct vsock_config {
+    bool enabled;
+    uint32_t cid;
+    char *path;
+};
+
+#define KVMC_MAX_NETS 4
 
 struct kvmc_config {
     char *kernel_path;
@@ -41,6 +57,10 @@ struct kvmc_config {
     struct disk_config disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;
     bool rng;
+    struct vconsole_config vconsole;
+    struct vsock_config vsock;
+    struct net_config nets[KVMC_MAX_NETS];
+    unsigned nnets;
 };
 
 struct vcpu {
@@ -69,6 +89,7 @@ struct kvmc_vm {
     bool seccomp;           /* kvmc's threads confine themselves at start */
     struct virtio_mmio *virtio[KVMC_MAX_VIRTIO_DEVICES];
     unsigned nvirtio;
+    void *vconsole;         /* the virtio-console's state, for input */
 
     pthread_mutex_t lock;   /* guards everything below */
     pthread_cond_t cond;    /* state changes, parked and finished vCPUs */
@@ -113,6 +134,13 @@ int pvpanic_create(struct kvmc_vm *vm);
 int virtio_blk_open(const char *path, bool read_only, const char *serial,
                     const struct virtio_device_ops **ops, void **impl);
 const struct virtio_device_ops *virtio_rng_ops(void);
+int virtio_console_open(const struct vconsole_config *cfg,
+                        const struct virtio_device_ops **ops, void **impl);
+int virtio_console_write(void *impl, const void *data, size_t len, size_t *written);
+int virtio_vsock_open(const struct vsock_config *cfg, const struct virtio_device_ops **ops,
+                      void **impl);
+int virtio_net_open(const struct net_config *cfg, unsigned index,
+                    const struct virtio_device_ops **ops, void **impl);
 /* Where virtio device i lives: the same plan for ACPI and for creation. */
 unsigned virtio_plan(const kvmc_config *cfg, struct mmio_device_desc *out);
 

@@ -26,3 +26,10 @@ ring = (desc + avail).ljust(0xb000, b"\0")
 ring += struct.pack("<QIHH", base + 0xc000, 8, 1, 1) + struct.pack("<QIHH", base + 0xd000, 8, 2, 0)
 with open(os.path.join(out, "virtqueue", "two-chains"), "wb") as f:
     f.write(header + ring)
+
+os.makedirs(os.path.join(out, "net_spec"), exist_ok=True)
+for i, spec in enumerate(["user", "tap=tap0,mac=52:54:00:12:34:56",
+                          "user,mac=52:54:00:aa:bb:cc,hostfwd=tcp::2222-:22,"
+                          "hostfwd=udp:127.0.0.1:5353-10.0.2.15:53"]):
+    with open(os.path.join(out, "net_spec", "seed%d" % i), "w") as f:
+        f.write(spec)

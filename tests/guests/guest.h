@@ -59,6 +59,46 @@ extern volatile uint8_t apic_seen[256];
 
 void guest_main(void);
 uint64_t fnv1a(const uint8_t *p, uint64_t n); /* FNV-1a 64 */
+
+/* main.c: output on COM1 and the command line. */
+_Bool starts_with(const char *s, const char *prefix);
+void puts_serial(const char *s);
+void put_hex(uint64_t v, int digits);
+void put_dec(uint64_t v);
+_Bool cmdline_get(const char *cmdline, const char *key, char *out, unsigned cap);
+
+/* virtio.c: the polling virtio-mmio driver's transport part. */
+#define VQ_SIZE 8
+struct vq_desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
+struct vq_ring {
+    struct vq_desc desc[VQ_SIZE] __attribute__((aligned(16)));
+    struct { uint16_t flags, idx, ring[VQ_SIZE], event; } avail __attribute__((aligned(2)));
+    struct { uint16_t flags, idx; struct { uint32_t id, len; } ring[VQ_SIZE]; uint16_t event; }
+        used __attribute__((aligned(4)));
+};
+struct vq {
+    uint64_t base;
+    unsigned index;
+    struct vq_ring *ring;
+    uint16_t seen; /* used entries consumed */
+};
+#define VQ_F_NEXT 1
+#define VQ_F_WRITE 2
+/* The base of the first virtio-mmio device with this ID, or 0. */
+uint64_t virtio_find(uint32_t device_id);
+/* Negotiates VERSION_1 plus features_lo and brings up nq queues. */
+_Bool virtio_setup(uint64_t base, uint32_t features_lo, struct vq *qs, struct vq_ring *rings,
+                   unsigned nq);
+uint8_t virtio_config8(uint64_t base, unsigned offset);
+/* Makes descriptor head available and notifies. */
+void vq_offer(struct vq *q, uint16_t head);
+/* Takes the next used entry, waiting at most ~`seconds`; 0 if none came. */
+_Bool vq_take(struct vq *q, uint32_t *id, uint32_t *len, unsigned seconds);
+
+uint64_t rdtsc_now(void);
+void test_virtio_console(void);
+void test_virtio_vsock(void);
+void test_virtio_net(const char *cmdline);
 #endif
 
 #endif

@@ -52,6 +52,15 @@ static inline void cpu_relax(void) { __asm__ volatile("pause" ::: "memory"); }
 /* ------------------------------------------------------- tiny libc bits */
 
 void *memcpy(void *d, const void *s, size_t n);
+size_t strlen(const char *s);
+size_t strlen(const char *s)
+{
+    size_t n = 0;
+    while (s[n])
+        n++;
+    return n;
+}
+
 void *memset(void *d, int c, size_t n);
 void *memcpy(void *d, const void *s, size_t n)
 {
@@ -69,7 +78,7 @@ void *memset(void *d, int c, size_t n)
     return d;
 }
 
-static bool starts_with(const char *s, const char *prefix)
+bool starts_with(const char *s, const char *prefix)
 {
     while (*prefix)
         if (*s++ != *prefix++)
@@ -81,19 +90,19 @@ static bool starts_with(const char *s, const char *prefix)
 
 static void putc_serial(char c) { outb(COM1, (uint8_t)c); }
 
-static void puts_serial(const char *s)
+void puts_serial(const char *s)
 {
     while (*s)
         putc_serial(*s++);
 }
 
-static void put_hex(uint64_t v, int digits)
+void put_hex(uint64_t v, int digits)
 {
     for (int i = digits - 1; i >= 0; i--)
         putc_serial("0123456789abcdef"[(v >> (i * 4)) & 0xf]);
 }
 
-static void put_dec(uint64_t v)
+void put_dec(uint64_t v)
 {
     char buf[24];
     int n = 0;
@@ -196,7 +205,7 @@ static void read_linux(struct boot *b, const uint8_t *zp)
 }
 
 /* Value of key=... in the command line, copied into out. */
-static bool cmdline_get(const char *cmdline, const char *key, char *out, unsigned cap)
+bool cmdline_get(const char *cmdline, const char *key, char *out, unsigned cap)
 {
     const char *p = cmdline;
     while (*p) {
@@ -595,6 +604,12 @@ void guest_main(void)
         run_virtio_tests(puts_serial, put_hex, put_dec, true);
     } else if (starts_with(test, "virtio")) {
         run_virtio_tests(puts_serial, put_hex, put_dec, false);
+    } else if (starts_with(test, "vconsole")) {
+        test_virtio_console();
+    } else if (starts_with(test, "vsock")) {
+        test_virtio_vsock();
+    } else if (starts_with(test, "net")) {
+        test_virtio_net(b.cmdline);
     } else if (starts_with(test, "exits:")) {
         exit_loop(test + 6);
     } else if (starts_with(test, "fail")) {

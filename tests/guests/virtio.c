@@ -44,6 +44,72 @@ static volatile uint8_t blk_status;
 static uint32_t rd(uint64_t base, unsigned reg) { return *(volatile uint32_t *)(base + reg); }
 static void wr(uint64_t base, unsigned reg, uint32_t v) { *(volatile uint32_t *)(base + reg) = v; }
 
+static void setup_queue(uint64_t base, unsigned qi, struct vq_ring *r)
+{
+    wr(base, R_QUEUE_SEL, qi);
+    wr(base, R_QUEUE_NUM, VQ_SIZE);
+    uint64_t d = (uint64_t)&r->desc, a = (uint64_t)&r->avail, u = (uint64_t)&r->used;
+    wr(base, R_DESC_LO, (uint32_t)d);
+    wr(base, R_DESC_HI, (uint32_t)(d >> 32));
+    wr(base, R_AVAIL_LO, (uint32_t)a);
+    wr(base, R_AVAIL_HI, (uint32_t)(a >> 32));
+    wr(base, R_USED_LO, (uint32_t)u);
+    wr(base, R_USED_HI, (uint32_t)(u >> 32));
+    wr(base, R_QUEUE_READY, 1);
+}
+
+bool virtio_setup(uint64_t base, uint32_t features_lo, struct vq *qs, struct vq_ring *rings,
+                  unsigned nq)
+{
+    wr(base, R_STATUS, 0);
+    wr(base, R_STATUS, S_ACK | S_DRIVER);
+    wr(base, R_DEVICE_FEATURES_SEL, 1);
+    if (!(rd(base, R_DEVICE_FEATURES) & 1)) /* VERSION_1 is bit 32 */
+        return false;
+    wr(base, R_DRIVER_FEATURES_SEL, 0);
+    wr(base, R_DRIVER_FEATURES, features_lo);
+    wr(base, R_DRIVER_FEATURES_SEL, 1);
+    wr(base, R_DRIVER_FEATURES, 1);
+    wr(base, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
+    if (!(rd(base, R_STATUS) & S_FEATURES_OK))
+        return false;
+    for (unsigned qi = 0; qi < nq; qi++) {
+        wr(base, R_QUEUE_SEL, qi);
+        if (rd(base, R_QUEUE_NUM_MAX) < VQ_SIZE)
+            return false;
+        for (unsigned i = 0; i < sizeof(rings[qi]); i++)
+            ((volatile uint8_t *)&rings[qi])[i] = 0;
+        setup_queue(base, qi, &rings[qi]);
+        qs[qi] = (struct vq){.base = base, .index = qi, .ring = &rings[qi]};
+    }
+    wr(base, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+    return true;
+}
+
+uint64_t virtio_find(uint32_t device_id)
+{
+    for (unsigned i = 0; i < VIRTIO_MMIO_MAX; i++) {
+        uint64_t base = VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE;
+        if (rd(base, R_MAGIC) == 0x74726976 && rd(base, R_VERSION) == 2 &&
+            rd(base, R_DEVICE_ID) == device_id)
+            return base;
+    }
+    return 0;
+}
+
+uint8_t virtio_config8(uint64_t base, unsigned offset)
+{
+    return *(volatile uint8_t *)(base + R_CONFIG + offset);
+}
+
+void vq_offer(struct vq *q, uint16_t head)
+{
+    struct vq_ring *r = q->ring;
+    r->avail.ring[r->avail.idx % VQ_SIZE] = head;
+    __atomic_store_n(&r->avail.idx, (uint16_t)(r->avail.idx + 1), __ATOMIC_RELEASE);
+    wr(q->base, R_QUEUE_NOTIFY, q->index);
+}
+
 /* Brings a device up with only VIRTIO_F_VERSION_1 and queue 0 on ring r. */
 static bool setup_device(uint64_t base, struct ring *r)
 {
@@ -75,11 +141,27 @@ static bool setup_device(uint64_t base, struct ring *r)
     return true;
 }
 
-static inline uint64_t rdtsc_now(void)
+
+uint64_t rdtsc_now(void)
 {
     uint32_t lo, hi;
     __asm__ volatile("rdtsc" : "=a"(lo), "=d"(hi));
     return ((uint64_t)hi << 32) | lo;
+}
+
+bool vq_take(struct vq *q, uint32_t *id, uint32_t *len, unsigned seconds)
+{
+    uint64_t start = rdtsc_now();
+    while (__atomic_load_n(&q->ring->used.idx, __ATOMIC_ACQUIRE) == q->seen) {
+        if (rdtsc_now() - start > seconds * 3000000000ull)
+            return false;
+        __asm__ volatile("pause");
+    }
+    *id = q->ring->used.ring[q->seen % VQ_SIZE].id;
+    *len = q->ring->used.ring[q->seen % VQ_SIZE].len;
+    q->seen++;
+    wr(q->base, R_INTERRUPT_ACK, rd(q->base, R_INTERRUPT_STATUS));
+    return true;
 }
 
 /* Offers the chain starting at descriptor 0 and waits for it (bounded). */

@@ -24,7 +24,7 @@ LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4", "e2fsprogs"]
 KERNEL_META = "linux-image-cloud-amd64"
 L1_TIMEOUT_S = 400
-SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio",
+SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio", "kvmc-stream",
              "qemu-microvm", "kvmc-pvh"]
 # L1 is Debian's KVM on QEMU's emulated SVM. Rarely (seen once in about ten
 # runs, with two L2 vCPUs) its vCPU threads lock up inside the L1 kernel;
@@ -36,7 +36,10 @@ LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"
 L2_MODULES = ["drivers/misc/pvpanic/pvpanic.ko", "drivers/misc/pvpanic/pvpanic-mmio.ko",
               "drivers/virtio/virtio.ko", "drivers/virtio/virtio_ring.ko",
               "drivers/virtio/virtio_mmio.ko", "drivers/block/virtio_blk.ko",
-              "drivers/char/hw_random/virtio-rng.ko"]
+              "drivers/char/hw_random/virtio-rng.ko",
+              "net/core/failover.ko", "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko",
+              "net/vmw_vsock/vsock.ko", "net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
+              "net/vmw_vsock/vmw_vsock_virtio_transport.ko", "drivers/char/virtio_console.ko"]
 # L1 gets the lab disk from QEMU over virtio-pci and hands it to kvmc.
 L1_MODULES = ["virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "arch/x86/kvm/kvm-amd.ko",
               "drivers/virtio/virtio.ko", "drivers/virtio/virtio_ring.ko",
@@ -162,10 +165,19 @@ def busybox_stage(stage, init):
     shutil.copy2("/bin/busybox", os.path.join(stage, "bin", "busybox"))
     for applet in ("sh", "mount", "cat", "cut", "awk", "nproc", "echo", "sleep",
                    "poweroff", "reboot", "grep", "sed", "tr", "head", "tail", "insmod",
-                   "umount", "mkdir", "sync", "wc", "od", "sort", "usleep", "kill", "ls"):
+                   "umount", "mkdir", "sync", "wc", "od", "sort", "usleep", "kill", "ls",
+                   "ip", "wget", "httpd", "seq", "tee", "timeout"):
         os.symlink("busybox", os.path.join(stage, "bin", applet))
     shutil.copy2(init, os.path.join(stage, "init"))
     os.chmod(os.path.join(stage, "init"), 0o755)
+
+
+def build_vsock_peer(work):
+    """Both ends of the vsock check, static: L1 and L2 have no libc."""
+    out = os.path.join(work, "vsock-peer")
+    run(["cc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out,
+         os.path.join(LAB_DIR, "vsock-peer.c")])
+    return out
 
 
 def build_images(work, kernel_root, kver, kvmc):
@@ -181,6 +193,8 @@ def build_images(work, kernel_root, kver, kvmc):
     os.makedirs(os.path.join(l2, "modules"))
     for rel in L2_MODULES:
         shutil.copy2(os.path.join(mods, rel), os.path.join(l2, "modules"))
+    vsock_peer = build_vsock_peer(work)
+    shutil.copy2(vsock_peer, os.path.join(l2, "bin", "vsock-peer"))
     l2_cpio = os.path.join(work, "l2-initrd.cpio")
     make_cpio(l2, l2_cpio)
 
@@ -189,7 +203,9 @@ def build_images(work, kernel_root, kver, kvmc):
     os.makedirs(os.path.join(l1, "modules"))
     for rel in L1_MODULES:
         shutil.copy2(os.path.join(mods, rel), os.path.join(l1, "modules"))
-    shutil.copy2(kvmc, os.path.join(l1, "bin", "kvmc"))
+    shutil.copy2(vsock_peer, os.path.join(l1, "bin", "vsock-peer"))
+    copy_with_libs(os.path.abspath(kvmc), l1)
+    os.symlink(os.path.abspath(kvmc), os.path.join(l1, "bin", "kvmc"))
     os.makedirs(os.path.join(l1, "l2"))
     shutil.copy2(vmlinuz, os.path.join(l1, "l2", "vmlinuz"))
     shutil.copy2(vmlinux, os.path.join(l1, "l2", "vmlinux"))
@@ -278,7 +294,7 @@ def marker_field(result, key):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--kvmc", required=True, help="statically linked kvmc")
+    ap.add_argument("--kvmc", required=True, help="the kvmc binary (copied with its libraries)")
     ap.add_argument("--cache", default=os.path.expanduser("~/.cache/kvmc-lab"))
     ap.add_argument("--work", default=None)
     ap.add_argument("--only", default="", help="comma-separated scenarios (debugging)")
@@ -348,6 +364,19 @@ def main():
     m = re.search(r"hwrng_bytes=(\d+) hwrng_distinct=(\d+)", virtio)
     check("lab.virtio-rng", bool(m) and int(m.group(1)) == 4096 and int(m.group(2)) > 100,
           f"{m.group(0) if m else 'no hwrng result'}")
+
+    stream = next((l for _, l in lines if "KVMC-LAB-L2-STREAM" in l), "")
+    host_side = next((l for _, l in lines if l.startswith("LAB-STREAM ")), "")
+    r = results.get("kvmc-stream")
+    check("lab.virtio-net-user", "http=[hello over slirp]" in stream,
+          f"L2 fetched from L1's httpd through libslirp: {stream or r or 'no result'}")
+    check("lab.virtio-vsock-guest-to-host", "vsock=[reply=[HELLO-FROM-L2]]" in stream,
+          "L2 connected to CID 2 port 5000, served by a Unix socket in L1")
+    check("lab.virtio-vsock-host-to-guest",
+          "host_connect=[reply=[HELLO-FROM-L1]]" in host_side and "served=yes" in stream,
+          f"L1 wrote CONNECT 6000 to kvmc's socket: {host_side or 'nothing'}")
+    check("lab.virtio-console", "hvc=[console line from L2]" in host_side,
+          "L2 wrote /dev/hvc0, L1 read kvmc's console socket")
 
     print()
     print(f"lab: kernel {pkg} {version}")

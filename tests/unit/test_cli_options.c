@@ -63,3 +63,32 @@ Test(cli_options, run_options)
     cr_assert(strstr(err, "unexpected argument 'stray'"), "%s", err);
     cr_assert(parse(&o, err, "--help", NULL) && o.help);
 }
+
+Test(cli_options, stream_devices)
+{
+    struct run_options o;
+    char err[256];
+    cr_assert(parse(&o, err, "--net", "user,hostfwd=tcp::8080-:80", "--net", "tap=tap7",
+                    "--vsock", "cid=42,uds=/tmp/vm.sock", "--virtio-console", "socket:/tmp/c",
+                    NULL), "%s", err);
+    cr_assert_eq(o.nnets, 2);
+    cr_assert_str_eq(o.nets[1], "tap=tap7");
+    cr_assert_eq(o.vsock_cid, 42);
+    cr_assert_str_eq(o.vsock_path, "/tmp/vm.sock");
+    cr_assert_str_eq(o.vconsole_socket, "/tmp/c");
+
+    static const struct { const char *opt, *arg, *msg; } bad[] = {
+        {"--net", "usr", "--net usr: net: 'usr' is neither 'user' nor 'tap=IFNAME'"},
+        {"--vsock", "cid=3", "--vsock cid=3: needs both cid=N and uds=PATH"},
+        {"--vsock", "cid=1,uds=/x", "--vsock cid=1,uds=/x: cid must be a number from 3"},
+        {"--vsock", "port=3", "--vsock port=3: unknown part 'port=3'"},
+        {"--virtio-console", "/tmp/c", "--virtio-console /tmp/c: use socket:PATH"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_not(parse(&o, err, bad[i].opt, bad[i].arg, NULL), "%s", bad[i].arg);
+        cr_assert(!strncmp(err, bad[i].msg, strlen(bad[i].msg)), "got '%s'", err);
+    }
+    cr_assert_not(parse(&o, err, "--net", "user", "--net", "user", "--net", "user", "--net",
+                        "user", "--net", "user", NULL));
+    cr_assert(strstr(err, "at most 4"), "%s", err);
+}

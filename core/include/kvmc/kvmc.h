@@ -123,6 +123,35 @@ KVMC_API int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned f
 /* A virtio-rng device fed from getrandom(2). */
 KVMC_API int kvmc_config_set_rng(kvmc_config *cfg, int enabled);
 
+/* virtio-console: a second console (hvc0 in Linux), owned either by one
+ * client at a time of a Unix socket kvmc listens on, or by a callback that
+ * gets the guest's output on the VM's I/O thread (input then comes from
+ * kvmc_vm_virtio_console_write). While no socket client is connected, guest
+ * output waits in the queue: nothing is dropped. Each setter replaces the
+ * other. Since 0.2. */
+KVMC_API int kvmc_config_set_virtio_console_socket(kvmc_config *cfg, const char *path);
+KVMC_API int kvmc_config_set_virtio_console_callback(kvmc_config *cfg,
+                                                     kvmc_console_fn fn, void *opaque);
+
+/* virtio-vsock with Firecracker's Unix-socket convention. Host to guest: a
+ * host program connects to uds_path and writes "CONNECT <port>\n"; kvmc
+ * answers "OK <host port>\n" once the guest accepts, then the socket carries
+ * the stream. Guest to host: a guest connection to CID 2, port P is
+ * connected to the Unix socket "<uds_path>_<P>". guest_cid >= 3. Since 0.2. */
+KVMC_API int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid,
+                                   const char *uds_path);
+
+/* A virtio-net device, described by spec:
+ *   "user[,mac=M][,hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]..."
+ *       user-mode networking (libslirp), no root and no set-up: network
+ *       10.0.2.0/24, gateway and host 10.0.2.2, DNS 10.0.2.3, DHCP hands
+ *       out 10.0.2.15. hostfwd forwards a host port (on 127.0.0.1 unless an
+ *       address is given) to the guest; udp: works too.
+ *   "tap=IFNAME[,mac=M]"
+ *       an existing or new host tap interface (needs CAP_NET_ADMIN to create).
+ * The default MAC is 52:54:00:12:34:(0x56 + index). At most 4. Since 0.2. */
+KVMC_API int kvmc_config_add_net(kvmc_config *cfg, const char *spec);
+
 #define KVMC_MAX_VIRTIO_DEVICES 8u
 #define KVMC_MIN_MEMORY (4ull << 20)
 #define KVMC_MAX_VCPUS 64u
@@ -199,6 +228,11 @@ KVMC_API uint64_t kvmc_vm_memory_size(const kvmc_vm *vm);
  * guest RAM, else KVMC_EINVAL and nothing is copied. */
 KVMC_API int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf,
                                  size_t len);
+/* Queues input for the virtio-console's callback mode; *written (may be
+ * NULL) says how much fit (the buffer holds 64 KiB until the guest reads).
+ * Since 0.2. */
+KVMC_API int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len,
+                                          size_t *written);
 KVMC_API int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf,
                                   size_t len);
 

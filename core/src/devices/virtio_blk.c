@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../error.h"
+#include "../virtio/chain.h"
 #include "../virtio/virtio.h"
 #include "../vm.h"
 
@@ -31,36 +32,6 @@ struct virtio_blk {
     struct virtio_blk_config config;
     struct virtq_chain chain; /* the request in flight (I/O thread only) */
 };
-
-/* A cursor over the chain's buffers, so headers and payloads may be split
- * across descriptors any way the driver likes. */
-struct chain_cursor {
-    const struct virtq_chain *chain;
-    unsigned buf;
-    uint32_t off;
-};
-
-/* Copies up to len readable bytes; returns how many were available. */
-static size_t cursor_read(struct chain_cursor *c, void *dst, size_t len)
-{
-    size_t done = 0;
-    while (done < len && c->buf < c->chain->count) {
-        const struct virtq_buf *b = &c->chain->bufs[c->buf];
-        if (b->writable)
-            break;
-        size_t n = b->len - c->off;
-        if (n > len - done)
-            n = len - done;
-        memcpy((uint8_t *)dst + done, b->host + c->off, n);
-        done += n;
-        c->off += (uint32_t)n;
-        if (c->off == b->len) {
-            c->buf++;
-            c->off = 0;
-        }
-    }
-    return done;
-}
 
 /* Moves `limit` bytes between the file at `offset` and the chain's buffers
  * of one kind (writable for reads, readable for writes), starting at the
@@ -101,7 +72,7 @@ static uint8_t discard_or_zero(struct virtio_blk *blk, struct chain_cursor *cur,
 {
     struct virtio_blk_discard_write_zeroes seg;
     unsigned segs = 0;
-    while (cursor_read(cur, &seg, sizeof(seg)) == sizeof(seg)) {
+    while (chain_read(cur, &seg, sizeof(seg)) == sizeof(seg)) {
         if (++segs > BLK_MAX_DISCARD_SEGS || seg.num_sectors > BLK_MAX_DISCARD_SECTORS ||
             seg.sector > blk->sectors || seg.num_sectors > blk->sectors - seg.sector)
             return VIRTIO_BLK_S_IOERR;
@@ -131,7 +102,7 @@ static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
     struct chain_cursor cur = {.chain = chain};
     struct virtio_blk_outhdr hdr;
     *data_in = 0;
-    if (cursor_read(&cur, &hdr, sizeof(hdr)) != sizeof(hdr))
+    if (chain_read(&cur, &hdr, sizeof(hdr)) != sizeof(hdr))
         return VIRTIO_BLK_S_IOERR;
     uint64_t data_out = chain->readable - sizeof(hdr);
     switch (hdr.type) {
@@ -157,16 +128,8 @@ static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
         return fdatasync(blk->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
     case VIRTIO_BLK_T_GET_ID: {
         uint64_t len = data_capacity < VIRTIO_BLK_ID_BYTES ? data_capacity : VIRTIO_BLK_ID_BYTES;
-        uint64_t copied = 0;
-        for (unsigned i = 0; i < chain->count && copied < len; i++) {
-            const struct virtq_buf *b = &chain->bufs[i];
-            if (!b->writable)
-                continue;
-            uint64_t n = b->len < len - copied ? b->len : len - copied;
-            memcpy(b->host, blk->serial + copied, n);
-            copied += n;
-        }
-        *data_in = (uint32_t)copied;
+        struct chain_cursor out = {.chain = chain};
+        *data_in = (uint32_t)chain_write(&out, blk->serial, len);
         return VIRTIO_BLK_S_OK;
     }
     case VIRTIO_BLK_T_DISCARD:

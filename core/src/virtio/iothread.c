@@ -1,6 +1,7 @@
 #include "iothread.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,38 +42,75 @@ int iothread_watch(struct iothread *t, int fd, iothread_fn fn, void *opaque)
     return KVMC_OK;
 }
 
+int iothread_add_source(struct iothread *t, const struct iothread_source *s)
+{
+    if (t->started || t->nsources == IOTHREAD_MAX_SOURCES)
+        return kvmc_fail(KVMC_EINVAL, "too many I/O backends (at most %d)",
+                         IOTHREAD_MAX_SOURCES);
+    t->sources[t->nsources++] = *s;
+    return KVMC_OK;
+}
+
+/* Runs the handlers of ready eventfds; false once a stop was requested. */
+static bool dispatch_watches(struct iothread *t, int timeout_ms)
+{
+    struct epoll_event events[16];
+    int n = epoll_wait(t->epoll_fd, events, 16, timeout_ms);
+    for (int i = 0; i < n; i++) {
+        struct iothread_watch *w = events[i].data.ptr;
+        if (!w)
+            return false;
+        uint64_t count;
+        if (read(w->fd, &count, sizeof(count)) == sizeof(count))
+            w->fn(w->opaque);
+    }
+    return n >= 0 || errno == EINTR;
+}
+
+/* With sources: poll the epoll descriptor together with their descriptors. */
+static void poll_loop(struct iothread *t)
+{
+    struct pollfd fds[IOTHREAD_MAX_POLLFDS];
+    unsigned first[IOTHREAD_MAX_SOURCES], count[IOTHREAD_MAX_SOURCES];
+    for (;;) {
+        fds[0] = (struct pollfd){.fd = t->epoll_fd, .events = POLLIN};
+        unsigned n = 1;
+        int timeout = -1;
+        for (unsigned i = 0; i < t->nsources; i++) {
+            const struct iothread_source *s = &t->sources[i];
+            first[i] = n;
+            count[i] = s->prepare(s->opaque, fds + n, IOTHREAD_MAX_POLLFDS - n, &timeout);
+            n += count[i];
+        }
+        if (poll(fds, n, timeout) < 0 && errno != EINTR)
+            return;
+        if ((fds[0].revents & POLLIN) && !dispatch_watches(t, 0))
+            return;
+        for (unsigned i = 0; i < t->nsources; i++)
+            t->sources[i].dispatch(t->sources[i].opaque, fds + first[i], count[i]);
+    }
+}
+
 static void *iothread_main(void *arg)
 {
     struct iothread *t = arg;
-    if (t->seccomp && seccomp_confine(SECCOMP_ROLE_IO) != KVMC_OK) {
+    if (t->seccomp && seccomp_confine_io(t->seccomp_extras) != KVMC_OK) {
         /* Serving devices unconfined is not an option: say so and stop. */
         fprintf(stderr, "kvmc: I/O thread: %s; virtio devices will not respond\n",
                 kvmc_last_error());
         return NULL;
     }
-    for (;;) {
-        struct epoll_event events[16];
-        int n = epoll_wait(t->epoll_fd, events, 16, -1);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            break;
+    if (t->nsources)
+        poll_loop(t);
+    else
+        while (dispatch_watches(t, -1)) {
         }
-        for (int i = 0; i < n; i++) {
-            struct iothread_watch *w = events[i].data.ptr;
-            if (!w)
-                return NULL; /* stop requested */
-            uint64_t count;
-            if (read(w->fd, &count, sizeof(count)) == sizeof(count))
-                w->fn(w->opaque);
-        }
-    }
     return NULL;
 }
 
 int iothread_start(struct iothread *t)
 {
-    if (t->nwatches == 0)
+    if (t->nwatches == 0 && t->nsources == 0)
         return KVMC_OK; /* nothing to serve */
     int err = pthread_create(&t->thread, NULL, iothread_main, t);
     if (err)

@@ -1,9 +1,17 @@
 /* The VM's I/O thread: an epoll loop over eventfds (queue notifications from
- * ioeventfd, and anything else a device waits on). Handlers run on it. */
+ * ioeventfd, and anything else a device waits on). Handlers run on it.
+ *
+ * Devices whose host side is a changing set of descriptors (sockets of a
+ * vsock device, libslirp's sockets, a console client) add a *source*: before
+ * each wait the thread asks every source for the descriptors and timeout it
+ * wants, polls them together with the epoll descriptor, then hands each
+ * source back its results. Everything runs on the one thread, so a device's
+ * backend and its queues never race. */
 #ifndef KVMC_IOTHREAD_H
 #define KVMC_IOTHREAD_H
 
 #include <pthread.h>
+#include <poll.h>
 #include <stdbool.h>
 
 typedef void (*iothread_fn)(void *opaque);
@@ -15,6 +23,17 @@ struct iothread_watch {
 };
 
 #define IOTHREAD_MAX_WATCHES 32
+#define IOTHREAD_MAX_SOURCES 8
+#define IOTHREAD_MAX_POLLFDS 512
+
+struct iothread_source {
+    /* Fills at most max pollfds and returns how many; may lower *timeout_ms
+     * (-1: no timeout). */
+    unsigned (*prepare)(void *opaque, struct pollfd *fds, unsigned max, int *timeout_ms);
+    /* Called after every wait with the same fds and their revents. */
+    void (*dispatch)(void *opaque, struct pollfd *fds, unsigned n);
+    void *opaque;
+};
 
 struct iothread {
     int epoll_fd;
@@ -24,11 +43,16 @@ struct iothread {
     bool seccomp; /* confine the thread when it starts */
     unsigned nwatches;
     struct iothread_watch watches[IOTHREAD_MAX_WATCHES];
+    unsigned nsources;
+    struct iothread_source sources[IOTHREAD_MAX_SOURCES];
+    unsigned seccomp_extras; /* SECCOMP_IO_* the sources need */
 };
 
 int iothread_init(struct iothread *t);
 /* Watches an eventfd; fn runs on the I/O thread after its counter is read. */
 int iothread_watch(struct iothread *t, int fd, iothread_fn fn, void *opaque);
+/* Adds a source (before the thread starts). */
+int iothread_add_source(struct iothread *t, const struct iothread_source *s);
 int iothread_start(struct iothread *t);
 void iothread_destroy(struct iothread *t);
 

@@ -223,6 +223,8 @@ int virtio_mmio_create(struct kvmc_vm *vm, struct iothread *io, uint64_t base,
     int err = bus_add(&vm->mmio, base, VIRTIO_MMIO_SIZE, &bus_ops, m, ops->name);
     if (!err)
         err = setup_notify(m, io);
+    if (!err && ops->attach)
+        err = ops->attach(&m->dev, io);
     if (err) {
         virtio_mmio_destroy(m);
         return err;

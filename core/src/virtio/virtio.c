@@ -71,6 +71,14 @@ bool virtio_pop(struct virtio_dev *dev, unsigned qi, struct virtq_chain *chain,
     return got;
 }
 
+bool virtio_ticket_current(struct virtio_dev *dev, const struct virtio_ticket *t)
+{
+    pthread_mutex_lock(&dev->lock);
+    bool current = t->generation == dev->generation;
+    pthread_mutex_unlock(&dev->lock);
+    return current;
+}
+
 void virtio_complete(struct virtio_dev *dev, unsigned qi, const struct virtio_ticket *t,
                      uint32_t written)
 {

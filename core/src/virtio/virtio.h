@@ -20,6 +20,7 @@
 #define VIRTIO_MAX_QUEUES 4
 
 struct virtio_dev;
+struct iothread;
 
 struct virtio_device_ops {
     const char *name;      /* "virtio-blk", for messages */
@@ -32,6 +33,9 @@ struct virtio_device_ops {
     void (*read_config)(struct virtio_dev *dev, uint32_t offset, void *data, unsigned len);
     /* Processes what the driver queued on queue qi (I/O thread). */
     void (*process_queue)(struct virtio_dev *dev, unsigned qi);
+    /* Optional: called once the device has its transport, to add its host
+     * side (an iothread source) to the VM's I/O thread. */
+    int (*attach)(struct virtio_dev *dev, struct iothread *io);
     void (*destroy)(struct virtio_dev *dev);
 };
 
@@ -71,6 +75,9 @@ struct virtio_ticket {
  * queue marks the device NEEDS_RESET and logs once. */
 bool virtio_pop(struct virtio_dev *dev, unsigned qi, struct virtq_chain *chain,
                 struct virtio_ticket *ticket);
+/* Whether a ticket still belongs to the device's current life (no reset
+ * since it was popped). A device holding a chain for later checks this. */
+bool virtio_ticket_current(struct virtio_dev *dev, const struct virtio_ticket *t);
 /* Returns the chain with `written` bytes and raises the used-buffer
  * interrupt unless the driver suppressed it. */
 void virtio_complete(struct virtio_dev *dev, unsigned qi, const struct virtio_ticket *t,

@@ -1,0 +1,262 @@
+/* virtio-console: a second console (hvc0 in Linux), one port, no multiport.
+ * Its host side is either a callback (output) plus kvmc_vm_virtio_console_write
+ * (input), or a listening Unix socket that one client at a time owns.
+ *
+ * Nothing is lost: while no client is connected, guest output waits in the
+ * transmit queue (the guest sees a slow device), and input is read from the
+ * client only while the input buffer has room. Everything runs on the VM's
+ * I/O thread except kvmc_vm_virtio_console_write, which takes `lock`. */
+#include <errno.h>
+#include <linux/virtio_ids.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "../bytering.h"
+#include "../error.h"
+#include "../seccomp.h"
+#include "../unix_socket.h"
+#include "../virtio/iothread.h"
+#include "../virtio/virtio.h"
+#include "../vm.h"
+
+#define CONSOLE_RX_QUEUE 0 /* host to guest */
+#define CONSOLE_TX_QUEUE 1 /* guest to host */
+#define CONSOLE_INPUT_BUFFER 65536
+
+struct vconsole {
+    struct virtio_dev *dev;
+    kvmc_console_fn out_fn; /* callback mode */
+    void *out_opaque;
+    char *path;             /* socket mode */
+    int listen_fd, client_fd;
+    int wake_fd;            /* input arrived through the API */
+    pthread_mutex_t lock;   /* guards `input` */
+    struct bytering input;
+    /* A transmit chain only partly written to a slow client. */
+    bool tx_pending;
+    struct virtq_chain tx_chain;
+    struct virtio_ticket tx_ticket;
+    unsigned tx_buf;        /* next buffer of tx_chain to send */
+    uint32_t tx_off;        /* bytes of that buffer already sent */
+    struct virtq_chain rx_chain; /* scratch for deliver_input */
+};
+
+/* Moves buffered input into the guest's receive buffers. */
+static void deliver_input(struct vconsole *c)
+{
+    struct virtq_chain *rx = &c->rx_chain;
+    struct virtio_ticket t;
+    pthread_mutex_lock(&c->lock);
+    while (c->input.len && virtio_pop(c->dev, CONSOLE_RX_QUEUE, rx, &t)) {
+        uint32_t written = 0;
+        for (unsigned i = 0; i < rx->count && c->input.len; i++)
+            if (rx->bufs[i].writable)
+                written += (uint32_t)bytering_pop(&c->input, rx->bufs[i].host, rx->bufs[i].len);
+        virtio_complete(c->dev, CONSOLE_RX_QUEUE, &t, written);
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+/* Sends what is left of the pending chain; true once it is all gone. */
+static bool flush_tx_chain(struct vconsole *c)
+{
+    struct virtq_chain *ch = &c->tx_chain;
+    for (; c->tx_buf < ch->count; c->tx_buf++, c->tx_off = 0) {
+        const struct virtq_buf *b = &ch->bufs[c->tx_buf];
+        if (b->writable)
+            continue;
+        while (c->tx_off < b->len) {
+            if (c->out_fn) {
+                c->out_fn(c->out_opaque, b->host + c->tx_off, b->len - c->tx_off);
+                c->tx_off = b->len;
+                break;
+            }
+            if (c->client_fd < 0)
+                return false;
+            ssize_t n = send(c->client_fd, b->host + c->tx_off, b->len - c->tx_off,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                return false;
+            if (n <= 0) { /* the client went away; keep the data for the next */
+                close(c->client_fd);
+                c->client_fd = -1;
+                return false;
+            }
+            c->tx_off += (uint32_t)n;
+        }
+    }
+    return true;
+}
+
+static void process_output(struct vconsole *c)
+{
+    for (;;) {
+        if (!c->tx_pending) {
+            if (!virtio_pop(c->dev, CONSOLE_TX_QUEUE, &c->tx_chain, &c->tx_ticket))
+                return;
+            c->tx_pending = true;
+            c->tx_buf = 0;
+            c->tx_off = 0;
+        }
+        if (!flush_tx_chain(c))
+            return;
+        c->tx_pending = false;
+        virtio_complete(c->dev, CONSOLE_TX_QUEUE, &c->tx_ticket, 0);
+    }
+}
+
+static void console_process(struct virtio_dev *dev, unsigned qi)
+{
+    struct vconsole *c = dev->impl;
+    if (qi == CONSOLE_RX_QUEUE)
+        deliver_input(c);
+    else
+        process_output(c);
+}
+
+/* Reads from the client while the input buffer has room. */
+static void read_client(struct vconsole *c)
+{
+    pthread_mutex_lock(&c->lock);
+    uint8_t *p;
+    size_t room = bytering_free_run(&c->input, &p);
+    ssize_t n = room ? recv(c->client_fd, p, room, MSG_DONTWAIT) : -1;
+    if (n > 0)
+        bytering_commit(&c->input, (size_t)n);
+    pthread_mutex_unlock(&c->lock);
+    if (n == 0 || (n < 0 && room && errno != EAGAIN && errno != EINTR)) {
+        close(c->client_fd);
+        c->client_fd = -1;
+    }
+}
+
+static unsigned console_prepare(void *opaque, struct pollfd *fds, unsigned max, int *timeout)
+{
+    struct vconsole *c = opaque;
+    (void)timeout;
+    unsigned n = 0;
+    if (max < 2)
+        return 0;
+    fds[n++] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
+    if (c->client_fd >= 0) {
+        short ev = c->tx_pending ? POLLOUT : 0;
+        if (bytering_space(&c->input))
+            ev |= POLLIN;
+        /* Not polled at all while it could do nothing: a hang-up would
+         * otherwise wake the thread in a loop until the guest reads. */
+        if (ev)
+            fds[n++] = (struct pollfd){.fd = c->client_fd, .events = ev};
+    } else if (c->listen_fd >= 0) {
+        fds[n++] = (struct pollfd){.fd = c->listen_fd, .events = POLLIN};
+    }
+    return n;
+}
+
+static void console_dispatch(void *opaque, struct pollfd *fds, unsigned n)
+{
+    struct vconsole *c = opaque;
+    if (n < 1)
+        return;
+    uint64_t count;
+    if ((fds[0].revents & POLLIN) && read(c->wake_fd, &count, sizeof(count)) < 0)
+        count = 0;
+    if (n > 1 && fds[1].revents) {
+        if (fds[1].fd == c->listen_fd) {
+            c->client_fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        } else if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
+            read_client(c);
+        }
+    }
+    deliver_input(c);
+    process_output(c);
+}
+
+static int console_attach(struct virtio_dev *dev, struct iothread *io)
+{
+    struct vconsole *c = dev->impl;
+    c->dev = dev;
+    struct iothread_source src = {console_prepare, console_dispatch, c};
+    if (c->path)
+        io->seccomp_extras |= SECCOMP_IO_UNIX;
+    return iothread_add_source(io, &src);
+}
+
+static void console_destroy(struct virtio_dev *dev)
+{
+    struct vconsole *c = dev->impl;
+    if (!c)
+        return;
+    if (c->client_fd >= 0)
+        close(c->client_fd);
+    if (c->listen_fd >= 0) {
+        close(c->listen_fd);
+        unlink(c->path);
+    }
+    if (c->wake_fd >= 0)
+        close(c->wake_fd);
+    pthread_mutex_destroy(&c->lock);
+    bytering_free(&c->input);
+    free(c->path);
+    free(c);
+}
+
+static const struct virtio_device_ops console_ops = {
+    .name = "virtio-console",
+    .device_id = VIRTIO_ID_CONSOLE,
+    .num_queues = 2,
+    .queue_max = VIRTQ_MAX_SIZE,
+    .process_queue = console_process,
+    .attach = console_attach,
+    .destroy = console_destroy,
+};
+
+int virtio_console_open(const struct vconsole_config *cfg,
+                        const struct virtio_device_ops **ops, void **impl)
+{
+    struct vconsole *c = calloc(1, sizeof(*c));
+    if (!c)
+        return kvmc_fail(KVMC_ENOMEM, "allocating virtio-console");
+    c->listen_fd = c->client_fd = -1;
+    pthread_mutex_init(&c->lock, NULL);
+    c->out_fn = cfg->fn;
+    c->out_opaque = cfg->opaque;
+    int err = bytering_init(&c->input, CONSOLE_INPUT_BUFFER);
+    c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (!err && c->wake_fd < 0)
+        err = kvmc_fail_errno(KVMC_EIO, errno, "eventfd for virtio-console");
+    if (!err && cfg->path) {
+        c->path = strdup(cfg->path);
+        int fd = c->path ? unix_listen(c->path, "virtio-console") : KVMC_ENOMEM;
+        if (fd < 0)
+            err = fd;
+        else
+            c->listen_fd = fd;
+    }
+    if (err) {
+        struct virtio_dev tmp = {.impl = c};
+        console_destroy(&tmp);
+        return err;
+    }
+    *ops = &console_ops;
+    *impl = c;
+    return KVMC_OK;
+}
+
+int virtio_console_write(void *impl, const void *data, size_t len, size_t *written)
+{
+    struct vconsole *c = impl;
+    pthread_mutex_lock(&c->lock);
+    size_t n = bytering_push(&c->input, data, len);
+    pthread_mutex_unlock(&c->lock);
+    uint64_t one = 1;
+    if (n && write(c->wake_fd, &one, sizeof(one)) < 0) {
+        /* the counter cannot overflow at one per call */
+    }
+    if (written)
+        *written = n;
+    return KVMC_OK;
+}

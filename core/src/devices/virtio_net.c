@@ -1,0 +1,151 @@
+/* virtio-net: one receive and one transmit queue, a MAC address and a link
+ * that is always up; no offloads, so every frame is plain Ethernet behind a
+ * 12-byte virtio_net_hdr_v1 whose fields we neither trust nor need. The host
+ * side is a backend (net/): libslirp or tap. */
+#include <linux/virtio_ids.h>
+#include <linux/virtio_net.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../error.h"
+#include "../net/backend.h"
+#include "../virtio/chain.h"
+#include "../virtio/iothread.h"
+#include "../virtio/virtio.h"
+#include "../vm.h"
+
+#define NET_RX 0
+#define NET_TX 1
+#define NET_MAX_FRAME 65536 /* largest frame we pass either way (no TSO: 1514) */
+
+struct vnet {
+    struct virtio_dev *dev;
+    struct virtio_net_config config;
+    const struct net_backend_ops *be_ops;
+    void *be;
+    struct virtq_chain rx_chain, tx_chain;
+    struct virtio_ticket rx_ticket;
+    bool rx_held;
+    uint64_t rx_dropped; /* frames with no receive buffer to go into */
+    uint8_t frame[NET_MAX_FRAME];
+};
+
+bool virtio_net_can_receive(struct vnet *n)
+{
+    if (n->rx_held && !virtio_ticket_current(n->dev, &n->rx_ticket))
+        n->rx_held = false; /* the driver reset the device since */
+    if (!n->rx_held)
+        n->rx_held = virtio_pop(n->dev, NET_RX, &n->rx_chain, &n->rx_ticket);
+    return n->rx_held;
+}
+
+bool virtio_net_receive(struct vnet *n, const uint8_t *frame, size_t len)
+{
+    if (!virtio_net_can_receive(n)) {
+        n->rx_dropped++;
+        return false;
+    }
+    struct virtio_net_hdr_v1 hdr = {.num_buffers = 1};
+    struct chain_cursor cur = {.chain = &n->rx_chain};
+    size_t done = chain_write(&cur, &hdr, sizeof(hdr));
+    if (done == sizeof(hdr))
+        done += chain_write(&cur, frame, len); /* a too-small buffer truncates */
+    n->rx_held = false;
+    virtio_complete(n->dev, NET_RX, &n->rx_ticket, (uint32_t)done);
+    return true;
+}
+
+static void process_tx(struct vnet *n)
+{
+    struct virtio_ticket t;
+    while (virtio_pop(n->dev, NET_TX, &n->tx_chain, &t)) {
+        struct chain_cursor cur = {.chain = &n->tx_chain};
+        struct virtio_net_hdr_v1 hdr;
+        if (chain_read(&cur, &hdr, sizeof(hdr)) == sizeof(hdr)) {
+            size_t len = chain_read(&cur, n->frame, sizeof(n->frame));
+            if (len >= 14) /* at least an Ethernet header */
+                n->be_ops->send(n->be, n->frame, len);
+        }
+        virtio_complete(n->dev, NET_TX, &t, 0);
+    }
+}
+
+static void net_process(struct virtio_dev *dev, unsigned qi)
+{
+    struct vnet *n = dev->impl;
+    if (qi == NET_TX)
+        process_tx(n);
+    /* New receive buffers: the backend's next dispatch can deliver. */
+}
+
+static void net_read_config(struct virtio_dev *dev, uint32_t offset, void *data, unsigned len)
+{
+    struct vnet *n = dev->impl;
+    memcpy(data, (uint8_t *)&n->config + offset, len);
+}
+
+static unsigned net_prepare(void *opaque, struct pollfd *fds, unsigned max, int *timeout)
+{
+    struct vnet *n = opaque;
+    return n->be_ops->prepare(n->be, fds, max, timeout);
+}
+
+static void net_dispatch(void *opaque, struct pollfd *fds, unsigned count)
+{
+    struct vnet *n = opaque;
+    n->be_ops->dispatch(n->be, fds, count);
+}
+
+static int net_attach(struct virtio_dev *dev, struct iothread *io)
+{
+    struct vnet *n = dev->impl;
+    n->dev = dev;
+    io->seccomp_extras |= n->be_ops->seccomp_extras;
+    struct iothread_source src = {net_prepare, net_dispatch, n};
+    return iothread_add_source(io, &src);
+}
+
+static void net_destroy(struct virtio_dev *dev)
+{
+    struct vnet *n = dev->impl;
+    if (!n)
+        return;
+    if (n->be)
+        n->be_ops->destroy(n->be);
+    free(n);
+}
+
+static const struct virtio_device_ops net_ops = {
+    .name = "virtio-net",
+    .device_id = VIRTIO_ID_NET,
+    .features = (1ull << VIRTIO_NET_F_MAC) | (1ull << VIRTIO_NET_F_STATUS),
+    .num_queues = 2,
+    .queue_max = VIRTQ_MAX_SIZE,
+    .config_size = offsetof(struct virtio_net_config, max_virtqueue_pairs),
+    .read_config = net_read_config,
+    .process_queue = net_process,
+    .attach = net_attach,
+    .destroy = net_destroy,
+};
+
+int virtio_net_open(const struct net_config *cfg, unsigned index,
+                    const struct virtio_device_ops **ops, void **impl)
+{
+    struct vnet *n = calloc(1, sizeof(*n));
+    if (!n)
+        return kvmc_fail(KVMC_ENOMEM, "allocating virtio-net");
+    static const uint8_t default_mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+    memcpy(n->config.mac, cfg->has_mac ? cfg->mac : default_mac, 6);
+    if (!cfg->has_mac)
+        n->config.mac[5] = (uint8_t)(n->config.mac[5] + index);
+    n->config.status = VIRTIO_NET_S_LINK_UP;
+    int err = cfg->tap ? net_tap_open(cfg, n, &n->be_ops, &n->be)
+                       : net_slirp_open(cfg, n, &n->be_ops, &n->be);
+    if (err) {
+        free(n);
+        return err;
+    }
+    *ops = &net_ops;
+    *impl = n;
+    return KVMC_OK;
+}

@@ -1,0 +1,239 @@
+/* User-mode networking with libslirp: the guest gets 10.0.2.15 by DHCP,
+ * 10.0.2.2 is the host (its loopback), 10.0.2.3 answers DNS, and outbound
+ * TCP/UDP becomes ordinary host sockets. No root, no set-up. Port forwards
+ * are listening sockets opened at creation. libslirp is not thread-safe;
+ * every call into it happens on the VM's I/O thread after creation. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <slirp/libslirp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../error.h"
+#include "../seccomp.h"
+#include "backend.h"
+
+#define SLIRP_MAX_TIMERS 4
+
+struct slirp_timer {
+    bool used, armed;
+    SlirpTimerId id;
+    void *cb_opaque;
+    int64_t expire_ms;
+};
+
+struct net_slirp {
+    Slirp *slirp;
+    struct vnet *dev;
+    struct slirp_timer timers[SLIRP_MAX_TIMERS];
+    /* The poll slice of the current iteration. */
+    struct pollfd *fds;
+    unsigned nfds, max;
+    bool reported_error;
+};
+
+static int64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static ssize_t cb_send_packet(const void *buf, size_t len, void *opaque)
+{
+    struct net_slirp *s = opaque;
+    virtio_net_receive(s->dev, buf, len); /* no buffer: dropped, TCP retransmits */
+    return (ssize_t)len;
+}
+
+static void cb_guest_error(const char *msg, void *opaque)
+{
+    struct net_slirp *s = opaque;
+    if (!s->reported_error)
+        fprintf(stderr, "kvmc: virtio-net (user): guest error: %s\n", msg);
+    s->reported_error = true;
+}
+
+static int64_t cb_clock_get_ns(void *opaque)
+{
+    (void)opaque;
+    return now_ns();
+}
+
+static void *cb_timer_new_opaque(SlirpTimerId id, void *cb_opaque, void *opaque)
+{
+    struct net_slirp *s = opaque;
+    for (unsigned i = 0; i < SLIRP_MAX_TIMERS; i++)
+        if (!s->timers[i].used) {
+            s->timers[i] = (struct slirp_timer){.used = true, .id = id, .cb_opaque = cb_opaque};
+            return &s->timers[i];
+        }
+    return NULL;
+}
+
+static void cb_timer_free(void *timer, void *opaque)
+{
+    (void)opaque;
+    if (timer)
+        *(struct slirp_timer *)timer = (struct slirp_timer){0};
+}
+
+static void cb_timer_mod(void *timer, int64_t expire_ms, void *opaque)
+{
+    (void)opaque;
+    struct slirp_timer *t = timer;
+    if (t) {
+        t->armed = true;
+        t->expire_ms = expire_ms;
+    }
+}
+
+static void cb_register_poll_fd(int fd, void *opaque) { (void)fd, (void)opaque; }
+static void cb_unregister_poll_fd(int fd, void *opaque) { (void)fd, (void)opaque; }
+static void cb_notify(void *opaque) { (void)opaque; } /* we poll every iteration */
+
+static const SlirpCb callbacks = {
+    .send_packet = cb_send_packet,
+    .guest_error = cb_guest_error,
+    .clock_get_ns = cb_clock_get_ns,
+    .timer_free = cb_timer_free,
+    .timer_mod = cb_timer_mod,
+    .register_poll_fd = cb_register_poll_fd,
+    .unregister_poll_fd = cb_unregister_poll_fd,
+    .notify = cb_notify,
+    .timer_new_opaque = cb_timer_new_opaque,
+};
+
+static void slirp_send(void *be, const uint8_t *frame, size_t len)
+{
+    struct net_slirp *s = be;
+    slirp_input(s->slirp, frame, (int)len);
+}
+
+static int add_poll(int fd, int events, void *opaque)
+{
+    struct net_slirp *s = opaque;
+    if (s->nfds == s->max)
+        return -1; /* out of room this round; slirp polls it next time */
+    short ev = 0;
+    if (events & SLIRP_POLL_IN)
+        ev |= POLLIN;
+    if (events & SLIRP_POLL_OUT)
+        ev |= POLLOUT;
+    if (events & SLIRP_POLL_PRI)
+        ev |= POLLPRI;
+    s->fds[s->nfds] = (struct pollfd){.fd = fd, .events = ev};
+    return (int)s->nfds++;
+}
+
+static int get_revents(int idx, void *opaque)
+{
+    struct net_slirp *s = opaque;
+    if (idx < 0 || (unsigned)idx >= s->nfds)
+        return 0;
+    short r = s->fds[idx].revents;
+    return ((r & POLLIN) ? SLIRP_POLL_IN : 0) | ((r & POLLOUT) ? SLIRP_POLL_OUT : 0) |
+           ((r & POLLPRI) ? SLIRP_POLL_PRI : 0) | ((r & POLLERR) ? SLIRP_POLL_ERR : 0) |
+           ((r & POLLHUP) ? SLIRP_POLL_HUP : 0);
+}
+
+static unsigned slirp_prepare(void *be, struct pollfd *fds, unsigned max, int *timeout)
+{
+    struct net_slirp *s = be;
+    s->fds = fds;
+    s->nfds = 0;
+    s->max = max;
+    uint32_t t = *timeout < 0 ? UINT32_MAX : (uint32_t)*timeout;
+    slirp_pollfds_fill(s->slirp, &t, add_poll, s);
+    int64_t now_ms = now_ns() / 1000000;
+    for (unsigned i = 0; i < SLIRP_MAX_TIMERS; i++) {
+        const struct slirp_timer *tm = &s->timers[i];
+        if (tm->used && tm->armed) {
+            int64_t wait = tm->expire_ms > now_ms ? tm->expire_ms - now_ms : 0;
+            if ((uint64_t)wait < t)
+                t = (uint32_t)wait;
+        }
+    }
+    *timeout = t == UINT32_MAX ? -1 : (int)(t > 60000 ? 60000 : t);
+    return s->nfds;
+}
+
+static void slirp_dispatch(void *be, struct pollfd *fds, unsigned n)
+{
+    struct net_slirp *s = be;
+    s->fds = fds;
+    s->nfds = n;
+    slirp_pollfds_poll(s->slirp, 0, get_revents, s);
+    int64_t now_ms = now_ns() / 1000000;
+    for (unsigned i = 0; i < SLIRP_MAX_TIMERS; i++) {
+        struct slirp_timer *tm = &s->timers[i];
+        if (tm->used && tm->armed && tm->expire_ms <= now_ms) {
+            tm->armed = false;
+            slirp_handle_timer(s->slirp, tm->id, tm->cb_opaque);
+        }
+    }
+}
+
+static void slirp_destroy(void *be)
+{
+    struct net_slirp *s = be;
+    if (s->slirp)
+        slirp_cleanup(s->slirp);
+    free(s);
+}
+
+static const struct net_backend_ops slirp_ops = {
+    .name = "user",
+    .send = slirp_send,
+    .prepare = slirp_prepare,
+    .dispatch = slirp_dispatch,
+    .destroy = slirp_destroy,
+    .seccomp_extras = SECCOMP_IO_INET,
+};
+
+static int add_forwards(struct net_slirp *s, const struct net_config *cfg)
+{
+    for (unsigned i = 0; i < cfg->nforwards; i++) {
+        const struct net_forward *f = &cfg->forwards[i];
+        struct in_addr host = {f->host_addr ? f->host_addr : htonl(INADDR_LOOPBACK)};
+        struct in_addr guest = {f->guest_addr ? f->guest_addr : inet_addr("10.0.2.15")};
+        if (slirp_add_hostfwd(s->slirp, f->udp, host, f->host_port, guest, f->guest_port) < 0) {
+            char addr[INET_ADDRSTRLEN];
+            inet_ntop(AF_INET, &host, addr, sizeof(addr));
+            return kvmc_fail_errno(KVMC_EIO, errno, "net: hostfwd %s:%s:%u",
+                                   f->udp ? "udp" : "tcp", addr, f->host_port);
+        }
+    }
+    return KVMC_OK;
+}
+
+int net_slirp_open(const struct net_config *cfg, struct vnet *dev,
+                   const struct net_backend_ops **ops, void **be)
+{
+    struct net_slirp *s = calloc(1, sizeof(*s));
+    if (!s)
+        return kvmc_fail(KVMC_ENOMEM, "allocating user networking");
+    s->dev = dev;
+    SlirpConfig sc = {
+        .version = 4,
+        .in_enabled = true,
+        .vnetwork.s_addr = inet_addr("10.0.2.0"),
+        .vnetmask.s_addr = inet_addr("255.255.255.0"),
+        .vhost.s_addr = inet_addr("10.0.2.2"),
+        .vdhcp_start.s_addr = inet_addr("10.0.2.15"),
+        .vnameserver.s_addr = inet_addr("10.0.2.3"),
+        .vhostname = "kvmc",
+    };
+    s->slirp = slirp_new(&sc, &callbacks, s);
+    int err = s->slirp ? add_forwards(s, cfg)
+                       : kvmc_fail(KVMC_EIO, "net: libslirp could not start");
+    if (err) {
+        slirp_destroy(s);
+        return err;
+    }
+    *ops = &slirp_ops;
+    *be = s;
+    return KVMC_OK;
+}

@@ -1,0 +1,61 @@
+#include "unix_socket.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "error.h"
+
+static int fill_address(struct sockaddr_un *sa, const char *path)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof(sa->sun_path))
+        return -ENAMETOOLONG;
+    strcpy(sa->sun_path, path);
+    return 0;
+}
+
+int unix_listen(const char *path, const char *what)
+{
+    struct sockaddr_un sa;
+    if (fill_address(&sa, path))
+        return kvmc_fail(KVMC_EINVAL, "%s socket path '%s' is longer than %zu bytes", what,
+                         path, sizeof(sa.sun_path) - 1);
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        if (!S_ISSOCK(st.st_mode))
+            return kvmc_fail(KVMC_EINVAL, "%s socket path '%s' exists and is not a socket",
+                             what, path);
+        unlink(path); /* left over from an earlier run */
+    }
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "%s socket", what);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 16) < 0) {
+        int e = errno;
+        close(fd);
+        return kvmc_fail_errno(KVMC_EIO, e, "%s socket '%s'", what, path);
+    }
+    return fd;
+}
+
+int unix_connect(const char *path)
+{
+    struct sockaddr_un sa;
+    if (fill_address(&sa, path))
+        return -ENAMETOOLONG;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    return fd;
+}
