@@ -538,8 +538,7 @@ static void test_echo(void)
     puts_serial("\n");
 }
 
-void run_virtio_tests(void (*print)(const char *), void (*hex)(uint64_t, int),
-                      void (*dec)(uint64_t), bool hostile);
+void run_virtio_tests(bool hostile);
 
 void guest_main(void)
 {
@@ -601,9 +600,9 @@ void guest_main(void)
         puts_serial("test: report a panic through pvpanic\n");
         outb(0x505, 1);
     } else if (starts_with(test, "virtio-hostile")) {
-        run_virtio_tests(puts_serial, put_hex, put_dec, true);
+        run_virtio_tests(true);
     } else if (starts_with(test, "virtio")) {
-        run_virtio_tests(puts_serial, put_hex, put_dec, false);
+        run_virtio_tests(false);
     } else if (starts_with(test, "vconsole")) {
         test_virtio_console();
     } else if (starts_with(test, "vsock")) {

@@ -11,7 +11,6 @@
 #define VIRTIO_MMIO_BASE 0xc0000000ull
 #define VIRTIO_MMIO_STRIDE 0x1000
 #define VIRTIO_MMIO_MAX 8
-#define QSIZE 8
 
 enum {
     R_MAGIC = 0x000, R_VERSION = 0x004, R_DEVICE_ID = 0x008, R_DEVICE_FEATURES = 0x010,
@@ -25,18 +24,9 @@ enum {
 #define S_DRIVER 2
 #define S_DRIVER_OK 4
 #define S_FEATURES_OK 8
-#define F_NEXT 1
-#define F_WRITE 2
 
-struct desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
-struct ring {
-    struct desc desc[QSIZE] __attribute__((aligned(16)));
-    struct { uint16_t flags, idx, ring[QSIZE], event; } avail __attribute__((aligned(2)));
-    struct { uint16_t flags, idx; struct { uint32_t id, len; } ring[QSIZE]; uint16_t event; }
-        used __attribute__((aligned(4)));
-};
-
-static struct ring rings[2] __attribute__((aligned(4096)));
+static struct vq_ring rings[2] __attribute__((aligned(4096)));
+static struct vq blk_q, rng_q;
 static uint8_t blk_buf[4096] __attribute__((aligned(4096)));
 static struct { uint32_t type, reserved; uint64_t sector; } blk_hdr;
 static volatile uint8_t blk_status;
@@ -110,38 +100,6 @@ void vq_offer(struct vq *q, uint16_t head)
     wr(q->base, R_QUEUE_NOTIFY, q->index);
 }
 
-/* Brings a device up with only VIRTIO_F_VERSION_1 and queue 0 on ring r. */
-static bool setup_device(uint64_t base, struct ring *r)
-{
-    wr(base, R_STATUS, 0);
-    wr(base, R_STATUS, S_ACK | S_DRIVER);
-    wr(base, R_DEVICE_FEATURES_SEL, 1);
-    if (!(rd(base, R_DEVICE_FEATURES) & 1)) /* VERSION_1 is bit 32 */
-        return false;
-    wr(base, R_DRIVER_FEATURES_SEL, 0);
-    wr(base, R_DRIVER_FEATURES, 0);
-    wr(base, R_DRIVER_FEATURES_SEL, 1);
-    wr(base, R_DRIVER_FEATURES, 1);
-    wr(base, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK);
-    if (!(rd(base, R_STATUS) & S_FEATURES_OK))
-        return false;
-    wr(base, R_QUEUE_SEL, 0);
-    if (rd(base, R_QUEUE_NUM_MAX) < QSIZE)
-        return false;
-    wr(base, R_QUEUE_NUM, QSIZE);
-    uint64_t d = (uint64_t)&r->desc, a = (uint64_t)&r->avail, u = (uint64_t)&r->used;
-    wr(base, R_DESC_LO, (uint32_t)d);
-    wr(base, R_DESC_HI, (uint32_t)(d >> 32));
-    wr(base, R_AVAIL_LO, (uint32_t)a);
-    wr(base, R_AVAIL_HI, (uint32_t)(a >> 32));
-    wr(base, R_USED_LO, (uint32_t)u);
-    wr(base, R_USED_HI, (uint32_t)(u >> 32));
-    wr(base, R_QUEUE_READY, 1);
-    wr(base, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
-    return true;
-}
-
-
 uint64_t rdtsc_now(void)
 {
     uint32_t lo, hi;
@@ -165,127 +123,109 @@ bool vq_take(struct vq *q, uint32_t *id, uint32_t *len, unsigned seconds)
 }
 
 /* Offers the chain starting at descriptor 0 and waits for it (bounded). */
-static bool submit_and_wait(uint64_t base, struct ring *r, uint32_t *used_len)
+static bool submit_and_wait(struct vq *q, uint32_t *used_len)
 {
-    uint16_t want = (uint16_t)(r->used.idx + 1);
-    r->avail.ring[r->avail.idx % QSIZE] = 0;
-    __atomic_store_n(&r->avail.idx, (uint16_t)(r->avail.idx + 1), __ATOMIC_RELEASE);
-    wr(base, R_QUEUE_NOTIFY, 0);
-    uint64_t start = rdtsc_now();
-    while (__atomic_load_n(&r->used.idx, __ATOMIC_ACQUIRE) != want) {
-        if (rdtsc_now() - start > 20000000000ull)
-            return false;
-        __asm__ volatile("pause");
-    }
-    *used_len = r->used.ring[(uint16_t)(want - 1) % QSIZE].len;
-    wr(base, R_INTERRUPT_ACK, rd(base, R_INTERRUPT_STATUS));
-    return true;
+    uint32_t id;
+    vq_offer(q, 0);
+    return vq_take(q, &id, used_len, 7);
 }
 
-static uint8_t blk_request(uint64_t base, uint32_t type, uint64_t sector, uint32_t len,
-                           bool data_in)
+static uint8_t blk_request(uint32_t type, uint64_t sector, uint32_t len, bool data_in)
 {
-    struct ring *r = &rings[0];
+    struct vq_ring *r = blk_q.ring;
     blk_hdr.type = type;
     blk_hdr.sector = sector;
     blk_status = 0xff;
-    r->desc[0] = (struct desc){(uint64_t)&blk_hdr, sizeof(blk_hdr), F_NEXT, 1};
-    r->desc[1] = (struct desc){(uint64_t)blk_buf, len, (uint16_t)(F_NEXT | (data_in ? F_WRITE : 0)), 2};
-    r->desc[2] = (struct desc){(uint64_t)&blk_status, 1, F_WRITE, 0};
+    r->desc[0] = (struct vq_desc){(uint64_t)&blk_hdr, sizeof(blk_hdr), VQ_F_NEXT, 1};
+    r->desc[1] = (struct vq_desc){(uint64_t)blk_buf, len,
+                                  (uint16_t)(VQ_F_NEXT | (data_in ? VQ_F_WRITE : 0)), 2};
+    r->desc[2] = (struct vq_desc){(uint64_t)&blk_status, 1, VQ_F_WRITE, 0};
     uint32_t used_len;
-    if (!submit_and_wait(base, r, &used_len))
+    if (!submit_and_wait(&blk_q, &used_len))
         return 0xfe;
     return blk_status;
 }
 
 /* Hashes sectors 0-3, writes a pattern to sector 5 and reads it back. */
-static void test_blk(uint64_t base, void (*print)(const char *), void (*hex)(uint64_t, int),
-                     void (*dec)(uint64_t))
+static void test_blk(uint64_t base)
 {
     uint64_t capacity = rd(base, R_CONFIG) | ((uint64_t)rd(base, R_CONFIG + 4) << 32);
-    print("virtio-blk: ");
-    dec(capacity);
-    print(" sectors");
-    if (!setup_device(base, &rings[0])) {
-        print(", setup FAILED\n");
+    puts_serial("virtio-blk: ");
+    put_dec(capacity);
+    puts_serial(" sectors");
+    if (!virtio_setup(base, 0, &blk_q, &rings[0], 1)) {
+        puts_serial(", setup FAILED\n");
         return;
     }
-    uint8_t st = blk_request(base, 0 /* IN */, 0, 2048, true);
-    print(", read status ");
-    dec(st);
-    print(", sectors 0-3 fnv1a 0x");
-    hex(fnv1a(blk_buf, 2048), 16);
+    uint8_t st = blk_request(0 /* IN */, 0, 2048, true);
+    puts_serial(", read status ");
+    put_dec(st);
+    puts_serial(", sectors 0-3 fnv1a 0x");
+    put_hex(fnv1a(blk_buf, 2048), 16);
     for (unsigned i = 0; i < 512; i++)
         blk_buf[i] = (uint8_t)(0xa5 ^ i);
-    uint8_t wst = blk_request(base, 1 /* OUT */, 5, 512, false);
+    uint8_t wst = blk_request(1 /* OUT */, 5, 512, false);
     for (unsigned i = 0; i < 512; i++)
         blk_buf[i] = 0;
-    uint8_t rst = blk_request(base, 0, 5, 512, true);
+    uint8_t rst = blk_request(0, 5, 512, true);
     bool same = wst == 0 && rst == 0;
     for (unsigned i = 0; i < 512; i++)
         same &= blk_buf[i] == (uint8_t)(0xa5 ^ i);
-    print(same ? ", sector 5 write+read ok" : ", sector 5 write+read FAILED");
-    uint8_t ist = blk_request(base, 8 /* GET_ID */, 0, 20, true);
+    puts_serial(same ? ", sector 5 write+read ok" : ", sector 5 write+read FAILED");
+    uint8_t ist = blk_request(8 /* GET_ID */, 0, 20, true);
     blk_buf[20] = 0;
-    print(", serial ");
-    print(ist == 0 ? (const char *)blk_buf : "?");
-    uint8_t bad = blk_request(base, 0, capacity, 512, true);
-    print(", past-end read status ");
-    dec(bad);
-    print("\n");
+    puts_serial(", serial ");
+    puts_serial(ist == 0 ? (const char *)blk_buf : "?");
+    uint8_t bad = blk_request(0, capacity, 512, true);
+    puts_serial(", past-end read status ");
+    put_dec(bad);
+    puts_serial("\n");
 }
 
-static void test_rng(uint64_t base, void (*print)(const char *), void (*dec)(uint64_t))
+static void test_rng(uint64_t base)
 {
-    if (!setup_device(base, &rings[1])) {
-        print("virtio-rng: setup FAILED\n");
+    if (!virtio_setup(base, 0, &rng_q, &rings[1], 1)) {
+        puts_serial("virtio-rng: setup FAILED\n");
         return;
     }
-    struct ring *r = &rings[1];
     static uint8_t buf[64];
-    r->desc[0] = (struct desc){(uint64_t)buf, sizeof(buf), F_WRITE, 0};
+    rng_q.ring->desc[0] = (struct vq_desc){(uint64_t)buf, sizeof(buf), VQ_F_WRITE, 0};
     uint32_t got = 0;
-    submit_and_wait(base, r, &got);
+    submit_and_wait(&rng_q, &got);
     uint8_t seen[256] = {0};
     unsigned distinct = 0;
     for (unsigned i = 0; i < got && i < sizeof(buf); i++)
         if (!seen[buf[i]]++)
             distinct++;
-    print("virtio-rng: ");
-    dec(got);
-    print(" bytes, ");
-    dec(distinct);
-    print(" distinct\n");
+    puts_serial("virtio-rng: ");
+    put_dec(got);
+    puts_serial(" bytes, ");
+    put_dec(distinct);
+    puts_serial(" distinct\n");
 }
 
 /* Sends a descriptor chain that loops on itself: the device must flag
  * NEEDS_RESET (0x40) and keep the VMM alive; after a reset it works again. */
-static void test_hostile(uint64_t base, void (*print)(const char *), void (*hex)(uint64_t, int))
+static void test_hostile(uint64_t base)
 {
-    struct ring *r = &rings[0];
-    if (!setup_device(base, r))
+    if (!virtio_setup(base, 0, &blk_q, &rings[0], 1))
         return;
-    r->desc[0] = (struct desc){(uint64_t)&blk_hdr, sizeof(blk_hdr), F_NEXT, 0};
-    r->avail.ring[r->avail.idx % QSIZE] = 0;
-    __atomic_store_n(&r->avail.idx, (uint16_t)(r->avail.idx + 1), __ATOMIC_RELEASE);
-    wr(base, R_QUEUE_NOTIFY, 0);
+    blk_q.ring->desc[0] = (struct vq_desc){(uint64_t)&blk_hdr, sizeof(blk_hdr), VQ_F_NEXT, 0};
+    vq_offer(&blk_q, 0);
     uint64_t start = rdtsc_now();
     while (!(rd(base, R_STATUS) & 0x40) && rdtsc_now() - start < 20000000000ull)
         __asm__ volatile("pause");
-    print("virtio-hostile: status 0x");
-    hex(rd(base, R_STATUS), 2);
-    print(", interrupt status 0x");
-    hex(rd(base, R_INTERRUPT_STATUS), 1);
-    /* Reset and bring it up again from scratch. */
-    for (unsigned i = 0; i < sizeof(*r); i++)
-        ((volatile uint8_t *)r)[i] = 0;
-    setup_device(base, r);
-    print(blk_request(base, 0, 0, 512, true) == 0 ? ", after reset read ok\n"
+    puts_serial("virtio-hostile: status 0x");
+    put_hex(rd(base, R_STATUS), 2);
+    puts_serial(", interrupt status 0x");
+    put_hex(rd(base, R_INTERRUPT_STATUS), 1);
+    /* Reset and bring it up again from scratch (virtio_setup clears the ring). */
+    virtio_setup(base, 0, &blk_q, &rings[0], 1);
+    puts_serial(blk_request(0, 0, 512, true) == 0 ? ", after reset read ok\n"
                                                    : ", after reset read FAILED\n");
 }
 
-void run_virtio_tests(void (*print)(const char *), void (*hex)(uint64_t, int),
-                      void (*dec)(uint64_t), bool hostile)
+void run_virtio_tests(bool hostile)
 {
     unsigned found = 0;
     for (unsigned i = 0; i < VIRTIO_MMIO_MAX; i++) {
@@ -295,13 +235,13 @@ void run_virtio_tests(void (*print)(const char *), void (*hex)(uint64_t, int),
         found++;
         uint32_t id = rd(base, R_DEVICE_ID);
         if (id == 2 && hostile)
-            test_hostile(base, print, hex);
+            test_hostile(base);
         else if (id == 2)
-            test_blk(base, print, hex, dec);
+            test_blk(base);
         else if (id == 4)
-            test_rng(base, print, dec);
+            test_rng(base);
     }
-    print("virtio: ");
-    dec(found);
-    print(" devices\n");
+    puts_serial("virtio: ");
+    put_dec(found);
+    puts_serial(" devices\n");
 }
