@@ -1,6 +1,7 @@
 /* kvmc_config: a plain description of a VM, validated as it is set. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "error.h"
 #include "layout.h"
@@ -189,9 +190,11 @@ static unsigned virtio_count(const kvmc_config *cfg)
            (cfg->vsock.enabled ? 1 : 0) + cfg->nnets;
 }
 
-static int check_room(const kvmc_config *cfg)
+/* Room for one more virtio device, unless the setter replaces one that is
+ * already configured (`replacing`). */
+static int check_room(const kvmc_config *cfg, bool replacing)
 {
-    if (virtio_count(cfg) == KVMC_MAX_VIRTIO_DEVICES)
+    if (!replacing && virtio_count(cfg) == KVMC_MAX_VIRTIO_DEVICES)
         return kvmc_fail(KVMC_EINVAL, "at most %u virtio devices", KVMC_MAX_VIRTIO_DEVICES);
     return KVMC_OK;
 }
@@ -206,7 +209,7 @@ int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
         return kvmc_fail(KVMC_EINVAL, "unknown disk flags 0x%x", flags);
     if (serial && strlen(serial) > 20)
         return kvmc_fail(KVMC_EINVAL, "disk serial '%s' is longer than 20 bytes", serial);
-    if (check_room(cfg))
+    if (check_room(cfg, false))
         return KVMC_EINVAL;
     struct disk_config *d = &cfg->disks[cfg->ndisks];
     *d = (struct disk_config){.read_only = flags & KVMC_DISK_READ_ONLY};
@@ -223,7 +226,7 @@ int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
 int kvmc_config_set_rng(kvmc_config *cfg, int enabled)
 {
     CHECK_CFG(cfg);
-    if (enabled && !cfg->rng && check_room(cfg))
+    if (enabled && check_room(cfg, cfg->rng))
         return KVMC_EINVAL;
     cfg->rng = enabled != 0;
     return KVMC_OK;
@@ -234,7 +237,7 @@ int kvmc_config_set_virtio_console_socket(kvmc_config *cfg, const char *path)
     CHECK_CFG(cfg);
     if (!path || !*path)
         return kvmc_fail(KVMC_EINVAL, "virtio-console socket path is empty");
-    if (!cfg->vconsole.enabled && check_room(cfg))
+    if (check_room(cfg, cfg->vconsole.enabled))
         return KVMC_EINVAL;
     if (set_string(&cfg->vconsole.path, path, "virtio-console socket path"))
         return KVMC_ENOMEM;
@@ -247,10 +250,9 @@ int kvmc_config_set_virtio_console_callback(kvmc_config *cfg, kvmc_console_fn fn
                                             void *opaque)
 {
     CHECK_CFG(cfg);
-    if (!fn) {
+    if (!fn)
         return kvmc_fail(KVMC_EINVAL, "virtio-console callback is NULL");
-    }
-    if (!cfg->vconsole.enabled && check_room(cfg))
+    if (check_room(cfg, cfg->vconsole.enabled))
         return KVMC_EINVAL;
     set_string(&cfg->vconsole.path, NULL, "virtio-console socket path");
     cfg->vconsole = (struct vconsole_config){.enabled = true, .fn = fn, .opaque = opaque};
@@ -265,7 +267,12 @@ int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid, const char *uds_
                          guest_cid);
     if (!uds_path || !*uds_path)
         return kvmc_fail(KVMC_EINVAL, "vsock socket path is empty");
-    if (!cfg->vsock.enabled && check_room(cfg))
+    /* Guest connections go to "<path>_<port>": that must fit a Unix address. */
+    if (strlen(uds_path) + sizeof("_4294967295") > sizeof(((struct sockaddr_un *)0)->sun_path))
+        return kvmc_fail(KVMC_EINVAL, "vsock socket path '%s' is too long: with \"_<port>\" "
+                         "added it must fit in %zu bytes", uds_path,
+                         sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    if (check_room(cfg, cfg->vsock.enabled))
         return KVMC_EINVAL;
     if (set_string(&cfg->vsock.path, uds_path, "vsock socket path"))
         return KVMC_ENOMEM;
@@ -279,7 +286,7 @@ int kvmc_config_add_net(kvmc_config *cfg, const char *spec)
     CHECK_CFG(cfg);
     if (cfg->nnets == KVMC_MAX_NETS)
         return kvmc_fail(KVMC_EINVAL, "at most %d network devices", KVMC_MAX_NETS);
-    if (check_room(cfg))
+    if (check_room(cfg, false))
         return KVMC_EINVAL;
     int err = net_spec_parse(spec, &cfg->nets[cfg->nnets]);
     if (err)

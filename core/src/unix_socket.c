@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -42,6 +43,32 @@ int unix_listen(const char *path, const char *what)
         return kvmc_fail_errno(KVMC_EIO, e, "%s socket '%s'", what, path);
     }
     return fd;
+}
+
+int unix_listener_open(struct unix_listener *l, const char *path, const char *what)
+{
+    l->fd = -1;
+    l->path = strdup(path);
+    if (!l->path)
+        return kvmc_fail(KVMC_ENOMEM, "%s socket path", what);
+    int fd = unix_listen(path, what);
+    if (fd < 0) {
+        free(l->path);
+        l->path = NULL;
+        return fd;
+    }
+    l->fd = fd;
+    return KVMC_OK;
+}
+
+void unix_listener_close(struct unix_listener *l)
+{
+    if (l->fd >= 0) {
+        close(l->fd);
+        unlink(l->path);
+    }
+    free(l->path);
+    *l = (struct unix_listener){.fd = -1};
 }
 
 int unix_connect(const char *path)

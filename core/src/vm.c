@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <linux/virtio_ids.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,7 +155,7 @@ static int open_console(struct kvmc_vm *vm, const kvmc_config *cfg)
 
 /* Opens device i of the plan: disks, rng, console, vsock, then nets (the
  * order virtio_plan() and the ACPI tables use). */
-static int open_virtio_device(struct kvmc_vm *vm, const kvmc_config *cfg, unsigned i,
+static int open_virtio_device(const kvmc_config *cfg, unsigned i,
                               const struct virtio_device_ops **ops, void **impl)
 {
     if (i < cfg->ndisks)
@@ -165,11 +166,8 @@ static int open_virtio_device(struct kvmc_vm *vm, const kvmc_config *cfg, unsign
         *ops = virtio_rng_ops();
         return KVMC_OK;
     }
-    if (cfg->vconsole.enabled && i-- == 0) {
-        int err = virtio_console_open(&cfg->vconsole, ops, impl);
-        vm->vconsole = err ? NULL : *impl;
-        return err;
-    }
+    if (cfg->vconsole.enabled && i-- == 0)
+        return virtio_console_open(&cfg->vconsole, ops, impl);
     if (cfg->vsock.enabled && i-- == 0)
         return virtio_vsock_open(&cfg->vsock, ops, impl);
     return virtio_net_open(&cfg->nets[i], i, ops, impl);
@@ -183,14 +181,15 @@ static int create_virtio_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
     for (unsigned i = 0; i < n && !err; i++) {
         const struct virtio_device_ops *ops = NULL;
         void *impl = NULL;
-        err = open_virtio_device(vm, cfg, i, &ops, &impl);
+        err = open_virtio_device(cfg, i, &ops, &impl);
         if (!err)
             err = virtio_mmio_create(vm, &vm->io, plan[i].base, plan[i].gsi, ops, impl,
                                      &vm->virtio[vm->nvirtio]);
-        if (!err)
-            vm->nvirtio++;
-        else if (impl == vm->vconsole)
-            vm->vconsole = NULL; /* virtio_mmio_create freed it */
+        if (err)
+            break;
+        if (ops->device_id == VIRTIO_ID_CONSOLE)
+            vm->vconsole = impl; /* for kvmc_vm_virtio_console_write */
+        vm->nvirtio++;
     }
     return err;
 }

@@ -376,6 +376,12 @@ Test(virtio_net, bad_specs_name_the_problem)
     }
     cr_assert_eq(kvmc_config_set_vsock(cfg, 2, "/tmp/x"), KVMC_EINVAL);
     cr_assert(strstr(kvmc_last_error(), "CID 2 is reserved"));
+    char long_path[120];
+    memset(long_path, 'p', sizeof(long_path) - 1);
+    long_path[0] = '/';
+    long_path[sizeof(long_path) - 1] = 0;
+    cr_assert_eq(kvmc_config_set_vsock(cfg, 3, long_path), KVMC_EINVAL);
+    cr_assert(strstr(kvmc_last_error(), "is too long"), "%s", kvmc_last_error());
     kvmc_config_free(cfg);
 }
 

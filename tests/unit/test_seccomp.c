@@ -13,13 +13,15 @@
 
 #include "seccomp.h"
 
-/* Runs body in a child confined with role; returns its wait status. */
-static int confined(enum seccomp_role role, void (*body)(void))
+/* Runs body in a child confined with role (and, for the I/O role, extras);
+ * returns its wait status. */
+static int confined_with(enum seccomp_role role, unsigned io_extras, void (*body)(void))
 {
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
-        if (seccomp_confine(role) != 0)
+        int rc = role == SECCOMP_ROLE_IO ? seccomp_confine_io(io_extras) : seccomp_confine(role);
+        if (rc != 0)
             _exit(100);
         body();
         _exit(0);
@@ -27,6 +29,11 @@ static int confined(enum seccomp_role role, void (*body)(void))
     int status;
     waitpid(pid, &status, 0);
     return status;
+}
+
+static int confined(enum seccomp_role role, void (*body)(void))
+{
+    return confined_with(role, 0, body);
 }
 
 static void assert_killed(int status, const char *what)
@@ -43,6 +50,19 @@ static void assert_lived(int status, const char *what)
 
 static void open_a_file(void) { open("/etc/hostname", O_RDONLY); }
 static void make_a_socket(void) { socket(AF_INET, SOCK_STREAM, 0); }
+static void make_a_unix_socket(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd < 0 || close(fd) != 0)
+        _exit(1);
+}
+static void make_an_inet_socket(void)
+{
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    int n = 0;
+    if (fd < 0 || ioctl(fd, FIONREAD, &n) != 0 || close(fd) != 0)
+        _exit(1);
+}
 static void fork_again(void) { fork(); }
 static void exec_a_shell(void) { execl("/bin/sh", "sh", "-c", "true", (char *)NULL); }
 static void map_executable(void) { mmap(NULL, 4096, PROT_READ | PROT_EXEC, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); }
@@ -93,4 +113,20 @@ Test(seccomp, io_and_control_threads_are_confined_too)
     assert_killed(confined(SECCOMP_ROLE_CONSOLE_INPUT, fork_again), "input fork");
     assert_killed(confined(SECCOMP_ROLE_CONTROL, exec_a_shell), "control execve");
     assert_killed(confined(SECCOMP_ROLE_CONTROL, create_a_vm), "control KVM_CREATE_VM");
+}
+
+Test(seccomp, io_socket_rights_follow_the_devices)
+{
+    /* vsock and virtio-console: Unix sockets only. */
+    assert_lived(confined_with(SECCOMP_ROLE_IO, SECCOMP_IO_UNIX, make_a_unix_socket),
+                 "I/O with Unix extras: AF_UNIX socket");
+    assert_killed(confined_with(SECCOMP_ROLE_IO, SECCOMP_IO_UNIX, make_a_socket),
+                  "I/O with Unix extras: AF_INET socket");
+    assert_killed(confined_with(SECCOMP_ROLE_IO, SECCOMP_IO_UNIX, open_a_file),
+                  "I/O with Unix extras: open");
+    /* User networking: IP sockets and what libslirp asks of them. */
+    assert_lived(confined_with(SECCOMP_ROLE_IO, SECCOMP_IO_UNIX | SECCOMP_IO_INET,
+                               make_an_inet_socket), "I/O with IP extras: AF_INET socket");
+    assert_killed(confined_with(SECCOMP_ROLE_IO, SECCOMP_IO_INET, exec_a_shell),
+                  "I/O with IP extras: execve");
 }

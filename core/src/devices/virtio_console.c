@@ -31,16 +31,14 @@ struct vconsole {
     struct virtio_dev *dev;
     kvmc_console_fn out_fn; /* callback mode */
     void *out_opaque;
-    char *path;             /* socket mode */
-    int listen_fd, client_fd;
+    struct unix_listener listener; /* socket mode (fd -1 otherwise) */
+    int client_fd;
     int wake_fd;            /* input arrived through the API */
     pthread_mutex_t lock;   /* guards `input` */
     struct bytering input;
-    /* A transmit chain only partly written to a slow client. */
-    bool tx_pending;
-    struct virtq_chain tx_chain;
-    struct virtio_ticket tx_ticket;
-    unsigned tx_buf;        /* next buffer of tx_chain to send */
+    /* A transmit chain, possibly only partly written to a slow client. */
+    struct virtio_held tx;
+    unsigned tx_buf;        /* next buffer of tx.chain to send */
     uint32_t tx_off;        /* bytes of that buffer already sent */
     struct virtq_chain rx_chain; /* scratch for deliver_input */
 };
@@ -64,7 +62,7 @@ static void deliver_input(struct vconsole *c)
 /* Sends what is left of the pending chain; true once it is all gone. */
 static bool flush_tx_chain(struct vconsole *c)
 {
-    struct virtq_chain *ch = &c->tx_chain;
+    struct virtq_chain *ch = &c->tx.chain;
     for (; c->tx_buf < ch->count; c->tx_buf++, c->tx_off = 0) {
         const struct virtq_buf *b = &ch->bufs[c->tx_buf];
         if (b->writable)
@@ -94,18 +92,15 @@ static bool flush_tx_chain(struct vconsole *c)
 
 static void process_output(struct vconsole *c)
 {
-    for (;;) {
-        if (!c->tx_pending) {
-            if (!virtio_pop(c->dev, CONSOLE_TX_QUEUE, &c->tx_chain, &c->tx_ticket))
-                return;
-            c->tx_pending = true;
+    while (virtio_hold(c->dev, CONSOLE_TX_QUEUE, &c->tx)) {
+        if (c->tx.fresh) {
+            c->tx.fresh = false;
             c->tx_buf = 0;
             c->tx_off = 0;
         }
         if (!flush_tx_chain(c))
             return;
-        c->tx_pending = false;
-        virtio_complete(c->dev, CONSOLE_TX_QUEUE, &c->tx_ticket, 0);
+        virtio_release(c->dev, CONSOLE_TX_QUEUE, &c->tx, 0);
     }
 }
 
@@ -143,15 +138,15 @@ static unsigned console_prepare(void *opaque, struct pollfd *fds, unsigned max, 
         return 0;
     fds[n++] = (struct pollfd){.fd = c->wake_fd, .events = POLLIN};
     if (c->client_fd >= 0) {
-        short ev = c->tx_pending ? POLLOUT : 0;
+        short ev = c->tx.held ? POLLOUT : 0;
         if (bytering_space(&c->input))
             ev |= POLLIN;
         /* Not polled at all while it could do nothing: a hang-up would
          * otherwise wake the thread in a loop until the guest reads. */
         if (ev)
             fds[n++] = (struct pollfd){.fd = c->client_fd, .events = ev};
-    } else if (c->listen_fd >= 0) {
-        fds[n++] = (struct pollfd){.fd = c->listen_fd, .events = POLLIN};
+    } else if (c->listener.fd >= 0) {
+        fds[n++] = (struct pollfd){.fd = c->listener.fd, .events = POLLIN};
     }
     return n;
 }
@@ -165,8 +160,8 @@ static void console_dispatch(void *opaque, struct pollfd *fds, unsigned n)
     if ((fds[0].revents & POLLIN) && read(c->wake_fd, &count, sizeof(count)) < 0)
         count = 0;
     if (n > 1 && fds[1].revents) {
-        if (fds[1].fd == c->listen_fd) {
-            c->client_fd = accept4(c->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fds[1].fd == c->listener.fd) {
+            c->client_fd = accept4(c->listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         } else if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
             read_client(c);
         }
@@ -180,7 +175,7 @@ static int console_attach(struct virtio_dev *dev, struct iothread *io)
     struct vconsole *c = dev->impl;
     c->dev = dev;
     struct iothread_source src = {console_prepare, console_dispatch, c};
-    if (c->path)
+    if (c->listener.fd >= 0)
         io->seccomp_extras |= SECCOMP_IO_UNIX;
     return iothread_add_source(io, &src);
 }
@@ -192,15 +187,11 @@ static void console_destroy(struct virtio_dev *dev)
         return;
     if (c->client_fd >= 0)
         close(c->client_fd);
-    if (c->listen_fd >= 0) {
-        close(c->listen_fd);
-        unlink(c->path);
-    }
+    unix_listener_close(&c->listener);
     if (c->wake_fd >= 0)
         close(c->wake_fd);
     pthread_mutex_destroy(&c->lock);
     bytering_free(&c->input);
-    free(c->path);
     free(c);
 }
 
@@ -220,7 +211,7 @@ int virtio_console_open(const struct vconsole_config *cfg,
     struct vconsole *c = calloc(1, sizeof(*c));
     if (!c)
         return kvmc_fail(KVMC_ENOMEM, "allocating virtio-console");
-    c->listen_fd = c->client_fd = -1;
+    c->listener.fd = c->client_fd = -1;
     pthread_mutex_init(&c->lock, NULL);
     c->out_fn = cfg->fn;
     c->out_opaque = cfg->opaque;
@@ -228,14 +219,8 @@ int virtio_console_open(const struct vconsole_config *cfg,
     c->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (!err && c->wake_fd < 0)
         err = kvmc_fail_errno(KVMC_EIO, errno, "eventfd for virtio-console");
-    if (!err && cfg->path) {
-        c->path = strdup(cfg->path);
-        int fd = c->path ? unix_listen(c->path, "virtio-console") : KVMC_ENOMEM;
-        if (fd < 0)
-            err = fd;
-        else
-            c->listen_fd = fd;
-    }
+    if (!err && cfg->path)
+        err = unix_listener_open(&c->listener, cfg->path, "virtio-console");
     if (err) {
         struct virtio_dev tmp = {.impl = c};
         console_destroy(&tmp);

@@ -17,54 +17,71 @@
 #define NET_RX 0
 #define NET_TX 1
 #define NET_MAX_FRAME 65536 /* largest frame we pass either way (no TSO: 1514) */
+#define NET_TX_MAX_IOV 64   /* Linux sends a frame in at most MAX_SKB_FRAGS + 2 */
 
 struct vnet {
     struct virtio_dev *dev;
     struct virtio_net_config config;
     const struct net_backend_ops *be_ops;
     void *be;
-    struct virtq_chain rx_chain, tx_chain;
-    struct virtio_ticket rx_ticket;
-    bool rx_held;
+    struct virtq_chain tx_chain;
+    struct virtio_held rx;
     uint64_t rx_dropped; /* frames with no receive buffer to go into */
-    uint8_t frame[NET_MAX_FRAME];
 };
 
-bool virtio_net_can_receive(struct vnet *n)
+bool virtio_net_can_receive(struct vnet *n) { return virtio_hold(n->dev, NET_RX, &n->rx); }
+
+unsigned virtio_net_rx_buffers(struct vnet *n, struct iovec *iov, unsigned max)
 {
-    if (n->rx_held && !virtio_ticket_current(n->dev, &n->rx_ticket))
-        n->rx_held = false; /* the driver reset the device since */
-    if (!n->rx_held)
-        n->rx_held = virtio_pop(n->dev, NET_RX, &n->rx_chain, &n->rx_ticket);
-    return n->rx_held;
+    struct virtio_net_hdr_v1 hdr = {.num_buffers = 1};
+    struct chain_cursor cur = {.chain = &n->rx.chain};
+    size_t room;
+    if (chain_write(&cur, &hdr, sizeof(hdr)) != sizeof(hdr)) {
+        virtio_release(n->dev, NET_RX, &n->rx, 0); /* too small for any frame: skip it */
+        return 0;
+    }
+    return chain_iov(&cur, true, iov, max, NET_MAX_FRAME, &room);
+}
+
+void virtio_net_rx_done(struct vnet *n, size_t len)
+{
+    virtio_release(n->dev, NET_RX, &n->rx, (uint32_t)(sizeof(struct virtio_net_hdr_v1) + len));
 }
 
 bool virtio_net_receive(struct vnet *n, const uint8_t *frame, size_t len)
 {
-    if (!virtio_net_can_receive(n)) {
+    struct iovec iov[16];
+    unsigned niov = virtio_net_can_receive(n) ? virtio_net_rx_buffers(n, iov, 16) : 0;
+    if (!niov) {
         n->rx_dropped++;
         return false;
     }
-    struct virtio_net_hdr_v1 hdr = {.num_buffers = 1};
-    struct chain_cursor cur = {.chain = &n->rx_chain};
-    size_t done = chain_write(&cur, &hdr, sizeof(hdr));
-    if (done == sizeof(hdr))
-        done += chain_write(&cur, frame, len); /* a too-small buffer truncates */
-    n->rx_held = false;
-    virtio_complete(n->dev, NET_RX, &n->rx_ticket, (uint32_t)done);
+    size_t done = 0;
+    for (unsigned i = 0; i < niov && done < len; i++) { /* a too-small buffer truncates */
+        size_t part = iov[i].iov_len < len - done ? iov[i].iov_len : len - done;
+        memcpy(iov[i].iov_base, frame + done, part);
+        done += part;
+    }
+    virtio_net_rx_done(n, done);
     return true;
 }
 
+/* Hands each frame to the backend straight from guest memory. */
 static void process_tx(struct vnet *n)
 {
     struct virtio_ticket t;
     while (virtio_pop(n->dev, NET_TX, &n->tx_chain, &t)) {
         struct chain_cursor cur = {.chain = &n->tx_chain};
-        struct virtio_net_hdr_v1 hdr;
-        if (chain_read(&cur, &hdr, sizeof(hdr)) == sizeof(hdr)) {
-            size_t len = chain_read(&cur, n->frame, sizeof(n->frame));
-            if (len >= 14) /* at least an Ethernet header */
-                n->be_ops->send(n->be, n->frame, len);
+        struct iovec iov[NET_TX_MAX_IOV];
+        size_t len;
+        if (chain_skip(&cur, false, sizeof(struct virtio_net_hdr_v1)) ==
+            sizeof(struct virtio_net_hdr_v1)) {
+            unsigned niov = chain_iov(&cur, false, iov, NET_TX_MAX_IOV, NET_MAX_FRAME, &len);
+            /* At least an Ethernet header, and all of the frame: a frame in
+             * more pieces than we take, or over the limit, is dropped. */
+            uint64_t whole = n->tx_chain.readable - sizeof(struct virtio_net_hdr_v1);
+            if (len >= 14 && len == whole)
+                n->be_ops->send(n->be, iov, niov, len);
         }
         virtio_complete(n->dev, NET_TX, &t, 0);
     }

@@ -80,16 +80,14 @@ struct rst_target {
 struct vsock {
     struct virtio_dev *dev;
     uint64_t guest_cid;
-    char *path;
-    int listen_fd;
+    struct unix_listener listener;
     uint32_t next_local_port;
     struct vconn conns[VSOCK_MAX_CONNS];
     struct rst_target rsts[VSOCK_MAX_RST_BACKLOG]; /* for unknown connections */
     unsigned nrsts;
     bool rx_starved;                 /* no receive buffer last time we looked */
-    struct virtq_chain tx_chain, rx_chain;
-    struct virtio_ticket rx_ticket;
-    bool rx_held;                    /* rx_chain popped and not used yet */
+    struct virtq_chain tx_chain;
+    struct virtio_held rx;           /* the next packet to the guest goes here */
     struct pollfd *polled[VSOCK_MAX_CONNS];
 };
 
@@ -155,12 +153,8 @@ static void queue_rst(struct vsock *v, const struct virtio_vsock_hdr *h)
 /* Makes sure a receive chain is in hand; false if the guest has none. */
 static bool hold_rx_chain(struct vsock *v)
 {
-    if (v->rx_held && !virtio_ticket_current(v->dev, &v->rx_ticket))
-        v->rx_held = false; /* the driver reset the device since */
-    if (!v->rx_held)
-        v->rx_held = virtio_pop(v->dev, VSOCK_RX, &v->rx_chain, &v->rx_ticket);
-    v->rx_starved = !v->rx_held;
-    return v->rx_held;
+    v->rx_starved = !virtio_hold(v->dev, VSOCK_RX, &v->rx);
+    return !v->rx_starved;
 }
 
 static void fill_header(const struct vsock *v, const struct vconn *c, uint16_t op,
@@ -177,10 +171,9 @@ static void fill_header(const struct vsock *v, const struct vconn *c, uint16_t o
 /* Sends a header-only packet on the held chain. */
 static void send_control(struct vsock *v, struct virtio_vsock_hdr *h)
 {
-    struct chain_cursor cur = {.chain = &v->rx_chain};
+    struct chain_cursor cur = {.chain = &v->rx.chain};
     size_t n = chain_write(&cur, h, sizeof(*h));
-    v->rx_held = false;
-    virtio_complete(v->dev, VSOCK_RX, &v->rx_ticket, (uint32_t)n);
+    virtio_release(v->dev, VSOCK_RX, &v->rx, (uint32_t)n);
 }
 
 static void send_conn_control(struct vsock *v, struct vconn *c)
@@ -205,14 +198,12 @@ static void send_conn_control(struct vsock *v, struct vconn *c)
  * header. Returns false if nothing was sent. */
 static bool send_data(struct vsock *v, struct vconn *c)
 {
-    struct chain_cursor cur = {.chain = &v->rx_chain};
+    struct chain_cursor cur = {.chain = &v->rx.chain};
     struct virtio_vsock_hdr h;
-    if (v->rx_chain.writable <= sizeof(h))
+    if (v->rx.chain.writable <= sizeof(h))
         return false;
-    struct chain_cursor payload = cur;
-    uint8_t skip[sizeof(h)];
-    memset(skip, 0, sizeof(skip));
-    chain_write(&payload, skip, sizeof(skip));
+    struct chain_cursor payload = cur; /* the header is written last, at cur */
+    chain_skip(&payload, true, sizeof(h));
     uint32_t limit = peer_credit(c);
     if (limit > VSOCK_MAX_PAYLOAD)
         limit = VSOCK_MAX_PAYLOAD;
@@ -233,8 +224,7 @@ static bool send_data(struct vsock *v, struct vconn *c)
     c->rx_cnt += (uint32_t)n;
     c->fwd_cnt_told = c->fwd_cnt;
     chain_write(&cur, &h, sizeof(h));
-    v->rx_held = false;
-    virtio_complete(v->dev, VSOCK_RX, &v->rx_ticket, (uint32_t)(sizeof(h) + n));
+    virtio_release(v->dev, VSOCK_RX, &v->rx, (uint32_t)(sizeof(h) + n));
     return true;
 }
 
@@ -305,9 +295,9 @@ static void flush_to_host(struct vconn *c)
 
 static void guest_request(struct vsock *v, const struct virtio_vsock_hdr *h)
 {
-    char path[4096];
+    char path[128]; /* the config checked that "<path>_<port>" fits a Unix address */
     int fd = -1;
-    if (snprintf(path, sizeof(path), "%s_%u", v->path, h->dst_port) < (int)sizeof(path))
+    if (snprintf(path, sizeof(path), "%s_%u", v->listener.path, h->dst_port) < (int)sizeof(path))
         fd = unix_connect(path);
     struct vconn *c = fd >= 0 ? new_conn(v, fd, CONN_ESTABLISHED) : NULL;
     if (!c) {
@@ -318,6 +308,8 @@ static void guest_request(struct vsock *v, const struct virtio_vsock_hdr *h)
     }
     c->local_port = h->dst_port;
     c->peer_port = h->src_port;
+    c->peer_buf_alloc = h->buf_alloc;
+    c->peer_fwd_cnt = h->fwd_cnt;
     c->pending = PEND_RESPONSE;
 }
 
@@ -365,8 +357,6 @@ static void handle_packet(struct vsock *v, const struct virtio_vsock_hdr *h,
             guest_request(v, h);
         else
             queue_rst(v, h);
-        if ((c = find_conn(v, h->dst_port, h->src_port)))
-            c->peer_buf_alloc = h->buf_alloc, c->peer_fwd_cnt = h->fwd_cnt;
         return;
     }
     if (c->state == CONN_CLOSING)
@@ -435,7 +425,7 @@ static void vsock_process(struct virtio_dev *dev, unsigned qi)
 
 static void accept_host(struct vsock *v)
 {
-    int fd = accept4(v->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = accept4(v->listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0)
         return;
     if (!new_conn(v, fd, CONN_HANDSHAKE))
@@ -482,7 +472,7 @@ static unsigned vsock_prepare(void *opaque, struct pollfd *fds, unsigned max, in
     (void)timeout;
     unsigned n = 0;
     if (max)
-        fds[n++] = (struct pollfd){.fd = v->listen_fd, .events = POLLIN};
+        fds[n++] = (struct pollfd){.fd = v->listener.fd, .events = POLLIN};
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
         struct vconn *c = &v->conns[i];
         v->polled[i] = NULL;
@@ -552,11 +542,7 @@ static void vsock_destroy(struct virtio_dev *dev)
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
         if (v->conns[i].state != CONN_FREE)
             free_conn(&v->conns[i]);
-    if (v->listen_fd >= 0) {
-        close(v->listen_fd);
-        unlink(v->path);
-    }
-    free(v->path);
+    unix_listener_close(&v->listener);
     free(v);
 }
 
@@ -579,15 +565,13 @@ int virtio_vsock_open(const struct vsock_config *cfg, const struct virtio_device
     if (!v)
         return kvmc_fail(KVMC_ENOMEM, "allocating virtio-vsock");
     v->guest_cid = cfg->cid;
-    v->path = strdup(cfg->path);
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
         v->conns[i].fd = -1;
-    int fd = v->path ? unix_listen(v->path, "vsock") : kvmc_fail(KVMC_ENOMEM, "vsock path");
-    v->listen_fd = fd < 0 ? -1 : fd;
-    if (fd < 0) {
+    int err = unix_listener_open(&v->listener, cfg->path, "vsock");
+    if (err) {
         struct virtio_dev tmp = {.impl = v};
         vsock_destroy(&tmp);
-        return fd;
+        return err;
     }
     *ops = &vsock_ops;
     *impl = v;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include "../net_spec.h"
 
@@ -17,8 +18,8 @@ struct iothread;
 
 struct net_backend_ops {
     const char *name;
-    /* One Ethernet frame from the guest. */
-    void (*send)(void *be, const uint8_t *frame, size_t len);
+    /* One Ethernet frame from the guest, in guest memory (len bytes). */
+    void (*send)(void *be, const struct iovec *iov, unsigned niov, size_t len);
     /* iothread source hooks (see iothread.h). */
     unsigned (*prepare)(void *be, struct pollfd *fds, unsigned max, int *timeout_ms);
     void (*dispatch)(void *be, struct pollfd *fds, unsigned n);
@@ -36,7 +37,11 @@ int net_tap_open(const struct net_config *cfg, struct vnet *dev,
 /* For backends: deliver a frame to the guest. Returns false (and drops it)
  * if the guest has no receive buffer posted. */
 bool virtio_net_receive(struct vnet *dev, const uint8_t *frame, size_t len);
-/* Whether the guest has a receive buffer posted right now. */
+/* Whether the guest has a receive buffer posted right now (it is held). */
 bool virtio_net_can_receive(struct vnet *dev);
+/* Zero-copy receive, after virtio_net_can_receive(): the held buffer's
+ * frame area as iovecs (0 if it cannot take a frame), then its length. */
+unsigned virtio_net_rx_buffers(struct vnet *dev, struct iovec *iov, unsigned max);
+void virtio_net_rx_done(struct vnet *dev, size_t len);
 
 #endif

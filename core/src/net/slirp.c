@@ -32,6 +32,7 @@ struct net_slirp {
     struct pollfd *fds;
     unsigned nfds, max;
     bool reported_error;
+    uint8_t frame[65536]; /* a guest frame in pieces, made contiguous */
 };
 
 static int64_t now_ns(void)
@@ -106,10 +107,19 @@ static const SlirpCb callbacks = {
     .timer_new_opaque = cb_timer_new_opaque,
 };
 
-static void slirp_send(void *be, const uint8_t *frame, size_t len)
+static void slirp_send(void *be, const struct iovec *iov, unsigned niov, size_t len)
 {
     struct net_slirp *s = be;
-    slirp_input(s->slirp, frame, (int)len);
+    if (niov == 1) { /* the usual case: no copy */
+        slirp_input(s->slirp, iov[0].iov_base, (int)len);
+        return;
+    }
+    size_t done = 0;
+    for (unsigned i = 0; i < niov && done + iov[i].iov_len <= sizeof(s->frame); i++) {
+        memcpy(s->frame + done, iov[i].iov_base, iov[i].iov_len);
+        done += iov[i].iov_len;
+    }
+    slirp_input(s->slirp, s->frame, (int)done);
 }
 
 static int add_poll(int fd, int events, void *opaque)

@@ -20,6 +20,7 @@ static bool settle(struct chain_cursor *c, bool writable)
     return false;
 }
 
+/* Copies between data and the buffers of one kind; NULL data only moves. */
 static size_t copy(struct chain_cursor *c, bool writable, void *data, size_t len)
 {
     size_t done = 0;
@@ -28,9 +29,9 @@ static size_t copy(struct chain_cursor *c, bool writable, void *data, size_t len
         size_t n = b->len - c->off;
         if (n > len - done)
             n = len - done;
-        if (writable)
+        if (data && writable)
             memcpy(b->host + c->off, (const uint8_t *)data + done, n);
-        else
+        else if (data)
             memcpy((uint8_t *)data + done, b->host + c->off, n);
         done += n;
         c->off += (uint32_t)n;
@@ -46,6 +47,11 @@ size_t chain_read(struct chain_cursor *c, void *dst, size_t len)
 size_t chain_write(struct chain_cursor *c, const void *src, size_t len)
 {
     return copy(c, true, (void *)src, len);
+}
+
+size_t chain_skip(struct chain_cursor *c, bool writable, size_t len)
+{
+    return copy(c, writable, NULL, len);
 }
 
 unsigned chain_iov(const struct chain_cursor *c, bool writable, struct iovec *iov,

@@ -20,6 +20,8 @@ struct chain_cursor {
 size_t chain_read(struct chain_cursor *c, void *dst, size_t len);
 /* Copies up to len bytes into the writable buffers; returns how many fit. */
 size_t chain_write(struct chain_cursor *c, const void *src, size_t len);
+/* Moves past up to len bytes of one kind; returns how many. */
+size_t chain_skip(struct chain_cursor *c, bool writable, size_t len);
 /* Describes at most `limit` bytes of the remaining buffers of one kind as
  * at most max iovecs; returns the count and the bytes covered in *bytes. */
 unsigned chain_iov(const struct chain_cursor *c, bool writable, struct iovec *iov,

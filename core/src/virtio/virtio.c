@@ -71,14 +71,6 @@ bool virtio_pop(struct virtio_dev *dev, unsigned qi, struct virtq_chain *chain,
     return got;
 }
 
-bool virtio_ticket_current(struct virtio_dev *dev, const struct virtio_ticket *t)
-{
-    pthread_mutex_lock(&dev->lock);
-    bool current = t->generation == dev->generation;
-    pthread_mutex_unlock(&dev->lock);
-    return current;
-}
-
 void virtio_complete(struct virtio_dev *dev, unsigned qi, const struct virtio_ticket *t,
                      uint32_t written)
 {
@@ -95,4 +87,23 @@ void virtio_complete(struct virtio_dev *dev, unsigned qi, const struct virtio_ti
     pthread_mutex_unlock(&dev->lock);
     if (interrupt && dev->notify)
         dev->notify(dev);
+}
+
+bool virtio_hold(struct virtio_dev *dev, unsigned qi, struct virtio_held *h)
+{
+    if (h->held) {
+        pthread_mutex_lock(&dev->lock);
+        h->held = h->ticket.generation == dev->generation; /* else: reset since */
+        pthread_mutex_unlock(&dev->lock);
+    }
+    if (!h->held)
+        h->fresh = h->held = virtio_pop(dev, qi, &h->chain, &h->ticket);
+    return h->held;
+}
+
+void virtio_release(struct virtio_dev *dev, unsigned qi, struct virtio_held *h,
+                    uint32_t written)
+{
+    h->held = false;
+    virtio_complete(dev, qi, &h->ticket, written);
 }

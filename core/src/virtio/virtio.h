@@ -75,9 +75,20 @@ struct virtio_ticket {
  * queue marks the device NEEDS_RESET and logs once. */
 bool virtio_pop(struct virtio_dev *dev, unsigned qi, struct virtq_chain *chain,
                 struct virtio_ticket *ticket);
-/* Whether a ticket still belongs to the device's current life (no reset
- * since it was popped). A device holding a chain for later checks this. */
-bool virtio_ticket_current(struct virtio_dev *dev, const struct virtio_ticket *t);
+/* A chain popped ahead of need, for receive queues whose data comes from
+ * the host side whenever it likes: held until there is something to put in
+ * it. A chain held across a driver reset is dropped, not written. */
+struct virtio_held {
+    struct virtq_chain chain;
+    struct virtio_ticket ticket;
+    bool held;
+    bool fresh; /* set when virtio_hold took a new chain; the device clears it */
+};
+/* Makes sure h holds a chain of queue qi; false if the driver offers none. */
+bool virtio_hold(struct virtio_dev *dev, unsigned qi, struct virtio_held *h);
+/* Completes the held chain with `written` bytes. */
+void virtio_release(struct virtio_dev *dev, unsigned qi, struct virtio_held *h,
+                    uint32_t written);
 /* Returns the chain with `written` bytes and raises the used-buffer
  * interrupt unless the driver suppressed it. */
 void virtio_complete(struct virtio_dev *dev, unsigned qi, const struct virtio_ticket *t,
