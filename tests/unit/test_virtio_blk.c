@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "virtio/iothread.h"
 #include "virtio/virtio.h"
 #include "virtq_fixture.h"
 #include "vm.h"
@@ -186,4 +187,53 @@ Test(virtio_blk, no_status_byte_completes_with_nothing_written)
     dev.ops->process_queue(&dev, 0);
     cr_assert_eq(fq_used_idx(&gm), 1);
     cr_assert_eq(fq_used(&gm, 0).len, 0);
+}
+
+/* Attached to a real I/O thread: requests go to the worker pool. More
+ * requests than request slots are queued at once, so the I/O thread runs
+ * out of slots and must be woken by the workers to finish the rest. */
+#define BIG_QUEUE 64
+#define BIG_REQUESTS 20 /* 3 descriptors each; more than the device's slots */
+#define STATUS_AREA (FQ_DATA + 0x800) /* past the 20 headers */
+
+static void offer_big(uint16_t head, uint16_t *idx)
+{
+    gm_write(&gm, FQ_AVAIL + 4 + 2 * (*idx % BIG_QUEUE), &head, 2);
+    (*idx)++;
+    gm_write(&gm, FQ_AVAIL + 2, idx, 2);
+}
+
+Test(virtio_blk, attached_requests_run_on_workers_past_the_slot_limit)
+{
+    dev.queues[0].size = BIG_QUEUE;
+    cr_assert(virtq_validate(&dev.queues[0], &gm));
+    struct iothread io;
+    cr_assert_eq(iothread_init(&io), KVMC_OK);
+    cr_assert_eq(dev.ops->attach(&dev, &io), KVMC_OK);
+    cr_assert_gt(io.pool.wanted, 1, "a disk asks for several workers");
+    cr_assert_eq(iothread_start(&io), KVMC_OK);
+    cr_assert_eq(io.pool.started, io.pool.wanted);
+
+    uint16_t idx = 0;
+    for (unsigned i = 0; i < BIG_REQUESTS; i++) {
+        uint64_t hdr = HDR + 16 * i, buf = BUF + 512 * i, status = STATUS_AREA + i;
+        struct virtio_blk_outhdr h = {.type = VIRTIO_BLK_T_IN, .sector = i};
+        gm_write(&gm, hdr, &h, sizeof(h));
+        gm_write(&gm, status, &(uint8_t){0xee}, 1);
+        fq_desc(&gm, FQ_DESC, 3 * i, hdr, sizeof(h), VRING_DESC_F_NEXT, (uint16_t)(3 * i + 1));
+        fq_desc(&gm, FQ_DESC, 3 * i + 1, buf, 512, VRING_DESC_F_NEXT | VRING_DESC_F_WRITE,
+                (uint16_t)(3 * i + 2));
+        fq_desc(&gm, FQ_DESC, 3 * i + 2, status, 1, VRING_DESC_F_WRITE, 0);
+        offer_big((uint16_t)(3 * i), &idx);
+    }
+    dev.ops->process_queue(&dev, 0); /* as the queue notification would */
+    for (unsigned waited = 0; fq_used_idx(&gm) < BIG_REQUESTS && waited < 5000; waited++)
+        usleep(1000);
+    uint16_t used = fq_used_idx(&gm);
+    iothread_destroy(&io);
+    cr_assert_eq(used, BIG_REQUESTS, "all requests completed (%u)", used);
+    for (unsigned i = 0; i < BIG_REQUESTS; i++) {
+        cr_assert_eq(*(uint8_t *)gm_ptr(&gm, STATUS_AREA + i, 1), VIRTIO_BLK_S_OK);
+        cr_assert_eq(*(uint8_t *)gm_ptr(&gm, BUF + 512 * i + 511, 1), i, "sector %u's data", i);
+    }
 }

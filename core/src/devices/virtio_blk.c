@@ -1,7 +1,15 @@
 /* virtio-blk on a raw image file: read, write, flush (fdatasync), get-ID,
- * discard (punch hole) and write-zeroes. Requests run on the VM's I/O
- * thread, so a slow disk stalls no vCPU. A host I/O error is reported to the
- * guest as VIRTIO_BLK_S_IOERR and the VMM keeps running. */
+ * discard (punch hole) and write-zeroes. A host I/O error is reported to the
+ * guest as VIRTIO_BLK_S_IOERR and the VMM keeps running.
+ *
+ * Requests are asynchronous: the VM's I/O thread pops them into one of
+ * BLK_SLOTS request slots and hands them to the VM's worker pool, which
+ * runs up to BLK_WORKERS of them at once and completes them in any order.
+ * So a slow disk stalls no vCPU, no other device, and no other request
+ * behind it. When every slot is busy the I/O thread stops popping (the
+ * requests wait in the guest's ring) until a worker frees one and wakes it
+ * through an eventfd. Before the device is attached to an I/O thread (unit
+ * tests) requests run inline. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -11,11 +19,13 @@
 #include <string.h>
 #include <linux/fs.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "../error.h"
 #include "../virtio/chain.h"
+#include "../virtio/iothread.h"
 #include "../virtio/virtio.h"
 #include "../vm.h"
 
@@ -23,6 +33,19 @@
 #define BLK_MAX_DISCARD_SEGS 16
 #define BLK_MAX_DISCARD_SECTORS (1u << 22)
 #define BLK_MAX_REQUEST (1ull << 30) /* bytes in one read or write */
+#define BLK_WORKERS 4 /* requests executing at once */
+#define BLK_SLOTS 16  /* requests popped from the ring and not yet completed */
+
+struct virtio_blk;
+
+/* One request from pop to completion; owned by a worker while it runs. */
+struct blk_request {
+    struct iopool_job job; /* first: the pool hands this back */
+    struct virtio_blk *blk;
+    unsigned qi;
+    struct virtio_ticket ticket;
+    struct virtq_chain chain;
+};
 
 struct virtio_blk {
     int fd;
@@ -30,7 +53,14 @@ struct virtio_blk {
     uint64_t sectors;
     char serial[VIRTIO_BLK_ID_BYTES];
     struct virtio_blk_config config;
-    struct virtq_chain chain; /* the request in flight (I/O thread only) */
+    struct virtio_dev *dev;
+    struct iopool *pool;  /* NULL until attached: requests run inline */
+    int resume_fd;        /* a worker freed a slot the I/O thread waited for */
+    pthread_mutex_t lock; /* guards the free slots and `starved` */
+    struct blk_request *free[BLK_SLOTS];
+    unsigned nfree;
+    bool starved;         /* the I/O thread found no free slot */
+    struct blk_request *slots; /* BLK_SLOTS of them; pages touched on use */
 };
 
 /* Moves `limit` bytes between the file at `offset` and the chain's buffers
@@ -151,23 +181,88 @@ static uint8_t *status_byte(const struct virtq_chain *chain)
     return last->writable && last->len ? last->host + last->len - 1 : NULL;
 }
 
+/* A free slot, or NULL after noting that the I/O thread waits for one. */
+static struct blk_request *take_slot(struct virtio_blk *blk)
+{
+    pthread_mutex_lock(&blk->lock);
+    struct blk_request *r = blk->nfree ? blk->free[--blk->nfree] : NULL;
+    blk->starved = !r;
+    pthread_mutex_unlock(&blk->lock);
+    return r;
+}
+
+/* Returns a slot; wakes the I/O thread if it stopped for want of one. */
+static void put_slot(struct virtio_blk *blk, struct blk_request *r)
+{
+    pthread_mutex_lock(&blk->lock);
+    blk->free[blk->nfree++] = r;
+    bool wake = blk->starved;
+    blk->starved = false;
+    pthread_mutex_unlock(&blk->lock);
+    uint64_t one = 1;
+    if (wake && write(blk->resume_fd, &one, sizeof(one)) != sizeof(one)) {
+        /* an eventfd write only fails on overflow: a wake-up is pending */
+    }
+}
+
+/* Runs one request (on a worker, or inline) and completes it. */
+static void run_request(struct iopool_job *job)
+{
+    struct blk_request *r = (struct blk_request *)job;
+    struct virtq_chain *chain = &r->chain;
+    uint8_t *status = status_byte(chain);
+    uint32_t data_in = 0;
+    if (status) {
+        /* Data buffers must not include the status byte: shrink the last
+         * buffer's view by one while executing. */
+        chain->bufs[chain->count - 1].len--;
+        uint64_t capacity = chain->writable - 1;
+        *status = execute(r->blk, chain, capacity, &data_in);
+    }
+    virtio_complete(r->blk->dev, r->qi, &r->ticket, status ? data_in + 1 : 0);
+    put_slot(r->blk, r);
+}
+
+/* I/O thread: pops requests while slots are free and hands them out. */
 static void blk_process(struct virtio_dev *dev, unsigned qi)
 {
     struct virtio_blk *blk = dev->impl;
-    struct virtq_chain *chain = &blk->chain;
-    struct virtio_ticket t;
-    while (virtio_pop(dev, qi, chain, &t)) {
-        uint8_t *status = status_byte(chain);
-        uint32_t data_in = 0;
-        if (status) {
-            /* Data buffers must not include the status byte: shrink the
-             * last buffer's view by one while executing. */
-            chain->bufs[chain->count - 1].len--;
-            uint64_t capacity = chain->writable - 1;
-            *status = execute(blk, chain, capacity, &data_in);
+    blk->dev = dev;
+    struct blk_request *r;
+    while ((r = take_slot(blk))) {
+        if (!virtio_pop(dev, qi, &r->chain, &r->ticket)) {
+            put_slot(blk, r);
+            return;
         }
-        virtio_complete(dev, qi, &t, status ? data_in + 1 : 0);
+        r->job.fn = run_request;
+        r->blk = blk;
+        r->qi = qi;
+        if (blk->pool)
+            iopool_submit(blk->pool, &r->job);
+        else
+            run_request(&r->job);
     }
+}
+
+static void blk_resume(void *opaque)
+{
+    struct virtio_dev *dev = opaque;
+    blk_process(dev, 0);
+}
+
+static int blk_attach(struct virtio_dev *dev, struct iothread *io)
+{
+    struct virtio_blk *blk = dev->impl;
+    blk->dev = dev;
+    blk->resume_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (blk->resume_fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "virtio-blk: eventfd");
+    int err = iothread_watch(io, blk->resume_fd, blk_resume, dev);
+    if (err)
+        return err;
+    iopool_want(&io->pool, BLK_WORKERS);
+    blk->pool = &io->pool;
+    return KVMC_OK;
 }
 
 static void blk_read_config(struct virtio_dev *dev, uint32_t offset, void *data, unsigned len)
@@ -183,6 +278,10 @@ static void blk_destroy(struct virtio_dev *dev)
         return;
     if (blk->fd >= 0)
         close(blk->fd);
+    if (blk->resume_fd >= 0)
+        close(blk->resume_fd);
+    free(blk->slots);
+    pthread_mutex_destroy(&blk->lock);
     free(blk);
 }
 
@@ -195,7 +294,8 @@ static const struct virtio_device_ops blk_ops_rw = {
     .name = "virtio-blk", .device_id = VIRTIO_ID_BLOCK, .features = BLK_FEATURES,
     .num_queues = 1, .queue_max = VIRTQ_MAX_SIZE,
     .config_size = sizeof(struct virtio_blk_config),
-    .read_config = blk_read_config, .process_queue = blk_process, .destroy = blk_destroy,
+    .read_config = blk_read_config, .process_queue = blk_process, .attach = blk_attach,
+    .destroy = blk_destroy,
 };
 static const struct virtio_device_ops blk_ops_ro = {
     .name = "virtio-blk", .device_id = VIRTIO_ID_BLOCK,
@@ -204,7 +304,8 @@ static const struct virtio_device_ops blk_ops_ro = {
                 (1ull << VIRTIO_BLK_F_RO),
     .num_queues = 1, .queue_max = VIRTQ_MAX_SIZE,
     .config_size = sizeof(struct virtio_blk_config),
-    .read_config = blk_read_config, .process_queue = blk_process, .destroy = blk_destroy,
+    .read_config = blk_read_config, .process_queue = blk_process, .attach = blk_attach,
+    .destroy = blk_destroy,
 };
 
 int virtio_blk_open(const char *path, bool read_only, const char *serial,
@@ -213,6 +314,15 @@ int virtio_blk_open(const char *path, bool read_only, const char *serial,
     struct virtio_blk *blk = calloc(1, sizeof(*blk));
     if (!blk)
         return kvmc_fail(KVMC_ENOMEM, "allocating virtio-blk");
+    pthread_mutex_init(&blk->lock, NULL);
+    blk->resume_fd = -1;
+    blk->slots = calloc(BLK_SLOTS, sizeof(*blk->slots));
+    if (!blk->slots) {
+        blk_destroy(&(struct virtio_dev){.impl = blk});
+        return kvmc_fail(KVMC_ENOMEM, "allocating virtio-blk requests");
+    }
+    for (unsigned i = 0; i < BLK_SLOTS; i++) /* touching no slot yet */
+        blk->free[blk->nfree++] = &blk->slots[BLK_SLOTS - 1 - i];
     blk->read_only = read_only;
     blk->fd = open(path, (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     struct stat st;

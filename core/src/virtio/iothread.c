@@ -16,6 +16,7 @@ int iothread_init(struct iothread *t)
 {
     memset(t, 0, sizeof(*t));
     t->stop_fd = -1;
+    iopool_init(&t->pool);
     t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (t->epoll_fd < 0)
         return kvmc_fail_errno(KVMC_EIO, errno, "epoll_create1");
@@ -112,7 +113,10 @@ int iothread_start(struct iothread *t)
 {
     if (t->nwatches == 0 && t->nsources == 0)
         return KVMC_OK; /* nothing to serve */
-    int err = pthread_create(&t->thread, NULL, iothread_main, t);
+    int err = iopool_start(&t->pool, t->seccomp);
+    if (err)
+        return err;
+    err = pthread_create(&t->thread, NULL, iothread_main, t);
     if (err)
         return kvmc_fail_errno(KVMC_EIO, err, "starting the I/O thread");
     pthread_setname_np(t->thread, "kvmc-io");
@@ -130,6 +134,7 @@ void iothread_destroy(struct iothread *t)
         pthread_join(t->thread, NULL);
         t->started = false;
     }
+    iopool_destroy(&t->pool); /* after the thread: nothing submits any more */
     if (t->stop_fd >= 0)
         close(t->stop_fd);
     if (t->epoll_fd >= 0)

@@ -6,13 +6,19 @@
  * each wait the thread asks every source for the descriptors and timeout it
  * wants, polls them together with the epoll descriptor, then hands each
  * source back its results. Everything runs on the one thread, so a device's
- * backend and its queues never race. */
+ * backend and its queues never race.
+ *
+ * Blocking host I/O (disk requests) goes to the thread's worker pool
+ * (iopool.h) instead, so a slow disk holds up neither this thread nor the
+ * other requests. */
 #ifndef KVMC_IOTHREAD_H
 #define KVMC_IOTHREAD_H
 
 #include <pthread.h>
 #include <poll.h>
 #include <stdbool.h>
+
+#include "iopool.h"
 
 typedef void (*iothread_fn)(void *opaque);
 
@@ -46,6 +52,7 @@ struct iothread {
     unsigned nsources;
     struct iothread_source sources[IOTHREAD_MAX_SOURCES];
     unsigned seccomp_extras; /* SECCOMP_IO_* the sources need */
+    struct iopool pool;      /* workers for blocking I/O, started with the thread */
 };
 
 int iothread_init(struct iothread *t);
