@@ -30,7 +30,8 @@ static const int common_syscalls[] = {
 
 static const int io_syscalls[] = {
     SCMP_SYS(epoll_wait), SCMP_SYS(epoll_pwait), SCMP_SYS(pread64),
-    SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(fdatasync),
+    SCMP_SYS(pwrite64), SCMP_SYS(preadv), SCMP_SYS(pwritev), SCMP_SYS(preadv2),
+    SCMP_SYS(pwritev2), SCMP_SYS(fdatasync),
     SCMP_SYS(fallocate), SCMP_SYS(poll), SCMP_SYS(ppoll), SCMP_SYS(readv),
     SCMP_SYS(writev),
 };

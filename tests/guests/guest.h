@@ -68,7 +68,7 @@ void put_dec(uint64_t v);
 _Bool cmdline_get(const char *cmdline, const char *key, char *out, unsigned cap);
 
 /* virtio.c: the polling virtio-mmio driver's transport part. */
-#define VQ_SIZE 8
+#define VQ_SIZE 64
 struct vq_desc { uint64_t addr; uint32_t len; uint16_t flags, next; };
 struct vq_ring {
     struct vq_desc desc[VQ_SIZE] __attribute__((aligned(16)));
@@ -84,7 +84,9 @@ struct vq {
 };
 #define VQ_F_NEXT 1
 #define VQ_F_WRITE 2
-/* The base of the first virtio-mmio device with this ID, or 0. */
+/* The base of the first virtio-mmio device with this ID, or 0: kvmc's
+ * transports first, then QEMU microvm's (so benchmarks run one guest on
+ * both VMMs). */
 uint64_t virtio_find(uint32_t device_id);
 /* Negotiates VERSION_1 plus features_lo and brings up nq queues. */
 _Bool virtio_setup(uint64_t base, uint32_t features_lo, struct vq *qs, struct vq_ring *rings,
@@ -99,6 +101,11 @@ uint64_t rdtsc_now(void);
 void test_virtio_console(void);
 void test_virtio_vsock(void);
 void test_virtio_net(const char *cmdline);
+/* Throughput benchmarks (bench/run.py): block and net, driven at CPL3. */
+void bench_virtio_blk(const char *cmdline);
+void bench_virtio_net(const char *cmdline);
+/* Free guest RAM for benchmark buffers: [32 MiB, 48 MiB). */
+#define BENCH_SCRATCH 0x2000000ull
 #endif
 
 #endif

@@ -607,6 +607,10 @@ void guest_main(void)
         test_virtio_console();
     } else if (starts_with(test, "vsock")) {
         test_virtio_vsock();
+    } else if (starts_with(test, "blkbench")) {
+        bench_virtio_blk(b.cmdline);
+    } else if (starts_with(test, "netbench")) {
+        bench_virtio_net(b.cmdline);
     } else if (starts_with(test, "net")) {
         test_virtio_net(b.cmdline);
     } else if (starts_with(test, "exits:")) {

@@ -281,10 +281,14 @@ static void arp(uint16_t op, const uint8_t *dst_mac, const uint8_t *target_mac,
     net_send(42);
 }
 
-static void udp(uint16_t sport, uint16_t dport, const char *payload)
+/* Builds an Ethernet+IPv4+UDP frame to the peer after the virtio-net header
+ * at buf; returns the length with the header. */
+static unsigned build_udp(uint8_t *buf, uint16_t sport, uint16_t dport, const void *payload,
+                          unsigned plen)
 {
-    unsigned plen = length(payload);
-    uint8_t *f = net_tx + NET_HDR;
+    for (unsigned i = 0; i < NET_HDR; i++)
+        buf[i] = 0;
+    uint8_t *f = buf + NET_HDR;
     copy(f, peer_mac, 6);
     copy(f + 6, my_mac, 6);
     put_be16(f + 12, 0x0800);
@@ -305,7 +309,12 @@ static void udp(uint16_t sport, uint16_t dport, const char *payload)
     put_be16(u + 4, (uint16_t)(8 + plen));
     put_be16(u + 6, 0); /* no checksum: allowed for UDP over IPv4 */
     copy(u + 8, payload, plen);
-    net_send(14 + 20 + 8 + plen);
+    return NET_HDR + 14 + 20 + 8 + plen;
+}
+
+static void udp(uint16_t sport, uint16_t dport, const char *payload)
+{
+    transmit(&qs[1], net_tx, build_udp(net_tx, sport, dport, payload, length(payload)));
 }
 
 /* Handles one received frame: answers ARP requests for us, learns the
@@ -341,9 +350,11 @@ static bool net_poll(unsigned seconds, char *udp_out, unsigned cap)
     return got_udp || true;
 }
 
-void test_virtio_net(const char *cmdline)
+/* Parses kvmc.net=GUESTIP,PEERIP,PORT (default: user networking, port
+ * 7777), brings the device up and resolves the peer's MAC by ARP. Returns
+ * the port, or 0 after printing why not. */
+static unsigned net_up(const char *cmdline, const char *who)
 {
-    /* kvmc.net=GUESTIP,PEERIP,PORT (default: user networking, port 7777) */
     char spec[64] = "10.0.2.15,10.0.2.2,7777";
     cmdline_get(cmdline, "kvmc.net=", spec, sizeof(spec));
     const char *p2 = spec;
@@ -353,36 +364,47 @@ void test_virtio_net(const char *cmdline)
     while (*p3 && *p3 != ',')
         p3++;
     unsigned port = 0;
-    for (const char *d = *p3 ? p3 + 1 : p3; *d >= '0' && *d <= '9'; d++)
+    for (const char *d = *p3 ? p3 + 1 : p3; *d >= '0' && *d <= '9' && port < 65536; d++)
         port = port * 10 + (unsigned)(*d - '0');
     uint64_t base = virtio_find(1);
     if (!parse_ip(spec, my_ip) || !*p2 || !parse_ip(p2 + 1, peer_ip) || !port || port > 65535 ||
         !base || !virtio_setup(base, 1u << 5 /* MAC */, qs, rings, 2)) {
-        puts_serial("virtio-net: setup FAILED\n");
-        return;
+        puts_serial(who);
+        puts_serial(": setup FAILED\n");
+        return 0;
     }
     for (unsigned i = 0; i < 6; i++)
         my_mac[i] = virtio_config8(base, i);
     for (uint16_t i = 0; i < 4; i++)
         offer(&qs[0], i, net_rx[i], NET_BUF, true);
-    puts_serial("virtio-net: mac ");
+    puts_serial(who);
+    puts_serial(": mac ");
     put_hex(my_mac[5], 2);
 
     static const uint8_t broadcast[6] = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
     static const uint8_t zero[6] = {0};
-    static char reply[128];
+    char ignored[8];
     bool resolved = false;
     for (unsigned tries = 0; tries < 5 && !resolved; tries++) {
         arp(1, broadcast, zero, peer_ip);
         for (unsigned n = 0; n < 8 && !resolved; n++) {
-            if (!net_poll(2, reply, sizeof(reply)))
+            if (!net_poll(2, ignored, sizeof(ignored)))
                 break;
             resolved = !same(peer_mac, zero, 6);
         }
     }
-    puts_serial(resolved ? ", arp ok" : ", arp FAILED");
+    puts_serial(resolved ? ", arp ok" : ", arp FAILED\n");
+    return resolved ? port : 0;
+}
+
+void test_virtio_net(const char *cmdline)
+{
+    unsigned port = net_up(cmdline, "virtio-net");
+    if (!port)
+        return;
+    static char reply[128];
     bool answered = false;
-    for (unsigned tries = 0; resolved && tries < 5 && !answered; tries++) {
+    for (unsigned tries = 0; tries < 5 && !answered; tries++) {
         reply[0] = 0;
         udp(4000, (uint16_t)port, "kvmc-net-ping");
         for (unsigned n = 0; n < 8 && !answered; n++) {
@@ -400,3 +422,47 @@ void test_virtio_net(const char *cmdline)
     }
 }
 
+
+/* Sends kvmc.netbench=COUNT UDP datagrams of 1400 bytes to the peer, up to
+ * 16 in flight, between "netbench: start" and "netbench: done BYTES TSC"
+ * lines; bench/run.py counts what its UDP sink receives. */
+#define NETBENCH_DEPTH 16
+#define NETBENCH_PAYLOAD 1400
+
+void bench_virtio_net(const char *cmdline)
+{
+    char arg[16] = "20000";
+    cmdline_get(cmdline, "kvmc.netbench=", arg, sizeof(arg));
+    unsigned count = 0;
+    for (const char *c = arg; *c >= '0' && *c <= '9' && count < 100000000; c++)
+        count = count * 10 + (unsigned)(*c - '0');
+    unsigned port = net_up(cmdline, "netbench");
+    if (!port)
+        return;
+    puts_serial("\nnetbench: start\n");
+    static uint8_t payload[NETBENCH_PAYLOAD];
+    uint64_t t0 = rdtsc_now();
+    unsigned in_flight = 0;
+    for (unsigned i = 0; i < count || in_flight; ) {
+        uint32_t id, used;
+        if (i < count && in_flight < NETBENCH_DEPTH) {
+            uint16_t d = (uint16_t)(i % NETBENCH_DEPTH);
+            uint8_t *buf = (uint8_t *)(BENCH_SCRATCH + (uint64_t)d * NET_BUF);
+            payload[0] = (uint8_t)i;
+            offer(&qs[1], d, buf, build_udp(buf, 4000, (uint16_t)port, payload, sizeof(payload)),
+                  false);
+            i++;
+            in_flight++;
+        } else if (vq_take(&qs[1], &id, &used, 10)) {
+            in_flight--;
+        } else {
+            puts_serial("netbench: FAILED (transmit stalled)\n");
+            return;
+        }
+    }
+    puts_serial("netbench: done ");
+    put_dec((uint64_t)count * NETBENCH_PAYLOAD);
+    puts_serial(" ");
+    put_dec(rdtsc_now() - t0);
+    puts_serial("\n");
+}

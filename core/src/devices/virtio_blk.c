@@ -9,7 +9,13 @@
  * behind it. When every slot is busy the I/O thread stops popping (the
  * requests wait in the guest's ring) until a worker frees one and wakes it
  * through an eventfd. Before the device is attached to an I/O thread (unit
- * tests) requests run inline. */
+ * tests) requests run inline.
+ *
+ * Fast path: a read or write first tries preadv2/pwritev2 with RWF_NOWAIT on
+ * the I/O thread. The kernel then either completes it from the page cache
+ * without blocking, or says EAGAIN and the request goes to a worker. Handing
+ * every request to a worker cost two thread wake-ups each; on these hosts
+ * that nearly halved 4 KiB random-read throughput from the page cache. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/falloc.h>
@@ -21,6 +27,7 @@
 #include <sys/ioctl.h>
 #include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "../error.h"
@@ -43,6 +50,7 @@ struct blk_request {
     struct iopool_job job; /* first: the pool hands this back */
     struct virtio_blk *blk;
     unsigned qi;
+    uint8_t *status;       /* where the status goes; NULL: nowhere to put it */
     struct virtio_ticket ticket;
     struct virtq_chain chain;
 };
@@ -67,13 +75,18 @@ struct virtio_blk {
  * of one kind (writable for reads, readable for writes), starting at the
  * cursor's position. Returns 0 or -errno; a short transfer (the image
  * shrank under us) is -EIO. */
-typedef ssize_t (*io_fn)(int fd, void *buf, size_t len, off_t off);
-static ssize_t do_pread(int fd, void *b, size_t l, off_t o) { return pread(fd, b, l, o); }
-static ssize_t do_pwrite(int fd, void *b, size_t l, off_t o) { return pwrite(fd, b, l, o); }
+/* With RWF_NOWAIT in flags, anything but a complete transfer is -EAGAIN:
+ * the worker redoes the whole request without it. */
+static ssize_t file_io(int fd, bool read, void *buf, size_t len, off_t off, int flags)
+{
+    struct iovec v = {.iov_base = buf, .iov_len = len};
+    return read ? preadv2(fd, &v, 1, off, flags) : pwritev2(fd, &v, 1, off, flags);
+}
 
 static int transfer(struct virtio_blk *blk, struct chain_cursor start, bool writable,
-                    uint64_t limit, uint64_t offset, io_fn fn)
+                    uint64_t limit, uint64_t offset, int flags)
 {
+    bool nowait = flags & RWF_NOWAIT;
     const struct virtq_chain *chain = start.chain;
     uint64_t moved = 0;
     uint32_t skip = start.off;
@@ -85,10 +98,12 @@ static int transfer(struct virtio_blk *blk, struct chain_cursor start, bool writ
         if (len > limit - moved)
             len = limit - moved;
         for (uint64_t done = 0; done < len;) {
-            ssize_t n = fn(blk->fd, b->host + skip + done, len - done,
-                           (off_t)(offset + moved + done));
+            ssize_t n = file_io(blk->fd, writable, b->host + skip + done, len - done,
+                                (off_t)(offset + moved + done), flags);
             if (n < 0 && errno == EINTR)
                 continue;
+            if (nowait && (size_t)n != len - done)
+                return -EAGAIN; /* short, would block, or unsupported */
             if (n <= 0)
                 return n < 0 ? -errno : -EIO;
             done += (uint64_t)n;
@@ -124,10 +139,16 @@ static uint8_t discard_or_zero(struct virtio_blk *blk, struct chain_cursor *cur,
     return segs ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
 }
 
+/* Returned by execute() with RWF_NOWAIT when the request needs a worker. */
+#define BLK_WOULD_BLOCK 0xff
+
 /* Executes one request; returns its status and sets *data_in to the bytes
- * written into the guest's data buffers. */
+ * written into the guest's data buffers. With RWF_NOWAIT in flags, only
+ * reads and writes the page cache can serve at once are executed; anything
+ * else returns BLK_WOULD_BLOCK with nothing done that matters (a partial
+ * read or write is redone in full). */
 static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
-                       uint64_t data_capacity, uint32_t *data_in)
+                       uint64_t data_capacity, uint32_t *data_in, int flags)
 {
     struct chain_cursor cur = {.chain = chain};
     struct virtio_blk_outhdr hdr;
@@ -135,6 +156,9 @@ static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
     if (chain_read(&cur, &hdr, sizeof(hdr)) != sizeof(hdr))
         return VIRTIO_BLK_S_IOERR;
     uint64_t data_out = chain->readable - sizeof(hdr);
+    bool data_request = hdr.type == VIRTIO_BLK_T_IN || hdr.type == VIRTIO_BLK_T_OUT;
+    if ((flags & RWF_NOWAIT) && !data_request)
+        return BLK_WOULD_BLOCK; /* flush and the rest may block: a worker runs them */
     switch (hdr.type) {
     case VIRTIO_BLK_T_IN:
     case VIRTIO_BLK_T_OUT: {
@@ -147,7 +171,9 @@ static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
             return VIRTIO_BLK_S_IOERR;
         uint64_t offset = hdr.sector * SECTOR_SIZE;
         struct chain_cursor data = in ? (struct chain_cursor){.chain = chain} : cur;
-        int err = transfer(blk, data, in, len, offset, in ? do_pread : do_pwrite);
+        int err = transfer(blk, data, in, len, offset, flags);
+        if (err == -EAGAIN && (flags & RWF_NOWAIT))
+            return BLK_WOULD_BLOCK;
         if (err)
             return VIRTIO_BLK_S_IOERR;
         if (in)
@@ -205,22 +231,35 @@ static void put_slot(struct virtio_blk *blk, struct blk_request *r)
     }
 }
 
-/* Runs one request (on a worker, or inline) and completes it. */
+/* Finds the status byte and hides it from the data buffers (the last
+ * writable buffer's view shrinks by one). */
+static void prepare_request(struct blk_request *r)
+{
+    r->status = status_byte(&r->chain);
+    if (r->status)
+        r->chain.bufs[r->chain.count - 1].len--;
+}
+
+/* Executes r with flags; false if it would block (RWF_NOWAIT), else
+ * completes it and frees its slot. */
+static bool finish_request(struct blk_request *r, int flags)
+{
+    uint32_t data_in = 0;
+    if (r->status) {
+        uint8_t status = execute(r->blk, &r->chain, r->chain.writable - 1, &data_in, flags);
+        if (status == BLK_WOULD_BLOCK)
+            return false;
+        *r->status = status;
+    }
+    virtio_complete(r->blk->dev, r->qi, &r->ticket, r->status ? data_in + 1 : 0);
+    put_slot(r->blk, r);
+    return true;
+}
+
+/* A worker's job: the request, blocking as long as the disk takes. */
 static void run_request(struct iopool_job *job)
 {
-    struct blk_request *r = (struct blk_request *)job;
-    struct virtq_chain *chain = &r->chain;
-    uint8_t *status = status_byte(chain);
-    uint32_t data_in = 0;
-    if (status) {
-        /* Data buffers must not include the status byte: shrink the last
-         * buffer's view by one while executing. */
-        chain->bufs[chain->count - 1].len--;
-        uint64_t capacity = chain->writable - 1;
-        *status = execute(r->blk, chain, capacity, &data_in);
-    }
-    virtio_complete(r->blk->dev, r->qi, &r->ticket, status ? data_in + 1 : 0);
-    put_slot(r->blk, r);
+    finish_request((struct blk_request *)job, 0);
 }
 
 /* I/O thread: pops requests while slots are free and hands them out. */
@@ -237,10 +276,11 @@ static void blk_process(struct virtio_dev *dev, unsigned qi)
         r->job.fn = run_request;
         r->blk = blk;
         r->qi = qi;
-        if (blk->pool)
+        prepare_request(r);
+        if (!blk->pool)
+            finish_request(r, 0);
+        else if (!finish_request(r, RWF_NOWAIT))
             iopool_submit(blk->pool, &r->job);
-        else
-            run_request(&r->job);
     }
 }
 
