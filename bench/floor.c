@@ -2,7 +2,10 @@
  * and serve its port I/O, with nothing else. Benchmarks compare kvmc with
  * this, measured in the same run.
  *
- *   floor GUEST.elf [CMDLINE]   (console on stdout; exit status from 0x501) */
+ *   floor GUEST.elf [CMDLINE]   (console on stdout; exit status from 0x501)
+ *   floor --tsc-hz              prints the TSC rate, which the throughput
+ *                               benchmarks use to turn the guest's TSC
+ *                               readings into seconds */
 #include <elf.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -13,6 +16,8 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <x86intrin.h>
 #include <unistd.h>
 
 #define MEM (64ull << 20)
@@ -49,8 +54,29 @@ static uint32_t load_elf(const char *path, uint8_t *mem)
     return entry;
 }
 
+static double seconds_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* TSC ticks per second over 200 ms of wall time. */
+static int print_tsc_hz(void)
+{
+    double t0 = seconds_now();
+    uint64_t c0 = __rdtsc();
+    usleep(200000);
+    double t1 = seconds_now();
+    uint64_t c1 = __rdtsc();
+    printf("%.0f\n", (double)(c1 - c0) / (t1 - t0));
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 2 && strcmp(argv[1], "--tsc-hz") == 0)
+        return print_tsc_hz();
     if (argc < 2) {
         fprintf(stderr, "usage: floor GUEST.elf [CMDLINE]\n");
         return 2;

@@ -73,6 +73,9 @@ bool virtio_setup(uint64_t base, uint32_t features_lo, struct vq *qs, struct vq_
             return false;
         for (unsigned i = 0; i < sizeof(rings[qi]); i++)
             ((volatile uint8_t *)&rings[qi])[i] = 0;
+        /* This driver polls: ask the device for no used-buffer interrupts
+         * (they would cost the VMM an irqfd write per buffer). */
+        rings[qi].avail.flags = 1; /* VRING_AVAIL_F_NO_INTERRUPT */
         setup_queue(base, qi, &rings[qi]);
         qs[qi] = (struct vq){.base = base, .index = qi, .ring = &rings[qi]};
     }
@@ -108,7 +111,11 @@ void vq_offer(struct vq *q, uint16_t head)
     struct vq_ring *r = q->ring;
     r->avail.ring[r->avail.idx % VQ_SIZE] = head;
     __atomic_store_n(&r->avail.idx, (uint16_t)(r->avail.idx + 1), __ATOMIC_RELEASE);
-    wr(q->base, R_QUEUE_NOTIFY, q->index);
+    /* Skip the notify (an exit) while the device says it is consuming; the
+     * index store must be visible before the flag is read. */
+    __atomic_thread_fence(__ATOMIC_SEQ_CST);
+    if (!(__atomic_load_n(&r->used.flags, __ATOMIC_RELAXED) & 1 /* NO_NOTIFY */))
+        wr(q->base, R_QUEUE_NOTIFY, q->index);
 }
 
 uint64_t rdtsc_now(void)
@@ -129,7 +136,6 @@ bool vq_take(struct vq *q, uint32_t *id, uint32_t *len, unsigned seconds)
     *id = q->ring->used.ring[q->seen % VQ_SIZE].id;
     *len = q->ring->used.ring[q->seen % VQ_SIZE].len;
     q->seen++;
-    wr(q->base, R_INTERRUPT_ACK, rd(q->base, R_INTERRUPT_STATUS));
     return true;
 }
 

@@ -424,8 +424,8 @@ void test_virtio_net(const char *cmdline)
 
 
 /* Sends kvmc.netbench=COUNT UDP datagrams of 1400 bytes to the peer, up to
- * 16 in flight, between "netbench: start" and "netbench: done BYTES TSC"
- * lines; bench/run.py counts what its UDP sink receives. */
+ * 16 in flight, between "netbench: udp start" and "netbench: udp done BYTES
+ * TSC" lines; bench/run.py times them and counts what its UDP sink gets. */
 #define NETBENCH_DEPTH 16
 #define NETBENCH_PAYLOAD 1400
 
@@ -439,7 +439,7 @@ void bench_virtio_net(const char *cmdline)
     unsigned port = net_up(cmdline, "netbench");
     if (!port)
         return;
-    puts_serial("\nnetbench: start\n");
+    puts_serial("\nnetbench: udp start\n");
     static uint8_t payload[NETBENCH_PAYLOAD];
     uint64_t t0 = rdtsc_now();
     unsigned in_flight = 0;
@@ -460,9 +460,9 @@ void bench_virtio_net(const char *cmdline)
             return;
         }
     }
-    puts_serial("netbench: done ");
+    puts_serial("netbench: udp done ");
     put_dec((uint64_t)count * NETBENCH_PAYLOAD);
     puts_serial(" ");
     put_dec(rdtsc_now() - t0);
-    puts_serial("\n");
+    puts_serial("\nnetbench: ok\n");
 }

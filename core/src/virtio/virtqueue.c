@@ -104,6 +104,16 @@ static int walk_indirect(struct virtq *q, const struct guest_memory *gm,
     }
 }
 
+/* Sets the used ring's flags (the device's half of notification control). */
+static void set_no_notify(struct virtq *q, const struct guest_memory *gm, bool off)
+{
+    uint8_t *used = gm_ptr(gm, q->used_gpa, used_ring_size(q->size));
+    if (!used)
+        return;
+    __atomic_store_n((uint16_t *)used, off ? VRING_USED_F_NO_NOTIFY : 0, __ATOMIC_RELAXED);
+    q->notify_off = off;
+}
+
 int virtq_pop(struct virtq *q, const struct guest_memory *gm, struct virtq_chain *c)
 {
     if (q->broken)
@@ -115,8 +125,18 @@ int virtq_pop(struct virtq *q, const struct guest_memory *gm, struct virtq_chain
         return mark_broken(q, "avail ring left guest RAM");
     uint16_t avail_idx = load_u16_acquire(avail + 2);
     uint16_t pending = (uint16_t)(avail_idx - q->last_avail);
+    if (pending == 0 && q->notify_off) {
+        set_no_notify(q, gm, false);
+        /* The flag store must be visible before we look again, or a chain
+         * the driver adds now (seeing notifications still off) is lost. */
+        __atomic_thread_fence(__ATOMIC_SEQ_CST);
+        avail_idx = load_u16_acquire(avail + 2);
+        pending = (uint16_t)(avail_idx - q->last_avail);
+    }
     if (pending == 0)
         return 0;
+    if (!q->notify_off)
+        set_no_notify(q, gm, true);
     if (pending > q->size) /* the driver moved idx by more than the ring holds */
         return mark_broken(q, "avail index jumped by %u on a queue of %u", pending, q->size);
 

@@ -21,6 +21,7 @@ struct virtq {
     uint16_t last_avail; /* next avail ring slot to take */
     uint16_t used_idx;   /* our copy of used->idx */
     bool broken;
+    bool notify_off;     /* we set VRING_USED_F_NO_NOTIFY in the used ring */
     char broken_reason[96];
 };
 
@@ -42,7 +43,14 @@ struct virtq_chain {
 bool virtq_validate(struct virtq *q, const struct guest_memory *gm);
 
 /* Takes the next available chain. Returns 1 with *chain filled, 0 if none is
- * available, -1 if the queue is (now) broken. */
+ * available, -1 if the queue is (now) broken.
+ *
+ * Notification suppression: while pops find chains, the driver is told not
+ * to notify (VRING_USED_F_NO_NOTIFY), since the device is consuming anyway;
+ * the first pop that finds the ring empty turns notifications back on and
+ * looks once more, so a chain added in between is never missed. A device
+ * that stops popping with chains left must come back on its own (a freed
+ * request slot, a host socket turning writable), not wait for a notify. */
 int virtq_pop(struct virtq *q, const struct guest_memory *gm, struct virtq_chain *chain);
 
 /* Returns a chain to the driver with `written` bytes written into it. */
