@@ -28,6 +28,9 @@ static int kvmc_go_add_pio(kvmc_vm *vm, uint16_t base, uint16_t size, uintptr_t 
 static int kvmc_go_set_console(kvmc_config *cfg, uintptr_t h) {
 	return kvmc_config_set_console_callback(cfg, (kvmc_console_fn)kvmcGoConsole, (void *)h);
 }
+static int kvmc_go_set_virtio_console(kvmc_config *cfg, uintptr_t h) {
+	return kvmc_config_set_virtio_console_callback(cfg, (kvmc_console_fn)kvmcGoConsole, (void *)h);
+}
 */
 import "C"
 
@@ -131,6 +134,24 @@ type Config struct {
 	RNG     bool
 	// Console receives the guest's COM1 output (from vCPU threads).
 	Console io.Writer
+	// Nets are virtio-net devices: "user", "user,hostfwd=tcp::2222-:22",
+	// "tap=tap0", each optionally with ",mac=52:54:00:12:34:56". At most 4.
+	Nets []string
+	// Vsock, when set, adds virtio-vsock with Firecracker's Unix-socket
+	// convention (see kvmc_config_set_vsock).
+	Vsock *Vsock
+	// VirtioConsoleSocket serves the guest's hvc0 on a Unix socket, one
+	// client at a time. VirtioConsole instead receives hvc0's output (from
+	// the VM's I/O thread); input goes through VM.VirtioConsoleWrite.
+	VirtioConsoleSocket string
+	VirtioConsole       io.Writer
+}
+
+// Vsock: the guest's CID (3 or more) and the Unix socket path host programs
+// connect to; guest connections to host port P go to "<UDSPath>_<P>".
+type Vsock struct {
+	CID     uint32
+	UDSPath string
 }
 
 // Device is a port I/O or MMIO device implemented in Go.
@@ -217,12 +238,58 @@ func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 		vm.handles = append(vm.handles, h)
 		steps = append(steps, func() C.int { return C.kvmc_go_set_console(cfg, C.uintptr_t(h)) })
 	}
+	steps = append(steps, streamSteps(cfg, c, vm)...)
 	for _, step := range steps {
 		if err := call(step); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// streamSteps configures the 0.2 devices: nets, vsock, virtio-console.
+func streamSteps(cfg *C.kvmc_config, c Config, vm *VM) []func() C.int {
+	withString := func(s string, f func(*C.char) C.int) func() C.int {
+		return func() C.int {
+			p := C.CString(s)
+			defer C.free(unsafe.Pointer(p))
+			return f(p)
+		}
+	}
+	var steps []func() C.int
+	for _, spec := range c.Nets {
+		steps = append(steps, withString(spec, func(p *C.char) C.int { return C.kvmc_config_add_net(cfg, p) }))
+	}
+	if c.Vsock != nil {
+		cid := C.uint32_t(c.Vsock.CID)
+		steps = append(steps, withString(c.Vsock.UDSPath, func(p *C.char) C.int { return C.kvmc_config_set_vsock(cfg, cid, p) }))
+	}
+	if c.VirtioConsoleSocket != "" {
+		steps = append(steps, withString(c.VirtioConsoleSocket, func(p *C.char) C.int {
+			return C.kvmc_config_set_virtio_console_socket(cfg, p)
+		}))
+	}
+	if c.VirtioConsole != nil {
+		h := cgo.NewHandle(&consoleSink{w: c.VirtioConsole})
+		vm.handles = append(vm.handles, h)
+		steps = append(steps, func() C.int { return C.kvmc_go_set_virtio_console(cfg, C.uintptr_t(h)) })
+	}
+	return steps
+}
+
+// VirtioConsoleWrite queues input for the guest's virtio console (callback
+// mode) and returns how many bytes fit; up to 64 KiB wait for the guest.
+func (vm *VM) VirtioConsoleWrite(data []byte) (int, error) {
+	if len(data) == 0 {
+		return 0, nil
+	}
+	var written C.size_t
+	p := C.CBytes(data)
+	defer C.free(p)
+	err := vm.do(func(h *C.kvmc_vm) C.int {
+		return C.kvmc_vm_virtio_console_write(h, p, C.size_t(len(data)), &written)
+	})
+	return int(written), err
 }
 
 // NewVM creates a VM: KVM objects, memory, devices, and the loaded kernel.

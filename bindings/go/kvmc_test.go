@@ -201,6 +201,35 @@ func TestVirtioDiskAndMemory(t *testing.T) {
 	}
 }
 
+// virtio-console in callback mode: output to an io.Writer, input through
+// VirtioConsoleWrite; plus user networking and vsock configured from Go.
+func TestStreamDevices(t *testing.T) {
+	var console, hvc syncBuffer
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 64 << 20, Cmdline: "kvmc.test=vconsole",
+		Console: &console, VirtioConsole: &hvc, Nets: []string{"user"},
+		Vsock: &Vsock{CID: 3, UDSPath: filepath.Join(t.TempDir(), "v.sock")}})
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2000 && !strings.Contains(hvc.String(), "hello from hvc0\n"); i++ {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n, err := vm.VirtioConsoleWrite([]byte("ping\n")); err != nil || n != 5 {
+		t.Fatalf("VirtioConsoleWrite: %d, %v", n, err)
+	}
+	if exit, err := vm.Wait(within(t, 20*time.Second)); err != nil || !exit.Clean() {
+		t.Fatalf("exit %+v, err %v", exit, err)
+	}
+	if hvc.String() != "hello from hvc0\necho: ping\n" ||
+		!strings.Contains(console.String(), "virtio-console: received 'ping'") {
+		t.Errorf("hvc0 %q, console:\n%s", hvc.String(), console.String())
+	}
+	_, err := NewVM(Config{Kernel: testGuest(t), Nets: []string{"tap="}})
+	if err == nil || !strings.Contains(err.Error(), "tap") {
+		t.Errorf("bad net spec: %v", err)
+	}
+}
+
 // The orchestrator case: many VMs at once from goroutines.
 func TestManyVMsConcurrently(t *testing.T) {
 	guest := testGuest(t)

@@ -66,18 +66,37 @@ local function configure(cfg, opts)
     if opts.rng then
         steps[#steps + 1] = function() return core.kvmc_config_set_rng(cfg, 1) end
     end
+    for _, spec in ipairs(opts.nets or {}) do
+        steps[#steps + 1] = function() return core.kvmc_config_add_net(cfg, spec) end
+    end
+    if opts.vsock then
+        steps[#steps + 1] = function()
+            return core.kvmc_config_set_vsock(cfg, opts.vsock.cid or 0, opts.vsock.uds or "")
+        end
+    end
+    local vc = opts.virtio_console
+    if type(vc) == "string" then
+        local path = vc:match("^socket:(.+)$")
+        if not path then return nil, ("virtio_console %q: use \"socket:PATH\" or true"):format(vc) end
+        steps[#steps + 1] = function() return core.kvmc_config_set_virtio_console_socket(cfg, path) end
+    end
     for _, step in ipairs(steps) do
         if step() ~= core.KVMC_OK then return failure() end
     end
     return true
 end
 
--- kvmc.vm{kernel=, memory=, cpus=, cmdline=, initrd=, boot=, disks=, rng=}
+-- kvmc.vm{kernel=, memory=, cpus=, cmdline=, initrd=, boot=, disks=, rng=,
+--         nets = {"user", "tap=tap0", ...}, vsock = {cid = 3, uds = PATH},
+--         virtio_console = "socket:PATH" | true}
+-- With virtio_console = true, vm:virtio_console() is what the guest wrote to
+-- hvc0 and vm:virtio_console_write(data) sends it input.
 function M.vm(opts)
     local rc, cfg = core.kvmc_config_new()
     if rc ~= core.KVMC_OK then return failure() end
     local ok, err = configure(cfg, opts)
     local console = ok and core.console_capture(cfg)
+    local vconsole = ok and opts.virtio_console == true and core.console_capture(cfg, "virtio")
     local handle
     if ok then
         rc, handle = core.kvmc_vm_create(cfg)
@@ -85,7 +104,8 @@ function M.vm(opts)
     end
     core.kvmc_config_free(cfg)
     if not ok then return nil, err end
-    return setmetatable({handle = handle, console_buffer = console, devices = {}}, VM)
+    return setmetatable({handle = handle, console_buffer = console, vconsole_buffer = vconsole or nil,
+                         devices = {}}, VM)
 end
 
 local function add_device(self, adder, base, size, dev)
@@ -129,6 +149,11 @@ function VM:pause() return core.kvmc_vm_pause(self.handle) == core.KVMC_OK or fa
 function VM:resume() return core.kvmc_vm_resume(self.handle) == core.KVMC_OK or failure() end
 function VM:state() return STATES[core.kvmc_vm_get_state(self.handle)] end
 function VM:console() return core.console_text(self.console_buffer) end
+function VM:virtio_console()
+    if not self.vconsole_buffer then return nil, "no virtio_console = true on this VM" end
+    return core.console_text(self.vconsole_buffer)
+end
+function VM:virtio_console_write(data) return core.virtio_console_write(self.handle, data) end
 function VM:read_memory(gpa, len) return core.read_memory(self.handle, gpa, len) end
 function VM:write_memory(gpa, data) return core.write_memory(self.handle, gpa, data) end
 

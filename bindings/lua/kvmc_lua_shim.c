@@ -200,10 +200,15 @@ static int console_gc(lua_State *L)
     return 0;
 }
 
-/* console_capture(cfg) -> buffer: the VM's console goes into buffer. */
+/* console_capture(cfg [, "virtio"]) -> buffer: the VM's serial console (or
+ * with "virtio", its virtio-console) goes into buffer. */
 int kvmclua_console_capture(lua_State *L)
 {
     kvmc_config *cfg = kvmclua_checkconfig(L, 1);
+    const char *which = luaL_optstring(L, 2, "serial");
+    bool virtio = strcmp(which, "virtio") == 0;
+    if (!virtio && strcmp(which, "serial") != 0)
+        return luaL_error(L, "console_capture: %s is not serial or virtio", which);
     struct console_buffer *b = lua_newuserdatauv(L, sizeof(*b), 0);
     memset(b, 0, sizeof(*b));
     pthread_mutex_init(&b->lock, NULL);
@@ -212,7 +217,25 @@ int kvmclua_console_capture(lua_State *L)
         lua_setfield(L, -2, "__gc");
     }
     lua_setmetatable(L, -2);
-    kvmc_config_set_console_callback(cfg, console_append, b);
+    if (virtio)
+        kvmc_config_set_virtio_console_callback(cfg, console_append, b);
+    else
+        kvmc_config_set_console_callback(cfg, console_append, b);
+    return 1;
+}
+
+/* virtio_console_write(vm, data) -> bytes queued, or nil, message. */
+int kvmclua_virtio_console_write(lua_State *L)
+{
+    kvmc_vm *vm = kvmclua_checkvm(L, 1);
+    size_t len, written = 0;
+    const char *data = luaL_checklstring(L, 2, &len);
+    if (kvmc_vm_virtio_console_write(vm, data, len, &written) != KVMC_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, kvmc_last_error());
+        return 2;
+    }
+    lua_pushinteger(L, (lua_Integer)written);
     return 1;
 }
 

@@ -21,6 +21,7 @@ int kvmclua_add_mmio_device(lua_State *L);
 int kvmclua_add_pio_device(lua_State *L);
 int kvmclua_console_capture(lua_State *L);
 int kvmclua_console_text(lua_State *L);
+int kvmclua_virtio_console_write(lua_State *L);
 int kvmclua_callback_error(lua_State *L);
 int kvmclua_read_memory(lua_State *L);
 int kvmclua_write_memory(lua_State *L);

@@ -25,6 +25,8 @@
 
 /* Function-pointer setters need a shim per language. */
 %ignore kvmc_config_set_console_callback;
+%ignore kvmc_config_set_virtio_console_callback;
+%ignore kvmc_vm_virtio_console_write;
 %ignore kvmc_vm_set_event_callback;
 %ignore kvmc_vm_add_pio_device;
 %ignore kvmc_vm_add_mmio_device;
@@ -44,6 +46,7 @@
 %native(add_pio_device) int kvmclua_add_pio_device(lua_State *L);
 %native(console_capture) int kvmclua_console_capture(lua_State *L);
 %native(console_text) int kvmclua_console_text(lua_State *L);
+%native(virtio_console_write) int kvmclua_virtio_console_write(lua_State *L);
 %native(callback_error) int kvmclua_callback_error(lua_State *L);
 %native(read_memory) int kvmclua_read_memory(lua_State *L);
 %native(write_memory) int kvmclua_write_memory(lua_State *L);

@@ -110,6 +110,23 @@ test("guest memory and virtio", function()
     os.remove(disk)
 end)
 
+test("virtio-console, user networking and vsock from Lua", function()
+    local vm = assert(kvmc.vm{kernel = GUEST, memory = "64M", cmdline = "kvmc.test=vconsole",
+                              virtio_console = true, nets = {"user"},
+                              vsock = {cid = 3, uds = os.tmpname() .. ".vsock"}})
+    assert(vm:start())
+    -- Input waits in kvmc's buffer until the guest posts a receive buffer.
+    assert(vm:virtio_console_write("ping\n") == 5)
+    assert(assert(vm:wait(20)).clean)
+    contains(vm:console(), "virtio-console: received 'ping'")
+    assert(vm:virtio_console() == "hello from hvc0\necho: ping\n", vm:virtio_console())
+    vm:close()
+    local bad, err = kvmc.vm{kernel = GUEST, nets = {"user,hostfwd=sctp::1-:2"}}
+    assert(bad == nil and err:find("hostfwd", 1, true), err)
+    bad, err = kvmc.vm{kernel = GUEST, virtio_console = "/tmp/x"}
+    assert(bad == nil and err:find("socket:PATH", 1, true), err)
+end)
+
 test("sizes and version", function()
     assert(kvmc.parse_size("256M") == 256 << 20)
     assert(kvmc.parse_size("1GiB") == 1 << 30)

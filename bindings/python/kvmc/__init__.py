@@ -104,19 +104,26 @@ class VM:
     """One KVM guest. Configure in the constructor, then start() and wait().
 
     kernel: bzImage or ELF vmlinux path. memory: bytes or "256M". disks:
-    paths, or (path, read_only) tuples. The VM is torn down by close(), by
-    the context manager, or when garbage-collected.
+    paths, or (path, read_only) tuples. nets: specs such as "user",
+    "user,hostfwd=tcp::2222-:22" or "tap=tap0". vsock: (guest_cid, uds_path),
+    Firecracker's convention. virtio_console: "socket:PATH", or True to
+    collect the guest's hvc0 output here (virtio_console_text, and input
+    through virtio_console_write). The VM is torn down by close(), by the
+    context manager, or when garbage-collected.
     """
 
     def __init__(self, kernel: str, *, memory: Union[int, str] = "256M", cpus: int = 1,
                  cmdline: Optional[str] = None, initrd: Optional[str] = None,
                  boot: str = "auto", disks: Optional[List] = None, rng: bool = False,
-                 console: Optional[Callable[[bytes], None]] = None):
+                 console: Optional[Callable[[bytes], None]] = None,
+                 nets: Optional[List[str]] = None, vsock: Optional[tuple] = None,
+                 virtio_console: Union[None, bool, str] = None):
         self._vm = ffi.NULL
         self._lock = threading.Lock()
         self._console = bytearray()
         self._console_cb = console
         self._console_cond = threading.Condition(self._lock)
+        self._vconsole = bytearray()
         self._errors: List[BaseException] = []
         self._keep = []  # cffi callbacks and handles that C holds on to
         cfg = ffi.new("kvmc_config **")
@@ -124,6 +131,7 @@ class VM:
         try:
             self._configure(cfg[0], kernel, memory, cpus, cmdline, initrd, boot,
                             disks or [], rng)
+            self._configure_streams(cfg[0], nets or [], vsock, virtio_console)
             vm = ffi.new("kvmc_vm **")
             _check(lib.kvmc_vm_create(cfg[0], vm))
             self._vm = vm[0]
@@ -154,7 +162,30 @@ class VM:
         self._keep.append(cb)
         _check(lib.kvmc_config_set_console_callback(cfg, cb, ffi.NULL))
 
-    # ---- callbacks (vCPU threads) -------------------------------------------
+    def _configure_streams(self, cfg, nets, vsock, virtio_console):
+        for spec in nets:
+            _check(lib.kvmc_config_add_net(cfg, spec.encode()))
+        if vsock is not None:
+            cid, path = vsock
+            _check(lib.kvmc_config_set_vsock(cfg, cid, str(path).encode()))
+        if isinstance(virtio_console, str):
+            if not virtio_console.startswith("socket:"):
+                raise ValueError(f"virtio_console={virtio_console!r}: use 'socket:PATH' or True")
+            _check(lib.kvmc_config_set_virtio_console_socket(
+                cfg, virtio_console[len("socket:"):].encode()))
+        elif virtio_console:
+            cb = ffi.callback("void(void *, const uint8_t *, size_t)", self._on_vconsole,
+                              onerror=self._on_callback_error)
+            self._keep.append(cb)
+            _check(lib.kvmc_config_set_virtio_console_callback(cfg, cb, ffi.NULL))
+
+    # ---- callbacks (vCPU and I/O threads) ------------------------------------
+
+    def _on_vconsole(self, _opaque, data, length):
+        chunk = bytes(ffi.buffer(data, length))
+        with self._lock:
+            self._vconsole += chunk
+            self._console_cond.notify_all()
 
     def _on_console(self, _opaque, data, length):
         chunk = bytes(ffi.buffer(data, length))
@@ -291,6 +322,28 @@ class VM:
                 raise TimeoutError(f"console never showed {text!r}; got:\n"
                                    f"{self._console.decode(errors='replace')}")
             return self._console.decode(errors="replace")
+
+    @property
+    def virtio_console_text(self) -> str:
+        """What the guest wrote to the virtio console (virtio_console=True)."""
+        with self._lock:
+            return self._vconsole.decode(errors="replace")
+
+    def wait_for_virtio_console(self, text: str, timeout: float = 30.0) -> str:
+        """Blocks until the virtio console output contains text."""
+        needle = text.encode()
+        with self._console_cond:
+            if not self._console_cond.wait_for(lambda: needle in self._vconsole, timeout):
+                raise TimeoutError(f"virtio console never showed {text!r}; got:\n"
+                                   f"{self._vconsole.decode(errors='replace')}")
+            return self._vconsole.decode(errors="replace")
+
+    def virtio_console_write(self, data: bytes) -> int:
+        """Queues input for the guest's virtio console; returns how many bytes
+        fit (up to 64 KiB wait until the guest reads)."""
+        written = ffi.new("size_t *")
+        _check(lib.kvmc_vm_virtio_console_write(self._handle(), data, len(data), written))
+        return written[0]
 
     def console_lines(self) -> Iterator[str]:
         """The console output so far, line by line."""

@@ -127,6 +127,48 @@ def test_virtio_disk_and_rng(tmp_path, guest_elf):
         assert "virtio: 2 devices" in vm.console_text
 
 
+def test_virtio_console_callback_and_write(guest_elf):
+    with kvmc.VM(guest_elf, memory="64M", cmdline="kvmc.test=vconsole",
+                 virtio_console=True) as vm:
+        vm.start()
+        vm.wait_for_virtio_console("hello from hvc0\n", timeout=20)
+        assert vm.virtio_console_write(b"ping\n") == 5
+        assert vm.wait(timeout=20).clean
+        assert "virtio-console: received 'ping'" in vm.console_text
+        assert vm.virtio_console_text == "hello from hvc0\necho: ping\n"
+
+
+def test_vsock_guest_connection_refused_and_net_user(tmp_path, guest_elf):
+    """The vsock guest test needs host listeners; with none, its first step
+    (a refused connection answered by RST) still shows the device works.
+    User networking: the guest's ARP and UDP ping reach an echo server."""
+    import socket
+    echo = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("127.0.0.1", 0))
+    echo.settimeout(20)
+    port = echo.getsockname()[1]
+    with kvmc.VM(guest_elf, memory="64M", nets=["user"],
+                 cmdline=f"kvmc.test=net kvmc.net=10.0.2.15,10.0.2.2,{port}") as vm:
+        vm.start()
+        data, peer = echo.recvfrom(100)
+        echo.sendto(data, peer)
+        assert vm.wait(timeout=20).clean
+        assert "udp reply 'kvmc-net-ping'" in vm.console_text
+    with kvmc.VM(guest_elf, memory="64M", vsock=(3, tmp_path / "v.sock"),
+                 cmdline="kvmc.test=vsock") as vm:
+        vm.run(timeout=30)
+        assert "refused ok" in vm.console_text
+
+
+def test_stream_device_errors_name_the_input(tmp_path, guest_elf):
+    with pytest.raises(kvmc.KvmcError, match="bogus"):
+        kvmc.VM(guest_elf, memory="64M", nets=["bogus"])
+    with pytest.raises(kvmc.KvmcError, match="CID 2 is reserved"):
+        kvmc.VM(guest_elf, memory="64M", vsock=(2, tmp_path / "v.sock"))
+    with pytest.raises(ValueError, match="socket:PATH"):
+        kvmc.VM(guest_elf, memory="64M", virtio_console="/tmp/x")
+
+
 def test_many_vms_from_threads(guest_elf):
     results = []
 
