@@ -162,7 +162,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
     o->memory = 256ull << 20;
     o->cpus = 1;
     o->console = CONSOLE_OPT_STDIO;
-    optind = 1;
+    optind = 0; /* 0, not 1: glibc then also forgets where it was inside a previous argv */
     opterr = 0;
     int c;
     while ((c = getopt_long(argc, argv, ":k:i:c:m:n:C:h", longopts, NULL)) != -1) {

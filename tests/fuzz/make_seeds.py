@@ -33,3 +33,36 @@ for i, spec in enumerate(["user", "tap=tap0,mac=52:54:00:12:34:56",
                           "hostfwd=udp:127.0.0.1:5353-10.0.2.15:53"]):
     with open(os.path.join(out, "net_spec", "seed%d" % i), "w") as f:
         f.write(spec)
+
+os.makedirs(os.path.join(out, "cli_options"), exist_ok=True)
+for i, args in enumerate([
+        ["--kernel", "bzImage", "--mem", "512M", "--cpus", "2", "--cmdline", "console=ttyS0"],
+        ["-k", "vmlinux", "--disk", "a.img,ro,serial=abc", "--disk", "b.img", "--rng"],
+        ["--net", "user,hostfwd=tcp::2222-:22", "--vsock", "cid=3,uds=/tmp/v.sock",
+         "--virtio-console", "socket:/tmp/c.sock", "--seccomp", "off", "-hk"],
+        ["--mem-backing", "memfd", "--boot", "pvh", "--console", "file:/tmp/out"]]):
+    with open(os.path.join(out, "cli_options", "seed%d" % i), "wb") as f:
+        f.write(b"\0".join(a.encode() for a in args))
+
+# virtio_mmio: each device brought up by the register sequence a driver
+# uses, with one queue of 8 at 0x1000/0x2000/0x3000 and a notify.
+os.makedirs(os.path.join(out, "virtio_mmio"), exist_ok=True)
+def op(kind, offset, value, size=4):
+    return bytes([kind, offset & 0xff, offset >> 8, {4: 0, 1: 3, 2: 4, 8: 5}[size]]) + \
+        struct.pack("<I", value)
+image = bytearray(0x4000)
+struct.pack_into("<QIHH", image, 0x1000, 0x3800, 16, 1, 1)        # request header
+struct.pack_into("<QIHH", image, 0x1010, 0x3900, 512, 1 | 2, 2)   # data, writable
+struct.pack_into("<QIHH", image, 0x1020, 0x3a00, 1, 2, 0)         # status
+struct.pack_into("<HHH", image, 0x2000, 0, 1, 0)                  # avail: idx 1, head 0
+bring_up = b"".join([
+    op(0, 0x070, 0), op(0, 0x070, 3), op(0, 0x024, 1), op(0, 0x020, 1), op(0, 0x070, 11),
+    op(1, 0x070, 0), op(0, 0x030, 0), op(1, 0x034, 0), op(0, 0x038, 8),
+    op(0, 0x080, 0x1000), op(0, 0x090, 0x2000), op(0, 0x0a0, 0x3000), op(0, 0x044, 1),
+    op(0, 0x030, 1), op(0, 0x038, 8), op(0, 0x080, 0x1000), op(0, 0x090, 0x2000),
+    op(0, 0x0a0, 0x3000), op(0, 0x044, 1), op(0, 0x070, 15), op(0, 0x050, 0),
+    op(2, 0, 0), op(2, 0, 1), op(1, 0x060, 0), op(0, 0x064, 1), op(1, 0x100, 0, 8),
+    op(0, 0x070, 0)])
+for device in range(4):
+    with open(os.path.join(out, "virtio_mmio", "device%d" % device), "wb") as f:
+        f.write(bytes([device]) + struct.pack("<H", len(image)) + bytes(image) + bring_up)

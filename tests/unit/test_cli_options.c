@@ -92,3 +92,20 @@ Test(cli_options, stream_devices)
                         "user", "--net", "user", NULL));
     cr_assert(strstr(err, "at most 4"), "%s", err);
 }
+
+/* Found by fuzz_cli_options: a parse that stopped inside an option cluster
+ * ("-hm": -h ends parsing at once) left getopt pointing into that argv, and
+ * the next parse read the old, freed string ("unknown option", or worse). */
+Test(cli_options, a_parse_never_sees_the_previous_command_line)
+{
+    struct run_options o;
+    char err[256];
+    char first[] = "-hm";
+    char *argv1[] = {"run", first, NULL};
+    cr_assert(parse_run_options(2, argv1, &o, err, sizeof(err)) && o.help);
+    memset(first, 'x', 3); /* as if freed and reused: "xxx" */
+    char *argv2[] = {"run", "-m", "64M", NULL};
+    cr_assert(parse_run_options(3, argv2, &o, err, sizeof(err)), "%s", err);
+    cr_assert_eq(o.memory, 64ull << 20);
+    cr_assert_not(o.help);
+}

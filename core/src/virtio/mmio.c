@@ -119,7 +119,7 @@ static void write_register(struct virtio_mmio *m, uint64_t offset, uint32_t v)
     }
     case VIRTIO_MMIO_QUEUE_NOTIFY:
         /* Reached only without ioeventfd: hand it to the I/O thread. */
-        if (v < d->ops->num_queues) {
+        if (v < d->ops->num_queues && m->notify_fd[v] >= 0) {
             uint64_t one = 1;
             if (write(m->notify_fd[v], &one, sizeof(one)) != sizeof(one)) {
                 /* counter overflow is impossible at one per exit */
@@ -198,9 +198,9 @@ static void setup_irq(struct virtio_mmio *m)
     }
 }
 
-int virtio_mmio_create(struct kvmc_vm *vm, struct iothread *io, uint64_t base,
-                       unsigned gsi, const struct virtio_device_ops *ops, void *impl,
-                       struct virtio_mmio **out)
+/* The transport without any host plumbing; NULL (device destroyed) on ENOMEM. */
+static struct virtio_mmio *new_transport(const struct guest_memory *mem,
+                                         const struct virtio_device_ops *ops, void *impl)
 {
     struct virtio_mmio *m = calloc(1, sizeof(*m));
     if (!m) {
@@ -208,17 +208,47 @@ int virtio_mmio_create(struct kvmc_vm *vm, struct iothread *io, uint64_t base,
             struct virtio_dev tmp = {.ops = ops, .impl = impl};
             ops->destroy(&tmp);
         }
-        return kvmc_fail(KVMC_ENOMEM, "allocating %s", ops->name);
+        kvmc_fail(KVMC_ENOMEM, "allocating %s", ops->name);
+        return NULL;
     }
-    virtio_dev_init(&m->dev, ops, impl, &vm->mem);
-    m->dev.notify = mmio_notify_irq;
+    virtio_dev_init(&m->dev, ops, impl, mem);
     m->dev.transport = m;
-    m->vm = vm;
-    m->base = base;
-    m->gsi = gsi;
     m->irq_fd = -1;
     for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
         m->notify_fd[i] = -1;
+    return m;
+}
+
+int virtio_mmio_create_detached(const struct guest_memory *mem,
+                                const struct virtio_device_ops *ops, void *impl,
+                                struct virtio_mmio **out)
+{
+    *out = new_transport(mem, ops, impl);
+    return *out ? KVMC_OK : KVMC_ENOMEM;
+}
+
+uint64_t virtio_mmio_access(struct virtio_mmio *m, uint64_t offset, unsigned size,
+                            bool is_write, uint64_t value)
+{
+    if (offset >= VIRTIO_MMIO_SIZE || size == 0 || size > 8)
+        return 0;
+    if (!is_write)
+        return mmio_read(m, offset, size);
+    mmio_write(m, offset, size, value);
+    return 0;
+}
+
+int virtio_mmio_create(struct kvmc_vm *vm, struct iothread *io, uint64_t base,
+                       unsigned gsi, const struct virtio_device_ops *ops, void *impl,
+                       struct virtio_mmio **out)
+{
+    struct virtio_mmio *m = new_transport(&vm->mem, ops, impl);
+    if (!m)
+        return KVMC_ENOMEM;
+    m->dev.notify = mmio_notify_irq;
+    m->vm = vm;
+    m->base = base;
+    m->gsi = gsi;
     static const kvmc_device_ops bus_ops = {.read = mmio_read, .write = mmio_write};
     int err = bus_add(&vm->mmio, base, VIRTIO_MMIO_SIZE, &bus_ops, m, ops->name);
     if (!err)

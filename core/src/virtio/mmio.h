@@ -2,6 +2,7 @@
 #ifndef KVMC_VIRTIO_MMIO_H
 #define KVMC_VIRTIO_MMIO_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "virtio.h"
@@ -36,5 +37,17 @@ int virtio_mmio_create(struct kvmc_vm *vm, struct iothread *io, uint64_t base,
                        unsigned gsi, const struct virtio_device_ops *ops, void *impl,
                        struct virtio_mmio **out);
 void virtio_mmio_destroy(struct virtio_mmio *m);
+
+/* For unit tests and fuzzing: the same transport with no VM behind it (no
+ * bus, ioeventfd or irqfd). Registers are reached through
+ * virtio_mmio_access; a QueueNotify write does nothing, so the caller runs
+ * ops->process_queue itself. Takes over the device like virtio_mmio_create. */
+int virtio_mmio_create_detached(const struct guest_memory *mem,
+                                const struct virtio_device_ops *ops, void *impl,
+                                struct virtio_mmio **out);
+/* One guest access to offset within the register window: returns what a
+ * read gives (0 for writes). */
+uint64_t virtio_mmio_access(struct virtio_mmio *m, uint64_t offset, unsigned size,
+                            bool is_write, uint64_t value);
 
 #endif

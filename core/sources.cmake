@@ -1,0 +1,41 @@
+# The core's sources, relative to core/: the library and the fuzz build
+# (tests/fuzz) both compile this list.
+set(KVMC_CORE_SOURCES
+  src/error.c
+  src/config.c
+  src/files.c
+  src/guest_memory.c
+  src/bus.c
+  src/console.c
+  src/cpuid.c
+  src/vcpu.c
+  src/vm.c
+  src/seccomp.c
+  src/boot/e820.c
+  src/boot/mptable.c
+  src/boot/acpi.c
+  src/boot/elf.c
+  src/boot/bzimage.c
+  src/boot/loader.c
+  src/devices/serial.c
+  src/devices/i8042.c
+  src/devices/debug_exit.c
+  src/devices/acpi_pm.c
+  src/devices/pvpanic.c
+  src/devices/virtio_blk.c
+  src/devices/virtio_rng.c
+  src/devices/virtio_console.c
+  src/devices/virtio_vsock.c
+  src/devices/virtio_net.c
+  src/net/slirp.c
+  src/net/tap.c
+  src/net_spec.c
+  src/bytering.c
+  src/unix_socket.c
+  src/virtio/chain.c
+  src/virtio/virtqueue.c
+  src/virtio/virtio.c
+  src/virtio/mmio.c
+  src/virtio/iothread.c
+  src/virtio/iopool.c
+)
