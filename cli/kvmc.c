@@ -1,5 +1,6 @@
 /* kvmc: command-line front end of libkvmc. */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 #include <unistd.h>
 
 #include "kvmc/kvmc.h"
+#include "jail.h"
 #include "options.h"
 
 extern const unsigned char kvmc_default_guest[], kvmc_default_guest_end[];
@@ -37,7 +39,7 @@ static const char usage_run[] =
     "                [--boot auto|linux|pvh] [--mem-backing anon|memfd|hugetlb]\n"
     "                [--disk PATH[,ro][,serial=ID]]... [--rng] [--net SPEC]...\n"
     "                [--vsock cid=N,uds=PATH] [--virtio-console socket:PATH]\n"
-    "                [--seccomp on|off]\n"
+    "                [--seccomp on|off] [--jail] [--jail-user UID[:GID]]\n"
     "\n"
     "Boots a guest and waits until it powers off, resets or fails.\n"
     "Without --kernel, boots the built-in test guest, which prints what it\n"
@@ -82,6 +84,19 @@ static const char usage_run[] =
     "                        not dropped) while nobody is connected.\n"
     "      --seccomp on|off  confine kvmc's threads with seccomp allow-lists\n"
     "                        (default on; a forbidden system call kills kvmc).\n"
+    "      --jail            least privilege: kvmc opens what the VM needs, then\n"
+    "                        runs as PID 1 of new PID, mount, IPC, UTS and (without\n"
+    "                        user networking) network namespaces, on an empty\n"
+    "                        read-only root that holds only the --vsock socket's\n"
+    "                        directory, with no capabilities, no_new_privs, and a\n"
+    "                        cgroup v2 memory and pids limit where the host allows.\n"
+    "                        As root it also switches to --jail-user (default\n"
+    "                        65534:65534); otherwise a user namespace maps you.\n"
+    "                        Host programs behind the vsock socket directory must\n"
+    "                        let that user connect.\n"
+    "      --jail-user UID[:GID]  the user the jailed VMM runs as (root only).\n"
+    "      --jail-report     with --jail: print the jail's properties, as kvmc\n"
+    "                        sees them from inside, on stderr before the VM starts.\n"
     "      --boot PROTOCOL   auto (default: PVH if the ELF has a PVH note, else\n"
     "                        the Linux 64-bit boot protocol), linux, or pvh.\n"
     "  -h, --help            show this help.\n"
@@ -210,6 +225,38 @@ static int exit_status_for(const kvmc_exit_info *info, bool interrupted)
     }
 }
 
+/* Fills the jail's plan from the options: which directories stay visible,
+ * whether the host network is needed, the limits. */
+static bool plan_jail(struct run_options *o, struct jail *j, char *err, size_t errlen)
+{
+    static char vsock_dir[PATH_MAX], vsock_abs[PATH_MAX + 64];
+    *j = (struct jail){.uid = o->jail_uid, .gid = o->jail_gid,
+                       .memory_limit = o->memory + (256ull << 20),
+                       .pids_limit = 64 + 2 * o->cpus,
+                       .cleanup = {o->vconsole_socket, o->vsock_path}};
+    for (unsigned i = 0; i < o->nnets; i++)
+        if (strncmp(o->nets[i], "user", 4) == 0)
+            j->keep_host_network = true; /* slirp connects out from the host */
+    if (o->vsock_path) {
+        /* Guest connections open "<uds>_<port>" by path, from inside. */
+        const char *slash = strrchr(o->vsock_path, '/');
+        char dir[PATH_MAX];
+        snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - o->vsock_path) : 1,
+                 slash ? (slash == o->vsock_path ? "/" : o->vsock_path) : ".");
+        if (!realpath(dir, vsock_dir)) {
+            snprintf(err, errlen, "--vsock: directory %.256s: %s", dir, strerror(errno));
+            return false;
+        }
+        snprintf(vsock_abs, sizeof(vsock_abs), "%s/%s", strcmp(vsock_dir, "/") ? vsock_dir : "",
+                 slash ? slash + 1 : o->vsock_path);
+        o->vsock_path = vsock_abs;
+        j->cleanup[1] = vsock_abs;
+        if (strcmp(vsock_dir, "/") != 0)
+            j->binds[j->nbinds++] = vsock_dir;
+    }
+    return true;
+}
+
 static int cmd_run(int argc, char **argv)
 {
     struct run_options o;
@@ -222,6 +269,12 @@ static int cmd_run(int argc, char **argv)
         fputs(usage_run, stdout);
         return 0;
     }
+    struct jail jail;
+    if (o.jail && (!plan_jail(&o, &jail, err, sizeof(err)) ||
+                   jail_fork(&jail, err, sizeof(err)) < 0)) {
+        fprintf(stderr, "kvmc: %s\n", err);
+        return EXIT_USAGE;
+    }
     kvmc_config *cfg = NULL;
     kvmc_vm *vm = NULL;
     if (kvmc_config_new(&cfg) || configure(&o, cfg) || kvmc_vm_create(cfg, &vm)) {
@@ -230,6 +283,13 @@ static int cmd_run(int argc, char **argv)
         return EXIT_USAGE;
     }
     kvmc_config_free(cfg);
+    if (o.jail && jail_lock_down(&jail, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kvmc: %s\n", err);
+        fflush(NULL);
+        _exit(EXIT_USAGE);
+    }
+    if (o.jail_report)
+        jail_report(&jail, stderr);
     if (o.seccomp_off) {
         fprintf(stderr, "kvmc: warning: seccomp is off; kvmc's threads may make any "
                         "system call\n");
@@ -269,9 +329,9 @@ static int cmd_run(int argc, char **argv)
      * 12 ms against 24 ms), so the CLI leaves it to the kernel. The vCPU
      * threads have been joined by kvmc_vm_wait(); nothing else is pending.
      * Only the socket files kvmc listened on would outlive it: remove them. */
-    if (o.vconsole_socket)
+    if (o.vconsole_socket && !o.jail) /* jailed: the parent outside removes them */
         unlink(o.vconsole_socket);
-    if (o.vsock_path)
+    if (o.vsock_path && !o.jail)
         unlink(o.vsock_path);
     fflush(NULL);
     _exit(status);

@@ -134,8 +134,25 @@ static bool parse_vsock(struct run_options *o, const char *arg, char *err, unsig
     return true;
 }
 
+/* --jail-user UID[:GID] */
+static bool parse_jail_user(struct run_options *o, const char *arg, char *err, unsigned errlen)
+{
+    char *end;
+    unsigned long uid = strtoul(arg, &end, 10), gid = uid;
+    if (*end == ':')
+        gid = strtoul(end + 1, &end, 10);
+    if (arg[0] < '0' || arg[0] > '9' || *end || uid == 0 || gid == 0 || uid >= 0xffffffffu ||
+        gid >= 0xffffffffu) {
+        snprintf(err, errlen, "--jail-user %s: use UID or UID:GID, numbers other than 0", arg);
+        return false;
+    }
+    o->jail_uid = (unsigned)uid;
+    o->jail_gid = (unsigned)gid;
+    return true;
+}
+
 enum { OPT_BOOT = 1000, OPT_MEM_BACKING, OPT_DISK, OPT_RNG, OPT_SECCOMP, OPT_NET, OPT_VSOCK,
-       OPT_VCONSOLE };
+       OPT_VCONSOLE, OPT_JAIL, OPT_JAIL_REPORT, OPT_JAIL_USER };
 
 bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                        unsigned errlen)
@@ -155,6 +172,9 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         {"vsock", required_argument, NULL, OPT_VSOCK},
         {"virtio-console", required_argument, NULL, OPT_VCONSOLE},
         {"seccomp", required_argument, NULL, OPT_SECCOMP},
+        {"jail", no_argument, NULL, OPT_JAIL},
+        {"jail-report", no_argument, NULL, OPT_JAIL_REPORT},
+        {"jail-user", required_argument, NULL, OPT_JAIL_USER},
         {"help", no_argument, NULL, 'h'},
         {0, 0, 0, 0},
     };
@@ -162,6 +182,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
     o->memory = 256ull << 20;
     o->cpus = 1;
     o->console = CONSOLE_OPT_STDIO;
+    o->jail_uid = o->jail_gid = 65534; /* nobody:nogroup */
     optind = 0; /* 0, not 1: glibc then also forgets where it was inside a previous argv */
     opterr = 0;
     int c;
@@ -195,6 +216,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         case 'C':
             if (strcmp(optarg, "stdio") == 0) {
                 o->console = CONSOLE_OPT_STDIO;
+    o->jail_uid = o->jail_gid = 65534; /* nobody:nogroup */
             } else if (strcmp(optarg, "none") == 0) {
                 o->console = CONSOLE_OPT_NONE;
             } else if (strncmp(optarg, "file:", 5) == 0 && optarg[5]) {
@@ -258,6 +280,12 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                 snprintf(err, errlen, "--seccomp %s: use on or off", optarg);
                 return false;
             }
+            break;
+        case OPT_JAIL: o->jail = true; break;
+        case OPT_JAIL_REPORT: o->jail = o->jail_report = true; break;
+        case OPT_JAIL_USER:
+            if (!parse_jail_user(o, optarg, err, errlen))
+                return false;
             break;
         case 'h': o->help = true; return true;
         case ':':

@@ -28,6 +28,9 @@ struct run_options {
     const char *vsock_path;
     const char *vconsole_socket;
     bool seccomp_off; /* --seccomp off */
+    bool jail;                /* --jail */
+    bool jail_report;         /* --jail-report: print the jail as seen from inside */
+    unsigned jail_uid, jail_gid; /* --jail-user UID[:GID], default 65534:65534 */
     char disk_specs[KVMC_MAX_VIRTIO_DEVICES][512]; /* storage for parsed --disk */
     char vsock_spec[512];     /* storage for parsed --vsock */
 };

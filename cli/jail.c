@@ -1,0 +1,330 @@
+#include "jail.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/capability.h>
+#include <linux/magic.h>
+#include <net/if.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <grp.h>
+#include <unistd.h>
+
+static const char *const ns_names[6] = {"mnt", "pid", "net", "ipc", "uts", "user"};
+
+__attribute__((format(printf, 3, 4)))
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    int e = errno;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    if (e && n >= 0 && (size_t)n < errlen)
+        snprintf(err + n, errlen - (size_t)n, ": %s", strerror(e));
+    return -1;
+}
+
+static void read_namespaces(unsigned long ino[6])
+{
+    for (unsigned i = 0; i < 6; i++) {
+        char path[64];
+        struct stat st;
+        snprintf(path, sizeof(path), "/proc/self/ns/%s", ns_names[i]);
+        ino[i] = stat(path, &st) == 0 ? (unsigned long)st.st_ino : 0;
+    }
+}
+
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = write(fd, text, strlen(text));
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == (ssize_t)strlen(text) ? 0 : -1;
+}
+
+/* Not root: a user namespace where we are root, mapped to ourselves. */
+static int enter_user_namespace(char *err, size_t errlen)
+{
+    uid_t uid = geteuid();
+    gid_t gid = getegid();
+    char map[64];
+    if (unshare(CLONE_NEWUSER) < 0)
+        return fail(err, errlen, "--jail: new user namespace (needed when not root)");
+    snprintf(map, sizeof(map), "0 %u 1", (unsigned)uid);
+    if (write_file("/proc/self/setgroups", "deny") < 0 ||
+        write_file("/proc/self/uid_map", map) < 0)
+        return fail(err, errlen, "--jail: mapping uid %u", (unsigned)uid);
+    snprintf(map, sizeof(map), "0 %u 1", (unsigned)gid);
+    if (write_file("/proc/self/gid_map", map) < 0)
+        return fail(err, errlen, "--jail: mapping gid %u", (unsigned)gid);
+    return 0;
+}
+
+/* A cgroup v2 child of our own with memory.max and pids.max, if the host
+ * has a cgroup2 hierarchy we may write; otherwise a note saying why not. */
+static void make_cgroup(struct jail *j)
+{
+    struct statfs fs;
+    if (statfs("/sys/fs/cgroup", &fs) < 0 || fs.f_type != CGROUP2_SUPER_MAGIC) {
+        snprintf(j->cgroup_note, sizeof(j->cgroup_note), "no cgroup v2 at /sys/fs/cgroup");
+        return;
+    }
+    char line[256] = "", *self = NULL;
+    FILE *f = fopen("/proc/self/cgroup", "re");
+    while (f && fgets(line, sizeof(line), f))
+        if (strncmp(line, "0::", 3) == 0) {
+            line[strcspn(line, "\n")] = 0;
+            self = line + 3;
+            break;
+        }
+    if (f)
+        fclose(f);
+    char dir[sizeof(j->cgroup)], value[32];
+    if (!self || snprintf(dir, sizeof(dir), "/sys/fs/cgroup%s/kvmc-%d",
+                          strcmp(self, "/") ? self : "", (int)getpid()) >= (int)sizeof(dir)) {
+        snprintf(j->cgroup_note, sizeof(j->cgroup_note), "own cgroup not found");
+        return;
+    }
+    if (mkdir(dir, 0755) < 0) {
+        snprintf(j->cgroup_note, sizeof(j->cgroup_note), "mkdir %.100s: %.40s", dir, strerror(errno));
+        return;
+    }
+    char path[sizeof(dir) + 16];
+    snprintf(path, sizeof(path), "%s/memory.max", dir);
+    snprintf(value, sizeof(value), "%llu", (unsigned long long)j->memory_limit);
+    bool ok = write_file(path, value) == 0;
+    snprintf(path, sizeof(path), "%s/pids.max", dir);
+    snprintf(value, sizeof(value), "%u", j->pids_limit);
+    ok = ok && write_file(path, value) == 0;
+    if (!ok) {
+        snprintf(j->cgroup_note, sizeof(j->cgroup_note),
+                 "memory or pids controller not enabled for %.100s", dir);
+        rmdir(dir);
+        return;
+    }
+    snprintf(j->cgroup, sizeof(j->cgroup), "%s", dir);
+}
+
+static pid_t jailed_child;
+static void forward_signal(int sig)
+{
+    if (jailed_child > 0)
+        kill(jailed_child, sig);
+}
+
+/* The parent: waits for the jailed child and ends with its status. */
+_Noreturn static void supervise(struct jail *j, pid_t child, int release_fd)
+{
+    jailed_child = child;
+    struct sigaction sa = {.sa_handler = forward_signal};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    if (j->cgroup[0]) {
+        char path[sizeof(j->cgroup) + 16], pid[16];
+        snprintf(path, sizeof(path), "%s/cgroup.procs", j->cgroup);
+        snprintf(pid, sizeof(pid), "%d", (int)child);
+        if (write_file(path, pid) < 0)
+            fprintf(stderr, "kvmc: --jail: moving the VM into %s: %s\n", j->cgroup,
+                    strerror(errno));
+    }
+    if (write(release_fd, "1", 1) != 1) /* the child goes on */
+        fprintf(stderr, "kvmc: --jail: releasing the VM: %s\n", strerror(errno));
+    close(release_fd);
+    int status = 0;
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+    }
+    for (unsigned i = 0; i < 2; i++)
+        if (j->cleanup[i])
+            unlink(j->cleanup[i]);
+    char root[64];
+    snprintf(root, sizeof(root), "/tmp/kvmc-jail-%d", (int)getpid());
+    rmdir(root);
+    if (j->cgroup[0])
+        rmdir(j->cgroup);
+    fflush(NULL);
+    _exit(WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+}
+
+int jail_fork(struct jail *j, char *err, size_t errlen)
+{
+    read_namespaces(j->ns_before);
+    j->as_root = geteuid() == 0;
+    if (!j->as_root && enter_user_namespace(err, errlen) < 0)
+        return -1;
+    if (unshare(CLONE_NEWPID) < 0)
+        return fail(err, errlen, "--jail: new PID namespace");
+    make_cgroup(j);
+    int sync[2];
+    if (pipe2(sync, O_CLOEXEC) < 0)
+        return fail(err, errlen, "--jail: pipe");
+    pid_t parent = getpid();
+    pid_t child = fork();
+    if (child < 0)
+        return fail(err, errlen, "--jail: fork");
+    if (child > 0) {
+        close(sync[0]);
+        supervise(j, child, sync[1]);
+    }
+    close(sync[1]);
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    char byte = 0;
+    ssize_t n;
+    while ((n = read(sync[0], &byte, 1)) < 0 && errno == EINTR) {
+    }
+    close(sync[0]);
+    if (n != 1)
+        _exit(EXIT_FAILURE); /* the parent died before it released us */
+    j->cleanup[0] = j->cleanup[1] = NULL; /* the parent removes them */
+    snprintf(j->root_dir, sizeof(j->root_dir), "/tmp/kvmc-jail-%d", (int)parent);
+    return 0;
+}
+
+/* mkdir -p inside the new root. */
+static int make_dirs(char *path)
+{
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = 0;
+            int r = mkdir(path, 0755);
+            *p = '/';
+            if (r < 0 && errno != EEXIST)
+                return -1;
+        }
+    return mkdir(path, 0755) < 0 && errno != EEXIST ? -1 : 0;
+}
+
+static int build_root(struct jail *j, char *err, size_t errlen)
+{
+    const char *root = j->root_dir;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return fail(err, errlen, "--jail: making mounts private");
+    if (mkdir(root, 0700) < 0 && errno != EEXIST)
+        return fail(err, errlen, "--jail: mkdir %s", root);
+    if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755") < 0)
+        return fail(err, errlen, "--jail: tmpfs on %s", root);
+    const unsigned long locked = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    for (unsigned i = 0; i < j->nbinds; i++) {
+        char target[PATH_MAX];
+        if (snprintf(target, sizeof(target), "%s%s", root, j->binds[i]) >= (int)sizeof(target) ||
+            make_dirs(target) < 0 ||
+            mount(j->binds[i], target, NULL, MS_BIND | MS_REC, NULL) < 0 ||
+            mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | locked, NULL) < 0)
+            return fail(err, errlen, "--jail: making %s visible inside", j->binds[i]);
+    }
+    /* pivot_root(".", "."): the old root ends up on top and is detached. */
+    if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
+        return fail(err, errlen, "--jail: pivot_root into %s", root);
+    if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | locked, NULL) < 0)
+        return fail(err, errlen, "--jail: making the new root read-only");
+    return 0;
+}
+
+static int drop_privileges(struct jail *j, char *err, size_t errlen)
+{
+    /* The bounding set needs CAP_SETPCAP, so it goes before the uid. */
+    for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+            return fail(err, errlen, "--jail: dropping capability %d", cap);
+    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+    if (j->as_root && (setgroups(0, NULL) < 0 || setresgid(j->gid, j->gid, j->gid) < 0 ||
+                       setresuid(j->uid, j->uid, j->uid) < 0))
+        return fail(err, errlen, "--jail: switching to uid %u gid %u", j->uid, j->gid);
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct none[2] = {{0}};
+    if (syscall(SYS_capset, &hdr, none) < 0)
+        return fail(err, errlen, "--jail: clearing capabilities");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        return fail(err, errlen, "--jail: PR_SET_NO_NEW_PRIVS");
+    return 0;
+}
+
+int jail_lock_down(struct jail *j, char *err, size_t errlen)
+{
+    int flags = CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS;
+    if (!j->keep_host_network)
+        flags |= CLONE_NEWNET;
+    if (unshare(flags) < 0)
+        return fail(err, errlen, "--jail: new mount/IPC/UTS%s namespaces",
+                    j->keep_host_network ? "" : "/network");
+    read_namespaces(j->ns_after);
+    if (sethostname("kvmc-jail", 9) < 0)
+        return fail(err, errlen, "--jail: sethostname");
+    if (build_root(j, err, errlen) < 0)
+        return -1;
+    return drop_privileges(j, err, errlen);
+}
+
+void jail_report(const struct jail *j, FILE *out)
+{
+    uid_t ruid, euid, suid;
+    gid_t rgid, egid, sgid;
+    getresuid(&ruid, &euid, &suid);
+    getresgid(&rgid, &egid, &sgid);
+    struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
+    struct __user_cap_data_struct caps[2] = {{0}};
+    syscall(SYS_capget, &hdr, caps);
+    unsigned long long eff = caps[0].effective | (unsigned long long)caps[1].effective << 32;
+    unsigned long long prm = caps[0].permitted | (unsigned long long)caps[1].permitted << 32;
+    int bounding = 0;
+    for (int cap = 0; prctl(PR_CAPBSET_READ, cap, 0, 0, 0) >= 0; cap++)
+        bounding += prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1;
+    char host[64] = "";
+    gethostname(host, sizeof(host) - 1);
+    fprintf(out, "jail: pid=%d uid=%u gid=%u groups=%d caps=%llx/%llx bounding=%d "
+                 "no_new_privs=%d hostname=%s root=[",
+            (int)getpid(), (unsigned)euid, (unsigned)egid, getgroups(0, NULL), eff, prm,
+            bounding, prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), host);
+    DIR *d = opendir("/");
+    const char *sep = "";
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+            fprintf(out, "%s%s", sep, e->d_name);
+            sep = ",";
+        }
+    if (d)
+        closedir(d);
+    fprintf(out, "] root_writable=%d netifs=[", access("/", W_OK) == 0);
+    struct if_nameindex *ifs = if_nameindex();
+    sep = "";
+    for (struct if_nameindex *i = ifs; i && i->if_index; i++) {
+        fprintf(out, "%s%s", sep, i->if_name);
+        sep = ",";
+    }
+    if (ifs)
+        if_freenameindex(ifs);
+    fprintf(out, "] new_ns=[");
+    sep = "";
+    for (unsigned i = 0; i < 6; i++) {
+        /* PID: the child's namespace came with the fork; getpid() shows it. */
+        bool changed = i == 1 ? getpid() == 1 : j->ns_after[i] != j->ns_before[i];
+        if (changed) {
+            fprintf(out, "%s%s", sep, ns_names[i]);
+            sep = ",";
+        }
+    }
+    if (j->cgroup[0])
+        fprintf(out, "] cgroup=%s memory.max=%llu pids.max=%u\n", j->cgroup,
+                (unsigned long long)j->memory_limit, j->pids_limit);
+    else
+        fprintf(out, "] cgroup=none (%s)\n", j->cgroup_note);
+    fflush(out);
+}

@@ -1,0 +1,50 @@
+/* `kvmc run --jail`: least privilege for the VMM process, in two steps.
+ *
+ * 1. jail_fork(), before the VM exists: new PID namespace (and a user
+ *    namespace when not started as root), a cgroup v2 with memory and pids
+ *    limits when the host has a writable one, and a fork. The parent stays
+ *    outside, waits, and exits with the child's status; the child is PID 1
+ *    of the new namespace and goes on to create the VM.
+ * 2. jail_lock_down(), after the VM is created, so every file it needs
+ *    (kernel, disks, /dev/kvm, taps, listening sockets) is already open:
+ *    new mount, IPC, UTS and (unless user networking needs the host's)
+ *    network namespaces; an empty read-only tmpfs as the root, holding only
+ *    the directories of vsock sockets (guest connections open them by
+ *    path); then no supplementary groups, the jail uid/gid (when root), no
+ *    capabilities, and PR_SET_NO_NEW_PRIVS. seccomp comes after, as usual.
+ */
+#ifndef KVMC_CLI_JAIL_H
+#define KVMC_CLI_JAIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define JAIL_MAX_BINDS 2
+
+struct jail {
+    unsigned uid, gid;        /* dropped to when started as root */
+    bool keep_host_network;   /* user networking opens host sockets later */
+    uint64_t memory_limit;    /* cgroup memory.max, bytes */
+    unsigned pids_limit;      /* cgroup pids.max */
+    const char *binds[JAIL_MAX_BINDS]; /* host directories visible inside */
+    unsigned nbinds;
+    const char *cleanup[2];   /* files the parent removes after the child ends */
+    /* filled in by the steps */
+    char root_dir[64];        /* where the new root is built (host /tmp) */
+    bool as_root;             /* started as real root: no user namespace */
+    char cgroup[256];         /* the cgroup made for the child, or "" */
+    char cgroup_note[160];    /* why there is none */
+    unsigned long ns_before[6], ns_after[6]; /* namespace inodes */
+};
+
+/* Step 1. Returns 0 in the child; in the parent it never returns. On error,
+ * -1 with a message in err. */
+int jail_fork(struct jail *j, char *err, size_t errlen);
+/* Step 2. 0, or -1 with a message in err. */
+int jail_lock_down(struct jail *j, char *err, size_t errlen);
+/* One line describing the jail as the process sees it from inside. */
+void jail_report(const struct jail *j, FILE *out);
+
+#endif

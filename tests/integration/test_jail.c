@@ -1,0 +1,204 @@
+/* `kvmc run --jail`, checked from inside the jailed process (the
+ * --jail-report line it prints just before starting the VM) and by what the
+ * guest can still do: disks, rng and vsock in both directions work jailed.
+ * These tests run as root, as CI does: then kvmc also switches to uid and
+ * gid 65534. */
+#include <criterion/criterion.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <linux/magic.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+struct run {
+    int status;
+    char out[16384], err[4096];
+};
+
+static void slurp(int fd, char *buf, size_t cap)
+{
+    lseek(fd, 0, SEEK_SET);
+    ssize_t n = read(fd, buf, cap - 1);
+    buf[n > 0 ? n : 0] = 0;
+    close(fd);
+}
+
+static void run_kvmc(struct run *r, char *const argv[])
+{
+    char out_path[] = "/tmp/kvmc-jail-out-XXXXXX", err_path[] = "/tmp/kvmc-jail-err-XXXXXX";
+    int out = mkstemp(out_path), err = mkstemp(err_path);
+    unlink(out_path);
+    unlink(err_path);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int in = open("/dev/null", O_RDONLY);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        execv(KVMC_CLI, argv);
+        _exit(127);
+    }
+    int status;
+    waitpid(pid, &status, 0);
+    r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    slurp(out, r->out, sizeof(r->out));
+    slurp(err, r->err, sizeof(r->err));
+}
+
+static void assert_report_has(const struct run *r, const char *want)
+{
+    cr_assert(strstr(r->err, want), "jail report lacks '%s':\n%s", want, r->err);
+}
+
+Test(jail, every_property_holds_inside_and_the_guest_still_runs)
+{
+    cr_assert_eq(geteuid(), 0, "these tests need root, as in CI");
+    char disk[] = "/tmp/kvmc-jail-disk-XXXXXX";
+    int fd = mkstemp(disk);
+    cr_assert(fd >= 0 && ftruncate(fd, 64 * 512) == 0);
+    close(fd);
+    char disk_arg[64];
+    snprintf(disk_arg, sizeof(disk_arg), "%s,serial=jailed", disk);
+    char *argv[] = {KVMC_CLI, "run", "--jail-report", "--kernel", KVMC_TEST_GUEST_ELF,
+                    "--mem", "64M", "--disk", disk_arg, "--rng", "--cmdline",
+                    "kvmc.test=virtio", NULL};
+    struct run r;
+    run_kvmc(&r, argv);
+    unlink(disk);
+    cr_assert_eq(r.status, 0, "status %d\nstdout:\n%s\nstderr:\n%s", r.status, r.out, r.err);
+    cr_assert(strstr(r.out, "sector 5 write+read ok, serial jailed"), "%s", r.out);
+    cr_assert(strstr(r.out, "virtio: 2 devices"), "%s", r.out);
+
+    assert_report_has(&r, "jail: pid=1 ");            /* PID namespace, and init in it */
+    assert_report_has(&r, " uid=65534 gid=65534 groups=0 ");
+    assert_report_has(&r, " caps=0/0 bounding=0 ");   /* no capabilities at all */
+    assert_report_has(&r, " no_new_privs=1 ");
+    assert_report_has(&r, " hostname=kvmc-jail ");    /* UTS namespace */
+    assert_report_has(&r, " root=[] root_writable=0 "); /* empty read-only root */
+    assert_report_has(&r, " netifs=[lo] ");           /* no host interfaces */
+    assert_report_has(&r, " new_ns=[mnt,pid,net,ipc,uts] ");
+    struct statfs fs;
+    if (statfs("/sys/fs/cgroup", &fs) == 0 && fs.f_type == CGROUP2_SUPER_MAGIC)
+        assert_report_has(&r, " memory.max=335544320 pids.max=66");
+    else
+        assert_report_has(&r, " cgroup=none (no cgroup v2 at /sys/fs/cgroup)");
+}
+
+Test(jail, user_networking_keeps_the_host_network_namespace)
+{
+    char *argv[] = {KVMC_CLI, "run", "--jail-report", "--mem", "64M", "--net", "user", NULL};
+    struct run r;
+    run_kvmc(&r, argv);
+    cr_assert_eq(r.status, 0, "stderr:\n%s", r.err);
+    assert_report_has(&r, " new_ns=[mnt,pid,ipc,uts] ");
+    cr_assert_not(strstr(r.err, "netifs=[lo] "), "host interfaces stay visible:\n%s", r.err);
+}
+
+Test(jail, bad_jail_user_is_one_line)
+{
+    char *argv[] = {KVMC_CLI, "run", "--jail", "--jail-user", "0", NULL};
+    struct run r;
+    run_kvmc(&r, argv);
+    cr_assert_eq(r.status, 2);
+    cr_assert(strstr(r.err, "kvmc: --jail-user 0: use UID or UID:GID"), "%s", r.err);
+}
+
+/* vsock through the jail: the socket directory is the only thing visible
+ * in the jail's root, so guest connections reach host listeners, and host
+ * programs reach the guest through the socket kvmc opened before. */
+struct host_side {
+    char dir[64], uds[96];
+    int echo_listener;
+    char seen[64], pong[8];
+};
+
+static void *echo_in_capitals(void *arg)
+{
+    struct host_side *h = arg;
+    int c = accept(h->echo_listener, NULL, NULL);
+    ssize_t n = c < 0 ? -1 : recv(c, h->seen, sizeof(h->seen) - 1, 0);
+    char up[64];
+    for (ssize_t i = 0; i < n; i++)
+        up[i] = (char)toupper((unsigned char)h->seen[i]);
+    if (n > 0)
+        send(c, up, (size_t)n, 0);
+    char rest[8];
+    while (c >= 0 && recv(c, rest, sizeof(rest), 0) > 0) {
+    }
+    if (c >= 0)
+        close(c);
+    return NULL;
+}
+
+static void *connect_to_guest(void *arg)
+{
+    struct host_side *h = arg;
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s", h->uds);
+    for (int i = 0; i < 1000; i++, usleep(10000)) {
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+            close(fd);
+            continue;
+        }
+        char line[32] = {0};
+        send(fd, "CONNECT 6000\n", 13, 0);
+        for (unsigned n = 0; n < sizeof(line) - 1 && recv(fd, line + n, 1, 0) == 1 &&
+                             line[n] != '\n';
+             n++) {
+        }
+        if (strncmp(line, "OK ", 3) == 0 && send(fd, "ping", 4, 0) == 4)
+            recv(fd, h->pong, 4, MSG_WAITALL);
+        close(fd);
+        return NULL;
+    }
+    return NULL;
+}
+
+Test(jail, vsock_works_both_ways_from_inside)
+{
+    struct host_side h = {.dir = "/tmp/kvmc-jail-vsock-XXXXXX"};
+    cr_assert(mkdtemp(h.dir));
+    chmod(h.dir, 0755); /* the jail user must reach the listeners */
+    snprintf(h.uds, sizeof(h.uds), "%s/v.sock", h.dir);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s_5000", h.uds);
+    h.echo_listener = socket(AF_UNIX, SOCK_STREAM, 0);
+    cr_assert(bind(h.echo_listener, (struct sockaddr *)&a, sizeof(a)) == 0);
+    chmod(a.sun_path, 0777);
+    listen(h.echo_listener, 4);
+    pthread_t echo, host;
+    pthread_create(&echo, NULL, echo_in_capitals, &h);
+    pthread_create(&host, NULL, connect_to_guest, &h);
+    char vsock_arg[128];
+    snprintf(vsock_arg, sizeof(vsock_arg), "cid=3,uds=%s", h.uds);
+    char *argv[] = {KVMC_CLI, "run", "--jail-report", "--kernel", KVMC_TEST_GUEST_ELF,
+                    "--mem", "64M", "--vsock", vsock_arg, "--cmdline", "kvmc.test=vsock",
+                    NULL};
+    struct run r;
+    run_kvmc(&r, argv);
+    pthread_join(host, NULL);
+    shutdown(h.echo_listener, SHUT_RDWR);
+    pthread_join(echo, NULL);
+    close(h.echo_listener);
+    unlink(a.sun_path);
+    struct stat st;
+    bool uds_left = stat(h.uds, &st) == 0;
+    rmdir(h.dir);
+    cr_assert_eq(r.status, 0, "stdout:\n%s\nstderr:\n%s", r.out, r.err);
+    cr_assert(strstr(r.out, "refused ok, guest->host reply 'HELLO VSOCK', close ok, "
+                            "host->guest got 'ping', host closed"),
+              "%s", r.out);
+    cr_assert_str_eq(h.pong, "pong");
+    assert_report_has(&r, " root=[tmp] "); /* /tmp/kvmc-jail-vsock-*, nothing else */
+    cr_assert_not(uds_left, "the parent outside the jail removed %s", h.uds);
+}
