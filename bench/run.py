@@ -399,7 +399,7 @@ def main():
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_yticks(list(y))
         ax.set_yticklabels(labels)
-        ax.set_xlabel("ratio (lower is better for times and memory; higher for VMs/s)")
+        ax.set_xlabel("ratio (lower is better for times and memory; higher for VMs/s and MB/s)")
         ax.legend()
         fig.tight_layout()
         fig.savefig(os.path.join(args.out, "ratios.png"), dpi=100)

@@ -1,6 +1,7 @@
 /* kvmc: command-line front end of libkvmc. */
 #include <errno.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -339,6 +340,11 @@ static int cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* One malloc arena: each kvmc thread mallocs a little once (building its
+     * seccomp filter) and never on a hot path, and a per-thread arena costs
+     * 30-40 KiB of resident memory each (measured: 2.10 MiB beyond guest RAM
+     * per idle VM with them). */
+    mallopt(M_ARENA_MAX, 1);
     if (argc < 2) {
         fputs(usage_main, stderr);
         return EXIT_USAGE;
