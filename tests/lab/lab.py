@@ -143,6 +143,15 @@ def make_cpio(stage, out):
             input=files.encode(), stdout=f)
 
 
+def find_library(soname):
+    """The path ld.so would load soname from (ldconfig's cache)."""
+    out = subprocess.run(["/sbin/ldconfig", "-p"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.strip().startswith(soname + " ") and "x86-64" in line:
+            return line.split("=>")[-1].strip()
+    raise RuntimeError(f"{soname} not found (apt-get install libslirp0)")
+
+
 def copy_with_libs(binary, stage):
     """Copies a dynamically linked program and the libraries it needs."""
     dest = os.path.join(stage, binary.lstrip("/"))
@@ -205,6 +214,8 @@ def build_images(work, kernel_root, kver, kvmc):
         shutil.copy2(os.path.join(mods, rel), os.path.join(l1, "modules"))
     shutil.copy2(vsock_peer, os.path.join(l1, "bin", "vsock-peer"))
     copy_with_libs(os.path.abspath(kvmc), l1)
+    # kvmc loads libslirp with dlopen, only for --net user: ldd cannot see it.
+    copy_with_libs(find_library("libslirp.so.0"), l1)
     os.symlink(os.path.abspath(kvmc), os.path.join(l1, "bin", "kvmc"))
     os.makedirs(os.path.join(l1, "l2"))
     shutil.copy2(vmlinuz, os.path.join(l1, "l2", "vmlinuz"))
