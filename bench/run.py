@@ -332,7 +332,8 @@ def main():
     print("block and net throughput ...", flush=True)
     tsc_hz = float(subprocess.run([floor, "--tsc-hz"], capture_output=True, text=True,
                                   check=True).stdout)
-    image = os.path.join(args.out if os.path.isdir(args.out) else b, "bench-disk.img")
+    os.makedirs(args.out, exist_ok=True)
+    image = os.path.join(args.out, "bench-disk.img")
     mib = 16 if args.quick else 64
     with open(image, "wb") as f:
         f.truncate(2 * mib << 20)
@@ -381,7 +382,6 @@ def main():
     print(f"net: the host sink received {100 * r['net_tx_delivered_kvmc']:.0f}% (kvmc) and "
           f"{100 * r['net_tx_delivered_qemu']:.0f}% (QEMU) of the datagrams sent")
 
-    os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(r, f, indent=2)
     try:

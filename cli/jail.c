@@ -154,9 +154,7 @@ _Noreturn static void supervise(struct jail *j, pid_t child, int release_fd)
     for (unsigned i = 0; i < 2; i++)
         if (j->cleanup[i])
             unlink(j->cleanup[i]);
-    char root[64];
-    snprintf(root, sizeof(root), "/tmp/kvmc-jail-%d", (int)getpid());
-    rmdir(root);
+    rmdir(j->root_dir);
     if (j->cgroup[0])
         rmdir(j->cgroup);
     fflush(NULL);
@@ -172,10 +170,11 @@ int jail_fork(struct jail *j, char *err, size_t errlen)
     if (unshare(CLONE_NEWPID) < 0)
         return fail(err, errlen, "--jail: new PID namespace");
     make_cgroup(j);
+    /* Built by the child in its mount namespace, removed by the parent. */
+    snprintf(j->root_dir, sizeof(j->root_dir), "/tmp/kvmc-jail-%d", (int)getpid());
     int sync[2];
     if (pipe2(sync, O_CLOEXEC) < 0)
         return fail(err, errlen, "--jail: pipe");
-    pid_t parent = getpid();
     pid_t child = fork();
     if (child < 0)
         return fail(err, errlen, "--jail: fork");
@@ -192,8 +191,6 @@ int jail_fork(struct jail *j, char *err, size_t errlen)
     close(sync[0]);
     if (n != 1)
         _exit(EXIT_FAILURE); /* the parent died before it released us */
-    j->cleanup[0] = j->cleanup[1] = NULL; /* the parent removes them */
-    snprintf(j->root_dir, sizeof(j->root_dir), "/tmp/kvmc-jail-%d", (int)parent);
     return 0;
 }
 

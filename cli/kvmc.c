@@ -1,5 +1,6 @@
 /* kvmc: command-line front end of libkvmc. */
 #include <errno.h>
+#include <libgen.h>
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -239,17 +240,17 @@ static bool plan_jail(struct run_options *o, struct jail *j, char *err, size_t e
         if (strncmp(o->nets[i], "user", 4) == 0)
             j->keep_host_network = true; /* slirp connects out from the host */
     if (o->vsock_path) {
-        /* Guest connections open "<uds>_<port>" by path, from inside. */
-        const char *slash = strrchr(o->vsock_path, '/');
-        char dir[PATH_MAX];
-        snprintf(dir, sizeof(dir), "%.*s", slash ? (int)(slash - o->vsock_path) : 1,
-                 slash ? (slash == o->vsock_path ? "/" : o->vsock_path) : ".");
-        if (!realpath(dir, vsock_dir)) {
-            snprintf(err, errlen, "--vsock: directory %.256s: %s", dir, strerror(errno));
+        /* Guest connections open "<uds>_<port>" by path, from inside: make
+         * it absolute and keep its directory. */
+        char copy[PATH_MAX];
+        snprintf(copy, sizeof(copy), "%s", o->vsock_path);
+        const char *base = strrchr(o->vsock_path, '/');
+        if (!realpath(dirname(copy), vsock_dir)) {
+            snprintf(err, errlen, "--vsock %.256s: its directory: %s", o->vsock_path,
+                     strerror(errno));
             return false;
         }
-        snprintf(vsock_abs, sizeof(vsock_abs), "%s/%s", strcmp(vsock_dir, "/") ? vsock_dir : "",
-                 slash ? slash + 1 : o->vsock_path);
+        snprintf(vsock_abs, sizeof(vsock_abs), "%s/%s", vsock_dir, base ? base + 1 : o->vsock_path);
         o->vsock_path = vsock_abs;
         j->cleanup[1] = vsock_abs;
         if (strcmp(vsock_dir, "/") != 0)

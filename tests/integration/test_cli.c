@@ -9,21 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-struct cli_result {
-    int status;
-    char out[16384];
-    char err[4096];
-};
-
-static void slurp(const char *path, char *buf, size_t cap)
-{
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, cap - 1, f) : 0;
-    buf[n] = '\0';
-    if (f)
-        fclose(f);
-    unlink(path);
-}
+#include "cli_run.h"
 
 /* Runs kvmc with the NULL-terminated arguments, stdin from /dev/null. */
 static void run_cli(struct cli_result *r, ...)
@@ -34,25 +20,7 @@ static void run_cli(struct cli_result *r, ...)
     for (int i = 1; i < 31 && (argv[i] = va_arg(ap, char *)); i++)
         ;
     va_end(ap);
-    char out_path[] = "/tmp/kvmc-cli-out-XXXXXX", err_path[] = "/tmp/kvmc-cli-err-XXXXXX";
-    int out = mkstemp(out_path), err = mkstemp(err_path);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        dup2(in, 0);
-        dup2(out, 1);
-        dup2(err, 2);
-        execv(KVMC_CLI, argv);
-        _exit(127);
-    }
-    close(out);
-    close(err);
-    int status;
-    waitpid(pid, &status, 0);
-    r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    slurp(out_path, r->out, sizeof(r->out));
-    slurp(err_path, r->err, sizeof(r->err));
+    cli_run(r, argv);
 }
 
 static void assert_one_line_error(const struct cli_result *r, const char *want)
@@ -208,8 +176,12 @@ Test(cli, console_to_file)
     run_cli(&r, "run", "--console", arg, NULL);
     cr_assert_eq(r.status, 0, "%s", r.err);
     cr_assert_str_empty(r.out, "nothing on stdout when the console goes to a file");
-    char buf[4096];
-    slurp(path, buf, sizeof(buf));
+    char buf[4096] = "";
+    FILE *f = fopen(path, "r");
+    cr_assert(f);
+    buf[fread(buf, 1, sizeof(buf) - 1, f)] = '\0';
+    fclose(f);
+    unlink(path);
     cr_assert(strstr(buf, "self-check: ok"), "%s", buf);
 }
 

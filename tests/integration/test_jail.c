@@ -5,7 +5,6 @@
  * gid 65534. */
 #include <criterion/criterion.h>
 #include <ctype.h>
-#include <fcntl.h>
 #include <linux/magic.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -15,46 +14,11 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-struct run {
-    int status;
-    char out[16384], err[4096];
-};
+#include "cli_run.h"
 
-static void slurp(int fd, char *buf, size_t cap)
-{
-    lseek(fd, 0, SEEK_SET);
-    ssize_t n = read(fd, buf, cap - 1);
-    buf[n > 0 ? n : 0] = 0;
-    close(fd);
-}
-
-static void run_kvmc(struct run *r, char *const argv[])
-{
-    char out_path[] = "/tmp/kvmc-jail-out-XXXXXX", err_path[] = "/tmp/kvmc-jail-err-XXXXXX";
-    int out = mkstemp(out_path), err = mkstemp(err_path);
-    unlink(out_path);
-    unlink(err_path);
-    pid_t pid = fork();
-    cr_assert(pid >= 0);
-    if (pid == 0) {
-        int in = open("/dev/null", O_RDONLY);
-        dup2(in, 0);
-        dup2(out, 1);
-        dup2(err, 2);
-        execv(KVMC_CLI, argv);
-        _exit(127);
-    }
-    int status;
-    waitpid(pid, &status, 0);
-    r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    slurp(out, r->out, sizeof(r->out));
-    slurp(err, r->err, sizeof(r->err));
-}
-
-static void assert_report_has(const struct run *r, const char *want)
+static void assert_report_has(const struct cli_result *r, const char *want)
 {
     cr_assert(strstr(r->err, want), "jail report lacks '%s':\n%s", want, r->err);
 }
@@ -71,8 +35,8 @@ Test(jail, every_property_holds_inside_and_the_guest_still_runs)
     char *argv[] = {KVMC_CLI, "run", "--jail-report", "--kernel", KVMC_TEST_GUEST_ELF,
                     "--mem", "64M", "--disk", disk_arg, "--rng", "--cmdline",
                     "kvmc.test=virtio", NULL};
-    struct run r;
-    run_kvmc(&r, argv);
+    struct cli_result r;
+    cli_run(&r, argv);
     unlink(disk);
     cr_assert_eq(r.status, 0, "status %d\nstdout:\n%s\nstderr:\n%s", r.status, r.out, r.err);
     cr_assert(strstr(r.out, "sector 5 write+read ok, serial jailed"), "%s", r.out);
@@ -96,8 +60,8 @@ Test(jail, every_property_holds_inside_and_the_guest_still_runs)
 Test(jail, user_networking_keeps_the_host_network_namespace)
 {
     char *argv[] = {KVMC_CLI, "run", "--jail-report", "--mem", "64M", "--net", "user", NULL};
-    struct run r;
-    run_kvmc(&r, argv);
+    struct cli_result r;
+    cli_run(&r, argv);
     cr_assert_eq(r.status, 0, "stderr:\n%s", r.err);
     assert_report_has(&r, " new_ns=[mnt,pid,ipc,uts] ");
     cr_assert_not(strstr(r.err, "netifs=[lo] "), "host interfaces stay visible:\n%s", r.err);
@@ -106,8 +70,8 @@ Test(jail, user_networking_keeps_the_host_network_namespace)
 Test(jail, bad_jail_user_is_one_line)
 {
     char *argv[] = {KVMC_CLI, "run", "--jail", "--jail-user", "0", NULL};
-    struct run r;
-    run_kvmc(&r, argv);
+    struct cli_result r;
+    cli_run(&r, argv);
     cr_assert_eq(r.status, 2);
     cr_assert(strstr(r.err, "kvmc: --jail-user 0: use UID or UID:GID"), "%s", r.err);
 }
@@ -184,8 +148,8 @@ Test(jail, vsock_works_both_ways_from_inside)
     char *argv[] = {KVMC_CLI, "run", "--jail-report", "--kernel", KVMC_TEST_GUEST_ELF,
                     "--mem", "64M", "--vsock", vsock_arg, "--cmdline", "kvmc.test=vsock",
                     NULL};
-    struct run r;
-    run_kvmc(&r, argv);
+    struct cli_result r;
+    cli_run(&r, argv);
     pthread_join(host, NULL);
     shutdown(h.echo_listener, SHUT_RDWR);
     pthread_join(echo, NULL);

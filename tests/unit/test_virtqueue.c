@@ -229,3 +229,33 @@ Test(virtqueue, longest_legal_chain)
     cr_assert_eq(virtq_pop(&q, &gm, chain), 1);
     cr_assert_eq(chain->count, FQ_SIZE);
 }
+
+/* The device tells the driver not to notify while it is consuming, turns
+ * notifications back on when it finds the ring empty, and starts every
+ * queue with them on, whatever an earlier life of the ring left there. */
+Test(virtqueue, notification_suppression)
+{
+    uint16_t flags;
+    fq_desc(&gm, FQ_DESC, 0, FQ_DATA, 16, 0, 0);
+    fq_desc(&gm, FQ_DESC, 1, FQ_DATA, 16, 0, 0);
+    fq_offer(&gm, &avail_idx, 0);
+    fq_offer(&gm, &avail_idx, 1);
+    cr_assert_eq(virtq_pop(&q, &gm, chain), 1);
+    gm_read(&gm, FQ_USED, &flags, 2);
+    cr_assert_eq(flags, VRING_USED_F_NO_NOTIFY, "consuming: no notifies needed");
+    cr_assert_eq(virtq_pop(&q, &gm, chain), 1);
+    cr_assert_eq(virtq_pop(&q, &gm, chain), 0);
+    gm_read(&gm, FQ_USED, &flags, 2);
+    cr_assert_eq(flags, 0, "empty: the driver must notify again");
+
+    flags = VRING_USED_F_NO_NOTIFY; /* left over from before a reset */
+    gm_write(&gm, FQ_USED, &flags, 2);
+    virtq_reset(&q);
+    q.size = FQ_SIZE;
+    q.desc_gpa = FQ_DESC;
+    q.avail_gpa = FQ_AVAIL;
+    q.used_gpa = FQ_USED;
+    cr_assert(virtq_validate(&q, &gm));
+    gm_read(&gm, FQ_USED, &flags, 2);
+    cr_assert_eq(flags, 0, "a queue starts with notifications on");
+}

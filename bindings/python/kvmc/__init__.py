@@ -314,14 +314,17 @@ class VM:
         with self._lock:
             return self._console.decode(errors="replace")
 
-    def wait_for_console(self, text: str, timeout: float = 30.0) -> str:
-        """Blocks until the console output contains text; returns the output."""
+    def _wait_for(self, buffer: bytearray, what: str, text: str, timeout: float) -> str:
         needle = text.encode()
         with self._console_cond:
-            if not self._console_cond.wait_for(lambda: needle in self._console, timeout):
-                raise TimeoutError(f"console never showed {text!r}; got:\n"
-                                   f"{self._console.decode(errors='replace')}")
-            return self._console.decode(errors="replace")
+            if not self._console_cond.wait_for(lambda: needle in buffer, timeout):
+                raise TimeoutError(f"{what} never showed {text!r}; got:\n"
+                                   f"{buffer.decode(errors='replace')}")
+            return buffer.decode(errors="replace")
+
+    def wait_for_console(self, text: str, timeout: float = 30.0) -> str:
+        """Blocks until the console output contains text; returns the output."""
+        return self._wait_for(self._console, "console", text, timeout)
 
     @property
     def virtio_console_text(self) -> str:
@@ -331,12 +334,7 @@ class VM:
 
     def wait_for_virtio_console(self, text: str, timeout: float = 30.0) -> str:
         """Blocks until the virtio console output contains text."""
-        needle = text.encode()
-        with self._console_cond:
-            if not self._console_cond.wait_for(lambda: needle in self._vconsole, timeout):
-                raise TimeoutError(f"virtio console never showed {text!r}; got:\n"
-                                   f"{self._vconsole.decode(errors='replace')}")
-            return self._vconsole.decode(errors="replace")
+        return self._wait_for(self._vconsole, "virtio console", text, timeout)
 
     def virtio_console_write(self, data: bytes) -> int:
         """Queues input for the guest's virtio console; returns how many bytes

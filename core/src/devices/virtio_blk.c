@@ -43,12 +43,10 @@
 #define BLK_WORKERS 4 /* requests executing at once */
 #define BLK_SLOTS 16  /* requests popped from the ring and not yet completed */
 
-struct virtio_blk;
-
 /* One request from pop to completion; owned by a worker while it runs. */
 struct blk_request {
     struct iopool_job job; /* first: the pool hands this back */
-    struct virtio_blk *blk;
+    struct virtio_dev *dev;
     unsigned qi;
     uint8_t *status;       /* where the status goes; NULL: nowhere to put it */
     struct virtio_ticket ticket;
@@ -61,7 +59,6 @@ struct virtio_blk {
     uint64_t sectors;
     char serial[VIRTIO_BLK_ID_BYTES];
     struct virtio_blk_config config;
-    struct virtio_dev *dev;
     struct iopool *pool;  /* NULL until attached: requests run inline */
     int resume_fd;        /* a worker freed a slot the I/O thread waited for */
     pthread_mutex_t lock; /* guards the free slots and `starved` */
@@ -244,15 +241,16 @@ static void prepare_request(struct blk_request *r)
  * completes it and frees its slot. */
 static bool finish_request(struct blk_request *r, int flags)
 {
+    struct virtio_blk *blk = r->dev->impl;
     uint32_t data_in = 0;
     if (r->status) {
-        uint8_t status = execute(r->blk, &r->chain, r->chain.writable - 1, &data_in, flags);
+        uint8_t status = execute(blk, &r->chain, r->chain.writable - 1, &data_in, flags);
         if (status == BLK_WOULD_BLOCK)
             return false;
         *r->status = status;
     }
-    virtio_complete(r->blk->dev, r->qi, &r->ticket, r->status ? data_in + 1 : 0);
-    put_slot(r->blk, r);
+    virtio_complete(r->dev, r->qi, &r->ticket, r->status ? data_in + 1 : 0);
+    put_slot(blk, r);
     return true;
 }
 
@@ -266,7 +264,6 @@ static void run_request(struct iopool_job *job)
 static void blk_process(struct virtio_dev *dev, unsigned qi)
 {
     struct virtio_blk *blk = dev->impl;
-    blk->dev = dev;
     struct blk_request *r;
     while ((r = take_slot(blk))) {
         if (!virtio_pop(dev, qi, &r->chain, &r->ticket)) {
@@ -274,7 +271,7 @@ static void blk_process(struct virtio_dev *dev, unsigned qi)
             return;
         }
         r->job.fn = run_request;
-        r->blk = blk;
+        r->dev = dev;
         r->qi = qi;
         prepare_request(r);
         if (!blk->pool)
@@ -293,7 +290,6 @@ static void blk_resume(void *opaque)
 static int blk_attach(struct virtio_dev *dev, struct iothread *io)
 {
     struct virtio_blk *blk = dev->impl;
-    blk->dev = dev;
     blk->resume_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (blk->resume_fd < 0)
         return kvmc_fail_errno(KVMC_EIO, errno, "virtio-blk: eventfd");

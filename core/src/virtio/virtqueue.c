@@ -21,6 +21,16 @@ static uint64_t desc_table_size(uint16_t n) { return 16ull * n; }
 static uint64_t avail_ring_size(uint16_t n) { return 6 + 2ull * n; }
 static uint64_t used_ring_size(uint16_t n) { return 6 + 8ull * n; }
 
+/* Sets the used ring's flags (the device's half of notification control). */
+static void set_no_notify(struct virtq *q, const struct guest_memory *gm, bool off)
+{
+    uint8_t *used = gm_ptr(gm, q->used_gpa, used_ring_size(q->size));
+    if (!used)
+        return;
+    __atomic_store_n((uint16_t *)used, off ? VRING_USED_F_NO_NOTIFY : 0, __ATOMIC_RELAXED);
+    q->notify_off = off;
+}
+
 bool virtq_validate(struct virtq *q, const struct guest_memory *gm)
 {
     if (q->size == 0 || q->size > VIRTQ_MAX_SIZE || (q->size & (q->size - 1))) {
@@ -35,6 +45,9 @@ bool virtq_validate(struct virtq *q, const struct guest_memory *gm)
         mark_broken(q, "ring addresses misaligned or outside guest RAM (size %u)", q->size);
         return false;
     }
+    /* The used ring's flags are ours: a ring reused after a reset may still
+     * say NO_NOTIFY from before, and the driver would never notify again. */
+    set_no_notify(q, gm, false);
     return true;
 }
 
@@ -102,16 +115,6 @@ static int walk_indirect(struct virtq *q, const struct guest_memory *gm,
             return 0;
         i = d.next;
     }
-}
-
-/* Sets the used ring's flags (the device's half of notification control). */
-static void set_no_notify(struct virtq *q, const struct guest_memory *gm, bool off)
-{
-    uint8_t *used = gm_ptr(gm, q->used_gpa, used_ring_size(q->size));
-    if (!used)
-        return;
-    __atomic_store_n((uint16_t *)used, off ? VRING_USED_F_NO_NOTIFY : 0, __ATOMIC_RELAXED);
-    q->notify_off = off;
 }
 
 int virtq_pop(struct virtq *q, const struct guest_memory *gm, struct virtq_chain *c)

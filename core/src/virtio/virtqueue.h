@@ -38,8 +38,9 @@ struct virtq_chain {
     struct virtq_buf bufs[VIRTQ_MAX_CHAIN];
 };
 
-/* Checks the ring addresses and size once the driver marks the queue ready.
- * Returns false (and marks it broken) if they do not fit guest RAM. */
+/* Checks the ring addresses and size once the driver marks the queue ready,
+ * and clears the used ring's flags (ours to write). Returns false (and
+ * marks it broken) if they do not fit guest RAM. */
 bool virtq_validate(struct virtq *q, const struct guest_memory *gm);
 
 /* Takes the next available chain. Returns 1 with *chain filled, 0 if none is
