@@ -40,7 +40,7 @@ static const char usage_run[] =
     "                [--mem SIZE] [--cpus N] [--console stdio|none|file:PATH]\n"
     "                [--boot auto|linux|pvh] [--mem-backing anon|memfd|hugetlb]\n"
     "                [--disk PATH[,ro][,serial=ID]]... [--rng] [--net SPEC]...\n"
-    "                [--vsock cid=N,uds=PATH] [--virtio-console socket:PATH]\n"
+    "                [--vsock cid=N,uds=PATH] [--virtio-console socket:PATH] [--pit]\n"
     "                [--seccomp on|off] [--jail] [--jail-user UID[:GID]]\n"
     "\n"
     "Boots a guest and waits until it powers off, resets or fails.\n"
@@ -67,6 +67,10 @@ static const char usage_run[] =
     "                        Repeat for more disks (up to 8 virtio devices).\n"
     "                        Linux finds them through ACPI (virtio_mmio driver).\n"
     "      --rng             a virtio-rng device fed from getrandom(2).\n"
+    "      --pit             an i8254 PIT (ports 0x40-0x43, IRQ 0). Off by default:\n"
+    "                        Linux keeps time with kvmclock and the APIC timer,\n"
+    "                        and a PIT makes VM exit about 18 ms slower. Use it\n"
+    "                        for guests that tick or calibrate with the PIT.\n"
     "      --net SPEC        a virtio-net device. SPEC is one of:\n"
     "                        user[,mac=M][,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...\n"
     "                          user-mode networking (libslirp), no root needed:\n"
@@ -178,6 +182,8 @@ static int configure(const struct run_options *o, kvmc_config *cfg)
                                    o->disks[i].serial);
     if (!err && o->rng)
         err = kvmc_config_set_rng(cfg, 1);
+    if (!err && o->pit)
+        err = kvmc_config_set_pit(cfg, 1);
     if (!err && o->vconsole_socket)
         err = kvmc_config_set_virtio_console_socket(cfg, o->vconsole_socket);
     if (!err && o->vsock_cid)

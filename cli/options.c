@@ -152,7 +152,7 @@ static bool parse_jail_user(struct run_options *o, const char *arg, char *err, u
 }
 
 enum { OPT_BOOT = 1000, OPT_MEM_BACKING, OPT_DISK, OPT_RNG, OPT_SECCOMP, OPT_NET, OPT_VSOCK,
-       OPT_VCONSOLE, OPT_JAIL, OPT_JAIL_REPORT, OPT_JAIL_USER };
+       OPT_VCONSOLE, OPT_JAIL, OPT_JAIL_REPORT, OPT_JAIL_USER, OPT_PIT };
 
 bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                        unsigned errlen)
@@ -168,6 +168,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         {"mem-backing", required_argument, NULL, OPT_MEM_BACKING},
         {"disk", required_argument, NULL, OPT_DISK},
         {"rng", no_argument, NULL, OPT_RNG},
+        {"pit", no_argument, NULL, OPT_PIT},
         {"net", required_argument, NULL, OPT_NET},
         {"vsock", required_argument, NULL, OPT_VSOCK},
         {"virtio-console", required_argument, NULL, OPT_VCONSOLE},
@@ -257,6 +258,9 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
             break;
         case OPT_RNG:
             o->rng = true;
+            break;
+        case OPT_PIT:
+            o->pit = true;
             break;
         case OPT_NET:
             if (!parse_net(o, optarg, err, errlen))

@@ -22,6 +22,7 @@ struct run_options {
     struct { const char *path; bool read_only; const char *serial; } disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;
     bool rng;
+    bool pit;                 /* --pit */
     const char *nets[4];      /* --net SPEC, checked by kvmc_config_add_net */
     unsigned nnets;
     unsigned vsock_cid;       /* 0: no vsock */

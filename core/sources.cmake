@@ -10,6 +10,7 @@ set(KVMC_CORE_SOURCES
   src/cpuid.c
   src/vcpu.c
   src/vm.c
+  src/irqchip.c
   src/seccomp.c
   src/boot/e820.c
   src/boot/mptable.c
@@ -22,6 +23,7 @@ set(KVMC_CORE_SOURCES
   src/devices/debug_exit.c
   src/devices/acpi_pm.c
   src/devices/pvpanic.c
+  src/devices/ioapic.c
   src/devices/virtio_blk.c
   src/devices/virtio_rng.c
   src/devices/virtio_console.c

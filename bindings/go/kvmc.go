@@ -132,6 +132,9 @@ type Config struct {
 	CPUs    uint
 	Disks   []Disk
 	RNG     bool
+	// PIT adds an i8254 PIT; off by default (Linux does not need one, and
+	// a PIT makes VM teardown about 18 ms slower).
+	PIT bool
 	// Console receives the guest's COM1 output (from vCPU threads).
 	Console io.Writer
 	// Nets are virtio-net devices: "user", "user,hostfwd=tcp::2222-:22",
@@ -199,7 +202,11 @@ type consoleSink struct {
 func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 	cstr := func(s string) *C.char { return C.CString(s) }
 	steps := []func() C.int{
-		func() C.int { p := cstr(c.Kernel); defer C.free(unsafe.Pointer(p)); return C.kvmc_config_set_kernel(cfg, p) },
+		func() C.int {
+			p := cstr(c.Kernel)
+			defer C.free(unsafe.Pointer(p))
+			return C.kvmc_config_set_kernel(cfg, p)
+		},
 	}
 	if c.Memory != 0 {
 		steps = append(steps, func() C.int { return C.kvmc_config_set_memory(cfg, C.uint64_t(c.Memory)) })
@@ -208,10 +215,18 @@ func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 		steps = append(steps, func() C.int { return C.kvmc_config_set_cpus(cfg, C.unsigned(c.CPUs)) })
 	}
 	if c.Cmdline != "" {
-		steps = append(steps, func() C.int { p := cstr(c.Cmdline); defer C.free(unsafe.Pointer(p)); return C.kvmc_config_set_cmdline(cfg, p) })
+		steps = append(steps, func() C.int {
+			p := cstr(c.Cmdline)
+			defer C.free(unsafe.Pointer(p))
+			return C.kvmc_config_set_cmdline(cfg, p)
+		})
 	}
 	if c.Initrd != "" {
-		steps = append(steps, func() C.int { p := cstr(c.Initrd); defer C.free(unsafe.Pointer(p)); return C.kvmc_config_set_initrd(cfg, p) })
+		steps = append(steps, func() C.int {
+			p := cstr(c.Initrd)
+			defer C.free(unsafe.Pointer(p))
+			return C.kvmc_config_set_initrd(cfg, p)
+		})
 	}
 	for _, d := range c.Disks {
 		d := d
@@ -232,6 +247,9 @@ func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 	}
 	if c.RNG {
 		steps = append(steps, func() C.int { return C.kvmc_config_set_rng(cfg, 1) })
+	}
+	if c.PIT {
+		steps = append(steps, func() C.int { return C.kvmc_config_set_pit(cfg, 1) })
 	}
 	if c.Console != nil {
 		h := cgo.NewHandle(&consoleSink{w: c.Console})

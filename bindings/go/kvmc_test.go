@@ -73,6 +73,23 @@ func TestBootsTheTestGuest(t *testing.T) {
 	}
 }
 
+func TestPITIsOptIn(t *testing.T) {
+	for _, c := range []struct {
+		pit  bool
+		want string
+	}{{false, "pit: absent"}, {true, "pit: counting"}} {
+		var console syncBuffer
+		vm := newVM(t, Config{Kernel: testGuest(t), Memory: 64 << 20, Cmdline: "kvmc.test=pit",
+			PIT: c.pit, Console: &console})
+		if exit, err := vm.Run(within(t, 20*time.Second)); err != nil || !exit.Clean() {
+			t.Fatalf("exit %+v, err %v", exit, err)
+		}
+		if !strings.Contains(console.String(), c.want) {
+			t.Errorf("PIT %v: console lacks %q:\n%s", c.pit, c.want, console.String())
+		}
+	}
+}
+
 func TestDevicesWrittenInGo(t *testing.T) {
 	var console syncBuffer
 	var mu sync.Mutex

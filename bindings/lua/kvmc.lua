@@ -66,6 +66,9 @@ local function configure(cfg, opts)
     if opts.rng then
         steps[#steps + 1] = function() return core.kvmc_config_set_rng(cfg, 1) end
     end
+    if opts.pit then
+        steps[#steps + 1] = function() return core.kvmc_config_set_pit(cfg, 1) end
+    end
     for _, spec in ipairs(opts.nets or {}) do
         steps[#steps + 1] = function() return core.kvmc_config_add_net(cfg, spec) end
     end
@@ -86,7 +89,7 @@ local function configure(cfg, opts)
     return true
 end
 
--- kvmc.vm{kernel=, memory=, cpus=, cmdline=, initrd=, boot=, disks=, rng=,
+-- kvmc.vm{kernel=, memory=, cpus=, cmdline=, initrd=, boot=, disks=, rng=, pit=,
 --         nets = {"user", "tap=tap0", ...}, vsock = {cid = 3, uds = PATH},
 --         virtio_console = "socket:PATH" | true}
 -- With virtio_console = true, vm:virtio_console() is what the guest wrote to

@@ -232,6 +232,13 @@ int kvmc_config_set_rng(kvmc_config *cfg, int enabled)
     return KVMC_OK;
 }
 
+int kvmc_config_set_pit(kvmc_config *cfg, int enabled)
+{
+    CHECK_CFG(cfg);
+    cfg->pit = enabled != 0;
+    return KVMC_OK;
+}
+
 int kvmc_config_set_virtio_console_socket(kvmc_config *cfg, const char *path)
 {
     CHECK_CFG(cfg);

@@ -57,8 +57,9 @@ static const int control_syscalls[] = {
 /* The KVM ioctls each role may issue (argument 1 of ioctl). */
 static const unsigned long vcpu_ioctls[] = {
     KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_IRQ_LINE,
+    KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING, /* kvmc's I/O APIC, from guest MMIO */
 };
-static const unsigned long io_ioctls[] = {KVM_IRQ_LINE};
+static const unsigned long io_ioctls[] = {KVM_IRQ_LINE, KVM_SIGNAL_MSI};
 static const unsigned long control_ioctls[] = {KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "devices/ioapic.h"
 #include "error.h"
 #include "layout.h"
 #include "seccomp.h"
@@ -322,6 +323,10 @@ static bool handle_exit(struct vcpu *vcpu)
         handle_mmio(vcpu);
         return true;
     case KVM_EXIT_INTR:
+        return true;
+    case KVM_EXIT_IOAPIC_EOI: /* split irqchip: a level-triggered pin's EOI */
+        if (vcpu->vm->ioapic)
+            ioapic_eoi(vcpu->vm->ioapic, run->eoi.vector);
         return true;
     case KVM_EXIT_SHUTDOWN:
         end_with(vcpu, KVMC_EXIT_TRIPLE_FAULT, 0, "triple fault (KVM_EXIT_SHUTDOWN)");

@@ -57,6 +57,7 @@ struct kvmc_config {
     struct disk_config disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;
     bool rng;
+    bool pit;
     struct vconsole_config vconsole;
     struct vsock_config vsock;
     struct net_config nets[KVMC_MAX_NETS];
@@ -85,6 +86,7 @@ struct kvmc_vm {
 
     struct console_sink console;
     struct serial *serial;
+    struct ioapic *ioapic;  /* split irqchip; NULL with the kernel's (--pit) */
     struct iothread io;
     bool seccomp;           /* kvmc's threads confine themselves at start */
     struct virtio_mmio *virtio[KVMC_MAX_VIRTIO_DEVICES];
@@ -108,6 +110,14 @@ struct kvmc_vm {
  * Safe from any thread, including a device callback on a vCPU thread. */
 void vm_request_exit(struct kvmc_vm *vm, const kvmc_exit_info *info);
 void vm_emit_event(struct kvmc_vm *vm, kvmc_event event);
+
+int vm_check_extension(int kvm_fd, int cap, const char *name);
+
+/* irqchip.c: the interrupt controllers. The local APICs are always in the
+ * kernel; the I/O APIC is kvmc's (devices/ioapic.c), unless a PIT is
+ * wanted, which needs the kernel's PIC and I/O APIC. */
+int irqchip_create(struct kvmc_vm *vm, bool pit);
+void irqchip_destroy(struct kvmc_vm *vm);
 
 /* vcpu.c */
 int vcpu_create(struct kvmc_vm *vm, unsigned index);

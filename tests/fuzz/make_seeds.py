@@ -66,3 +66,27 @@ bring_up = b"".join([
 for device in range(4):
     with open(os.path.join(out, "virtio_mmio", "device%d" % device), "wb") as f:
         f.write(bytes([device]) + struct.pack("<H", len(image)) + bytes(image) + bring_up)
+
+# legacy_devices: what Linux's 8250 driver and I/O APIC code do at boot,
+# then pin changes and EOIs. Port addresses go through port_of() in the
+# target: address = base_index + 8 * (port - base + 2).
+os.makedirs(os.path.join(out, "legacy_devices"), exist_ok=True)
+def pio(kind, base_index, delta, value, size=1):
+    addr = base_index + 8 * (delta + 2)
+    return bytes([kind, addr & 0xff, addr >> 8, {1: 0, 2: 1, 4: 2}[size]]) + struct.pack("<I", value)
+def ioapic(kind, offset, value):
+    return bytes([kind, offset & 0xff, offset >> 8, 2]) + struct.pack("<I", value)
+serial = b"".join([
+    pio(0, 0, 3, 0x80), pio(0, 0, 0, 1), pio(0, 0, 1, 0), pio(0, 0, 3, 0x03),  # 115200 8n1
+    pio(0, 0, 1, 0x0f), pio(0, 0, 4, 0x1b),  # all interrupts on, loopback
+    pio(0, 0, 0, ord("k")), pio(1, 0, 5, 0), pio(1, 0, 2, 0), pio(1, 0, 0, 0),
+    pio(0, 0, 4, 0x0b), pio(0, 0, 0, ord("\n")), pio(1, 0, 6, 0), pio(0, 0, 7, 0x5a)])
+apic = b"".join([
+    ioapic(2, 0x00, 0x12), ioapic(2, 0x10, 0x01000000),      # pin 1: destination 1
+    ioapic(2, 0x00, 0x18), ioapic(2, 0x10, 0x8024),          # pin 4: vector 0x24, level
+    bytes([4, 4, 0, 0]) + struct.pack("<I", 0x2401),         # raise pin 4, EOI 0x24
+    bytes([4, 4, 0, 0]) + struct.pack("<I", 0x2400),
+    ioapic(3, 0x10, 0), ioapic(2, 0x00, 0x01), ioapic(3, 0x10, 0)])
+for name, ops in (("serial", serial), ("ioapic", apic), ("both", serial + apic)):
+    with open(os.path.join(out, "legacy_devices", name), "wb") as f:
+        f.write(ops)

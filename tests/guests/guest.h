@@ -99,6 +99,7 @@ _Bool vq_take(struct vq *q, uint32_t *id, uint32_t *len, unsigned seconds);
 
 uint64_t rdtsc_now(void);
 void test_virtio_console(void);
+void test_virtio_scribble(void);
 void test_virtio_vsock(void);
 void test_virtio_net(const char *cmdline);
 /* Throughput benchmarks (bench/run.py): block and net, driven at CPL3. */

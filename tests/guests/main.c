@@ -502,6 +502,26 @@ static void probe_legacy_ports(void)
     puts_serial("\n");
 }
 
+/* Whether an i8254 answers: programs channel 0 (rate generator, count
+ * 0xffff), then latches its count twice. A counting PIT gives two different
+ * values below 0xffff; with no PIT every read is 0xff. */
+static void probe_pit(void)
+{
+    outb(0x43, 0x34); /* channel 0, lobyte/hibyte, mode 2 */
+    outb(0x40, 0xff);
+    outb(0x40, 0xff);
+    uint16_t count[2];
+    for (unsigned i = 0; i < 2; i++) {
+        outb(0x43, 0x00); /* latch channel 0 */
+        count[i] = (uint16_t)(inb(0x40) | inb(0x40) << 8);
+        for (volatile unsigned spin = 0; spin < 100000; spin++)
+            ;
+    }
+    puts_serial(count[0] == 0xffff && count[1] == 0xffff ? "pit: absent\n"
+                : count[0] != count[1]                   ? "pit: counting\n"
+                                                         : "pit: stuck\n");
+}
+
 /* N port writes then N MMIO writes, for the exit-cost benchmark. */
 static void exit_loop(const char *arg)
 {
@@ -591,6 +611,8 @@ void guest_main(void)
     } else if (starts_with(test, "emulation-failure")) {
         puts_serial("test: emulation failure\n");
         emulation_failure();
+    } else if (starts_with(test, "pit")) {
+        probe_pit();
     } else if (starts_with(test, "probe")) {
         probe_legacy_ports();
     } else if (starts_with(test, "acpi-poweroff")) {
@@ -599,6 +621,8 @@ void guest_main(void)
     } else if (starts_with(test, "panic")) {
         puts_serial("test: report a panic through pvpanic\n");
         outb(0x505, 1);
+    } else if (starts_with(test, "scribble")) {
+        test_virtio_scribble();
     } else if (starts_with(test, "virtio-hostile")) {
         run_virtio_tests(true);
     } else if (starts_with(test, "virtio")) {

@@ -263,6 +263,86 @@ void run_virtio_tests(bool hostile)
     puts_serial(" devices\n");
 }
 
+/* ------------------------------------------------ hostile driver, for real */
+
+static uint64_t scribble_state = 0x9e3779b97f4a7c15ull;
+static uint64_t scribble_rand(void) /* xorshift64 */
+{
+    scribble_state ^= scribble_state << 13;
+    scribble_state ^= scribble_state >> 7;
+    scribble_state ^= scribble_state << 17;
+    return scribble_state;
+}
+
+/* What a hostile driver writes to a register: anything, except that queue
+ * addresses land in the scratch area or far past RAM, so the device's
+ * writes cannot hit this guest's own code (that would test the guest, not
+ * the VMM). */
+static uint32_t scribble_value(unsigned reg)
+{
+    uint32_t v = (uint32_t)scribble_rand();
+    if (reg >= R_DESC_LO && reg <= R_USED_HI + 0xc)
+        return (reg & 4) ? (v & 1 ? v : 0) : (uint32_t)BENCH_SCRATCH + (v & 0xfff000);
+    return v;
+}
+
+/* Every register of every virtio-mmio window, at every access size, through
+ * real MMIO exits; the queue memory is random too. */
+static void scribble_window(uint64_t base)
+{
+    for (unsigned round = 0; round < 4; round++) {
+        for (unsigned off = 0; off < 0x200; off += 4) {
+            switch (scribble_rand() % 4) {
+            case 0: *(volatile uint8_t *)(base + off + (scribble_rand() & 3)) = (uint8_t)scribble_rand(); break;
+            case 1: *(volatile uint16_t *)(base + off + (scribble_rand() & 2)) = (uint16_t)scribble_rand(); break;
+            case 2: (void)*(volatile uint32_t *)(base + off); break;
+            default: wr(base, off, scribble_value(off)); break;
+            }
+        }
+        wr(base, R_QUEUE_READY, 1);
+        wr(base, R_STATUS, S_ACK | S_DRIVER | S_FEATURES_OK | S_DRIVER_OK);
+        wr(base, R_QUEUE_NOTIFY, (uint32_t)scribble_rand() % 3);
+    }
+}
+
+/* kvmc.test=scribble: a hostile driver on every virtio window and the I/O
+ * APIC, then 2,000 resets of each device mid-bring-up, then the ordinary
+ * virtio test must still pass (tests/integration/test_virtio.c). */
+void test_virtio_scribble(void)
+{
+    uint64_t *scratch = (uint64_t *)BENCH_SCRATCH;
+    for (unsigned i = 0; i < (1u << 20) / 8; i++)
+        scratch[i] = scribble_rand();
+    unsigned accesses = 0;
+    for (unsigned i = 0; i < VIRTIO_MMIO_MAX; i++, accesses += 4 * 128) {
+        scribble_window(VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE);
+    }
+    /* The I/O APIC: random selects and values (the guest runs with
+     * interrupts off, so whatever it programs stays pending). */
+    for (unsigned i = 0; i < 2000; i++, accesses += 2) {
+        *(volatile uint32_t *)(0xfec00000ull + (scribble_rand() & 0xffc)) = (uint32_t)scribble_rand();
+        *(volatile uint32_t *)0xfec00010ull = (uint32_t)scribble_rand();
+    }
+    unsigned resets = 0;
+    for (unsigned i = 0; i < VIRTIO_MMIO_MAX; i++) {
+        uint64_t base = VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE;
+        if (rd(base, R_MAGIC) != 0x74726976)
+            continue;
+        for (unsigned k = 0; k < 2000; k++, resets++) {
+            wr(base, R_STATUS, 0);
+            wr(base, R_STATUS, S_ACK | S_DRIVER);
+            wr(base, R_QUEUE_SEL, k % 3);
+            wr(base, R_QUEUE_READY, k & 1);
+        }
+    }
+    puts_serial("scribble: ");
+    put_dec(accesses);
+    puts_serial(" accesses, ");
+    put_dec(resets);
+    puts_serial(" resets, still running\n");
+    run_virtio_tests(false);
+}
+
 /* ------------------------------------------------------- block benchmark */
 
 #define BENCH_DEPTH 8 /* requests in flight */

@@ -36,6 +36,7 @@ kvmc_config *guest_config(const struct guest_spec *spec, struct console_capture 
     cr_assert_eq(kvmc_config_set_cpus(cfg, spec->cpus ? spec->cpus : 1), KVMC_OK);
     cr_assert_eq(kvmc_config_set_boot_protocol(cfg, spec->boot), KVMC_OK);
     cr_assert_eq(kvmc_config_set_memory_flags(cfg, spec->mem_flags), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_pit(cfg, spec->pit), KVMC_OK);
     if (cap)
         cr_assert_eq(kvmc_config_set_console_callback(cfg, console_capture_fn, cap), KVMC_OK);
     return cfg;

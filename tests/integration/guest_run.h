@@ -22,6 +22,7 @@ struct guest_spec {
     kvmc_boot_protocol boot;
     unsigned mem_flags;   /* KVMC_MEM_* */
     int timeout_ms;       /* default 20 s */
+    bool pit;             /* kvmc_config_set_pit */
 };
 
 struct guest_result {

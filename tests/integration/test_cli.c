@@ -62,6 +62,17 @@ Test(cli, run_bzimage_kernel)
     cr_assert(strstr(r.out, "booted via Linux 64-bit entry"), "%s", r.out);
 }
 
+Test(cli, pit_is_opt_in)
+{
+    struct cli_result r;
+    run_cli(&r, "run", "--cmdline", "kvmc.test=pit", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "pit: absent\n"), "%s", r.out);
+    run_cli(&r, "run", "--pit", "--cmdline", "kvmc.test=pit", NULL);
+    cr_assert_eq(r.status, 0, "%s", r.err);
+    cr_assert(strstr(r.out, "pit: counting\n"), "%s", r.out);
+}
+
 Test(cli, help_explains_every_option)
 {
     struct cli_result r;
@@ -70,7 +81,7 @@ Test(cli, help_explains_every_option)
     const char *opts[] = {"--kernel", "--initrd", "--cmdline", "--mem", "--cpus",
                           "--console", "--boot", "--disk", "--rng", "--mem-backing",
                           "--net", "--vsock", "--virtio-console", "--seccomp", "--jail",
-                          "--jail-user", "--jail-report", "exit status", "examples"};
+                          "--jail-user", "--jail-report", "--pit", "exit status", "examples"};
     for (unsigned i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         cr_assert(strstr(r.out, opts[i]), "--help lacks %s", opts[i]);
     run_cli(&r, "--help", NULL);

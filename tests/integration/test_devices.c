@@ -166,6 +166,21 @@ Test(devices, console_to_file)
     cr_assert(strstr(buf, "self-check: ok\n"), "%s", buf);
 }
 
+/* The PIT is opt-in: absent by default (its ports read 0xff), counting when
+ * asked for. */
+Test(devices, pit_only_when_asked_for)
+{
+    for (int pit = 0; pit <= 1; pit++) {
+        struct guest_spec spec = {.cmdline = "kvmc.test=pit", .pit = pit};
+        struct guest_result r;
+        run_guest(&spec, &r);
+        cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "%s", r.exit.message);
+        cr_assert(strstr(r.console.data, pit ? "pit: counting\n" : "pit: absent\n"), "pit=%d: %s",
+                  pit, r.console.data);
+        guest_result_free(&r);
+    }
+}
+
 Test(devices, ports_linux_probes_are_harmless)
 {
     struct guest_spec spec = {.cmdline = "kvmc.test=probe"};

@@ -24,6 +24,16 @@ test("boots the test guest", function()
     vm:close()
 end)
 
+test("the PIT is opt-in", function()
+    for _, case in ipairs{{false, "pit: absent"}, {true, "pit: counting"}} do
+        local vm = assert(kvmc.vm{kernel = GUEST, memory = "64M", cmdline = "kvmc.test=pit",
+                                  pit = case[1]})
+        assert(assert(vm:run(20)).clean)
+        contains(vm:console(), case[2])
+        vm:close()
+    end
+end)
+
 test("devices written in Lua are driven by the guest", function()
     local seen = {}
     local vm = assert(kvmc.vm{kernel = GUEST, memory = "64M", cmdline = "kvmc.test=devices"})

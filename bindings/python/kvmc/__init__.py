@@ -106,7 +106,8 @@ class VM:
     kernel: bzImage or ELF vmlinux path. memory: bytes or "256M". disks:
     paths, or (path, read_only) tuples. nets: specs such as "user",
     "user,hostfwd=tcp::2222-:22" or "tap=tap0". vsock: (guest_cid, uds_path),
-    Firecracker's convention. virtio_console: "socket:PATH", or True to
+    Firecracker's convention. pit: add an i8254 PIT (off by default; Linux
+    does not need one). virtio_console: "socket:PATH", or True to
     collect the guest's hvc0 output here (virtio_console_text, and input
     through virtio_console_write). The VM is torn down by close(), by the
     context manager, or when garbage-collected.
@@ -115,6 +116,7 @@ class VM:
     def __init__(self, kernel: str, *, memory: Union[int, str] = "256M", cpus: int = 1,
                  cmdline: Optional[str] = None, initrd: Optional[str] = None,
                  boot: str = "auto", disks: Optional[List] = None, rng: bool = False,
+                 pit: bool = False,
                  console: Optional[Callable[[bytes], None]] = None,
                  nets: Optional[List[str]] = None, vsock: Optional[tuple] = None,
                  virtio_console: Union[None, bool, str] = None):
@@ -131,6 +133,7 @@ class VM:
         try:
             self._configure(cfg[0], kernel, memory, cpus, cmdline, initrd, boot,
                             disks or [], rng)
+            _check(lib.kvmc_config_set_pit(cfg[0], 1 if pit else 0))
             self._configure_streams(cfg[0], nets or [], vsock, virtio_console)
             vm = ffi.new("kvmc_vm **")
             _check(lib.kvmc_vm_create(cfg[0], vm))

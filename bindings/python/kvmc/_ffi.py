@@ -55,6 +55,7 @@ int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd);
 int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
                          const char *serial);
 int kvmc_config_set_rng(kvmc_config *cfg, int enabled);
+int kvmc_config_set_pit(kvmc_config *cfg, int enabled);
 int kvmc_config_set_virtio_console_socket(kvmc_config *cfg, const char *path);
 int kvmc_config_set_virtio_console_callback(kvmc_config *cfg, kvmc_console_fn fn, void *opaque);
 int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid, const char *uds_path);

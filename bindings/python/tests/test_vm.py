@@ -127,6 +127,13 @@ def test_virtio_disk_and_rng(tmp_path, guest_elf):
         assert "virtio: 2 devices" in vm.console_text
 
 
+def test_pit_is_opt_in(guest_elf):
+    for pit, want in ((False, "pit: absent"), (True, "pit: counting")):
+        with kvmc.VM(guest_elf, memory="64M", cmdline="kvmc.test=pit", pit=pit) as vm:
+            assert vm.run(timeout=20).clean
+            assert want in vm.console_text
+
+
 def test_virtio_console_callback_and_write(guest_elf):
     with kvmc.VM(guest_elf, memory="64M", cmdline="kvmc.test=vconsole",
                  virtio_console=True) as vm:

@@ -152,6 +152,14 @@ KVMC_API int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid,
  * The default MAC is 52:54:00:12:34:(0x56 + index). At most 4. Since 0.2. */
 KVMC_API int kvmc_config_add_net(kvmc_config *cfg, const char *spec);
 
+/* An i8254 PIT (ports 0x40-0x43, IRQ 0), emulated in the kernel. Off by
+ * default since 0.3: Linux on KVM keeps time with kvmclock and the local
+ * APIC timer and boots without it (measured in the nested lab), and
+ * tearing a PIT down costs the host about 18 ms at VM exit (two SRCU
+ * grace periods and a kernel worker). Turn it on for guests that calibrate
+ * or tick with the PIT. Since 0.3. */
+KVMC_API int kvmc_config_set_pit(kvmc_config *cfg, int enabled);
+
 #define KVMC_MAX_VIRTIO_DEVICES 8u
 #define KVMC_MIN_MEMORY (4ull << 20)
 #define KVMC_MAX_VCPUS 64u
@@ -281,7 +289,10 @@ KVMC_API int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
 KVMC_API int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
                                      const kvmc_device_ops *ops, void *opaque);
 
-/* Raises (level=1) or lowers (level=0) a GSI on the in-kernel irqchip. */
+/* Raises (level=1) or lowers (level=0) a GSI: an I/O APIC pin, 0 to 23.
+ * The guest programs each pin edge- or level-triggered; an edge-triggered
+ * pin interrupts on 0 -> 1, a level-triggered one while raised, once per
+ * EOI. Safe from any thread. */
 KVMC_API int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level);
 
 #ifdef __cplusplus

@@ -188,8 +188,14 @@ static int setup_notify(struct virtio_mmio *m, struct iothread *io)
     return KVMC_OK;
 }
 
+/* An irqfd with the kernel's irqchip. kvmc's I/O APIC (the default) is
+ * called directly instead: one KVM_SIGNAL_MSI, the same one syscall as an
+ * irqfd write, and masking stays exact. */
 static void setup_irq(struct virtio_mmio *m)
 {
+    m->irq_fd = -1;
+    if (m->vm->ioapic)
+        return;
     m->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct kvm_irqfd irqfd = {.fd = (uint32_t)m->irq_fd, .gsi = m->gsi};
     if (m->irq_fd >= 0 && ioctl(m->vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
