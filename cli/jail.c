@@ -208,6 +208,23 @@ static int make_dirs(char *path)
     return mkdir(path, 0755) < 0 && errno != EEXIST ? -1 : 0;
 }
 
+/* Makes root the process's root. pivot_root(".", "."): the old root ends up
+ * on top and is detached. From an initramfs, pivot_root is refused
+ * (EINVAL: rootfs cannot be unmounted); then the new root is moved over
+ * "/" and chrooted into, as switch_root does. The old root stays below it
+ * in this private mount namespace, out of reach once the capabilities are
+ * gone (CAP_SYS_CHROOT is needed to climb out of a chroot). */
+static int enter_root(const char *root)
+{
+    if (chdir(root) < 0)
+        return -1;
+    if (syscall(SYS_pivot_root, ".", ".") == 0)
+        return umount2(".", MNT_DETACH) < 0 || chdir("/") < 0 ? -1 : 0;
+    if (errno != EINVAL)
+        return -1;
+    return mount(".", "/", NULL, MS_MOVE, NULL) < 0 || chroot(".") < 0 || chdir("/") < 0 ? -1 : 0;
+}
+
 static int build_root(struct jail *j, char *err, size_t errlen)
 {
     const char *root = j->root_dir;
@@ -226,10 +243,8 @@ static int build_root(struct jail *j, char *err, size_t errlen)
             mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | locked, NULL) < 0)
             return fail(err, errlen, "--jail: making %s visible inside", j->binds[i]);
     }
-    /* pivot_root(".", "."): the old root ends up on top and is detached. */
-    if (chdir(root) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
-        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
-        return fail(err, errlen, "--jail: pivot_root into %s", root);
+    if (enter_root(root) < 0)
+        return fail(err, errlen, "--jail: pivot_root (or chroot) into %s", root);
     if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | locked, NULL) < 0)
         return fail(err, errlen, "--jail: making the new root read-only");
     return 0;

@@ -26,6 +26,11 @@ static void slurp(int fd, char *buf, size_t cap)
 
 void cli_run(struct cli_result *r, char *const argv[])
 {
+    cli_run_prepared(r, argv, NULL);
+}
+
+void cli_run_prepared(struct cli_result *r, char *const argv[], void (*prepare)(void))
+{
     int out = capture_file(), err = capture_file();
     pid_t pid = fork();
     cr_assert(pid >= 0);
@@ -34,6 +39,8 @@ void cli_run(struct cli_result *r, char *const argv[])
         dup2(in, 0);
         dup2(out, 1);
         dup2(err, 2);
+        if (prepare)
+            prepare();
         execv(argv[0], argv);
         _exit(127);
     }

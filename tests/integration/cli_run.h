@@ -11,5 +11,8 @@ struct cli_result {
 /* Runs argv (argv[0] is the program) with stdin from /dev/null and waits;
  * stdout and stderr are captured into r. */
 void cli_run(struct cli_result *r, char *const argv[]);
+/* The same, with prepare() run in the child just before exec (it may
+ * _exit(126) after printing why to stderr). */
+void cli_run_prepared(struct cli_result *r, char *const argv[], void (*prepare)(void));
 
 #endif

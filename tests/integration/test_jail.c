@@ -2,7 +2,8 @@
  * --jail-report line it prints just before starting the VM) and by what the
  * guest can still do: disks, rng and vsock in both directions work jailed.
  * These tests run as root, as CI does: then kvmc also switches to uid and
- * gid 65534. */
+ * gid 65534. One test drops to an unprivileged user first, the other way
+ * kvmc jails itself. */
 #include <criterion/criterion.h>
 #include <ctype.h>
 #include <linux/magic.h>
@@ -10,9 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -55,6 +60,52 @@ Test(jail, every_property_holds_inside_and_the_guest_still_runs)
         assert_report_has(&r, " memory.max=335544320 pids.max=66");
     else
         assert_report_has(&r, " cgroup=none (no cgroup v2 at /sys/fs/cgroup)");
+}
+
+static void child_fail(const char *what)
+{
+    perror(what);
+    _exit(126);
+}
+
+/* In the child: /dev/kvm usable by uid 65534 (a private bind mount of a new
+ * node, so the host's /dev/kvm keeps its mode), then become uid 65534 with
+ * no groups and no capabilities, as an unprivileged caller would be. */
+static void become_unprivileged_with_kvm(void)
+{
+    struct stat st;
+    if (stat("/dev/kvm", &st) < 0)
+        child_fail("stat /dev/kvm");
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        child_fail("private mount namespace");
+    char dir[] = "/tmp/kvmc-jail-node-XXXXXX", node[64];
+    if (!mkdtemp(dir))
+        child_fail("mkdtemp");
+    snprintf(node, sizeof(node), "%s/kvm", dir);
+    if (mknod(node, S_IFCHR | 0600, st.st_rdev) < 0 || chown(node, 65534, 65534) < 0 ||
+        mount(node, "/dev/kvm", NULL, MS_BIND, NULL) < 0)
+        child_fail("a /dev/kvm for uid 65534");
+    unlink(node); /* the mount keeps the inode */
+    rmdir(dir);
+    if (setgroups(0, NULL) < 0 || setresgid(65534, 65534, 65534) < 0 ||
+        setresuid(65534, 65534, 65534) < 0)
+        child_fail("dropping to uid 65534");
+}
+
+/* Not root: kvmc makes a user namespace (mapping the caller to 0 inside,
+ * with no capabilities) and the rest of the jail inside it. */
+Test(jail, an_unprivileged_caller_is_jailed_in_a_user_namespace)
+{
+    cr_assert_eq(geteuid(), 0, "this test needs root to set up the unprivileged caller");
+    char *argv[] = {KVMC_CLI, "run", "--jail-report", "--mem", "64M", NULL};
+    struct cli_result r;
+    cli_run_prepared(&r, argv, become_unprivileged_with_kvm);
+    cr_assert_eq(r.status, 0, "status %d\nstdout:\n%s\nstderr:\n%s", r.status, r.out, r.err);
+    cr_assert(strstr(r.out, "self-check: ok"), "%s", r.out);
+    assert_report_has(&r, "jail: pid=1 uid=0 gid=0 ");
+    assert_report_has(&r, " caps=0/0 bounding=0 no_new_privs=1 ");
+    assert_report_has(&r, " root=[] root_writable=0 netifs=[lo] ");
+    assert_report_has(&r, " new_ns=[mnt,pid,net,ipc,uts,user] ");
 }
 
 Test(jail, user_networking_keeps_the_host_network_namespace)

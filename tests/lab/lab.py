@@ -25,7 +25,7 @@ DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4", "e2fsprog
 KERNEL_META = "linux-image-cloud-amd64"
 L1_TIMEOUT_S = 400
 SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio", "kvmc-stream",
-             "qemu-microvm", "kvmc-pvh", "kvmc-pit"]
+             "qemu-microvm", "kvmc-pvh", "kvmc-pit", "kvmc-jail"]
 # L1 is Debian's KVM on QEMU's emulated SVM. Rarely (seen once in about ten
 # runs, with two L2 vCPUs) its vCPU threads lock up inside the L1 kernel;
 # kvmc cannot cause that from user space. A hung L1 is killed and rerun once
@@ -355,6 +355,13 @@ def main():
     booted("kvmc-pvh")
     booted("kvmc-smp", cpus="2")
     booted("kvmc-pit", cpus="2")  # the kernel's full irqchip and PIT (--pit)
+    jail = next((l for _, l in lines if l.startswith("LAB-JAIL ")), "")
+    after = next((l for _, l in lines if l.startswith("LAB-JAIL-AFTER ")), "")
+    procs = re.search(r" procs=(\d+)", jail)
+    check("lab.jail-cgroup-v2", "memory.max=335544320 pids.max=66 " in jail and
+          bool(procs) and int(procs.group(1)) >= 1 and "cgroup=/sys/fs/cgroup/kvmc-" in jail,
+          jail or "no LAB-JAIL line")
+    check("lab.jail-cgroup-removed", "cgroups_left=0" in after, after or "no LAB-JAIL-AFTER line")
     check("lab.kvmc-acpi-poweroff", said("kvmc-bzimage", "reboot: Power down"),
           "the guest powered off through ACPI S5")
     r = results.get("kvmc-reboot")

@@ -1,0 +1,294 @@
+/* virtio-vsock against named hostile packets, through the real transport
+ * with no VM: each gets a reset or is ignored, the device never needs a
+ * reset, and a well-behaved connection still works afterwards. The rings:
+ * RX (queue 0) and TX (queue 1), 8 entries each, in a 16 MiB fake guest. */
+#include <criterion/criterion.h>
+#include <linux/virtio_config.h>
+#include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
+#include <linux/virtio_vsock.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "unix_socket.h"
+#include "virtio/iothread.h"
+#include "virtio/mmio.h"
+#include "vm.h"
+
+#define QSIZE 8
+#define GUEST_CID 3
+#define MEM (16ull << 20)
+#define RX_BUF 0x100000ull /* QSIZE receive buffers of 4 KiB */
+#define TX_BUF 0x200000ull /* one packet: header, then payload */
+#define LISTEN_PORT 5000
+
+struct ring { uint64_t desc, avail, used; uint16_t avail_idx, used_seen; };
+
+static struct guest_memory gm;
+static struct iothread io;
+static struct virtio_mmio *m;
+static struct ring rx = {0x1000, 0x2000, 0x3000, 0, 0}, tx = {0x4000, 0x5000, 0x6000, 0, 0};
+static char dir[] = "/tmp/kvmc-vsock-XXXXXX";
+static char base_path[96], listen_path[128];
+static int listener = -1;
+
+static void wr(unsigned reg, uint32_t v) { virtio_mmio_access(m, reg, 4, true, v); }
+static uint32_t rd(unsigned reg) { return (uint32_t)virtio_mmio_access(m, reg, 4, false, 0); }
+
+static void setup_queue(unsigned qi, const struct ring *r)
+{
+    wr(VIRTIO_MMIO_QUEUE_SEL, qi);
+    wr(VIRTIO_MMIO_QUEUE_NUM, QSIZE);
+    wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)r->desc);
+    wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)r->avail);
+    wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)r->used);
+    wr(VIRTIO_MMIO_QUEUE_READY, 1);
+}
+
+static void setup(void)
+{
+    cr_assert(mkdtemp(dir));
+    snprintf(base_path, sizeof(base_path), "%s/v", dir);
+    snprintf(listen_path, sizeof(listen_path), "%s_%u", base_path, LISTEN_PORT);
+    listener = unix_listen(listen_path, "test listener");
+    cr_assert_geq(listener, 0);
+    gm_init(&gm, MEM, 0);
+    const struct virtio_device_ops *ops;
+    void *impl;
+    struct vsock_config cfg = {.enabled = true, .cid = GUEST_CID, .path = base_path};
+    cr_assert_eq(virtio_vsock_open(&cfg, &ops, &impl), KVMC_OK);
+    cr_assert_eq(virtio_mmio_create_detached(&gm, ops, impl, &m), KVMC_OK);
+    cr_assert_eq(iothread_init(&io), KVMC_OK);
+    cr_assert_eq(ops->attach(&m->dev, &io), KVMC_OK);
+    wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
+    wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
+    wr(VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
+    wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                               VIRTIO_CONFIG_S_FEATURES_OK);
+    setup_queue(0, &rx);
+    setup_queue(1, &tx);
+    wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
+                               VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+    rx.avail_idx = rx.used_seen = tx.avail_idx = tx.used_seen = 0;
+}
+
+static void teardown(void)
+{
+    iothread_destroy(&io);
+    virtio_mmio_destroy(m);
+    gm_destroy(&gm);
+    close(listener);
+    unlink(listen_path);
+    rmdir(dir);
+}
+
+TestSuite(vsock, .init = setup, .fini = teardown, .timeout = 10);
+
+static void put_desc(const struct ring *r, unsigned i, uint64_t addr, uint32_t len,
+                     uint16_t flags, uint16_t next)
+{
+    struct vring_desc d = {.addr = addr, .len = len, .flags = flags, .next = next};
+    gm_write(&gm, r->desc + 16ull * i, &d, sizeof(d));
+}
+
+static void offer(struct ring *r, uint16_t head)
+{
+    gm_write(&gm, r->avail + 4 + 2 * (r->avail_idx % QSIZE), &head, 2);
+    r->avail_idx++;
+    gm_write(&gm, r->avail + 2, &r->avail_idx, 2);
+}
+
+/* Gives the device n receive buffers of 4 KiB. */
+static void post_rx(unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        unsigned slot = rx.avail_idx % QSIZE;
+        put_desc(&rx, slot, RX_BUF + 4096ull * slot, 4096, VRING_DESC_F_WRITE, 0);
+        offer(&rx, (uint16_t)slot);
+    }
+    m->dev.ops->process_queue(&m->dev, 0);
+}
+
+static struct virtio_vsock_hdr packet(uint16_t op, uint32_t src_port, uint32_t dst_port)
+{
+    return (struct virtio_vsock_hdr){.src_cid = GUEST_CID, .dst_cid = 2, .src_port = src_port,
+                                     .dst_port = dst_port, .type = VIRTIO_VSOCK_TYPE_STREAM,
+                                     .op = op, .buf_alloc = 65536};
+}
+
+/* Sends header (hdr_bytes of it) plus payload_len bytes as one chain. */
+static void send_packet(const struct virtio_vsock_hdr *h, size_t hdr_bytes, uint32_t payload_len)
+{
+    gm_write(&gm, TX_BUF, h, hdr_bytes);
+    put_desc(&tx, 0, TX_BUF, (uint32_t)hdr_bytes, payload_len ? VRING_DESC_F_NEXT : 0, 1);
+    put_desc(&tx, 1, TX_BUF + 4096, payload_len, 0, 0);
+    offer(&tx, 0);
+    m->dev.ops->process_queue(&m->dev, 1);
+}
+
+/* The next packet the device put in a receive buffer; false if none. */
+static bool received(struct virtio_vsock_hdr *h)
+{
+    uint16_t used_idx;
+    gm_read(&gm, rx.used + 2, &used_idx, 2);
+    if (used_idx == rx.used_seen)
+        return false;
+    struct vring_used_elem e;
+    gm_read(&gm, rx.used + 4 + 8 * (rx.used_seen % QSIZE), &e, sizeof(e));
+    rx.used_seen++;
+    cr_assert_geq(e.len, sizeof(*h));
+    gm_read(&gm, RX_BUF + 4096ull * e.id, h, sizeof(*h));
+    return true;
+}
+
+static void expect(uint16_t op, uint32_t to_port, const char *why)
+{
+    struct virtio_vsock_hdr h;
+    cr_assert(received(&h), "%s: nothing came back", why);
+    cr_assert_eq(h.op, op, "%s: op %u", why, h.op);
+    cr_assert_eq(h.dst_port, to_port, "%s: to port %u", why, h.dst_port);
+    cr_assert_eq(h.dst_cid, GUEST_CID);
+}
+
+static void expect_nothing(const char *why)
+{
+    struct virtio_vsock_hdr h;
+    cr_assert_not(received(&h), "%s: got op %u", why, h.op);
+}
+
+static void expect_device_healthy(void)
+{
+    cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+    /* A well-behaved connection still works. */
+    struct virtio_vsock_hdr req = packet(VIRTIO_VSOCK_OP_REQUEST, 7777, LISTEN_PORT);
+    send_packet(&req, sizeof(req), 0);
+    expect(VIRTIO_VSOCK_OP_RESPONSE, 7777, "a good request afterwards");
+}
+
+Test(vsock, a_length_past_the_buffers_gets_a_reset)
+{
+    post_rx(QSIZE);
+    struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, 1001, LISTEN_PORT);
+    h.len = 4096; /* no payload follows */
+    send_packet(&h, sizeof(h), 0);
+    expect(VIRTIO_VSOCK_OP_RST, 1001, "len > payload");
+    expect_device_healthy();
+}
+
+Test(vsock, a_non_stream_type_gets_a_reset)
+{
+    post_rx(QSIZE);
+    struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, 1002, LISTEN_PORT);
+    h.type = 2; /* SEQPACKET: not offered */
+    send_packet(&h, sizeof(h), 0);
+    expect(VIRTIO_VSOCK_OP_RST, 1002, "seqpacket");
+    expect_device_healthy();
+}
+
+Test(vsock, a_spoofed_source_or_foreign_destination_is_ignored)
+{
+    post_rx(QSIZE);
+    struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, 1003, LISTEN_PORT);
+    h.src_cid = 99; /* not the guest's CID */
+    send_packet(&h, sizeof(h), 0);
+    h = packet(VIRTIO_VSOCK_OP_REQUEST, 1003, LISTEN_PORT);
+    h.dst_cid = 7; /* another VM */
+    send_packet(&h, sizeof(h), 0);
+    expect_nothing("spoofed CIDs");
+    expect_device_healthy();
+}
+
+Test(vsock, a_truncated_header_is_ignored)
+{
+    post_rx(QSIZE);
+    struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, 1004, LISTEN_PORT);
+    send_packet(&h, 20, 0);
+    expect_nothing("20-byte header");
+    expect_device_healthy();
+}
+
+Test(vsock, an_unknown_op_or_data_for_no_connection_gets_a_reset)
+{
+    post_rx(QSIZE);
+    struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_RW, 1005, 4444);
+    h.len = 16;
+    send_packet(&h, sizeof(h), 16);
+    expect(VIRTIO_VSOCK_OP_RST, 1005, "data on no connection");
+    h = packet(0x7777, 1006, 4444);
+    send_packet(&h, sizeof(h), 0);
+    expect(VIRTIO_VSOCK_OP_RST, 1006, "unknown op");
+    h = packet(VIRTIO_VSOCK_OP_RST, 1007, 4444);
+    send_packet(&h, sizeof(h), 0);
+    expect_nothing("an RST is never answered");
+    expect_device_healthy();
+}
+
+Test(vsock, data_past_the_credit_resets_the_connection)
+{
+    post_rx(QSIZE);
+    struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, 1008, LISTEN_PORT);
+    send_packet(&h, sizeof(h), 0);
+    expect(VIRTIO_VSOCK_OP_RESPONSE, 1008, "request");
+    h = packet(VIRTIO_VSOCK_OP_RW, 1008, LISTEN_PORT);
+    h.len = 256 * 1024 + 1; /* one byte past the buf_alloc we advertised */
+    send_packet(&h, sizeof(h), h.len);
+    expect(VIRTIO_VSOCK_OP_RST, 1008, "past the credit");
+    expect_device_healthy();
+}
+
+Test(vsock, a_second_request_on_an_open_connection_resets_it)
+{
+    post_rx(QSIZE);
+    struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, 1009, LISTEN_PORT);
+    send_packet(&h, sizeof(h), 0);
+    expect(VIRTIO_VSOCK_OP_RESPONSE, 1009, "request");
+    send_packet(&h, sizeof(h), 0);
+    expect(VIRTIO_VSOCK_OP_RST, 1009, "second request");
+    expect_device_healthy();
+}
+
+/* With no receive buffers, resets for unknown connections wait in a backlog
+ * of 16; the rest are dropped, so a flood costs the host nothing. */
+Test(vsock, a_flood_of_bad_packets_is_bounded)
+{
+    for (uint32_t port = 2000; port < 2100; port++) {
+        struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_RW, port, 4444);
+        send_packet(&h, sizeof(h), 0);
+    }
+    unsigned rsts = 0;
+    for (unsigned round = 0; round < 3; round++) { /* the third finds none */
+        post_rx(QSIZE);
+        struct virtio_vsock_hdr h;
+        while (received(&h)) {
+            cr_assert_eq(h.op, VIRTIO_VSOCK_OP_RST);
+            rsts++;
+        }
+    }
+    cr_assert_eq(rsts, 16u, "the backlog holds 16, got %u", rsts);
+    expect_device_healthy(); /* on the buffers the third round left */
+}
+
+/* Guest connections are capped at 64: the 65th request is refused (the
+ * host program accepts every one, so only the cap can refuse it). */
+Test(vsock, connections_past_the_cap_are_refused)
+{
+    int accepted[64];
+    for (uint32_t port = 3000; port < 3064; port++) {
+        post_rx(1);
+        struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, port, LISTEN_PORT);
+        send_packet(&h, sizeof(h), 0);
+        expect(VIRTIO_VSOCK_OP_RESPONSE, port, "within the cap");
+        accepted[port - 3000] = accept(listener, NULL, NULL);
+        cr_assert_geq(accepted[port - 3000], 0);
+    }
+    post_rx(1);
+    struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, 3064, LISTEN_PORT);
+    send_packet(&h, sizeof(h), 0);
+    expect(VIRTIO_VSOCK_OP_RST, 3064, "the 65th");
+    cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+    for (unsigned i = 0; i < 64; i++)
+        close(accepted[i]);
+}
