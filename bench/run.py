@@ -179,25 +179,30 @@ def median(f, n):
 
 
 def rss_beyond_guest(pid):
-    """Resident KiB of the process minus the resident part of its guest RAM
-    mapping (the anonymous mapping of GUEST_RAM bytes, or the closest above)."""
-    total, guest, size, rss, best = 0, 0, None, 0, None
+    """Resident and proportional (PSS) KiB of the process, each minus that of
+    its guest RAM mapping (the anonymous mapping of GUEST_RAM bytes, or the
+    closest above). PSS divides each shared page (libc, the VMM's own code)
+    among the processes mapping it: with many VMs, what each one adds."""
+    totals, guest, size, best = {"Rss:": 0, "Pss:": 0}, {"Rss:": 0, "Pss:": 0}, None, None
     with open(f"/proc/{pid}/smaps") as f:
         for line in f:
             if line[0] in "0123456789abcdef" and "-" in line.split()[0]:
                 lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
                 size = hi - lo
-            elif line.startswith("Rss:"):
-                rss = int(line.split()[1])
-                total += rss
-                if size and size >= GUEST_RAM and (best is None or size < best):
-                    best, guest = size, rss
-    return total - guest
+                is_guest = size >= GUEST_RAM and (best is None or size < best)
+                if is_guest:
+                    best = size
+            elif line.split()[0] in totals:
+                key, kib = line.split()[0], int(line.split()[1])
+                totals[key] += kib
+                if is_guest:
+                    guest[key] = kib
+    return totals["Rss:"] - guest["Rss:"], totals["Pss:"] - guest["Pss:"]
 
 
 def idle_vms(cmd, count):
     """Starts count idle guests (waiting for console input), returns the mean
-    resident memory beyond guest RAM, in KiB."""
+    RSS and PSS beyond guest RAM, in KiB."""
     procs = []
     try:
         for _ in range(count):
@@ -211,7 +216,8 @@ def idle_vms(cmd, count):
                 if not chunk:
                     raise RuntimeError(f"{cmd[0]} ended before its guest was idle")
                 buf += chunk
-        return statistics.mean(rss_beyond_guest(p.pid) for p in procs)
+        sizes = [rss_beyond_guest(p.pid) for p in procs]
+        return statistics.mean(s[0] for s in sizes), statistics.mean(s[1] for s in sizes)
     finally:
         for p in procs:
             p.kill()
@@ -314,10 +320,9 @@ def main():
     print("memory ...", flush=True)
     kvmc_idle = [kvmc, "run", "--kernel", guest, "--mem", "64M", "--cmdline", "kvmc.test=echo"]
     qemu_idle = QEMU + ["-kernel", guest, "-append", "kvmc.test=echo"]
-    r["rss_kib_kvmc_1"] = idle_vms(kvmc_idle, 1)
-    r[f"rss_kib_kvmc_{many}"] = idle_vms(kvmc_idle, many)
-    r["rss_kib_qemu_1"] = idle_vms(qemu_idle, 1)
-    r[f"rss_kib_qemu_{many}"] = idle_vms(qemu_idle, many)
+    for vmm, cmd in (("kvmc", kvmc_idle), ("qemu", qemu_idle)):
+        r[f"rss_kib_{vmm}_1"], _ = idle_vms(cmd, 1)
+        r[f"rss_kib_{vmm}_{many}"], r[f"pss_kib_{vmm}_{many}"] = idle_vms(cmd, many)
 
     print("density ...", flush=True)
     n = 10 if args.quick else 50
@@ -356,6 +361,8 @@ def main():
         ("RSS beyond guest RAM, 1 idle VM", "KiB", r["rss_kib_kvmc_1"], None, r["rss_kib_qemu_1"]),
         (f"RSS beyond guest RAM, {many} idle VMs (mean)", "KiB", r[f"rss_kib_kvmc_{many}"],
          None, r[f"rss_kib_qemu_{many}"]),
+        (f"PSS beyond guest RAM, {many} idle VMs (mean)", "KiB", r[f"pss_kib_kvmc_{many}"],
+         None, r[f"pss_kib_qemu_{many}"]),
         ("VMs per second (library / CLI)", "1/s", r["vms_per_s_library"], None,
          r["vms_per_s_qemu"]),
         ("virtio-blk sequential write, 128 KiB", "MB/s", r["blk_seqwrite_mbs_kvmc"], None,
