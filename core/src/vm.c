@@ -114,7 +114,7 @@ static int load_kernel(struct kvmc_vm *vm, const kvmc_config *cfg)
             .kernel = kernel, .kernel_len = kernel_len, .initrd = initrd,
             .initrd_len = initrd_len, .cmdline = cfg->cmdline,
             .protocol = cfg->protocol, .cpus = cfg->cpus,
-            .virtio = virtio, .nvirtio = virtio_plan(cfg, virtio),
+            .virtio = virtio, .nvirtio = virtio_plan(cfg, virtio), .pic = cfg->pit,
         };
         err = boot_load(&vm->mem, &req, &vm->boot);
         if (err && cfg->kernel_path) { /* name the file in the message */

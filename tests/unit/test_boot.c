@@ -296,7 +296,7 @@ Test(boot, acpi_tables_are_consistent)
     uint64_t rsdp_gpa;
     const struct mmio_device_desc virtio[2] = {{0xc0000000, 0x1000, 16},
                                                {0xc0001000, 0x1000, 17}};
-    cr_assert_eq(acpi_write_tables(&gm, 3, virtio, 2, &rsdp_gpa), KVMC_OK, "%s",
+    cr_assert_eq(acpi_write_tables(&gm, 3, virtio, 2, false, &rsdp_gpa), KVMC_OK, "%s",
                  kvmc_last_error());
     cr_assert_eq(rsdp_gpa, LAYOUT_ACPI_START);
     const uint8_t *rsdp = gm_ptr(&gm, rsdp_gpa, 36);
@@ -338,6 +338,12 @@ Test(boot, acpi_tables_are_consistent)
     cr_assert_not_null(memmem(dsdt, len, vr1, sizeof(vr1)), "VR01: 0xc0001000, GSI 17");
     memcpy(&len, madt + 4, 4);
     cr_assert_eq(sum(madt, len), 0);
+    memcpy(&flags, madt + 40, 4);
+    cr_assert_eq(flags, 0u, "no 8259 with kvmc's I/O APIC: PCAT_COMPAT clear");
+    cr_assert_eq(acpi_write_tables(&gm, 3, virtio, 2, true, &rsdp_gpa), KVMC_OK);
+    madt = acpi_table("APIC");
+    memcpy(&flags, madt + 40, 4);
+    cr_assert_eq(flags, 1u, "the kernel's irqchip (--pit) has the 8259s: PCAT_COMPAT");
     unsigned cpus = 0, ioapics = 0, overrides = 0;
     for (uint32_t e = 44; e < len; e += madt[e + 1]) {
         cpus += madt[e] == 0;

@@ -25,6 +25,13 @@ static void teardown(void)
 }
 TestSuite(virtqueue, .init = setup, .fini = teardown);
 
+/* A fresh ring within one test. */
+static void reset_fixture(void)
+{
+    teardown();
+    setup();
+}
+
 static void assert_broken(const char *why)
 {
     cr_assert_eq(virtq_pop(&q, &gm, chain), -1, "%s: queue should be broken", why);
@@ -171,23 +178,23 @@ Test(virtqueue, indirect_table_shapes)
     fq_offer(&gm, &avail_idx, 0);
     assert_broken("indirect length not a multiple of 16");
 
-    setup();
+    reset_fixture();
     fq_desc(&gm, FQ_DESC, 0, table, 16 * (VIRTQ_MAX_INDIRECT + 1), VRING_DESC_F_INDIRECT, 0);
     fq_offer(&gm, &avail_idx, 0);
     assert_broken("indirect table too large");
 
-    setup();
+    reset_fixture();
     fq_desc(&gm, FQ_DESC, 0, table, 16, VRING_DESC_F_INDIRECT | VRING_DESC_F_NEXT, 1);
     fq_offer(&gm, &avail_idx, 0);
     assert_broken("INDIRECT together with NEXT");
 
-    setup();
+    reset_fixture();
     fq_desc(&gm, table, 0, FQ_DATA, 8, VRING_DESC_F_NEXT, 0); /* loops inside the table */
     fq_desc(&gm, FQ_DESC, 0, table, 16, VRING_DESC_F_INDIRECT, 0);
     fq_offer(&gm, &avail_idx, 0);
     assert_broken("loop inside an indirect table");
 
-    setup();
+    reset_fixture();
     fq_desc(&gm, FQ_DESC, 0, FQ_MEM - 8, 16, VRING_DESC_F_INDIRECT, 0);
     fq_offer(&gm, &avail_idx, 0);
     assert_broken("indirect table outside RAM");

@@ -352,7 +352,7 @@ static int write_fadt(struct area *a, uint64_t dsdt, uint64_t *gpa)
     return place_table(a, &f, gpa);
 }
 
-static int write_madt(struct area *a, unsigned cpus, uint64_t *gpa)
+static int write_madt(struct area *a, unsigned cpus, bool pic, uint64_t *gpa)
 {
     uint8_t table[sizeof(struct acpi_header) + 8 + 255 * sizeof(struct madt_lapic) +
                   sizeof(struct madt_ioapic) + MADT_ISA_IRQS * sizeof(struct madt_iso) +
@@ -361,7 +361,7 @@ static int write_madt(struct area *a, unsigned cpus, uint64_t *gpa)
         return kvmc_fail(KVMC_EINVAL, "MADT cannot describe %u CPUs", cpus);
     memset(table, 0, sizeof(table));
     size_t len = sizeof(struct acpi_header);
-    uint32_t lapic_addr = (uint32_t)LAYOUT_LAPIC, flags = MADT_PCAT_COMPAT;
+    uint32_t lapic_addr = (uint32_t)LAYOUT_LAPIC, flags = pic ? MADT_PCAT_COMPAT : 0;
     memcpy(table + len, &lapic_addr, 4);
     memcpy(table + len + 4, &flags, 4);
     len += 8;
@@ -404,7 +404,7 @@ static int write_xsdt(struct area *a, const uint64_t *entries, unsigned n, uint6
 }
 
 int acpi_write_tables(struct guest_memory *gm, unsigned cpus,
-                      const struct mmio_device_desc *virtio, unsigned nvirtio,
+                      const struct mmio_device_desc *virtio, unsigned nvirtio, bool pic,
                       uint64_t *rsdp_gpa)
 {
     struct area a = {.base = gm_ptr(gm, LAYOUT_ACPI_START, ACPI_AREA_SIZE),
@@ -416,7 +416,7 @@ int acpi_write_tables(struct guest_memory *gm, unsigned cpus,
     int err = area_alloc(&a, sizeof(struct acpi_rsdp), &rsdp_off);
     uint64_t dsdt, fadt, madt, xsdt;
     if (err || (err = write_dsdt(&a, virtio, nvirtio, &dsdt)) || (err = write_fadt(&a, dsdt, &fadt)) ||
-        (err = write_madt(&a, cpus, &madt)))
+        (err = write_madt(&a, cpus, pic, &madt)))
         return err;
     const uint64_t entries[] = {fadt, madt};
     if ((err = write_xsdt(&a, entries, 2, &xsdt)))

@@ -4,6 +4,7 @@
 #ifndef KVMC_BOOT_H
 #define KVMC_BOOT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,6 +42,7 @@ struct boot_request {
     unsigned cpus;
     const struct mmio_device_desc *virtio; /* for the DSDT */
     unsigned nvirtio;
+    bool pic; /* an 8259 pair exists (the kernel's full irqchip): MADT PCAT_COMPAT */
 };
 
 /* Loads everything and fills *entry; KVMC_EFORMAT/EINVAL with a message. */
@@ -74,9 +76,10 @@ static inline uint8_t boot_checksum(const void *p, size_t len)
 }
 
 /* Writes the ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) for `cpus` CPUs
- * into the reserved BIOS area; *rsdp_gpa gets the RSDP's address. */
+ * into the reserved BIOS area; *rsdp_gpa gets the RSDP's address. pic: the
+ * MADT says a PC-AT 8259 pair is present. */
 int acpi_write_tables(struct guest_memory *gm, unsigned cpus,
-                      const struct mmio_device_desc *virtio, unsigned nvirtio,
+                      const struct mmio_device_desc *virtio, unsigned nvirtio, bool pic,
                       uint64_t *rsdp_gpa);
 
 /* Writes an MP table for `cpus` CPUs at LAYOUT_EBDA. */

@@ -254,7 +254,8 @@ int boot_load(struct guest_memory *gm, const struct boot_request *req,
     int err;
     if ((err = boot_write_gdt(gm)) || (err = boot_write_page_tables(gm)) ||
         (err = mptable_write(gm, req->cpus)) ||
-        (err = acpi_write_tables(gm, req->cpus, req->virtio, req->nvirtio, &entry->rsdp)))
+        (err = acpi_write_tables(gm, req->cpus, req->virtio, req->nvirtio, req->pic,
+                                 &entry->rsdp)))
         return err;
     if (bzimage_probe(req->kernel, req->kernel_len))
         return load_bzimage(gm, req, entry);
