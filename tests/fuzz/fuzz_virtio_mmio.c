@@ -10,6 +10,7 @@
  * Sizes 1, 2, 4 and 8 all occur; offsets cover the whole 4 KiB window. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>

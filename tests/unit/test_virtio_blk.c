@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "virtio/iothread.h"
@@ -98,6 +99,54 @@ Test(virtio_blk, write_then_read_back)
     fseek(f, 10 * 512, SEEK_SET);
     cr_assert_eq(fgetc(f), 10, "and nothing beyond it");
     fclose(f);
+}
+
+#ifndef __NR_cachestat
+#define __NR_cachestat 451
+#endif
+
+/* Dirty page-cache pages of the disk image's first 64 sectors. */
+static uint64_t dirty_pages(void)
+{
+    struct { uint64_t off, len; } range = {0, DISK_SECTORS * 512};
+    struct { uint64_t cache, dirty, writeback, evicted, recently_evicted; } cs;
+    int fd = open(disk_path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(syscall(__NR_cachestat, fd, &range, &cs, 0), 0, "cachestat (Linux 6.5)");
+    close(fd);
+    return cs.dirty;
+}
+
+static void sync_image(void)
+{
+    int fd = open(disk_path, O_RDONLY);
+    cr_assert(fd >= 0 && fdatasync(fd) == 0);
+    close(fd);
+    cr_assert_eq(dirty_pages(), 0);
+}
+
+/* A driver that did not negotiate VIRTIO_BLK_F_FLUSH may take a completed
+ * write as durable (virtio 1.x, 5.2.5.1), and Linux does: the write is on
+ * the disk, not only in the host's page cache, when its status says OK. */
+Test(virtio_blk, without_flush_negotiated_writes_are_durable_on_completion)
+{
+    sync_image();
+    memset(gm_ptr(&gm, BUF, 512), 0x5a, 512);
+    cr_assert_eq(request(VIRTIO_BLK_T_OUT, 7, 512, false), VIRTIO_BLK_S_OK);
+    cr_assert_eq(dirty_pages(), 0, "writethrough");
+}
+
+/* With FLUSH negotiated the host's page cache is the write cache, and a
+ * flush request empties it. */
+Test(virtio_blk, with_flush_negotiated_a_flush_makes_writes_durable)
+{
+    dev.driver_features |= 1ull << VIRTIO_BLK_F_FLUSH;
+    sync_image();
+    memset(gm_ptr(&gm, BUF, 512), 0x5a, 512);
+    cr_assert_eq(request(VIRTIO_BLK_T_OUT, 7, 512, false), VIRTIO_BLK_S_OK);
+    cr_assert_geq(dirty_pages(), 1, "writeback: the page waits in the cache");
+    cr_assert_eq(request(VIRTIO_BLK_T_FLUSH, 0, 0, false), VIRTIO_BLK_S_OK);
+    cr_assert_eq(dirty_pages(), 0, "flushed");
 }
 
 Test(virtio_blk, header_split_across_descriptors)

@@ -41,7 +41,8 @@ struct ioapic {
     uint32_t ioregsel;
     uint32_t id;
     uint64_t redir[IOAPIC_PINS];
-    uint32_t lines; /* bit n: pin n's line is asserted */
+    uint32_t lines; /* bit n: pin n's line is asserted (for level-triggered pins) */
+    uint32_t irr;   /* bit n: an edge on pin n waits for the pin to be unmasked */
     /* The level-triggered routes KVM has now (to rewrite only on change). */
     unsigned route_pins[IOAPIC_PINS];
     struct ioapic_msi route_msis[IOAPIC_PINS];
@@ -124,6 +125,18 @@ static void sync_level_routes(struct ioapic *io)
     io->nroutes = n;
 }
 
+/* An edge: sent now, or latched until the pin is unmasked (as KVM's and
+ * QEMU's I/O APICs do), so an interrupt raised while the guest had the pin
+ * masked is not lost. */
+static void edge(struct ioapic *io, unsigned pin)
+{
+    io->irr |= 1u << pin;
+    if (io->redir[pin] & RTE_MASKED)
+        return;
+    io->irr &= ~(1u << pin);
+    try_deliver(io, pin);
+}
+
 static void write_redir(struct ioapic *io, unsigned pin, bool high_half, uint32_t value)
 {
     uint64_t *rte = &io->redir[pin];
@@ -133,8 +146,15 @@ static void write_redir(struct ioapic *io, unsigned pin, bool high_half, uint32_
     if (!(*rte & RTE_LEVEL))
         *rte &= ~RTE_REMOTE_IRR; /* only level-triggered pins wait for an EOI */
     sync_level_routes(io);
-    if ((*rte & RTE_LEVEL) && line_high(io, pin))
-        try_deliver(io, pin); /* unmasked while asserted */
+    if (*rte & RTE_MASKED)
+        return;
+    if (*rte & RTE_LEVEL) {
+        io->irr &= ~(1u << pin);
+        if (line_high(io, pin))
+            try_deliver(io, pin); /* unmasked while asserted */
+    } else if (io->irr >> pin & 1u) {
+        edge(io, pin); /* latched while masked */
+    }
 }
 
 static uint32_t read_register(const struct ioapic *io, uint32_t reg)
@@ -191,14 +211,14 @@ void ioapic_set_irq(struct ioapic *io, unsigned pin, int level)
     if (pin >= IOAPIC_PINS)
         return;
     pthread_mutex_lock(&io->lock);
-    bool was_high = line_high(io, pin);
     if (level)
         io->lines |= 1u << pin;
     else
         io->lines &= ~(1u << pin);
-    bool level_triggered = io->redir[pin] & RTE_LEVEL;
-    if (level && (level_triggered || !was_high))
+    if (level && (io->redir[pin] & RTE_LEVEL))
         try_deliver(io, pin);
+    else if (level)
+        edge(io, pin);
     pthread_mutex_unlock(&io->lock);
 }
 

@@ -7,7 +7,13 @@
  * exit on these hosts against 0.4 ms with a split irqchip (bench/run.py,
  * cold start). Cloud Hypervisor made the same choice.
  *
- * Pins are edge- or level-triggered as the guest programs them. For a
+ * Pins are edge- or level-triggered as the guest programs them. On an
+ * edge-triggered pin every assertion is an interrupt, even of a line that is
+ * already asserted, and one that comes while the pin is masked is latched
+ * until it is unmasked; KVM's and QEMU's I/O APICs do the same. Devices
+ * raise and lower lines from several threads at once (the I/O thread and
+ * the block workers), so an assertion must never depend on the line having
+ * been seen low in between. For a
  * level-triggered pin, remote IRR is set on delivery and cleared by the
  * guest's EOI (KVM_EXIT_IOAPIC_EOI); KVM reports those EOIs only for vectors
  * it finds in GSI routes, so the model keeps one MSI route per
@@ -50,8 +56,8 @@ void ioapic_free(struct ioapic *io);
 uint64_t ioapic_mmio_read(void *io, uint64_t offset, unsigned size);
 void ioapic_mmio_write(void *io, uint64_t offset, unsigned size, uint64_t value);
 
-/* Drives a pin's line: level 1 asserted, 0 deasserted. Pins past the last
- * are ignored. */
+/* Drives a pin's line: level 1 asserts it (an edge-triggered pin then
+ * interrupts), 0 deasserts it. Pins past the last are ignored. */
 void ioapic_set_irq(struct ioapic *io, unsigned pin, int level);
 /* The guest ended an interrupt with this vector (KVM_EXIT_IOAPIC_EOI). */
 void ioapic_eoi(struct ioapic *io, uint8_t vector);

@@ -143,9 +143,13 @@ static uint8_t discard_or_zero(struct virtio_blk *blk, struct chain_cursor *cur,
  * written into the guest's data buffers. With RWF_NOWAIT in flags, only
  * reads and writes the page cache can serve at once are executed; anything
  * else returns BLK_WOULD_BLOCK with nothing done that matters (a partial
- * read or write is redone in full). */
+ * read or write is redone in full).
+ *
+ * writethrough: the driver did not negotiate VIRTIO_BLK_F_FLUSH, so it may
+ * take a completed write as durable (virtio 1.x, 5.2.5.1; Linux does): such
+ * writes use RWF_DSYNC, and written zeroes are synced. */
 static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
-                       uint64_t data_capacity, uint32_t *data_in, int flags)
+                       uint64_t data_capacity, uint32_t *data_in, int flags, bool writethrough)
 {
     struct chain_cursor cur = {.chain = chain};
     struct virtio_blk_outhdr hdr;
@@ -154,8 +158,8 @@ static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
         return VIRTIO_BLK_S_IOERR;
     uint64_t data_out = chain->readable - sizeof(hdr);
     bool data_request = hdr.type == VIRTIO_BLK_T_IN || hdr.type == VIRTIO_BLK_T_OUT;
-    if ((flags & RWF_NOWAIT) && !data_request)
-        return BLK_WOULD_BLOCK; /* flush and the rest may block: a worker runs them */
+    if ((flags & RWF_NOWAIT) && (!data_request || (writethrough && hdr.type == VIRTIO_BLK_T_OUT)))
+        return BLK_WOULD_BLOCK; /* flush, synced writes and the rest block: a worker runs them */
     switch (hdr.type) {
     case VIRTIO_BLK_T_IN:
     case VIRTIO_BLK_T_OUT: {
@@ -168,7 +172,8 @@ static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
             return VIRTIO_BLK_S_IOERR;
         uint64_t offset = hdr.sector * SECTOR_SIZE;
         struct chain_cursor data = in ? (struct chain_cursor){.chain = chain} : cur;
-        int err = transfer(blk, data, in, len, offset, flags);
+        int err = transfer(blk, data, in, len, offset,
+                           flags | (!in && writethrough ? RWF_DSYNC : 0));
         if (err == -EAGAIN && (flags & RWF_NOWAIT))
             return BLK_WOULD_BLOCK;
         if (err)
@@ -189,7 +194,13 @@ static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
     case VIRTIO_BLK_T_WRITE_ZEROES:
         if (blk->read_only)
             return VIRTIO_BLK_S_IOERR;
-        return discard_or_zero(blk, &cur, hdr.type == VIRTIO_BLK_T_WRITE_ZEROES);
+    {
+        bool zero = hdr.type == VIRTIO_BLK_T_WRITE_ZEROES;
+        uint8_t status = discard_or_zero(blk, &cur, zero);
+        if (status == VIRTIO_BLK_S_OK && zero && writethrough && fdatasync(blk->fd) < 0)
+            return VIRTIO_BLK_S_IOERR;
+        return status;
+    }
     default:
         return VIRTIO_BLK_S_UNSUPP;
     }
@@ -244,7 +255,9 @@ static bool finish_request(struct blk_request *r, int flags)
     struct virtio_blk *blk = r->dev->impl;
     uint32_t data_in = 0;
     if (r->status) {
-        uint8_t status = execute(blk, &r->chain, r->chain.writable - 1, &data_in, flags);
+        bool writethrough = !(r->dev->driver_features & (1ull << VIRTIO_BLK_F_FLUSH));
+        uint8_t status = execute(blk, &r->chain, r->chain.writable - 1, &data_in, flags,
+                                 writethrough);
         if (status == BLK_WOULD_BLOCK)
             return false;
         *r->status = status;
