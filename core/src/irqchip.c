@@ -9,6 +9,7 @@
  * down in 0.4 ms). */
 #include <errno.h>
 #include <linux/kvm.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -33,20 +34,29 @@ static int set_level_routes(void *ctx, const unsigned *pins, const struct ioapic
                             unsigned n)
 {
     struct kvmc_vm *vm = ctx;
-    struct {
+    union {
         struct kvm_irq_routing table;
-        struct kvm_irq_routing_entry entries[IOAPIC_PINS];
+        uint8_t bytes[sizeof(struct kvm_irq_routing) +
+                      IOAPIC_PINS * sizeof(struct kvm_irq_routing_entry)];
     } r;
     memset(&r, 0, sizeof(r));
-    r.table.nr = n;
-    for (unsigned i = 0; i < n && i < IOAPIC_PINS; i++) {
-        r.entries[i].gsi = pins[i];
-        r.entries[i].type = KVM_IRQ_ROUTING_MSI;
-        r.entries[i].u.msi.address_lo = (uint32_t)msis[i].address;
-        r.entries[i].u.msi.address_hi = (uint32_t)(msis[i].address >> 32);
-        r.entries[i].u.msi.data = msis[i].data;
+    r.table.nr = n < IOAPIC_PINS ? n : IOAPIC_PINS;
+    for (unsigned i = 0; i < r.table.nr; i++)
+        r.table.entries[i] = (struct kvm_irq_routing_entry){
+            .gsi = pins[i],
+            .type = KVM_IRQ_ROUTING_MSI,
+            .u.msi = {.address_lo = (uint32_t)msis[i].address,
+                      .address_hi = (uint32_t)(msis[i].address >> 32),
+                      .data = msis[i].data},
+        };
+    if (ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &r) == 0)
+        return 0;
+    if (!vm->ioapic_routes_warned) { /* once: a guest may rewrite its pins in a loop */
+        vm->ioapic_routes_warned = true;
+        fprintf(stderr, "kvmc: I/O APIC: KVM_SET_GSI_ROUTING: %s; EOIs of level-triggered "
+                        "pins will not reach kvmc\n", strerror(errno));
     }
-    return ioctl(vm->vm_fd, KVM_SET_GSI_ROUTING, &r) < 0 ? -1 : 0;
+    return -1;
 }
 
 static int create_split(struct kvmc_vm *vm)

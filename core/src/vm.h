@@ -87,6 +87,7 @@ struct kvmc_vm {
     struct console_sink console;
     struct serial *serial;
     struct ioapic *ioapic;  /* split irqchip; NULL with the kernel's (--pit) */
+    bool ioapic_routes_warned; /* KVM refused the level routes once (vCPU threads) */
     struct iothread io;
     bool seccomp;           /* kvmc's threads confine themselves at start */
     struct virtio_mmio *virtio[KVMC_MAX_VIRTIO_DEVICES];

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cli_run.h"
 #include "guest_run.h"
 
 #define TEST_PIO_PORT 0x600
@@ -164,6 +165,33 @@ Test(devices, console_to_file)
     cr_assert(n > 0);
     cr_assert(strstr(buf, "kvmc test guest: booted via PVH entry"), "%s", buf);
     cr_assert(strstr(buf, "self-check: ok\n"), "%s", buf);
+}
+
+/* COM1's line through the I/O APIC to the local APIC, checked by the guest
+ * in its APIC's IRR, under the CLI's seccomp lists: kvmc's I/O APIC (the
+ * default), then the kernel's (--pit). They differ in one documented way:
+ * kvmc's holds an edge that came while the pin was masked until the unmask
+ * (as QEMU's does); the kernel's drops it. The level-triggered case also
+ * makes kvmc give KVM a GSI route (KVM_SET_GSI_ROUTING), which must work:
+ * kvmc says so on stderr if it does not. */
+Test(devices, interrupts_reach_the_local_apic_through_the_io_apic)
+{
+    for (int pit = 0; pit <= 1; pit++) {
+        char *argv[] = {KVMC_CLI, "run", "--cmdline", "kvmc.test=ioapic", pit ? "--pit" : NULL,
+                        NULL};
+        static struct cli_result r;
+        cli_run(&r, argv);
+        cr_assert_eq(r.status, 0, "pit=%d status %d: %s", pit, r.status, r.err);
+        cr_assert_str_empty(r.err, "pit=%d", pit);
+        const char *want[] = {"ioapic: edge vector 0x40 delivered: yes\n",
+                              "ioapic: masked edge delivered while masked: no\n",
+                              pit ? "ioapic: masked edge delivered on unmask: no\n"
+                                  : "ioapic: masked edge delivered on unmask: yes\n",
+                              "ioapic: level vector 0x42 delivered: yes\n",
+                              "ioapic: remote IRR set: yes\n"};
+        for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+            cr_assert(strstr(r.out, want[i]), "pit=%d lacks %s in:\n%s", pit, want[i], r.out);
+    }
 }
 
 /* The PIT is opt-in: absent by default (its ports read 0xff), counting when

@@ -125,9 +125,9 @@ static void sync_level_routes(struct ioapic *io)
     io->nroutes = n;
 }
 
-/* An edge: sent now, or latched until the pin is unmasked (as KVM's and
- * QEMU's I/O APICs do), so an interrupt raised while the guest had the pin
- * masked is not lost. */
+/* An edge: sent now, or latched until the pin is unmasked (as QEMU's I/O
+ * APIC does), so an interrupt raised while the guest had the pin masked is
+ * not lost. */
 static void edge(struct ioapic *io, unsigned pin)
 {
     io->irr |= 1u << pin;

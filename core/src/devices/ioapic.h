@@ -9,8 +9,9 @@
  *
  * Pins are edge- or level-triggered as the guest programs them. On an
  * edge-triggered pin every assertion is an interrupt, even of a line that is
- * already asserted, and one that comes while the pin is masked is latched
- * until it is unmasked; KVM's and QEMU's I/O APICs do the same. Devices
+ * already asserted (as in KVM's and QEMU's I/O APICs), and one that comes
+ * while the pin is masked is latched until it is unmasked (as in QEMU's;
+ * KVM's latches only level-triggered pins). Devices
  * raise and lower lines from several threads at once (the I/O thread and
  * the block workers), so an assertion must never depend on the line having
  * been seen low in between. For a
