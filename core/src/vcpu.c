@@ -112,15 +112,16 @@ static int set_msrs(struct vcpu *vcpu)
         {MSR_MTRR_DEF_TYPE, MTRR_ENABLE_WB},
     };
     const unsigned n = sizeof(boot_msrs) / sizeof(boot_msrs[0]);
-    struct {
+    union {
         struct kvm_msrs hdr;
-        struct kvm_msr_entry entries[sizeof(boot_msrs) / sizeof(boot_msrs[0])];
+        uint8_t bytes[sizeof(struct kvm_msrs) +
+                      sizeof(boot_msrs) / sizeof(boot_msrs[0]) * sizeof(struct kvm_msr_entry)];
     } msrs;
     memset(&msrs, 0, sizeof(msrs));
     msrs.hdr.nmsrs = n;
     for (unsigned i = 0; i < n; i++) {
-        msrs.entries[i].index = boot_msrs[i].index;
-        msrs.entries[i].data = boot_msrs[i].value;
+        msrs.hdr.entries[i].index = boot_msrs[i].index;
+        msrs.hdr.entries[i].data = boot_msrs[i].value;
     }
     int set = ioctl(vcpu->fd, KVM_SET_MSRS, &msrs);
     if (set < 0)
@@ -129,7 +130,7 @@ static int set_msrs(struct vcpu *vcpu)
      * boot MSRs are standard on every host we support, so insist. */
     if ((unsigned)set != n)
         return kvmc_fail(KVMC_EKVM, "KVM_SET_MSRS on vCPU %u: MSR 0x%x refused",
-                         vcpu->index, msrs.entries[set].index);
+                         vcpu->index, msrs.hdr.entries[set].index);
     return KVMC_OK;
 }
 

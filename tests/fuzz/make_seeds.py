@@ -63,9 +63,10 @@ bring_up = b"".join([
     op(0, 0x0a0, 0x3000), op(0, 0x044, 1), op(0, 0x070, 15), op(0, 0x050, 0),
     op(2, 0, 0), op(2, 0, 1), op(1, 0x060, 0), op(0, 0x064, 1), op(1, 0x100, 0, 8),
     op(0, 0x070, 0)])
-for device in range(4):
+for device in range(5):  # blk, rng, console, vsock, net (null backend)
+    extra = op(3, 0, 60) + op(2, 0, 0) if device == 4 else b""  # a host frame
     with open(os.path.join(out, "virtio_mmio", "device%d" % device), "wb") as f:
-        f.write(bytes([device]) + struct.pack("<H", len(image)) + bytes(image) + bring_up)
+        f.write(bytes([device]) + struct.pack("<H", len(image)) + bytes(image) + bring_up + extra)
 
 # legacy_devices: what Linux's 8250 driver and I/O APIC code do at boot,
 # then pin changes and EOIs. Port addresses go through port_of() in the

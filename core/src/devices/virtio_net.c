@@ -145,8 +145,11 @@ static const struct virtio_device_ops net_ops = {
     .destroy = net_destroy,
 };
 
-int virtio_net_open(const struct net_config *cfg, unsigned index,
-                    const struct virtio_device_ops **ops, void **impl)
+typedef int (*backend_open_fn)(const struct net_config *cfg, struct vnet *dev,
+                               const struct net_backend_ops **ops, void **be);
+
+static int open_device(const struct net_config *cfg, unsigned index, backend_open_fn open_be,
+                       const struct virtio_device_ops **ops, void **impl)
 {
     struct vnet *n = calloc(1, sizeof(*n));
     if (!n)
@@ -156,8 +159,7 @@ int virtio_net_open(const struct net_config *cfg, unsigned index,
     if (!cfg->has_mac)
         n->config.mac[5] = (uint8_t)(n->config.mac[5] + index);
     n->config.status = VIRTIO_NET_S_LINK_UP;
-    int err = cfg->tap ? net_tap_open(cfg, n, &n->be_ops, &n->be)
-                       : net_slirp_open(cfg, n, &n->be_ops, &n->be);
+    int err = open_be(cfg, n, &n->be_ops, &n->be);
     if (err) {
         free(n);
         return err;
@@ -165,4 +167,16 @@ int virtio_net_open(const struct net_config *cfg, unsigned index,
     *ops = &net_ops;
     *impl = n;
     return KVMC_OK;
+}
+
+int virtio_net_open(const struct net_config *cfg, unsigned index,
+                    const struct virtio_device_ops **ops, void **impl)
+{
+    return open_device(cfg, index, cfg->tap ? net_tap_open : net_slirp_open, ops, impl);
+}
+
+int virtio_net_open_on(const struct net_config *cfg, backend_open_fn open_be,
+                       const struct virtio_device_ops **ops, void **impl)
+{
+    return open_device(cfg, 0, open_be, ops, impl);
 }

@@ -15,6 +15,7 @@
 
 struct vnet;
 struct iothread;
+struct virtio_device_ops;
 
 struct net_backend_ops {
     const char *name;
@@ -33,6 +34,13 @@ int net_slirp_open(const struct net_config *cfg, struct vnet *dev,
                    const struct net_backend_ops **ops, void **be);
 int net_tap_open(const struct net_config *cfg, struct vnet *dev,
                  const struct net_backend_ops **ops, void **be);
+
+/* A virtio-net device on a backend of the caller's (the fuzzer's, which
+ * must not reach a real network); impl is the device's struct vnet. */
+int virtio_net_open_on(const struct net_config *cfg,
+                       int (*open_be)(const struct net_config *cfg, struct vnet *dev,
+                                      const struct net_backend_ops **ops, void **be),
+                       const struct virtio_device_ops **ops, void **impl);
 
 /* For backends: deliver a frame to the guest. Returns false (and drops it)
  * if the guest has no receive buffer posted. */
