@@ -522,6 +522,36 @@ static void probe_pit(void)
                                                          : "pit: stuck\n");
 }
 
+/* ----------------------------------------------- hostile platform access */
+
+/* kvmc.test=scribble, first part: random writes to every COM1 register but
+ * THR (it would print the noise) and to the i8042's data port, reads of
+ * every platform port; the ports whose writes end the VM by design (0x501,
+ * 0x505, 0xb000, 0x64) are only read. Then COM1 is set back to 8n1. */
+static void scribble_platform(void)
+{
+    static const uint16_t read_only[] = {0x501, 0x505, 0xb000, 0xb001, 0x64, 0x60};
+    uint64_t x = 0x2545f4914f6cdd1dull;
+    unsigned accesses = 0;
+    for (unsigned i = 0; i < 4000; i++, accesses += 3) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        outb((uint16_t)(COM1 + 1 + x % 7), (uint8_t)(x >> 8));
+        (void)inb((uint16_t)(COM1 + (x >> 16) % 8));
+        (void)inb(read_only[(x >> 24) % 6]);
+        if (i % 8 == 0) {
+            outb(0x60, (uint8_t)(x >> 32));
+            accesses++;
+        }
+    }
+    outb(COM1 + 3, 0x03); /* DLAB off, 8n1 */
+    outb(COM1 + 1, 0x00);
+    outb(COM1 + 4, 0x00); /* loopback off */
+    outb(COM1 + 2, 0x00);
+    puts_serial("scribble: platform ports, ");
+    put_dec(accesses);
+    puts_serial(" accesses\n");
+}
+
 /* ------------------------------------------------ I/O APIC to local APIC */
 
 #define IOAPIC_BASE 0xfec00000ull
@@ -690,6 +720,7 @@ void guest_main(void)
         puts_serial("test: report a panic through pvpanic\n");
         outb(0x505, 1);
     } else if (starts_with(test, "scribble")) {
+        scribble_platform();
         test_virtio_scribble();
     } else if (starts_with(test, "virtio-hostile")) {
         run_virtio_tests(true);

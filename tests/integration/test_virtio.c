@@ -129,10 +129,11 @@ Test(virtio, hostile_chain_needs_reset_and_recovers)
     guest_result_free(&r);
 }
 
-/* A hostile driver through real MMIO exits, under the CLI's seccomp lists,
- * with every kind of virtio device: random values at every register and
- * access size of all 8 windows, random rings, random I/O APIC programming,
- * then resets mid-bring-up. The VMM keeps running and every device still
+/* A hostile driver through real port and MMIO exits, under the CLI's seccomp
+ * lists, with every kind of virtio device: random writes to COM1 and the
+ * i8042, reads of every platform port, random values at every register and
+ * access size of all 8 virtio windows, random rings, random I/O APIC
+ * programming, then resets mid-bring-up. The VMM keeps running and every device still
  * works afterwards. */
 Test(virtio, a_guest_scribbling_on_every_register_is_contained, .timeout = 60)
 {
@@ -149,6 +150,7 @@ Test(virtio, a_guest_scribbling_on_every_register_is_contained, .timeout = 60)
     static struct cli_result r;
     cli_run(&r, argv);
     cr_assert_eq(r.status, 0, "status %d\nstdout:\n%s\nstderr:\n%s", r.status, r.out, r.err);
+    cr_assert(strstr(r.out, "scribble: platform ports, 12500 accesses\n"), "%s", r.out);
     cr_assert(strstr(r.out, "scribble: 8096 accesses, 10000 resets, still running\n"), "%s", r.out);
     cr_assert(strstr(r.out, "sector 5 write+read ok, serial it-disk"), "%s", r.out);
     cr_assert(strstr(r.out, "virtio-rng: 64 bytes"), "%s", r.out);
