@@ -242,7 +242,37 @@ ap_long_entry:                      /* report in, then halt for good */
     lea apic_seen(%rip), %rax
     movb $1, (%rax,%rbx)
     lock incl cpus_up(%rip)
-    jmp isr_halt
+    cmpl $0, ap_serve_irqs(%rip)
+    je isr_halt
+    cmp $GUEST_MAX_CPUS, %rbx       /* no stack for it */
+    jae isr_halt
+    /* kvmc.test=ioapic-eoi: take interrupts here, at CPL0, on a stack of
+     * this AP's own, with this AP's local APIC enabled. */
+    lidt idt_ptr(%rip)
+    lea ap_stacks(%rip), %rsp
+    inc %rbx
+    shl $12, %rbx
+    add %rbx, %rsp
+    movabs $0xfee000f0, %rax        /* spurious vector register: APIC on */
+    movl $0x1ff, (%rax)
+    sti
+1:  hlt
+    jmp 1b
+
+/* Counts an interrupt and ends it at the local APIC (the EOI that a
+ * level-triggered I/O APIC pin waits for). */
+    .globl isr_count_eoi
+isr_count_eoi:
+    push %rax
+    lock incl eoi_count(%rip)
+    movabs $0xfee000b0, %rax
+    movl $0, (%rax)
+    /* An exit to the VMM right after the EOI: on PVM hosts, which emulate
+     * this CPL0 code, KVM delivers a pending KVM_EXIT_IOAPIC_EOI only on
+     * its next entry, and the `hlt` after the iretq would sleep first. */
+    out %al, $0x80
+    pop %rax
+    iretq
 
     /* ---- data the CPL0 stub needs ---- */
     .data
@@ -273,6 +303,11 @@ boot_kind:
     .globl cpus_up
 cpus_up:
     .long 1
+    .globl ap_serve_irqs, eoi_count
+ap_serve_irqs:                      /* set by the BSP before it starts the APs */
+    .long 0
+eoi_count:
+    .long 0
 boot_info:
     .quad 0
 
@@ -290,3 +325,5 @@ boot_info:
 pml4: .skip 4096
 pdpt: .skip 4096
 pd:   .skip 4 * 4096
+    .balign 4096
+ap_stacks: .skip GUEST_MAX_CPUS * 4096 /* AP n's stack ends at ap_stacks + (n+1)*4 KiB */

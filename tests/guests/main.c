@@ -35,6 +35,8 @@ struct idt_gate {
 struct idt_gate idt[256] __attribute__((aligned(16)));
 
 extern void isr_unexpected(void);
+extern void isr_count_eoi(void);
+extern volatile uint32_t ap_serve_irqs, eoi_count;
 extern uint8_t isr_exception_stubs[];
 
 volatile uint8_t apic_seen[256];
@@ -618,6 +620,44 @@ static void test_ioapic(void)
     ioapic_write(0x10 + 2 * 4, 0x10000); /* masked again, for whoever comes next */
 }
 
+/* kvmc.test=ioapic-eoi (2 CPUs): COM1's pin 4, level-triggered, to the AP,
+ * which takes each interrupt at CPL0 and sends the EOI. While the line is
+ * high, every EOI must bring the next interrupt (kvmc hears the EOI through
+ * KVM_EXIT_IOAPIC_EOI); once the line is low, they must stop. */
+static void test_ioapic_eoi(const struct mp_cpus *cpus)
+{
+    if (cpus->count < 2) {
+        puts_serial("ioapic-eoi: needs 2 CPUs\n");
+        return;
+    }
+    set_gate(0x43, isr_count_eoi, 0);
+    com1_line(false);
+    ioapic_write(0x10 + 2 * 4 + 1, (uint32_t)cpus->apic_ids[1] << 24);
+    ioapic_write(0x10 + 2 * 4, 0x8043); /* level, fixed, vector 0x43, unmasked */
+    com1_line(true);
+    uint64_t start = rdtsc_now();
+    while (eoi_count < 5 && rdtsc_now() - start < 10000000000ull)
+        __asm__ volatile("pause");
+    uint32_t while_high = eoi_count;
+    com1_line(false);
+    for (uint64_t t = rdtsc_now(); rdtsc_now() - t < 200000000ull;) /* ~0.1 s */
+        __asm__ volatile("pause");
+    uint32_t at_low = eoi_count;
+    for (uint64_t t = rdtsc_now(); rdtsc_now() - t < 400000000ull;)
+        __asm__ volatile("pause");
+    uint32_t later = eoi_count;
+    ioapic_write(0x10 + 2 * 4, 0x10000);
+    puts_serial("ioapic-eoi: ");
+    put_dec(while_high);
+    puts_serial(" interrupts while high, ");
+    put_dec(later - while_high);
+    puts_serial(" after\n");
+    puts_serial(while_high >= 5 ? "ioapic-eoi: redelivered after each EOI while high: yes\n"
+                                : "ioapic-eoi: redelivered after each EOI while high: no\n");
+    puts_serial(later == at_low ? "ioapic-eoi: stopped once low: yes\n"
+                                : "ioapic-eoi: stopped once low: no\n");
+}
+
 /* N port writes then N MMIO writes, for the exit-cost benchmark. */
 static void exit_loop(const char *arg)
 {
@@ -685,6 +725,8 @@ void guest_main(void)
     put_dec(cpus.count);
     puts_serial(" in MP table\n");
     struct acpi_info acpi = read_acpi(&b);
+    if (starts_with(mode, "ioapic-eoi"))
+        ap_serve_irqs = 1; /* before they start: they halt for good otherwise */
     unsigned running = cpus.count > 1 ? start_aps(&cpus) : cpus.count;
     puts_serial("smp: ");
     put_dec(running);
@@ -707,6 +749,8 @@ void guest_main(void)
     } else if (starts_with(test, "emulation-failure")) {
         puts_serial("test: emulation failure\n");
         emulation_failure();
+    } else if (starts_with(test, "ioapic-eoi")) {
+        test_ioapic_eoi(&cpus);
     } else if (starts_with(test, "ioapic")) {
         test_ioapic();
     } else if (starts_with(test, "pit")) {

@@ -194,6 +194,26 @@ Test(devices, interrupts_reach_the_local_apic_through_the_io_apic)
     }
 }
 
+/* A level-triggered pin to the second CPU, which takes each interrupt at
+ * CPL0 and sends the EOI: while the line is high every EOI brings the next
+ * interrupt (with kvmc's I/O APIC, through KVM_EXIT_IOAPIC_EOI and the GSI
+ * route kvmc gave KVM), and once it is low they stop. Both irqchips. */
+Test(devices, a_level_triggered_pin_interrupts_again_after_each_eoi)
+{
+    for (int pit = 0; pit <= 1; pit++) {
+        char *argv[] = {KVMC_CLI, "run", "--cpus", "2", "--cmdline", "kvmc.test=ioapic-eoi",
+                        pit ? "--pit" : NULL, NULL};
+        static struct cli_result r;
+        cli_run(&r, argv);
+        cr_assert_eq(r.status, 0, "pit=%d status %d: %s", pit, r.status, r.err);
+        cr_assert_str_empty(r.err, "pit=%d", pit);
+        cr_assert(strstr(r.out, "ioapic-eoi: redelivered after each EOI while high: yes\n"),
+                  "pit=%d:\n%s", pit, r.out);
+        cr_assert(strstr(r.out, "ioapic-eoi: stopped once low: yes\n"), "pit=%d:\n%s", pit,
+                  r.out);
+    }
+}
+
 /* The PIT is opt-in: absent by default (its ports read 0xff), counting when
  * asked for. */
 Test(devices, pit_only_when_asked_for)
