@@ -104,6 +104,16 @@ void irqchip_destroy(struct kvmc_vm *vm)
     vm->ioapic = NULL;
 }
 
+void vm_pulse_irq(struct kvmc_vm *vm, unsigned gsi)
+{
+    if (vm->ioapic) {
+        ioapic_pulse(vm->ioapic, gsi);
+        return;
+    }
+    kvmc_vm_set_irq_line(vm, gsi, 1);
+    kvmc_vm_set_irq_line(vm, gsi, 0);
+}
+
 int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level)
 {
     if (!vm)

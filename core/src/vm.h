@@ -118,6 +118,8 @@ int vm_check_extension(int kvm_fd, int cap, const char *name);
  * kernel; the I/O APIC is kvmc's (devices/ioapic.c), unless a PIT is
  * wanted, which needs the kernel's PIC and I/O APIC. */
 int irqchip_create(struct kvmc_vm *vm, bool pit);
+/* One edge on gsi (raise, then lower), from any thread. */
+void vm_pulse_irq(struct kvmc_vm *vm, unsigned gsi);
 void irqchip_destroy(struct kvmc_vm *vm);
 
 /* vcpu.c */

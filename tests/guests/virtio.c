@@ -281,7 +281,7 @@ static uint64_t scribble_rand(void) /* xorshift64 */
 static uint32_t scribble_value(unsigned reg)
 {
     uint32_t v = (uint32_t)scribble_rand();
-    if (reg >= R_DESC_LO && reg <= R_USED_HI + 0xc)
+    if (reg >= R_DESC_LO && reg <= R_USED_HI) /* 1- and 2-byte writes are ignored */
         return (reg & 4) ? (v & 1 ? v : 0) : (uint32_t)BENCH_SCRATCH + (v & 0xfff000);
     return v;
 }
@@ -314,9 +314,8 @@ void test_virtio_scribble(void)
     for (unsigned i = 0; i < (1u << 20) / 8; i++)
         scratch[i] = scribble_rand();
     unsigned accesses = 0;
-    for (unsigned i = 0; i < VIRTIO_MMIO_MAX; i++, accesses += 4 * 128) {
+    for (unsigned i = 0; i < VIRTIO_MMIO_MAX; i++, accesses += 4 * 128)
         scribble_window(VIRTIO_MMIO_BASE + i * VIRTIO_MMIO_STRIDE);
-    }
     /* The I/O APIC: random selects and values (the guest runs with
      * interrupts off, so whatever it programs stays pending). */
     for (unsigned i = 0; i < 2000; i++, accesses += 2) {

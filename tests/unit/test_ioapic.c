@@ -119,6 +119,26 @@ Test(ioapic, an_edge_while_masked_waits_for_the_unmask)
     ioapic_free(io);
 }
 
+/* A pulse is one event: an edge pin interrupts once per pulse; a level pin
+ * once, and its line is low again afterwards, so the EOI brings nothing. */
+Test(ioapic, a_pulse_is_one_interrupt)
+{
+    struct fake_kvm k = {0};
+    struct ioapic *io = new_ioapic(&k);
+    program(io, 16, 0x30, 0, false, false);
+    for (unsigned i = 0; i < 3; i++)
+        ioapic_pulse(io, 16);
+    cr_assert_eq(k.nsent, 3);
+    program(io, 17, 0x31, 0, true, false);
+    ioapic_pulse(io, 17);
+    cr_assert_eq(k.nsent, 4);
+    ioapic_eoi(io, 0x31);
+    cr_assert_eq(k.nsent, 4, "the line is low: no redelivery");
+    ioapic_pulse(io, IOAPIC_PINS); /* no such pin */
+    cr_assert_eq(k.nsent, 4);
+    ioapic_free(io);
+}
+
 struct pulser {
     struct ioapic *io;
     unsigned n;

@@ -13,6 +13,7 @@
 
 #include "virtio/iothread.h"
 #include "virtio/mmio.h"
+#include "mmio_driver.h"
 #include "virtq_fixture.h"
 #include "vm.h"
 
@@ -65,36 +66,12 @@ static void teardown(void)
 
 TestSuite(virtio_mmio, .init = setup, .fini = teardown);
 
-static uint32_t rd(struct virtio_mmio *m, unsigned reg)
-{
-    return (uint32_t)virtio_mmio_access(m, reg, 4, false, 0);
-}
-static void wr(struct virtio_mmio *m, unsigned reg, uint32_t v)
-{
-    virtio_mmio_access(m, reg, 4, true, v);
-}
-
 /* What a driver does: reset, negotiate VERSION_1, one queue of 8 at the
  * fixture's rings, DRIVER_OK. Returns the status read back. */
 static uint32_t bring_up(struct virtio_mmio *m, unsigned qi)
 {
-    wr(m, VIRTIO_MMIO_STATUS, 0);
-    wr(m, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-    wr(m, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-    wr(m, VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-    wr(m, VIRTIO_MMIO_DRIVER_FEATURES_SEL, 0);
-    wr(m, VIRTIO_MMIO_DRIVER_FEATURES, 0);
-    wr(m, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                                  VIRTIO_CONFIG_S_FEATURES_OK);
-    wr(m, VIRTIO_MMIO_QUEUE_SEL, qi);
-    wr(m, VIRTIO_MMIO_QUEUE_NUM, FQ_SIZE);
-    wr(m, VIRTIO_MMIO_QUEUE_DESC_LOW, FQ_DESC);
-    wr(m, VIRTIO_MMIO_QUEUE_AVAIL_LOW, FQ_AVAIL);
-    wr(m, VIRTIO_MMIO_QUEUE_USED_LOW, FQ_USED);
-    wr(m, VIRTIO_MMIO_QUEUE_READY, 1);
-    wr(m, VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                                  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
-    return rd(m, VIRTIO_MMIO_STATUS);
+    const struct md_queue q = {qi, FQ_DESC, FQ_AVAIL, FQ_USED};
+    return md_bring_up(m, &q, 1);
 }
 
 /* Every offset of the window, every access size, values from a fixed
@@ -133,8 +110,8 @@ Test(virtio_mmio, scribbling_on_every_register_is_contained)
         memset(gm_ptr(&gm, 0, 1 << 20), 0, 1 << 20);
         cr_assert(bring_up(m, 0) & VIRTIO_CONFIG_S_DRIVER_OK, "%s after scribbling",
                   m->dev.ops->name);
-        cr_assert_not(rd(m, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
-        cr_assert_eq(rd(m, VIRTIO_MMIO_MAGIC_VALUE), 0x74726976);
+        cr_assert_not(md_rd(m, VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+        cr_assert_eq(md_rd(m, VIRTIO_MMIO_MAGIC_VALUE), 0x74726976);
         iothread_destroy(&io);
         virtio_mmio_destroy(m);
     }
@@ -147,11 +124,11 @@ Test(virtio_mmio, hammering_reset_then_a_request_works)
     struct iothread io;
     struct virtio_mmio *m = open_device(1, &io);
     for (unsigned i = 0; i < 10000; i++) {
-        wr(m, VIRTIO_MMIO_STATUS, 0);
+        md_wr(m, VIRTIO_MMIO_STATUS, 0);
         if (i % 3 == 0)
             bring_up(m, 0);
-        wr(m, VIRTIO_MMIO_QUEUE_READY, i & 1);
-        wr(m, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
+        md_wr(m, VIRTIO_MMIO_QUEUE_READY, i & 1);
+        md_wr(m, VIRTIO_MMIO_QUEUE_NOTIFY, 0);
         m->dev.ops->process_queue(&m->dev, 0);
     }
     cr_assert(bring_up(m, 0) & VIRTIO_CONFIG_S_DRIVER_OK);

@@ -13,14 +13,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "mmio_driver.h"
 #include "unix_socket.h"
+#include "virtq_fixture.h"
 #include "virtio/iothread.h"
 #include "virtio/mmio.h"
 #include "vm.h"
 
-#define QSIZE 8
+#define QSIZE FQ_SIZE /* fq_offer_at assumes it */
 #define GUEST_CID 3
-#define MEM (16ull << 20)
+#define MEM FQ_MEM
 #define RX_BUF 0x100000ull /* QSIZE receive buffers of 4 KiB */
 #define TX_BUF 0x200000ull /* one packet: header, then payload */
 #define LISTEN_PORT 5000
@@ -35,18 +37,7 @@ static char dir[] = "/tmp/kvmc-vsock-XXXXXX";
 static char base_path[96], listen_path[128];
 static int listener = -1;
 
-static void wr(unsigned reg, uint32_t v) { virtio_mmio_access(m, reg, 4, true, v); }
-static uint32_t rd(unsigned reg) { return (uint32_t)virtio_mmio_access(m, reg, 4, false, 0); }
-
-static void setup_queue(unsigned qi, const struct ring *r)
-{
-    wr(VIRTIO_MMIO_QUEUE_SEL, qi);
-    wr(VIRTIO_MMIO_QUEUE_NUM, QSIZE);
-    wr(VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)r->desc);
-    wr(VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)r->avail);
-    wr(VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)r->used);
-    wr(VIRTIO_MMIO_QUEUE_READY, 1);
-}
+static uint32_t rd(unsigned reg) { return md_rd(m, reg); }
 
 static void setup(void)
 {
@@ -63,15 +54,9 @@ static void setup(void)
     cr_assert_eq(virtio_mmio_create_detached(&gm, ops, impl, &m), KVMC_OK);
     cr_assert_eq(iothread_init(&io), KVMC_OK);
     cr_assert_eq(ops->attach(&m->dev, &io), KVMC_OK);
-    wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER);
-    wr(VIRTIO_MMIO_DRIVER_FEATURES_SEL, 1);
-    wr(VIRTIO_MMIO_DRIVER_FEATURES, 1); /* VERSION_1 */
-    wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                               VIRTIO_CONFIG_S_FEATURES_OK);
-    setup_queue(0, &rx);
-    setup_queue(1, &tx);
-    wr(VIRTIO_MMIO_STATUS, VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
-                               VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK);
+    const struct md_queue queues[] = {{0, rx.desc, rx.avail, rx.used},
+                                      {1, tx.desc, tx.avail, tx.used}};
+    cr_assert(md_bring_up(m, queues, 2) & VIRTIO_CONFIG_S_DRIVER_OK);
     rx.avail_idx = rx.used_seen = tx.avail_idx = tx.used_seen = 0;
 }
 
@@ -87,27 +72,13 @@ static void teardown(void)
 
 TestSuite(vsock, .init = setup, .fini = teardown, .timeout = 10);
 
-static void put_desc(const struct ring *r, unsigned i, uint64_t addr, uint32_t len,
-                     uint16_t flags, uint16_t next)
-{
-    struct vring_desc d = {.addr = addr, .len = len, .flags = flags, .next = next};
-    gm_write(&gm, r->desc + 16ull * i, &d, sizeof(d));
-}
-
-static void offer(struct ring *r, uint16_t head)
-{
-    gm_write(&gm, r->avail + 4 + 2 * (r->avail_idx % QSIZE), &head, 2);
-    r->avail_idx++;
-    gm_write(&gm, r->avail + 2, &r->avail_idx, 2);
-}
-
 /* Gives the device n receive buffers of 4 KiB. */
 static void post_rx(unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
         unsigned slot = rx.avail_idx % QSIZE;
-        put_desc(&rx, slot, RX_BUF + 4096ull * slot, 4096, VRING_DESC_F_WRITE, 0);
-        offer(&rx, (uint16_t)slot);
+        fq_desc(&gm, rx.desc, slot, RX_BUF + 4096ull * slot, 4096, VRING_DESC_F_WRITE, 0);
+        fq_offer_at(&gm, rx.avail, &rx.avail_idx, (uint16_t)slot);
     }
     m->dev.ops->process_queue(&m->dev, 0);
 }
@@ -123,9 +94,9 @@ static struct virtio_vsock_hdr packet(uint16_t op, uint32_t src_port, uint32_t d
 static void send_packet(const struct virtio_vsock_hdr *h, size_t hdr_bytes, uint32_t payload_len)
 {
     gm_write(&gm, TX_BUF, h, hdr_bytes);
-    put_desc(&tx, 0, TX_BUF, (uint32_t)hdr_bytes, payload_len ? VRING_DESC_F_NEXT : 0, 1);
-    put_desc(&tx, 1, TX_BUF + 4096, payload_len, 0, 0);
-    offer(&tx, 0);
+    fq_desc(&gm, tx.desc, 0, TX_BUF, (uint32_t)hdr_bytes, payload_len ? VRING_DESC_F_NEXT : 0, 1);
+    fq_desc(&gm, tx.desc, 1, TX_BUF + 4096, payload_len, 0, 0);
+    fq_offer_at(&gm, tx.avail, &tx.avail_idx, 0);
     m->dev.ops->process_queue(&m->dev, 1);
 }
 

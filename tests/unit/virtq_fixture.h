@@ -33,12 +33,20 @@ static inline void fq_desc(struct guest_memory *gm, uint64_t table, unsigned i, 
     gm_write(gm, table + 16ull * i, &d, sizeof(d));
 }
 
-/* Puts head into the avail ring at the driver's index and publishes it. */
+/* Puts head into the avail ring at `avail` (of FQ_SIZE entries) at the
+ * driver's index and publishes it. */
+static inline void fq_offer_at(struct guest_memory *gm, uint64_t avail, uint16_t *avail_idx,
+                               uint16_t head)
+{
+    gm_write(gm, avail + 4 + 2 * (*avail_idx % FQ_SIZE), &head, 2);
+    (*avail_idx)++;
+    gm_write(gm, avail + 2, avail_idx, 2);
+}
+
+/* The same for the fixture's own ring. */
 static inline void fq_offer(struct guest_memory *gm, uint16_t *avail_idx, uint16_t head)
 {
-    gm_write(gm, FQ_AVAIL + 4 + 2 * (*avail_idx % FQ_SIZE), &head, 2);
-    (*avail_idx)++;
-    gm_write(gm, FQ_AVAIL + 2, avail_idx, 2);
+    fq_offer_at(gm, FQ_AVAIL, avail_idx, head);
 }
 
 static inline uint16_t fq_used_idx(struct guest_memory *gm)

@@ -206,11 +206,9 @@ void ioapic_mmio_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
     pthread_mutex_unlock(&io->lock);
 }
 
-void ioapic_set_irq(struct ioapic *io, unsigned pin, int level)
+/* Called with the lock held. */
+static void set_line(struct ioapic *io, unsigned pin, bool level)
 {
-    if (pin >= IOAPIC_PINS)
-        return;
-    pthread_mutex_lock(&io->lock);
     if (level)
         io->lines |= 1u << pin;
     else
@@ -219,6 +217,24 @@ void ioapic_set_irq(struct ioapic *io, unsigned pin, int level)
         try_deliver(io, pin);
     else if (level)
         edge(io, pin);
+}
+
+void ioapic_set_irq(struct ioapic *io, unsigned pin, int level)
+{
+    if (pin >= IOAPIC_PINS)
+        return;
+    pthread_mutex_lock(&io->lock);
+    set_line(io, pin, level != 0);
+    pthread_mutex_unlock(&io->lock);
+}
+
+void ioapic_pulse(struct ioapic *io, unsigned pin)
+{
+    if (pin >= IOAPIC_PINS)
+        return;
+    pthread_mutex_lock(&io->lock);
+    set_line(io, pin, true);
+    set_line(io, pin, false);
     pthread_mutex_unlock(&io->lock);
 }
 

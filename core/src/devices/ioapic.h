@@ -60,6 +60,9 @@ void ioapic_mmio_write(void *io, uint64_t offset, unsigned size, uint64_t value)
 /* Drives a pin's line: level 1 asserts it (an edge-triggered pin then
  * interrupts), 0 deasserts it. Pins past the last are ignored. */
 void ioapic_set_irq(struct ioapic *io, unsigned pin, int level);
+/* An assertion and deassertion in one step: what an edge-signalling device
+ * (virtio) does per event. */
+void ioapic_pulse(struct ioapic *io, unsigned pin);
 /* The guest ended an interrupt with this vector (KVM_EXIT_IOAPIC_EOI). */
 void ioapic_eoi(struct ioapic *io, uint8_t vector);
 

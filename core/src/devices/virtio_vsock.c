@@ -327,7 +327,7 @@ static void guest_rw(struct vconn *c, struct chain_cursor *cur, uint32_t len)
         size_t got = chain_read(cur, p, run);
         bytering_commit(&c->to_host, got);
         len -= (uint32_t)got;
-        if (got < run)
+        if (got < run || run == 0) /* the chain ended, or no room after all */
             break;
     }
     flush_to_host(c);

@@ -25,8 +25,7 @@ static void mmio_notify_irq(struct virtio_dev *dev)
     uint64_t one = 1;
     if (m->irq_fd >= 0 && write(m->irq_fd, &one, sizeof(one)) == sizeof(one))
         return;
-    kvmc_vm_set_irq_line(m->vm, m->gsi, 1); /* no irqfd: an edge by hand */
-    kvmc_vm_set_irq_line(m->vm, m->gsi, 0);
+    vm_pulse_irq(m->vm, m->gsi); /* kvmc's I/O APIC, or no irqfd */
 }
 
 static struct virtq *selected_queue(struct virtio_mmio *m)
@@ -193,9 +192,8 @@ static int setup_notify(struct virtio_mmio *m, struct iothread *io)
  * irqfd write, and masking stays exact. */
 static void setup_irq(struct virtio_mmio *m)
 {
-    m->irq_fd = -1;
     if (m->vm->ioapic)
-        return;
+        return; /* irq_fd stays -1 */
     m->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     struct kvm_irqfd irqfd = {.fd = (uint32_t)m->irq_fd, .gsi = m->gsi};
     if (m->irq_fd >= 0 && ioctl(m->vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
