@@ -347,10 +347,10 @@ static int cmd_run(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
-    /* One malloc arena: each kvmc thread mallocs a little once (building its
-     * seccomp filter) and never on a hot path, and a per-thread arena costs
-     * 30-40 KiB of resident memory each (measured: 2.10 MiB beyond guest RAM
-     * per idle VM with them). */
+    /* One malloc arena: kvmc's threads malloc rarely and never on a hot path
+     * (the I/O thread's vsock connections, error messages), and an arena of
+     * their own would cost each 30-40 KiB of resident memory (measured when
+     * each thread still built its seccomp filter with libseccomp). */
     mallopt(M_ARENA_MAX, 1);
     if (argc < 2) {
         fputs(usage_main, stderr);

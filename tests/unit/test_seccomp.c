@@ -5,22 +5,31 @@
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <linux/audit.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "seccomp.h"
+#include "seccomp_filters.h"
 
-/* Runs body in a child confined with role (and, for the I/O role, extras);
- * returns its wait status. */
-static int confined_with(enum seccomp_role role, unsigned io_extras, void (*body)(void))
+/* Runs body in a child, confined with role (and, for the I/O role, extras)
+ * if confine; returns its wait status. */
+static int in_child(bool confine, enum seccomp_role role, unsigned io_extras,
+                    void (*body)(void))
 {
     pid_t pid = fork();
     cr_assert(pid >= 0);
     if (pid == 0) {
-        int rc = role == SECCOMP_ROLE_IO ? seccomp_confine_io(io_extras) : seccomp_confine(role);
+        int rc = !confine ? 0
+                 : role == SECCOMP_ROLE_IO ? seccomp_confine_io(io_extras)
+                                           : seccomp_confine(role);
         if (rc != 0)
             _exit(100);
         body();
@@ -30,6 +39,13 @@ static int confined_with(enum seccomp_role role, unsigned io_extras, void (*body
     waitpid(pid, &status, 0);
     return status;
 }
+
+static int confined_with(enum seccomp_role role, unsigned io_extras, void (*body)(void))
+{
+    return in_child(true, role, io_extras, body);
+}
+
+static int unconfined(void (*body)(void)) { return in_child(false, 0, 0, body); }
 
 static int confined(enum seccomp_role role, void (*body)(void))
 {
@@ -81,6 +97,16 @@ static void write_and_read(void)
     if (write(2, "", 0) < 0 || read(-1, &c, 0) > 0)
         _exit(1);
 }
+/* The classic ways around a filter written for one ABI: the same call
+ * through the x32 numbers, or through the 32-bit int 0x80 entry, whose
+ * numbers differ (20 is getpid there, write here). */
+static void x32_getpid(void) { syscall(0x40000000 | __NR_getpid); }
+static void i386_getpid(void)
+{
+    long ret;
+    __asm__ volatile("int $0x80" : "=a"(ret) : "a"(20L) : "memory");
+    (void)ret;
+}
 static void kvm_irq_line(void)
 {
     struct kvm_irq_level irq = {.irq = 4, .level = 0};
@@ -129,4 +155,29 @@ Test(seccomp, io_socket_rights_follow_the_devices)
                                make_an_inet_socket), "I/O with IP extras: AF_INET socket");
     assert_killed(confined_with(SECCOMP_ROLE_IO, SECCOMP_IO_INET, exec_a_shell),
                   "I/O with IP extras: execve");
+}
+
+Test(seccomp, other_syscall_abis_are_refused_by_every_role)
+{
+    /* Both work without a filter, so a death below is the filter's doing. */
+    assert_lived(unconfined(x32_getpid), "x32 getpid, unconfined");
+    assert_lived(unconfined(i386_getpid), "int 0x80 getpid, unconfined");
+    for (enum seccomp_role role = SECCOMP_ROLE_VCPU; role <= SECCOMP_ROLE_CONTROL; role++) {
+        assert_killed(confined(role, x32_getpid), "x32 getpid");
+        assert_killed(confined(role, i386_getpid), "int 0x80 getpid");
+    }
+}
+
+/* The build-time compiled filters each start by checking the architecture,
+ * before they look at a system call number. */
+Test(seccomp, every_compiled_filter_checks_the_architecture_first)
+{
+    for (int id = 0; id < SECCOMP_FILTER_COUNT; id++) {
+        const struct seccomp_filter_code *f = &seccomp_filters[id];
+        cr_assert(f->len >= 3 && f->len <= BPF_MAXINSNS, "filter %d: %u instructions", id, f->len);
+        cr_assert_eq(f->code[0].code, BPF_LD | BPF_W | BPF_ABS, "filter %d", id);
+        cr_assert_eq(f->code[0].k, offsetof(struct seccomp_data, arch), "filter %d", id);
+        cr_assert_eq(f->code[1].code, BPF_JMP | BPF_JEQ | BPF_K, "filter %d", id);
+        cr_assert_eq(f->code[1].k, AUDIT_ARCH_X86_64, "filter %d", id);
+    }
 }
