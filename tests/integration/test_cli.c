@@ -2,7 +2,9 @@
  * name the bad input, --help that explains every option. */
 #include <criterion/criterion.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,35 +198,98 @@ Test(cli, console_to_file)
     cr_assert(strstr(buf, "self-check: ok"), "%s", buf);
 }
 
-Test(cli, sigterm_stops_the_vm)
+/* A `kvmc run` whose guest waits for console input that never comes. */
+struct idle_cli {
+    pid_t pid;
+    int input[2];
+    int out;
+    char out_path[32];
+};
+
+/* Starts kvmc run in echo mode with the NULL-terminated extra arguments and
+ * waits until its guest is idle. */
+static void idle_cli_start(struct idle_cli *c, ...)
 {
-    char out_path[] = "/tmp/kvmc-cli-sig-XXXXXX";
-    int out = mkstemp(out_path);
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[0], 0); /* the guest waits for input that never comes */
-        dup2(out, 1);
-        execl(KVMC_CLI, KVMC_CLI, "run", "--cmdline", "kvmc.test=echo", (char *)NULL);
+    char *argv[16] = {KVMC_CLI, "run", "--cmdline", "kvmc.test=echo"};
+    va_list ap;
+    va_start(ap, c);
+    for (int i = 4; i < 15 && (argv[i] = va_arg(ap, char *)); i++)
+        ;
+    va_end(ap);
+    snprintf(c->out_path, sizeof(c->out_path), "/tmp/kvmc-cli-idle-XXXXXX");
+    c->out = mkstemp(c->out_path);
+    cr_assert(c->out >= 0 && pipe(c->input) == 0);
+    c->pid = fork();
+    if (c->pid == 0) {
+        dup2(c->input[0], 0);
+        dup2(c->out, 1);
+        execv(KVMC_CLI, argv);
         _exit(127);
     }
     char buf[4096] = "";
     for (int i = 0; i < 500 && !strstr(buf, "echo: ready"); i++) {
         usleep(10000);
-        FILE *f = fopen(out_path, "r");
+        FILE *f = fopen(c->out_path, "r");
         size_t n = fread(buf, 1, sizeof(buf) - 1, f);
         buf[n] = '\0';
         fclose(f);
     }
     cr_assert(strstr(buf, "echo: ready"), "guest never got ready: %s", buf);
-    kill(pid, SIGTERM);
+}
+
+/* Sends sig and returns kvmc's wait status. */
+static int idle_cli_end(struct idle_cli *c, int sig)
+{
+    kill(c->pid, sig);
     int status;
-    waitpid(pid, &status, 0);
-    close(fds[0]);
-    close(fds[1]);
-    close(out);
-    unlink(out_path);
+    waitpid(c->pid, &status, 0);
+    close(c->input[0]);
+    close(c->input[1]);
+    close(c->out);
+    unlink(c->out_path);
+    return status;
+}
+
+Test(cli, sigterm_stops_the_vm)
+{
+    struct idle_cli c;
+    idle_cli_start(&c, NULL);
+    int status = idle_cli_end(&c, SIGTERM);
     cr_assert(WIFEXITED(status), "kvmc died of a signal");
     cr_assert_eq(WEXITSTATUS(status), 130);
+}
+
+/* Whether the process maps a file whose name contains what. */
+static bool maps_file(pid_t pid, const char *what)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof(path), "/proc/%d/maps", (int)pid);
+    FILE *f = fopen(path, "r");
+    cr_assert(f, "%s", path);
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, what) != NULL;
+    fclose(f);
+    return found;
+}
+
+/* Each library mapped costs every VM its resident pages (docs/performance.md,
+ * "Memory"): a kvmc process maps libkvmc and libc, libslirp only for user
+ * networking, and never libseccomp, whose filters are compiled at build
+ * time. */
+Test(cli, an_idle_vm_maps_only_the_libraries_it_uses)
+{
+    struct idle_cli c;
+    idle_cli_start(&c, NULL); /* seccomp on: the default */
+    cr_assert(maps_file(c.pid, "libkvmc.so"));
+    cr_assert(maps_file(c.pid, "libc.so"));
+    cr_assert_not(maps_file(c.pid, "libseccomp"), "libseccomp is mapped");
+    cr_assert_not(maps_file(c.pid, "libslirp"), "libslirp is mapped without --net user");
+    cr_assert_not(maps_file(c.pid, "libglib"), "glib is mapped without --net user");
+    idle_cli_end(&c, SIGKILL);
+
+    idle_cli_start(&c, "--net", "user", NULL);
+    cr_assert(maps_file(c.pid, "libslirp"), "--net user without libslirp mapped");
+    cr_assert_not(maps_file(c.pid, "libseccomp"), "libseccomp is mapped");
+    idle_cli_end(&c, SIGKILL);
 }
