@@ -281,6 +281,77 @@ def build_go_exitbench(build):
     return out
 
 
+def result_rows(r, many):
+    """(measurement, unit, kvmc, floor, QEMU) for each row of the table."""
+    return [
+        ("cold start: exec to first serial byte", "ms", r["cold_first_byte_ms_kvmc"],
+         r["cold_first_byte_ms_floor"], r["cold_first_byte_ms_qemu"]),
+        ("cold start: exec to clean exit", "ms", r["cold_exit_ms_kvmc"],
+         r["cold_exit_ms_floor"], r["cold_exit_ms_qemu"]),
+        ("exit cost, C device (port+MMIO)", "us", r["exit_us_kvmc_c"], r["exit_us_floor"], None),
+        ("exit cost, Python device", "us", r["exit_us_python"], r["exit_us_floor"], None),
+        ("exit cost, Lua device", "us", r["exit_us_lua"], r["exit_us_floor"], None),
+        ("exit cost, Go device", "us", r.get("exit_us_go"), r["exit_us_floor"], None),
+        ("RSS beyond guest RAM, 1 idle VM (median of starts)", "KiB", r["rss_kib_kvmc_1"],
+         None, r["rss_kib_qemu_1"]),
+        (f"RSS beyond guest RAM, {many} idle VMs (mean)", "KiB", r[f"rss_kib_kvmc_{many}"],
+         None, r[f"rss_kib_qemu_{many}"]),
+        (f"PSS beyond guest RAM, {many} idle VMs (mean)", "KiB", r[f"pss_kib_kvmc_{many}"],
+         None, r[f"pss_kib_qemu_{many}"]),
+        ("VMs per second (library / CLI)", "1/s", r["vms_per_s_library"], None,
+         r["vms_per_s_qemu"]),
+        ("virtio-blk sequential write, 128 KiB", "MB/s", r["blk_seqwrite_mbs_kvmc"], None,
+         r["blk_seqwrite_mbs_qemu"]),
+        ("virtio-blk sequential read, 128 KiB", "MB/s", r["blk_seqread_mbs_kvmc"], None,
+         r["blk_seqread_mbs_qemu"]),
+        ("virtio-blk random read, 4 KiB", "MB/s", r["blk_randread_mbs_kvmc"], None,
+         r["blk_randread_mbs_qemu"]),
+        ("virtio-net UDP transmit, user networking", "MB/s", r["net_tx_mbs_kvmc"], None,
+         r["net_tx_mbs_qemu"]),
+    ]
+
+
+HIGHER_IS_BETTER = ("MB/s", "1/s")
+
+
+def plot(rows, path):
+    """Two panels: kvmc against the floor (1.0 is the floor, the goals drawn
+    in), and how many times better than QEMU kvmc is on each row (log scale,
+    so 0.17x and 70x both read). Returns a line saying where it went."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return "plot: skipped (pip install matplotlib)"
+    vs_floor = [(name, k / f) for name, _, k, f, _ in rows if k is not None and f]
+    vs_qemu = [(name, k / q if unit in HIGHER_IS_BETTER else q / k)
+               for name, unit, k, _, q in rows if k is not None and q]
+    fig, (top, bottom) = plt.subplots(
+        2, 1, figsize=(10, 8), gridspec_kw={"height_ratios": [len(vs_floor), len(vs_qemu)]})
+    for ax, data, color in ((top, vs_floor, "tab:blue"), (bottom, vs_qemu, "tab:orange")):
+        y = range(len(data))
+        ax.barh(list(y), [v for _, v in data], color=color)
+        ax.set_yticks(list(y))
+        ax.set_yticklabels([name for name, _ in data])
+        ax.invert_yaxis()
+        for i, (_, v) in enumerate(data):
+            ax.text(v, i, f" {v:.2f}x" if v < 10 else f" {v:.0f}x", va="center", fontsize=8)
+        ax.axvline(1.0, color="black", linewidth=0.8)
+    top.axvline(1.05, color="tab:green", linestyle="--", linewidth=0.8, label="goal per exit: 1.05")
+    top.axvline(1.2, color="tab:red", linestyle="--", linewidth=0.8, label="goal for cold start: 1.2")
+    top.set_xlim(0, max(1.9, max(v for _, v in vs_floor) * 1.15))
+    top.set_xlabel("kvmc time / floor time (lower is better; 1.0 is the raw KVM floor)")
+    top.legend(loc="center right", fontsize=8)
+    bottom.set_xscale("log")
+    bottom.set_xlim(0.5, max(v for _, v in vs_qemu) * 3)
+    bottom.set_xlabel("times better than QEMU microvm (log scale; right of 1 means kvmc is ahead)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return f"plot: {path}"
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -365,32 +436,7 @@ def main():
     r.update(net_throughput(kvmc, guest, 2000 if args.quick else 20000, 1 if args.quick else 5,
                             tsc_hz))
 
-    rows = [
-        ("cold start: exec to first serial byte", "ms", r["cold_first_byte_ms_kvmc"],
-         r["cold_first_byte_ms_floor"], r["cold_first_byte_ms_qemu"]),
-        ("cold start: exec to clean exit", "ms", r["cold_exit_ms_kvmc"],
-         r["cold_exit_ms_floor"], r["cold_exit_ms_qemu"]),
-        ("exit cost, C device (port+MMIO)", "us", r["exit_us_kvmc_c"], r["exit_us_floor"], None),
-        ("exit cost, Python device", "us", r["exit_us_python"], r["exit_us_floor"], None),
-        ("exit cost, Lua device", "us", r["exit_us_lua"], r["exit_us_floor"], None),
-        ("exit cost, Go device", "us", r.get("exit_us_go"), r["exit_us_floor"], None),
-        ("RSS beyond guest RAM, 1 idle VM (median of starts)", "KiB", r["rss_kib_kvmc_1"],
-         None, r["rss_kib_qemu_1"]),
-        (f"RSS beyond guest RAM, {many} idle VMs (mean)", "KiB", r[f"rss_kib_kvmc_{many}"],
-         None, r[f"rss_kib_qemu_{many}"]),
-        (f"PSS beyond guest RAM, {many} idle VMs (mean)", "KiB", r[f"pss_kib_kvmc_{many}"],
-         None, r[f"pss_kib_qemu_{many}"]),
-        ("VMs per second (library / CLI)", "1/s", r["vms_per_s_library"], None,
-         r["vms_per_s_qemu"]),
-        ("virtio-blk sequential write, 128 KiB", "MB/s", r["blk_seqwrite_mbs_kvmc"], None,
-         r["blk_seqwrite_mbs_qemu"]),
-        ("virtio-blk sequential read, 128 KiB", "MB/s", r["blk_seqread_mbs_kvmc"], None,
-         r["blk_seqread_mbs_qemu"]),
-        ("virtio-blk random read, 4 KiB", "MB/s", r["blk_randread_mbs_kvmc"], None,
-         r["blk_randread_mbs_qemu"]),
-        ("virtio-net UDP transmit, user networking", "MB/s", r["net_tx_mbs_kvmc"], None,
-         r["net_tx_mbs_qemu"]),
-    ]
+    rows = result_rows(r, many)
     r["vms_per_s_cli_note"] = r["vms_per_s_cli"]
     lines = ["| measurement | unit | kvmc | floor | QEMU microvm | kvmc/floor | kvmc/QEMU |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
@@ -408,28 +454,7 @@ def main():
 
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(r, f, indent=2)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        plotted = [row for row in rows if row[2] is not None and (row[3] or row[4])]
-        labels = [row[0] for row in plotted]
-        floor_ratio = [row[2] / row[3] if row[3] else 0 for row in plotted]
-        qemu_ratio = [row[2] / row[4] if row[4] else 0 for row in plotted]
-        fig, ax = plt.subplots(figsize=(10, 5))
-        y = range(len(labels))
-        ax.barh([i + 0.2 for i in y], floor_ratio, height=0.4, label="kvmc / floor")
-        ax.barh([i - 0.2 for i in y], qemu_ratio, height=0.4, label="kvmc / QEMU microvm")
-        ax.axvline(1.0, color="black", linewidth=0.8)
-        ax.set_yticks(list(y))
-        ax.set_yticklabels(labels)
-        ax.set_xlabel("ratio (lower is better for times and memory; higher for VMs/s and MB/s)")
-        ax.legend()
-        fig.tight_layout()
-        fig.savefig(os.path.join(args.out, "ratios.png"), dpi=100)
-        print(f"plot: {os.path.join(args.out, 'ratios.png')}")
-    except ImportError:
-        print("plot: skipped (pip install matplotlib)")
+    print(plot(rows, os.path.join(args.out, "ratios.png")))
     with open(os.path.join(args.out, "table.md"), "w") as f:
         f.write(table + "\n")
     print(f"results: {os.path.join(args.out, 'results.json')}")
