@@ -105,10 +105,10 @@ static int allow(scmp_filter_ctx ctx, int call)
 
 static int allow_all(scmp_filter_ctx ctx, const int *calls, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        if (allow(ctx, calls[i]))
-            return -1;
-    return 0;
+    int rc = 0;
+    for (size_t i = 0; i < n && !rc; i++)
+        rc = allow(ctx, calls[i]);
+    return rc;
 }
 
 static int allow_ioctl(scmp_filter_ctx ctx, unsigned long request)
@@ -123,35 +123,39 @@ static int allow_socket_family(scmp_filter_ctx ctx, int family)
                             SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)family, 0));
 }
 
+/* Each helper returns 0 or libseccomp's negative errno; (rc = a) || (rc = b)
+ * keeps the first failure's. */
 static int allow_sockets(scmp_filter_ctx ctx, enum socket_rights rights)
 {
+    int rc = 0;
     if (rights == NO_SOCKETS)
         return 0;
-    if (allow_all(ctx, LIST(socket_syscalls)) || allow_socket_family(ctx, AF_UNIX))
-        return -1;
+    if ((rc = allow_all(ctx, LIST(socket_syscalls))) || (rc = allow_socket_family(ctx, AF_UNIX)))
+        return rc;
     if (rights == UNIX_SOCKETS)
         return 0;
     /* libslirp asks how much a socket holds, and sets O_NONBLOCK */
-    return allow_all(ctx, LIST(inet_syscalls)) || allow_socket_family(ctx, AF_INET) ||
-           allow_socket_family(ctx, AF_INET6) || allow_ioctl(ctx, FIONREAD) ||
-           allow_ioctl(ctx, FIONBIO);
+    if ((rc = allow_all(ctx, LIST(inet_syscalls))) || (rc = allow_socket_family(ctx, AF_INET)) ||
+        (rc = allow_socket_family(ctx, AF_INET6)) || (rc = allow_ioctl(ctx, FIONREAD)))
+        return rc;
+    return allow_ioctl(ctx, FIONBIO);
 }
 
 static int add_rules(scmp_filter_ctx ctx, const struct filter_spec *s)
 {
     /* malloc's arenas and thread stacks need mmap and mprotect; nothing in
      * kvmc needs executable memory, so those two calls never get PROT_EXEC. */
-    if (seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
-                         SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)) ||
-        seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
-                         SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0)))
-        return -1;
-    if (allow_all(ctx, LIST(common_syscalls)) || allow_all(ctx, s->calls, s->ncalls))
-        return -1;
-    for (size_t i = 0; i < s->nioctls; i++)
-        if (allow_ioctl(ctx, s->ioctls[i]))
-            return -1;
-    return allow_sockets(ctx, s->sockets);
+    int rc = 0;
+    if ((rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mmap), 1,
+                               SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))) ||
+        (rc = seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(mprotect), 1,
+                               SCMP_A2(SCMP_CMP_MASKED_EQ, PROT_EXEC, 0))) ||
+        (rc = allow_all(ctx, LIST(common_syscalls))) ||
+        (rc = allow_all(ctx, s->calls, s->ncalls)))
+        return rc;
+    for (size_t i = 0; i < s->nioctls && !rc; i++)
+        rc = allow_ioctl(ctx, s->ioctls[i]);
+    return rc ? rc : allow_sockets(ctx, s->sockets);
 }
 
 /* Compiles one list and writes it to out as a C array named after it. */
@@ -159,7 +163,8 @@ static int emit_filter(FILE *out, const struct filter_spec *s)
 {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_KILL_PROCESS);
     if (!ctx) {
-        fprintf(stderr, "seccomp_init failed for %s\n", s->name);
+        fprintf(stderr, "seccomp_init failed for the %s filter: does this kernel have "
+                        "SECCOMP_RET_KILL_PROCESS (Linux 4.14 or later)?\n", s->name);
         return -1;
     }
     FILE *bpf = tmpfile();
@@ -211,9 +216,12 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < COUNT(specs) && !rc; i++)
         rc = emit_filter(out, &specs[i]);
     fprintf(out, "const struct seccomp_filter_code seccomp_filters[SECCOMP_FILTER_COUNT] = {\n");
-    for (size_t i = 0; i < COUNT(specs); i++)
-        fprintf(out, "    [SECCOMP_FILTER_%s] = {filter_%s, sizeof filter_%s / sizeof filter_%s[0]},\n",
-                specs[i].name, specs[i].name, specs[i].name, specs[i].name);
+    for (size_t i = 0; i < COUNT(specs); i++) {
+        const char *n = specs[i].name;
+        fprintf(out,
+                "    [SECCOMP_FILTER_%s] = {filter_%s, sizeof filter_%s / sizeof filter_%s[0]},\n",
+                n, n, n, n);
+    }
     fprintf(out, "};\n");
     if (fclose(out) != 0 || rc) {
         remove(argv[1]);
