@@ -102,7 +102,8 @@ static void make_cgroup(struct jail *j)
         return;
     }
     if (mkdir(dir, 0755) < 0) {
-        snprintf(j->cgroup_note, sizeof(j->cgroup_note), "mkdir %.100s: %.40s", dir, strerror(errno));
+        snprintf(j->cgroup_note, sizeof(j->cgroup_note), "mkdir %.100s: %.40s", dir,
+                 strerror(errno));
         return;
     }
     char path[sizeof(dir) + 16];

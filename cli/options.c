@@ -217,7 +217,6 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         case 'C':
             if (strcmp(optarg, "stdio") == 0) {
                 o->console = CONSOLE_OPT_STDIO;
-    o->jail_uid = o->jail_gid = 65534; /* nobody:nogroup */
             } else if (strcmp(optarg, "none") == 0) {
                 o->console = CONSOLE_OPT_NONE;
             } else if (strncmp(optarg, "file:", 5) == 0 && optarg[5]) {

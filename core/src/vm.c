@@ -245,8 +245,9 @@ int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
     vm->state = KVMC_STATE_CREATED;
 
     if ((err = open_kvm(vm, cfg->cpus)) || (err = create_kvm_vm(vm)) ||
-        (err = map_memory(vm, cfg)) || (err = irqchip_create(vm, cfg->pit)) || (err = load_kernel(vm, cfg)) ||
-        (err = create_devices(vm, cfg)) || (err = create_vcpus(vm))) {
+        (err = map_memory(vm, cfg)) || (err = irqchip_create(vm, cfg->pit)) ||
+        (err = load_kernel(vm, cfg)) || (err = create_devices(vm, cfg)) ||
+        (err = create_vcpus(vm))) {
         char msg[512];
         snprintf(msg, sizeof(msg), "%s", kvmc_last_error());
         kvmc_vm_destroy(vm);

@@ -109,3 +109,26 @@ Test(cli_options, a_parse_never_sees_the_previous_command_line)
     cr_assert_eq(o.memory, 64ull << 20);
     cr_assert_not(o.help);
 }
+
+Test(cli_options, jail_user)
+{
+    struct run_options o;
+    char err[256];
+    cr_assert(parse(&o, err, "--jail", NULL));
+    cr_assert(o.jail && !o.jail_report);
+    cr_assert_eq(o.jail_uid, 65534);
+    cr_assert_eq(o.jail_gid, 65534);
+    /* Options after --jail-user leave it alone (--console stdio once reset it). */
+    cr_assert(parse(&o, err, "--jail-user", "1000:1001", "--console", "stdio", "--jail-report",
+                    NULL));
+    cr_assert(o.jail && o.jail_report);
+    cr_assert_eq(o.jail_uid, 1000);
+    cr_assert_eq(o.jail_gid, 1001);
+    cr_assert(parse(&o, err, "--jail-user", "1000", NULL));
+    cr_assert_eq(o.jail_gid, 1000, "GID defaults to the UID");
+    const char *bad[] = {"0", "1000:0", "-1", "x", "1000:", "4294967295", ""};
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cr_assert_not(parse(&o, err, "--jail-user", bad[i], NULL), "--jail-user %s", bad[i]);
+        cr_assert(strstr(err, "--jail-user"), "%s", err);
+    }
+}

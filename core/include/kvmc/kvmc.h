@@ -290,9 +290,11 @@ KVMC_API int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
                                      const kvmc_device_ops *ops, void *opaque);
 
 /* Raises (level=1) or lowers (level=0) a GSI: an I/O APIC pin, 0 to 23.
- * The guest programs each pin edge- or level-triggered; an edge-triggered
- * pin interrupts on 0 -> 1, a level-triggered one while raised, once per
- * EOI. Safe from any thread. */
+ * The guest programs each pin edge- or level-triggered. On an edge-triggered
+ * pin every raise is one interrupt, even of a line already raised (so two
+ * threads raising it at once give two), and one raised while the guest has
+ * the pin masked waits for the unmask. A level-triggered pin interrupts
+ * while raised, once per EOI. Safe from any thread. */
 KVMC_API int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level);
 
 #ifdef __cplusplus

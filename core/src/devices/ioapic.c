@@ -130,9 +130,10 @@ static void sync_level_routes(struct ioapic *io)
  * not lost. */
 static void edge(struct ioapic *io, unsigned pin)
 {
-    io->irr |= 1u << pin;
-    if (io->redir[pin] & RTE_MASKED)
+    if (io->redir[pin] & RTE_MASKED) {
+        io->irr |= 1u << pin;
         return;
+    }
     io->irr &= ~(1u << pin);
     try_deliver(io, pin);
 }
@@ -209,13 +210,14 @@ void ioapic_mmio_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
 /* Called with the lock held. */
 static void set_line(struct ioapic *io, unsigned pin, bool level)
 {
-    if (level)
-        io->lines |= 1u << pin;
-    else
+    if (!level) {
         io->lines &= ~(1u << pin);
-    if (level && (io->redir[pin] & RTE_LEVEL))
+        return;
+    }
+    io->lines |= 1u << pin;
+    if (io->redir[pin] & RTE_LEVEL)
         try_deliver(io, pin);
-    else if (level)
+    else
         edge(io, pin);
 }
 

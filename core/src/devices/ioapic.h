@@ -7,17 +7,19 @@
  * exit on these hosts against 0.4 ms with a split irqchip (bench/run.py,
  * cold start). Cloud Hypervisor made the same choice.
  *
- * Pins are edge- or level-triggered as the guest programs them. On an
- * edge-triggered pin every assertion is an interrupt, even of a line that is
- * already asserted (as in KVM's and QEMU's I/O APICs), and one that comes
- * while the pin is masked is latched until it is unmasked (as in QEMU's;
- * KVM's latches only level-triggered pins). Devices
- * raise and lower lines from several threads at once (the I/O thread and
- * the block workers), so an assertion must never depend on the line having
- * been seen low in between. For a
- * level-triggered pin, remote IRR is set on delivery and cleared by the
- * guest's EOI (KVM_EXIT_IOAPIC_EOI); KVM reports those EOIs only for vectors
- * it finds in GSI routes, so the model keeps one MSI route per
+ * Pins are edge- or level-triggered as the guest programs them.
+ *
+ * On an edge-triggered pin every assertion is an interrupt, even of a line
+ * that is already asserted (as in KVM's and QEMU's I/O APICs), and one that
+ * comes while the pin is masked is latched until it is unmasked (as in
+ * QEMU's; KVM's latches only level-triggered pins). Devices raise and lower
+ * lines from several threads at once (the I/O thread and the block
+ * workers), so an assertion must never depend on the line having been seen
+ * low in between.
+ *
+ * For a level-triggered pin, remote IRR is set on delivery and cleared by
+ * the guest's EOI (KVM_EXIT_IOAPIC_EOI). KVM reports those EOIs only for
+ * vectors it finds in GSI routes, so the model keeps one MSI route per
  * level-triggered pin, rewritten only when those routes change (each
  * rewrite costs an SRCU grace period).
  *

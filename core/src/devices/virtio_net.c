@@ -145,10 +145,7 @@ static const struct virtio_device_ops net_ops = {
     .destroy = net_destroy,
 };
 
-typedef int (*backend_open_fn)(const struct net_config *cfg, struct vnet *dev,
-                               const struct net_backend_ops **ops, void **be);
-
-static int open_device(const struct net_config *cfg, unsigned index, backend_open_fn open_be,
+static int open_device(const struct net_config *cfg, unsigned index, net_backend_open_fn open_be,
                        const struct virtio_device_ops **ops, void **impl)
 {
     struct vnet *n = calloc(1, sizeof(*n));
@@ -175,7 +172,7 @@ int virtio_net_open(const struct net_config *cfg, unsigned index,
     return open_device(cfg, index, cfg->tap ? net_tap_open : net_slirp_open, ops, impl);
 }
 
-int virtio_net_open_on(const struct net_config *cfg, backend_open_fn open_be,
+int virtio_net_open_on(const struct net_config *cfg, net_backend_open_fn open_be,
                        const struct virtio_device_ops **ops, void **impl)
 {
     return open_device(cfg, 0, open_be, ops, impl);

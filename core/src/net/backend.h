@@ -30,6 +30,10 @@ struct net_backend_ops {
 
 /* Both open on the creating thread (ports, the tap device) and fail with a
  * message naming what went wrong. */
+/* Opens a backend for device dev: 0, or a kvmc_error with a message. */
+typedef int (*net_backend_open_fn)(const struct net_config *cfg, struct vnet *dev,
+                                   const struct net_backend_ops **ops, void **be);
+
 int net_slirp_open(const struct net_config *cfg, struct vnet *dev,
                    const struct net_backend_ops **ops, void **be);
 int net_tap_open(const struct net_config *cfg, struct vnet *dev,
@@ -37,9 +41,7 @@ int net_tap_open(const struct net_config *cfg, struct vnet *dev,
 
 /* A virtio-net device on a backend of the caller's (the fuzzer's, which
  * must not reach a real network); impl is the device's struct vnet. */
-int virtio_net_open_on(const struct net_config *cfg,
-                       int (*open_be)(const struct net_config *cfg, struct vnet *dev,
-                                      const struct net_backend_ops **ops, void **be),
+int virtio_net_open_on(const struct net_config *cfg, net_backend_open_fn open_be,
                        const struct virtio_device_ops **ops, void **impl);
 
 /* For backends: deliver a frame to the guest. Returns false (and drops it)

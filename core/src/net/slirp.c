@@ -231,7 +231,8 @@ static int add_forwards(struct net_slirp *s, const struct net_config *cfg)
         const struct net_forward *f = &cfg->forwards[i];
         struct in_addr host = {f->host_addr ? f->host_addr : htonl(INADDR_LOOPBACK)};
         struct in_addr guest = {f->guest_addr ? f->guest_addr : inet_addr("10.0.2.15")};
-        if (s->lib.slirp_add_hostfwd(s->slirp, f->udp, host, f->host_port, guest, f->guest_port) < 0) {
+        if (s->lib.slirp_add_hostfwd(s->slirp, f->udp, host, f->host_port, guest,
+                                     f->guest_port) < 0) {
             char addr[INET_ADDRSTRLEN];
             inet_ntop(AF_INET, &host, addr, sizeof(addr));
             return kvmc_fail_errno(KVMC_EIO, errno, "net: hostfwd %s:%s:%u",
@@ -279,8 +280,7 @@ int net_slirp_open(const struct net_config *cfg, struct vnet *dev,
         .vhostname = "kvmc",
     };
     s->slirp = s->lib.slirp_new(&sc, &callbacks, s);
-    err = s->slirp ? add_forwards(s, cfg)
-                       : kvmc_fail(KVMC_EIO, "net: libslirp could not start");
+    err = s->slirp ? add_forwards(s, cfg) : kvmc_fail(KVMC_EIO, "net: libslirp could not start");
     if (err) {
         slirp_destroy(s);
         return err;
