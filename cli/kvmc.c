@@ -38,6 +38,7 @@ static const char usage_main[] =
 static const char usage_run[] =
     "usage: kvmc run [--kernel PATH] [--initrd PATH] [--cmdline STR]\n"
     "                [--mem SIZE] [--cpus N] [--console stdio|none|file:PATH]\n"
+    "                [--console-limit SIZE]\n"
     "                [--boot auto|linux|pvh] [--mem-backing anon|memfd|hugetlb]\n"
     "                [--disk PATH[,ro][,serial=ID]]... [--rng] [--net SPEC]...\n"
     "                [--vsock cid=N,uds=PATH] [--virtio-console socket:PATH] [--pit]\n"
@@ -62,7 +63,12 @@ static const char usage_run[] =
     "                        /proc/sys/vm/nr_hugepages).\n"
     "  -n, --cpus N          number of vCPUs, 1 to 64 (default 1).\n"
     "  -C, --console WHERE   where COM1 goes: stdio (default; stdin is the\n"
-    "                        guest's input), none, or file:PATH.\n"
+    "                        guest's input), none, or file:PATH. Output never\n"
+    "                        stalls the guest: while nobody reads it (a full\n"
+    "                        pipe), kvmc drops it and says so once on stderr.\n"
+    "      --console-limit SIZE  with file:PATH, the file's size limit (default\n"
+    "                        64M; 0 for none). Later output is dropped and a\n"
+    "                        last line in the file says so.\n"
     "      --disk SPEC       a raw disk image as virtio-blk: PATH[,ro][,serial=ID].\n"
     "                        Repeat for more disks (up to 8 virtio devices).\n"
     "                        Linux finds them through ACPI (virtio_mmio driver).\n"
@@ -115,7 +121,7 @@ static const char usage_run[] =
     "  3    the VM failed: triple fault, KVM internal or emulation error\n"
     "  4    the guest kernel panicked (reported through the pvpanic device;\n"
     "       Linux needs its pvpanic-mmio driver)\n"
-    "  130  interrupted by SIGINT or SIGTERM\n"
+    "  130  interrupted by SIGINT, SIGTERM or SIGHUP\n"
     "\n"
     "examples:\n"
     "  kvmc run\n"
@@ -139,7 +145,7 @@ static const char *exit_reason_name(kvmc_exit_reason r)
     }
 }
 
-/* A thread that turns SIGINT/SIGTERM into kvmc_vm_stop(). */
+/* A thread that turns SIGINT, SIGTERM and SIGHUP into kvmc_vm_stop(). */
 struct signal_watch {
     kvmc_vm *vm;
     bool confine;
@@ -203,6 +209,8 @@ static int configure(const struct run_options *o, kvmc_config *cfg)
             break;
         case CONSOLE_OPT_FILE:
             err = kvmc_config_set_console_file(cfg, o->console_path);
+            if (!err && o->console_limit_set)
+                err = kvmc_config_set_console_limit(cfg, o->console_limit);
             break;
         case CONSOLE_OPT_NONE:
             break;
@@ -312,6 +320,7 @@ static int cmd_run(int argc, char **argv)
     sigemptyset(&watch.set);
     sigaddset(&watch.set, SIGINT);
     sigaddset(&watch.set, SIGTERM);
+    sigaddset(&watch.set, SIGHUP); /* the terminal went away: stop as for SIGTERM */
     sigaddset(&watch.set, SIGUSR1); /* used to end the watcher */
     pthread_sigmask(SIG_BLOCK, &watch.set, NULL);
     pthread_t watcher;

@@ -152,7 +152,7 @@ static bool parse_jail_user(struct run_options *o, const char *arg, char *err, u
 }
 
 enum { OPT_BOOT = 1000, OPT_MEM_BACKING, OPT_DISK, OPT_RNG, OPT_SECCOMP, OPT_NET, OPT_VSOCK,
-       OPT_VCONSOLE, OPT_JAIL, OPT_JAIL_REPORT, OPT_JAIL_USER, OPT_PIT };
+       OPT_VCONSOLE, OPT_JAIL, OPT_JAIL_REPORT, OPT_JAIL_USER, OPT_PIT, OPT_CONSOLE_LIMIT };
 
 bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                        unsigned errlen)
@@ -164,6 +164,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         {"mem", required_argument, NULL, 'm'},
         {"cpus", required_argument, NULL, 'n'},
         {"console", required_argument, NULL, 'C'},
+        {"console-limit", required_argument, NULL, OPT_CONSOLE_LIMIT},
         {"boot", required_argument, NULL, OPT_BOOT},
         {"mem-backing", required_argument, NULL, OPT_MEM_BACKING},
         {"disk", required_argument, NULL, OPT_DISK},
@@ -226,6 +227,14 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                 snprintf(err, errlen, "--console %s: use stdio, none or file:PATH", optarg);
                 return false;
             }
+            break;
+        case OPT_CONSOLE_LIMIT:
+            if (!parse_size(optarg, &o->console_limit)) {
+                snprintf(err, errlen, "--console-limit %s: not a size (use e.g. 64M, or 0 "
+                         "for no limit)", optarg);
+                return false;
+            }
+            o->console_limit_set = true;
             break;
         case OPT_BOOT:
             if (strcmp(optarg, "auto") == 0) {

@@ -18,6 +18,8 @@ struct run_options {
     unsigned mem_flags; /* KVMC_MEM_* from --mem-backing */
     enum { CONSOLE_OPT_STDIO, CONSOLE_OPT_FILE, CONSOLE_OPT_NONE } console;
     const char *console_path;
+    uint64_t console_limit;   /* --console-limit: a console file's size limit */
+    bool console_limit_set;
     bool help;
     struct { const char *path; bool read_only; const char *serial; } disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;

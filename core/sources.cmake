@@ -2,6 +2,8 @@
 # (tests/fuzz) both compile this list.
 set(KVMC_CORE_SOURCES
   src/error.c
+  src/thread_role.c
+  src/kick.c
   src/config.c
   src/files.c
   src/guest_memory.c

@@ -21,6 +21,7 @@ int kvmc_config_new(kvmc_config **out)
     cfg->console.kind = CONSOLE_NONE;
     cfg->console.fd = -1;
     cfg->console_in_fd = -1;
+    cfg->console_limit = CONSOLE_FILE_LIMIT_DEFAULT;
     *out = cfg;
     return KVMC_OK;
 }
@@ -174,6 +175,13 @@ int kvmc_config_set_console_callback(kvmc_config *cfg, kvmc_console_fn fn, void 
     if (fn)
         cfg->console = (struct console_sink){.kind = CONSOLE_CALLBACK, .fd = -1,
                                              .fn = fn, .opaque = opaque};
+    return KVMC_OK;
+}
+
+int kvmc_config_set_console_limit(kvmc_config *cfg, uint64_t bytes)
+{
+    CHECK_CFG(cfg);
+    cfg->console_limit = bytes;
     return KVMC_OK;
 }
 

@@ -12,11 +12,12 @@
 #define LAYOUT_PD 0xb000ull
 #define LAYOUT_CMDLINE 0x20000ull
 #define LAYOUT_CMDLINE_MAX 0x10000ull  /* bytes reserved for the command line */
-#define LAYOUT_EBDA 0x9fc00ull         /* MP table lives here, reserved in E820 */
+#define LAYOUT_EBDA 0x9fc00ull         /* MP floating pointer, reserved in E820 */
 #define LAYOUT_LOW_RAM_END 0xa0000ull  /* VGA hole / BIOS area above */
 #define LAYOUT_BIOS_START 0xe0000ull  /* reserved to 1 MiB: ACPI tables */
 #define LAYOUT_ACPI_START 0xe0000ull  /* RSDP first, where Linux scans */
 #define LAYOUT_ACPI_END 0xf0000ull
+#define LAYOUT_MPTABLE 0xf0000ull     /* MP configuration table, to 1 MiB */
 #define LAYOUT_HIMEM 0x100000ull       /* kernels load here */
 #define LAYOUT_HOLE_START 0xc0000000ull/* 32-bit PCI/MMIO hole, to 4 GiB */
 #define LAYOUT_HOLE_END 0x100000000ull

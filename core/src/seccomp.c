@@ -23,8 +23,8 @@ static enum seccomp_filter_id filter_of(enum seccomp_role role, unsigned io_extr
         if (io_extras & SECCOMP_IO_INET)
             return SECCOMP_FILTER_IO_INET;
         return io_extras ? SECCOMP_FILTER_IO_UNIX : SECCOMP_FILTER_IO;
-    case SECCOMP_ROLE_CONSOLE_INPUT:
-        return SECCOMP_FILTER_CONSOLE_INPUT;
+    case SECCOMP_ROLE_CONSOLE:
+        return SECCOMP_FILTER_CONSOLE;
     case SECCOMP_ROLE_CONTROL:
         break;
     }

@@ -5,7 +5,7 @@
 enum seccomp_role {
     SECCOMP_ROLE_VCPU,          /* KVM_RUN loop and device emulation */
     SECCOMP_ROLE_IO,            /* virtio queues: file I/O, eventfds */
-    SECCOMP_ROLE_CONSOLE_INPUT, /* reads the console input fd */
+    SECCOMP_ROLE_CONSOLE,       /* reads console input, writes console output */
     SECCOMP_ROLE_CONTROL,       /* waits for, stops and pauses VMs */
 };
 

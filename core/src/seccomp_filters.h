@@ -12,7 +12,7 @@ enum seccomp_filter_id {
     SECCOMP_FILTER_IO,
     SECCOMP_FILTER_IO_UNIX, /* + Unix sockets (vsock, virtio-console) */
     SECCOMP_FILTER_IO_INET, /* + Unix and IP sockets (libslirp) */
-    SECCOMP_FILTER_CONSOLE_INPUT,
+    SECCOMP_FILTER_CONSOLE,
     SECCOMP_FILTER_CONTROL,
     SECCOMP_FILTER_COUNT
 };

@@ -13,11 +13,11 @@
 
 #include "devices/ioapic.h"
 #include "error.h"
+#include "kick.h"
 #include "layout.h"
 #include "seccomp.h"
+#include "thread_role.h"
 #include "vm.h"
-
-#define KICK_SIGNAL (SIGRTMIN + 6)
 
 #define CR0_PE 0x1ull
 #define CR0_MP 0x2ull
@@ -52,30 +52,20 @@
 
 /* ------------------------------------------------------------ kick signal */
 
-static void kick_handler(int sig) { (void)sig; }
-
-static void install_kick_handler(void)
-{
-    struct sigaction sa = {0};
-    sa.sa_handler = kick_handler;
-    sa.sa_flags = SA_ONSTACK; /* Go's runtime requires it of foreign handlers */
-    sigemptyset(&sa.sa_mask);
-    sigaction(KICK_SIGNAL, &sa, NULL);
-}
-
+/* Called with vm->lock held. A thread that has left its loop is never
+ * signalled: once joined, its pthread_t is no longer valid. */
 void vcpu_kick(struct vcpu *vcpu)
 {
     __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
-    if (vcpu->thread_started)
-        pthread_kill(vcpu->thread, KICK_SIGNAL);
+    if (vcpu->thread_started && !vcpu->exited)
+        kick_thread(vcpu->thread);
 }
 
 /* ------------------------------------------------------------------ setup */
 
 int vcpu_create(struct kvmc_vm *vm, unsigned index)
 {
-    static pthread_once_t once = PTHREAD_ONCE_INIT;
-    pthread_once(&once, install_kick_handler);
+    kick_install();
 
     struct vcpu *vcpu = &vm->vcpus[index];
     vcpu->vm = vm;
@@ -383,10 +373,8 @@ static void *vcpu_main(void *arg)
 {
     struct vcpu *vcpu = arg;
     struct kvmc_vm *vm = vcpu->vm;
-    sigset_t set;
-    sigemptyset(&set);
-    sigaddset(&set, KICK_SIGNAL);
-    pthread_sigmask(SIG_UNBLOCK, &set, NULL);
+    kick_unblock();
+    thread_role_set(vm);
     bool confined = !vm->seccomp || seccomp_confine(SECCOMP_ROLE_VCPU) == KVMC_OK;
     if (!confined)
         end_with(vcpu, KVMC_EXIT_VMM_ERROR, 0, "cannot install the vCPU seccomp filter");
@@ -413,6 +401,7 @@ static void *vcpu_main(void *arg)
     }
 
     pthread_mutex_lock(&vm->lock);
+    vcpu->exited = true;
     vm->live_threads--;
     pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);

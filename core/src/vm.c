@@ -14,6 +14,7 @@
 #include "error.h"
 #include "files.h"
 #include "layout.h"
+#include "thread_role.h"
 #include "virtio/mmio.h"
 #include "vm.h"
 
@@ -131,10 +132,8 @@ static int load_kernel(struct kvmc_vm *vm, const kvmc_config *cfg)
 
 static int open_console(struct kvmc_vm *vm, const kvmc_config *cfg)
 {
-    vm->console = cfg->console;
-    if (cfg->console.kind == CONSOLE_FILE)
-        return console_sink_open_file(&vm->console, cfg->console_path);
-    return KVMC_OK;
+    return console_out_init(&vm->console, &cfg->console, cfg->console_path,
+                            cfg->console_limit);
 }
 
 /* Opens device i of the plan: disks, rng, console, vsock, then nets (the
@@ -162,6 +161,7 @@ static int create_virtio_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
     struct mmio_device_desc plan[KVMC_MAX_VIRTIO_DEVICES];
     unsigned n = virtio_plan(cfg, plan);
     int err = iothread_init(&vm->io);
+    vm->io.owner = vm;
     for (unsigned i = 0; i < n && !err; i++) {
         const struct virtio_device_ops *ops = NULL;
         void *impl = NULL;
@@ -232,7 +232,6 @@ int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
     vm->kvm_fd = vm->vm_fd = -1;
     vm->mem.memfd = -1;
     vm->ncpus = cfg->cpus;
-    vm->console.fd = -1;
     vm->io.epoll_fd = vm->io.stop_fd = -1;
     bus_init(&vm->pio, "PIO");
     bus_init(&vm->mmio, "MMIO");
@@ -311,11 +310,13 @@ int kvmc_vm_start(kvmc_vm *vm)
     pthread_mutex_lock(&vm->lock);
     if (vm->state != KVMC_STATE_CREATED) {
         pthread_mutex_unlock(&vm->lock);
-        return kvmc_fail(KVMC_ESTATE, "VM was already started");
+        return kvmc_fail(KVMC_ESTATE, "VM was already started (or stopped before it started)");
     }
     vm->state = KVMC_STATE_RUNNING;
     vm->io.seccomp = vm->seccomp;
-    int err = serial_start_input(vm->serial);
+    int err = console_out_start(&vm->console, vm->seccomp);
+    if (!err)
+        err = serial_start_input(vm->serial);
     if (!err)
         err = iothread_start(&vm->io);
     for (unsigned i = 0; i < vm->ncpus && !err; i++) {
@@ -367,10 +368,23 @@ static void deadline_after(struct timespec *ts, int timeout_ms)
     }
 }
 
+/* wait, pause and destroy wait for the VM's threads: on one of them (in a
+ * device, console or event callback) they would wait for themselves. */
+static int refuse_on_own_thread(const struct kvmc_vm *vm, const char *call)
+{
+    if (!thread_role_serves(vm))
+        return KVMC_OK;
+    return kvmc_fail(KVMC_ESTATE, "%s called on one of the VM's own threads (from a device, "
+                     "console or event callback): it would wait for itself", call);
+}
+
 int kvmc_vm_wait(kvmc_vm *vm, int timeout_ms, kvmc_exit_info *info)
 {
     if (!vm)
         return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    int err = refuse_on_own_thread(vm, "kvmc_vm_wait");
+    if (err)
+        return err;
     struct timespec deadline;
     if (timeout_ms >= 0)
         deadline_after(&deadline, timeout_ms);
@@ -392,10 +406,13 @@ int kvmc_vm_wait(kvmc_vm *vm, int timeout_ms, kvmc_exit_info *info)
     if (info)
         *info = vm->exit;
     pthread_mutex_unlock(&vm->lock);
-    if (must_join)
+    if (must_join) {
         for (unsigned i = 0; i < vm->ncpus; i++)
             if (vm->vcpus[i].thread_started)
                 pthread_join(vm->vcpus[i].thread, NULL);
+        /* What the guest printed last reaches a reader that keeps reading. */
+        console_out_drain(&vm->console, CONSOLE_DRAIN_MS);
+    }
     return KVMC_OK;
 }
 
@@ -403,6 +420,9 @@ int kvmc_vm_pause(kvmc_vm *vm)
 {
     if (!vm)
         return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    int err = refuse_on_own_thread(vm, "kvmc_vm_pause");
+    if (err)
+        return err;
     pthread_mutex_lock(&vm->lock);
     if (vm->state != KVMC_STATE_RUNNING) {
         pthread_mutex_unlock(&vm->lock);
@@ -441,6 +461,10 @@ int kvmc_vm_resume(kvmc_vm *vm)
 
 kvmc_vm_state kvmc_vm_get_state(const kvmc_vm *vm)
 {
+    if (!vm) {
+        kvmc_fail(KVMC_EINVAL, "VM is NULL");
+        return KVMC_STATE_INVALID;
+    }
     kvmc_vm *m = (kvmc_vm *)vm;
     pthread_mutex_lock(&m->lock);
     kvmc_vm_state s = m->state;
@@ -455,6 +479,10 @@ void kvmc_vm_destroy(kvmc_vm *vm)
 {
     if (!vm)
         return;
+    if (refuse_on_own_thread(vm, "kvmc_vm_destroy")) {
+        kvmc_vm_stop(vm); /* the most it can do from here; freeing is the caller's */
+        return;
+    }
     if (vm->live_threads || vm->state == KVMC_STATE_RUNNING ||
         vm->state == KVMC_STATE_PAUSED) {
         kvmc_vm_stop(vm);
@@ -466,7 +494,7 @@ void kvmc_vm_destroy(kvmc_vm *vm)
     for (unsigned i = 0; i < vm->nvirtio; i++)
         virtio_mmio_destroy(vm->virtio[i]);
     serial_destroy(vm->serial);
-    console_sink_close(&vm->console);
+    console_out_close(&vm->console);
     if (vm->vcpus)
         for (unsigned i = 0; i < vm->ncpus; i++)
             vcpu_destroy(&vm->vcpus[i]);

@@ -53,6 +53,7 @@ struct kvmc_config {
     unsigned cpus;
     struct console_sink console; /* CONSOLE_FILE holds a path, not an fd */
     char *console_path;
+    uint64_t console_limit;      /* a console file's limit, bytes; 0: none */
     int console_in_fd;
     struct disk_config disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;
@@ -71,6 +72,7 @@ struct vcpu {
     struct kvm_run *run;
     pthread_t thread;
     bool thread_started;
+    bool exited; /* its thread left the run loop (under vm->lock): no more kicks */
 };
 
 struct kvmc_vm {
@@ -84,7 +86,7 @@ struct kvmc_vm {
     struct vcpu *vcpus;
     struct boot_entry boot;
 
-    struct console_sink console;
+    struct console_out console;
     struct serial *serial;
     struct ioapic *ioapic;  /* split irqchip; NULL with the kernel's (--pit) */
     bool ioapic_routes_warned; /* KVM refused the level routes once (vCPU threads) */

@@ -91,7 +91,7 @@ static const struct filter_spec specs[] = {
     {"IO_UNIX", LIST(io_syscalls), LIST(io_ioctls), UNIX_SOCKETS},
     {"IO_INET", LIST(io_syscalls), LIST(io_ioctls),
      UNIX_AND_IP_SOCKETS},
-    {"CONSOLE_INPUT", LIST(console_syscalls), LIST(io_ioctls),
+    {"CONSOLE", LIST(console_syscalls), LIST(io_ioctls),
      NO_SOCKETS},
     {"CONTROL", LIST(control_syscalls), LIST(control_ioctls),
      NO_SOCKETS},

@@ -2,7 +2,7 @@
 #ifndef KVMC_GUEST_H
 #define KVMC_GUEST_H
 
-#define GUEST_MAX_CPUS 16
+#define GUEST_MAX_CPUS 64 /* KVMC_MAX_VCPUS */
 #define KSTACK_SIZE 4096
 #define USTACK_SIZE 16384
 

@@ -123,6 +123,24 @@ static void power_off(uint8_t status)
         cpu_relax();
 }
 
+/* kvmc.test=flood[:LINES]: numbered console lines, forever without LINES,
+ * then power-off. For console back-pressure and console-limit tests. */
+static void flood(const char *cmdline)
+{
+    char arg[24] = "";
+    cmdline_get(cmdline, "kvmc.test=flood:", arg, sizeof(arg));
+    uint64_t lines = 0;
+    for (const char *p = arg; *p >= '0' && *p <= '9'; p++)
+        lines = lines * 10 + (uint64_t)(*p - '0');
+    for (uint64_t i = 0; !lines || i < lines; i++) {
+        puts_serial("flood line ");
+        put_dec(i);
+        puts_serial(" ................................................\n");
+    }
+    puts_serial("flood: done\n");
+    power_off(0);
+}
+
 /* ------------------------------------------------------ CPL0 structures */
 
 static void set_gate(unsigned vec, void (*handler)(void), unsigned dpl)
@@ -782,6 +800,8 @@ void guest_main(void)
         test_virtio_net(b.cmdline);
     } else if (starts_with(test, "exits:")) {
         exit_loop(test + 6);
+    } else if (starts_with(test, "flood")) {
+        flood(b.cmdline);
     } else if (starts_with(test, "fail")) {
         puts_serial("test: reporting failure\n");
         power_off(7);

@@ -136,7 +136,7 @@ Test(seccomp, io_and_control_threads_are_confined_too)
 {
     assert_killed(confined(SECCOMP_ROLE_IO, open_a_file), "I/O open");
     assert_killed(confined(SECCOMP_ROLE_IO, make_a_socket), "I/O socket");
-    assert_killed(confined(SECCOMP_ROLE_CONSOLE_INPUT, fork_again), "input fork");
+    assert_killed(confined(SECCOMP_ROLE_CONSOLE, fork_again), "input fork");
     assert_killed(confined(SECCOMP_ROLE_CONTROL, exec_a_shell), "control execve");
     assert_killed(confined(SECCOMP_ROLE_CONTROL, create_a_vm), "control KVM_CREATE_VM");
 }

@@ -19,10 +19,16 @@
  *    access, so a device shared by several vCPUs must do its own locking.
  *    Console callbacks run on the vCPU thread that wrote the byte.
  *    Lifecycle callbacks run on the thread that caused the transition.
- *  - A callback may call kvmc_vm_stop(), kvmc_vm_read_memory() and
- *    kvmc_vm_write_memory() on its VM; it must not call kvmc_vm_wait(),
- *    kvmc_vm_pause() or kvmc_vm_destroy() (they wait for vCPU threads,
- *    including the one running the callback).
+ *  - A callback may call kvmc_vm_stop(), kvmc_vm_read_memory(),
+ *    kvmc_vm_write_memory() and kvmc_vm_set_irq_line() on its VM. On the
+ *    VM's own threads (in any device, console or event callback of that
+ *    VM), kvmc_vm_wait() and kvmc_vm_pause() fail with KVMC_ESTATE and
+ *    kvmc_vm_destroy() only stops the VM: all three wait for those threads,
+ *    including the one running the callback. Destroy the VM later from
+ *    another thread.
+ *  - Every kvmc_vm_* function may be called in every state (created,
+ *    running, paused, exited); those that do not apply return KVMC_ESTATE.
+ *    A NULL handle is refused with KVMC_EINVAL.
  *
  * Signals: to kick a vCPU thread out of KVM_RUN, kvmc sends it a real-time
  * signal (KVMC_KICK_SIGNAL, SIGRTMIN+6 by default) and installs a no-op
@@ -105,11 +111,22 @@ KVMC_API int kvmc_config_set_memory_flags(kvmc_config *cfg, unsigned flags);
 KVMC_API int kvmc_config_set_cpus(kvmc_config *cfg, unsigned cpus);
 
 /* Console (COM1). The default is no output at all. Each setter replaces the
- * previous choice. The fd is not closed by kvmc. */
+ * previous choice. The fd is not closed by kvmc.
+ *
+ * Output to an fd or a file never blocks the guest: a thread of kvmc's
+ * writes it from a 64 KiB buffer, and while nobody reads (a full pipe, a
+ * stopped terminal) what does not fit is dropped (kvmc says so once on
+ * stderr). kvmc_vm_wait() returns once the last output is written, or
+ * after 0.5 s in which the reader took nothing. A callback runs on the
+ * vCPU thread that wrote the byte and may block it. */
 KVMC_API int kvmc_config_set_console_fd(kvmc_config *cfg, int out_fd);
 KVMC_API int kvmc_config_set_console_file(kvmc_config *cfg, const char *path);
 KVMC_API int kvmc_config_set_console_callback(kvmc_config *cfg,
                                               kvmc_console_fn fn, void *opaque);
+/* The size a console file may grow to: 64 MiB by default, 0 for no limit.
+ * Output past it is dropped, and a last line in the file says so. Since
+ * 0.4. */
+KVMC_API int kvmc_config_set_console_limit(kvmc_config *cfg, uint64_t bytes);
 /* Where guest console input comes from (-1: none, the default). */
 KVMC_API int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd);
 
@@ -169,6 +186,7 @@ KVMC_API int kvmc_config_set_pit(kvmc_config *cfg, int enabled);
 typedef struct kvmc_vm kvmc_vm;
 
 typedef enum kvmc_vm_state {
+    KVMC_STATE_INVALID = -1, /* kvmc_vm_get_state(NULL); since 0.4 */
     KVMC_STATE_CREATED = 0, /* configured, vCPUs not running yet */
     KVMC_STATE_RUNNING = 1,
     KVMC_STATE_PAUSED = 2,

@@ -65,23 +65,23 @@ enum { MP_PROCESSOR = 0, MP_BUS = 1, MP_IOAPIC = 2, MP_INTSRC = 3, MP_LINTSRC = 
         cursor += sizeof(entry);                                               \
     } while (0)
 
+/* The floating pointer goes into the EBDA, where guests scan for it; the
+ * table it points to goes to the reserved BIOS area below 1 MiB, which has
+ * room for every CPU kvmc supports (the EBDA's 1 KiB held 40). */
 int mptable_write(struct guest_memory *gm, unsigned cpus)
 {
-    const uint64_t base = LAYOUT_EBDA;
-    const size_t room = LAYOUT_LOW_RAM_END - LAYOUT_EBDA;
-    size_t size = sizeof(struct mpf_intel) + sizeof(struct mpc_table) +
-                  cpus * sizeof(struct mpc_cpu) + sizeof(struct mpc_bus) +
-                  sizeof(struct mpc_ioapic) +
+    const size_t room = LAYOUT_HIMEM - LAYOUT_MPTABLE;
+    size_t size = sizeof(struct mpc_table) + cpus * sizeof(struct mpc_cpu) +
+                  sizeof(struct mpc_bus) + sizeof(struct mpc_ioapic) +
                   (MP_ISA_IRQS + 2) * sizeof(struct mpc_intsrc);
     /* APIC IDs are 8 bits and the I/O APIC takes the ID after the CPUs. */
     if (cpus == 0 || cpus > 254 || size > room)
         return kvmc_fail(KVMC_EINVAL, "MP table cannot describe %u CPUs", cpus);
-    uint8_t *start = gm_ptr(gm, base, size);
-    if (!start)
+    uint8_t *table = gm_ptr(gm, LAYOUT_MPTABLE, size);
+    uint8_t *floating = gm_ptr(gm, LAYOUT_EBDA, sizeof(struct mpf_intel));
+    if (!table || !floating)
         return kvmc_fail(KVMC_EINVAL, "no guest RAM for the MP table");
-    memset(start, 0, size);
-
-    uint8_t *table = start + sizeof(struct mpf_intel);
+    memset(table, 0, size);
     uint8_t *cursor = table + sizeof(struct mpc_table);
     for (unsigned i = 0; i < cpus; i++) {
         struct mpc_cpu cpu = {
@@ -120,10 +120,9 @@ int mptable_write(struct guest_memory *gm, unsigned cpus)
     memcpy(table, &hdr, sizeof(hdr));
     table[offsetof(struct mpc_table, checksum)] = boot_checksum(table, hdr.length);
 
-    struct mpf_intel mpf = {.signature = "_MP_",
-                            .physptr = (uint32_t)(base + sizeof(struct mpf_intel)),
+    struct mpf_intel mpf = {.signature = "_MP_", .physptr = (uint32_t)LAYOUT_MPTABLE,
                             .length = 1, .specification = 4};
     mpf.checksum = boot_checksum(&mpf, sizeof(mpf));
-    memcpy(start, &mpf, sizeof(mpf));
+    memcpy(floating, &mpf, sizeof(mpf));
     return KVMC_OK;
 }

@@ -185,13 +185,13 @@ static void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t 
     update_irq(s); /* every write re-evaluates: no lost interrupts */
     pthread_mutex_unlock(&s->lock);
     if (transmit)
-        console_sink_write(&s->vm->console, &out, 1);
+        console_out_write(&s->vm->console, &out, 1);
 }
 
 static void *input_main(void *arg)
 {
     struct serial *s = arg;
-    if (s->vm->seccomp && seccomp_confine(SECCOMP_ROLE_CONSOLE_INPUT) != KVMC_OK) {
+    if (s->vm->seccomp && seccomp_confine(SECCOMP_ROLE_CONSOLE) != KVMC_OK) {
         fprintf(stderr, "kvmc: console input thread: %s; no console input\n",
                 kvmc_last_error());
         return NULL; /* output is unaffected */

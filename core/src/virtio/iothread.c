@@ -11,6 +11,7 @@
 
 #include "../error.h"
 #include "../seccomp.h"
+#include "../thread_role.h"
 
 int iothread_init(struct iothread *t)
 {
@@ -95,6 +96,7 @@ static void poll_loop(struct iothread *t)
 static void *iothread_main(void *arg)
 {
     struct iothread *t = arg;
+    thread_role_set(t->owner);
     if (t->seccomp && seccomp_confine_io(t->seccomp_extras) != KVMC_OK) {
         /* Serving devices unconfined is not an option: say so and stop. */
         fprintf(stderr, "kvmc: I/O thread: %s; virtio devices will not respond\n",

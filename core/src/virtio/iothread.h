@@ -47,6 +47,7 @@ struct iothread {
     pthread_t thread;
     bool started;
     bool seccomp; /* confine the thread when it starts */
+    const void *owner; /* the VM it serves (thread_role.h) */
     unsigned nwatches;
     struct iothread_watch watches[IOTHREAD_MAX_WATCHES];
     unsigned nsources;

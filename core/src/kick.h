@@ -1,0 +1,19 @@
+/* The signal that interrupts one of kvmc's threads in a blocking system
+ * call: KVM_RUN on a vCPU thread, write() on a console output thread. Its
+ * handler does nothing and is installed without SA_RESTART, so the call
+ * returns EINTR (KVM_RUN: with immediate_exit set, it returns at once). */
+#ifndef KVMC_KICK_H
+#define KVMC_KICK_H
+
+#include <pthread.h>
+
+/* SIGRTMIN + 6, the number the public header documents. */
+int kick_signal(void);
+/* Installs the handler (once per process); call before the first kick. */
+void kick_install(void);
+/* Unblocks the kick signal in the calling thread. */
+void kick_unblock(void);
+/* Sends the kick signal to thread. */
+void kick_thread(pthread_t thread);
+
+#endif
