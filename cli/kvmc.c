@@ -40,7 +40,7 @@ static const char usage_run[] =
     "                [--mem SIZE] [--cpus N] [--console stdio|none|file:PATH]\n"
     "                [--console-limit SIZE]\n"
     "                [--boot auto|linux|pvh] [--mem-backing anon|memfd|hugetlb]\n"
-    "                [--disk PATH[,ro][,serial=ID]]... [--rng] [--net SPEC]...\n"
+    "                [--disk PATH[,ro][,nolock][,serial=ID]]... [--rng] [--net SPEC]...\n"
     "                [--vsock cid=N,uds=PATH] [--virtio-console socket:PATH] [--pit]\n"
     "                [--seccomp on|off] [--jail] [--jail-user UID[:GID]]\n"
     "\n"
@@ -69,8 +69,11 @@ static const char usage_run[] =
     "      --console-limit SIZE  with file:PATH, the file's size limit (default\n"
     "                        64M; 0 for none). Later output is dropped and a\n"
     "                        last line in the file says so.\n"
-    "      --disk SPEC       a raw disk image as virtio-blk: PATH[,ro][,serial=ID].\n"
-    "                        Repeat for more disks (up to 8 virtio devices).\n"
+    "      --disk SPEC       a raw disk image as virtio-blk: PATH[,ro][,nolock]\n"
+    "                        [,serial=ID]. Repeat for more disks (up to 8 virtio\n"
+    "                        devices). The image is locked while kvmc runs\n"
+    "                        (exclusive, or shared with ro): a second VM that\n"
+    "                        wants it writable is refused. nolock skips that.\n"
     "                        Linux finds them through ACPI (virtio_mmio driver).\n"
     "      --rng             a virtio-rng device fed from getrandom(2).\n"
     "      --pit             an i8254 PIT (ports 0x40-0x43, IRQ 0). Off by default:\n"
@@ -79,10 +82,13 @@ static const char usage_run[] =
     "                        for guests that tick or calibrate with the PIT.\n"
     "      --net SPEC        a virtio-net device. SPEC is one of:\n"
     "                        user[,mac=M][,hostfwd=tcp:[HOSTADDR]:PORT-[GUESTADDR]:PORT]...\n"
+    "                            [,dns-server=IPV4[:PORT]]\n"
     "                          user-mode networking (libslirp), no root needed:\n"
     "                          the guest gets 10.0.2.15 by DHCP, 10.0.2.2 is the\n"
-    "                          host's loopback, 10.0.2.3 serves DNS; hostfwd\n"
-    "                          forwards a host port (127.0.0.1 by default) in.\n"
+    "                          host's loopback, 10.0.2.3 serves DNS (forwarded to\n"
+    "                          dns-server, by default the first nameserver in\n"
+    "                          /etc/resolv.conf); hostfwd forwards a host port\n"
+    "                          (127.0.0.1 by default) in.\n"
     "                        tap=IFNAME[,mac=M]\n"
     "                          a host tap interface (created if missing, which\n"
     "                          needs CAP_NET_ADMIN).\n"
@@ -184,7 +190,8 @@ static int configure(const struct run_options *o, kvmc_config *cfg)
         err = kvmc_config_set_memory_flags(cfg, o->mem_flags);
     for (unsigned i = 0; i < o->ndisks && !err; i++)
         err = kvmc_config_add_disk(cfg, o->disks[i].path,
-                                   o->disks[i].read_only ? KVMC_DISK_READ_ONLY : 0,
+                                   (o->disks[i].read_only ? KVMC_DISK_READ_ONLY : 0) |
+                                       (o->disks[i].no_lock ? KVMC_DISK_NO_LOCK : 0),
                                    o->disks[i].serial);
     if (!err && o->rng)
         err = kvmc_config_set_rng(cfg, 1);

@@ -61,18 +61,20 @@ static bool parse_disk(struct run_options *o, const char *arg, char *err, unsign
     }
     char *save = NULL, *path = strtok_r(spec, ",", &save);
     if (!path || !*path) {
-        snprintf(err, errlen, "--disk %s: needs a path (PATH[,ro][,serial=ID])", arg);
+        snprintf(err, errlen, "--disk %s: needs a path (PATH[,ro][,nolock][,serial=ID])", arg);
         return false;
     }
     o->disks[o->ndisks].path = path;
     for (char *opt; (opt = strtok_r(NULL, ",", &save));) {
         if (strcmp(opt, "ro") == 0) {
             o->disks[o->ndisks].read_only = true;
+        } else if (strcmp(opt, "nolock") == 0) {
+            o->disks[o->ndisks].no_lock = true;
         } else if (strncmp(opt, "serial=", 7) == 0 && strlen(opt + 7) <= 20) {
             o->disks[o->ndisks].serial = opt + 7;
         } else {
-            snprintf(err, errlen, "--disk %s: unknown option '%s' (use ro, serial=ID up to 20 "
-                     "characters)", arg, opt);
+            snprintf(err, errlen, "--disk %s: unknown option '%s' (use ro, nolock, serial=ID up "
+                     "to 20 characters)", arg, opt);
             return false;
         }
     }

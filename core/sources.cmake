@@ -33,6 +33,7 @@ set(KVMC_CORE_SOURCES
   src/devices/virtio_net.c
   src/net/slirp.c
   src/net/tap.c
+  src/net/dns_forward.c
   src/net_spec.c
   src/bytering.c
   src/unix_socket.c

@@ -213,14 +213,14 @@ int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
     CHECK_CFG(cfg);
     if (!path || !*path)
         return kvmc_fail(KVMC_EINVAL, "disk path is empty");
-    if (flags & ~KVMC_DISK_READ_ONLY)
+    if (flags & ~(KVMC_DISK_READ_ONLY | KVMC_DISK_NO_LOCK))
         return kvmc_fail(KVMC_EINVAL, "unknown disk flags 0x%x", flags);
     if (serial && strlen(serial) > 20)
         return kvmc_fail(KVMC_EINVAL, "disk serial '%s' is longer than 20 bytes", serial);
     if (check_room(cfg, false))
         return KVMC_EINVAL;
     struct disk_config *d = &cfg->disks[cfg->ndisks];
-    *d = (struct disk_config){.read_only = flags & KVMC_DISK_READ_ONLY};
+    *d = (struct disk_config){.flags = flags};
     if (set_string(&d->path, path, "disk path") ||
         (serial && set_string(&d->serial, serial, "disk serial"))) {
         free(d->path);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "net/dns_forward.h"
 
 #define SPEC_MAX 1024
 
@@ -104,7 +105,20 @@ static int parse_option(char *opt, struct net_config *out)
             return kvmc_fail(KVMC_EINVAL, "net: at most %d hostfwd rules", NET_MAX_FORWARDS);
         return parse_forward(opt + 8, &out->forwards[out->nforwards++]);
     }
-    return kvmc_fail(KVMC_EINVAL, "net: unknown option '%s' (known: mac=, hostfwd=)", opt);
+    if (!strncmp(opt, "dns-server=", 11)) {
+        uint32_t addr;
+        uint16_t port;
+        if (out->tap)
+            return kvmc_fail(KVMC_EINVAL, "net: dns-server is for user networking, not tap");
+        if (strlen(opt + 11) >= sizeof(out->dns_server) ||
+            !dns_parse_server(opt + 11, &addr, &port))
+            return kvmc_fail(KVMC_EINVAL, "net: dns-server '%s' is not IPV4[:PORT]", opt + 11);
+        out->has_dns_server = true;
+        strcpy(out->dns_server, opt + 11);
+        return KVMC_OK;
+    }
+    return kvmc_fail(KVMC_EINVAL, "net: unknown option '%s' (known: mac=, hostfwd=, "
+                     "dns-server=)", opt);
 }
 
 static int parse_kind(const char *kind, struct net_config *out)

@@ -1,5 +1,6 @@
 /* Parsing of a network device description, shared by the C API and the CLI:
  *   user[,mac=52:54:00:12:34:56][,hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
+ *       [,dns-server=IPV4[:PORT]]
  *   tap=IFNAME[,mac=...]
  * It is a parser of untrusted text, so it is small, bounded and fuzzed. */
 #ifndef KVMC_NET_SPEC_H
@@ -26,6 +27,9 @@ struct net_config {
     uint8_t mac[6];
     unsigned nforwards;
     struct net_forward forwards[NET_MAX_FORWARDS];
+    bool has_dns_server;     /* user: dns-server=IPV4[:PORT], else resolv.conf's */
+    char dns_server[24];
+    const char *resolv_conf; /* user: for tests; NULL is /etc/resolv.conf */
 };
 
 /* 0 or KVMC_EINVAL with a message naming the bad part. */

@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "error.h"
@@ -47,7 +48,7 @@ int unix_listen(const char *path, const char *what)
 
 int unix_listener_open(struct unix_listener *l, const char *path, const char *what)
 {
-    l->fd = -1;
+    *l = (struct unix_listener){.fd = -1};
     l->path = strdup(path);
     if (!l->path)
         return kvmc_fail(KVMC_ENOMEM, "%s socket path", what);
@@ -69,6 +70,33 @@ void unix_listener_close(struct unix_listener *l)
     }
     free(l->path);
     *l = (struct unix_listener){.fd = -1};
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+bool unix_listener_pollable(struct unix_listener *l, int *timeout_ms)
+{
+    if (l->fd < 0)
+        return false;
+    int64_t left = l->paused_until_ms - now_ms();
+    if (left <= 0)
+        return true;
+    if (*timeout_ms < 0 || *timeout_ms > left)
+        *timeout_ms = (int)left;
+    return false;
+}
+
+int unix_listener_accept(struct unix_listener *l)
+{
+    int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM))
+        l->paused_until_ms = now_ms() + LISTENER_PAUSE_MS;
+    return fd;
 }
 
 int unix_connect(const char *path)

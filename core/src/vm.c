@@ -142,7 +142,7 @@ static int open_virtio_device(const kvmc_config *cfg, unsigned i,
                               const struct virtio_device_ops **ops, void **impl)
 {
     if (i < cfg->ndisks)
-        return virtio_blk_open(cfg->disks[i].path, cfg->disks[i].read_only,
+        return virtio_blk_open(cfg->disks[i].path, cfg->disks[i].flags,
                                cfg->disks[i].serial, ops, impl);
     i -= cfg->ndisks;
     if (cfg->rng && i-- == 0) {

@@ -21,7 +21,7 @@ struct virtio_device_ops;
 struct disk_config {
     char *path;
     char *serial;
-    bool read_only;
+    unsigned flags; /* KVMC_DISK_* */
 };
 struct kvm_cpuid2;
 struct serial;
@@ -146,7 +146,7 @@ int i8042_create(struct kvmc_vm *vm);
 int debug_exit_create(struct kvmc_vm *vm);
 int acpi_pm_create(struct kvmc_vm *vm);
 int pvpanic_create(struct kvmc_vm *vm);
-int virtio_blk_open(const char *path, bool read_only, const char *serial,
+int virtio_blk_open(const char *path, unsigned flags, const char *serial,
                     const struct virtio_device_ops **ops, void **impl);
 const struct virtio_device_ops *virtio_rng_ops(void);
 int virtio_console_open(const struct vconsole_config *cfg,

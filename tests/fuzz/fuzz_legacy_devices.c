@@ -62,7 +62,9 @@ static struct kvmc_vm *new_shell_vm(void)
     if (!vm)
         abort();
     vm->kvm_fd = vm->vm_fd = -1;
-    vm->console = (struct console_sink){.kind = CONSOLE_CALLBACK, .fn = sink, .fd = -1};
+    const struct console_sink console = {.kind = CONSOLE_CALLBACK, .fn = sink, .fd = -1};
+    if (console_out_init(&vm->console, &console, NULL, 0))
+        abort();
     bus_init(&vm->pio, "PIO");
     bus_init(&vm->mmio, "MMIO");
     pthread_mutex_init(&vm->lock, NULL);
@@ -78,6 +80,7 @@ static struct kvmc_vm *new_shell_vm(void)
 static void free_shell_vm(struct kvmc_vm *vm)
 {
     serial_destroy(vm->serial);
+    console_out_close(&vm->console);
     ioapic_free(vm->ioapic);
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);

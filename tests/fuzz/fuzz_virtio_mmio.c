@@ -76,7 +76,7 @@ static int open_device(unsigned which, const struct virtio_device_ops **ops, voi
     }
     switch (which % 5) {
     case 0:
-        return virtio_blk_open(disk, false, "fuzz", ops, impl);
+        return virtio_blk_open(disk, KVMC_DISK_NO_LOCK, "fuzz", ops, impl);
     case 1:
         *ops = virtio_rng_ops();
         *impl = NULL;

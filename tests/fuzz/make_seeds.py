@@ -91,3 +91,20 @@ apic = b"".join([
 for name, ops in (("serial", serial), ("ioapic", apic), ("both", serial + apic)):
     with open(os.path.join(out, "legacy_devices", name), "wb") as f:
         f.write(ops)
+
+# dns_forward: a DNS query frame from the guest to 10.0.2.3:53, answered
+# (selector 1) with a well-formed reply of the same ID; and one not for the
+# nameserver at all.
+os.makedirs(os.path.join(out, "dns_forward"), exist_ok=True)
+def udp_frame(dst, dport, payload):
+    ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 28 + len(payload), 1, 0, 64, 17, 0,
+                     bytes([10, 0, 2, 15]), bytes(dst))
+    udp = struct.pack("!HHHH", 40000, dport, 8 + len(payload), 0)
+    return bytes.fromhex("525500000203" "525400123456" "0800") + ip + udp + payload
+query = b"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x03kvm\x04test\x00\x00\x01\x00\x01"
+answer = b"\x12\x34\x81\x80\x00\x01\x00\x01\x00\x00\x00\x00" + query[12:] + \
+    b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04\x0a\x00\x02\x02"
+for name, sel, frame, rest in (("query", 1, udp_frame([10, 0, 2, 3], 53, query), answer),
+                               ("other", 0, udp_frame([10, 0, 2, 2], 53, query), b"")):
+    with open(os.path.join(out, "dns_forward", name), "wb") as f:
+        f.write(bytes([sel]) + struct.pack("<H", len(frame)) + frame + rest)

@@ -102,6 +102,7 @@ void test_virtio_console(void);
 void test_virtio_scribble(void);
 void test_virtio_vsock(void);
 void test_virtio_net(const char *cmdline);
+void test_virtio_net_ports(const char *cmdline);
 /* Throughput benchmarks (bench/run.py): block and net, driven at CPL3. */
 void bench_virtio_blk(const char *cmdline);
 void bench_virtio_net(const char *cmdline);

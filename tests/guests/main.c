@@ -796,6 +796,8 @@ void guest_main(void)
         bench_virtio_blk(b.cmdline);
     } else if (starts_with(test, "netbench")) {
         bench_virtio_net(b.cmdline);
+    } else if (starts_with(test, "net-ports:")) {
+        test_virtio_net_ports(b.cmdline);
     } else if (starts_with(test, "net")) {
         test_virtio_net(b.cmdline);
     } else if (starts_with(test, "exits:")) {

@@ -423,6 +423,31 @@ void test_virtio_net(const char *cmdline)
 }
 
 
+/* kvmc.test=net-ports:N: one UDP datagram to the peer from each of N
+ * source ports (user networking opens a host socket per guest port), then
+ * a ping from port 4000 that must still be answered... or not, when the
+ * VMM bounds those sockets; the test reads the line either way. */
+void test_virtio_net_ports(const char *cmdline)
+{
+    char arg[16] = "";
+    cmdline_get(cmdline, "kvmc.test=net-ports:", arg, sizeof(arg));
+    unsigned count = 0;
+    for (const char *p = arg; *p >= '0' && *p <= '9' && count < 60000; p++)
+        count = count * 10 + (unsigned)(*p - '0');
+    unsigned port = net_up(cmdline, "net-ports");
+    if (!port)
+        return;
+    for (unsigned i = 0; i < count; i++) {
+        udp((uint16_t)(5000 + i), (uint16_t)port, "x");
+        char ignored[8];
+        while (net_poll(0, ignored, sizeof(ignored))) {
+        }
+    }
+    puts_serial(", sent ");
+    put_dec(count);
+    puts_serial("\n");
+}
+
 /* Sends kvmc.netbench=COUNT UDP datagrams of 1400 bytes to the peer, up to
  * 16 in flight, between "netbench: udp start" and "netbench: udp done BYTES
  * TSC" lines; bench/run.py times them and counts what its UDP sink gets. */

@@ -6,8 +6,10 @@
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -257,6 +259,7 @@ Test(virtio_vsock, a_bad_handshake_is_closed)
 
 struct udp_echo {
     int fd;
+    bool keep_id; /* leave the first two bytes (a DNS message ID) as they came */
     char seen[64];
 };
 
@@ -269,7 +272,7 @@ static void *udp_echo_main(void *arg)
     if (n > 0) {
         char up[64];
         for (ssize_t i = 0; i < n; i++)
-            up[i] = (char)toupper((unsigned char)e->seen[i]);
+            up[i] = e->keep_id && i < 2 ? e->seen[i] : (char)toupper((unsigned char)e->seen[i]);
         sendto(e->fd, up, (size_t)n, 0, (struct sockaddr *)&from, fl);
     }
     return NULL;
@@ -310,6 +313,64 @@ Test(virtio_net, user_networking_reaches_a_host_udp_server)
     pthread_join(t, NULL);
     cr_assert_str_eq(e.seen, "kvmc-net-ping");
     close(e.fd);
+}
+
+/* DNS to 10.0.2.3: kvmc forwards it itself, under the I/O thread's seccomp
+ * list (libslirp's own forwarding opened /etc/resolv.conf there, and the
+ * filter killed the process at the guest's first query). */
+Test(virtio_net, dns_queries_to_the_slirp_nameserver_are_forwarded)
+{
+    struct udp_echo e;
+    pthread_t t;
+    unsigned port = start_udp_echo(&e, "127.0.0.1", &t);
+    e.keep_id = true;
+    char spec[64];
+    snprintf(spec, sizeof(spec), "user,dns-server=127.0.0.1:%u", port);
+    struct console_capture cap = {0};
+    kvmc_vm *vm = start_guest("kvmc.test=net kvmc.net=10.0.2.15,10.0.2.3,53", &cap, use_net,
+                              spec);
+    finish_guest(vm, &cap, "virtio-net: ", "mac 56, arp ok, udp reply 'kvMC-NET-PING'");
+    pthread_join(t, NULL);
+    cr_assert_str_eq(e.seen, "kvmc-net-ping");
+    close(e.fd);
+}
+
+static unsigned open_fds(void)
+{
+    unsigned n = 0;
+    DIR *d = opendir("/proc/self/fd");
+    while (d && readdir(d))
+        n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
+/* libslirp opens a host socket per guest UDP port (and TCP connection): a
+ * guest must not be able to take all of the process's descriptors. */
+Test(virtio_net, a_guest_cannot_make_slirp_open_unbounded_sockets)
+{
+    struct udp_echo e;
+    pthread_t t;
+    unsigned port = start_udp_echo(&e, "127.0.0.1", &t);
+    unsigned before = open_fds();
+    char cmdline[128];
+    snprintf(cmdline, sizeof(cmdline),
+             "kvmc.test=net-ports:400 kvmc.net=10.0.2.15,10.0.2.2,%u", port);
+    struct console_capture cap = {0};
+    kvmc_vm *vm = start_guest(cmdline, &cap, use_net, "user");
+    kvmc_exit_info exit;
+    cr_assert_eq(kvmc_vm_wait(vm, 60000, &exit), KVMC_OK, "guest hung: %s", cap.data);
+    unsigned during = open_fds(); /* slirp's sockets live until the VM is destroyed */
+    kvmc_vm_destroy(vm);
+    cr_assert(strstr(cap.data, "sent 400"), "%s", cap.data);
+    cr_assert_leq(during - before, 128u + 24u, "%u descriptors for one VM", during - before);
+    cr_assert_geq(during - before, 100u, "only %u: the guest's datagrams never got out",
+                  during - before);
+    shutdown(e.fd, SHUT_RDWR);
+    pthread_join(t, NULL);
+    close(e.fd);
+    free(cap.data);
 }
 
 static void sh(const char *cmd)

@@ -5,6 +5,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <fcntl.h>
+#include <linux/magic.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -20,13 +23,14 @@
 
 static struct guest_memory gm;
 static struct virtio_dev dev;
-static char disk_path[] = "/tmp/kvmc-blk-XXXXXX";
+static char disk_path[4096];
 static uint16_t avail_idx;
 
-static void open_disk(bool read_only)
+static void open_disk_in(const char *dir, bool read_only)
 {
     struct virtq q;
     fq_setup(&gm, &q);
+    snprintf(disk_path, sizeof(disk_path), "%s/kvmc-blk-XXXXXX", dir);
     int fd = mkstemp(disk_path);
     cr_assert(fd >= 0);
     uint8_t sector[512];
@@ -37,7 +41,7 @@ static void open_disk(bool read_only)
     close(fd);
     const struct virtio_device_ops *ops;
     void *impl;
-    cr_assert_eq(virtio_blk_open(disk_path, read_only, "unit-serial", &ops, &impl), KVMC_OK);
+    cr_assert_eq(virtio_blk_open(disk_path, read_only ? KVMC_DISK_READ_ONLY : 0, "unit-serial", &ops, &impl), KVMC_OK);
     virtio_dev_init(&dev, ops, impl, &gm);
     dev.status = VIRTIO_CONFIG_S_ACKNOWLEDGE | VIRTIO_CONFIG_S_DRIVER |
                  VIRTIO_CONFIG_S_FEATURES_OK | VIRTIO_CONFIG_S_DRIVER_OK;
@@ -45,12 +49,12 @@ static void open_disk(bool read_only)
     avail_idx = 0;
 }
 
+static void open_disk(bool read_only) { open_disk_in("/tmp", read_only); }
 static void setup(void) { open_disk(false); }
 static void teardown(void)
 {
     virtio_dev_destroy(&dev);
     unlink(disk_path);
-    strcpy(disk_path, "/tmp/kvmc-blk-XXXXXX");
     gm_destroy(&gm);
 }
 TestSuite(virtio_blk, .init = setup, .fini = teardown);
@@ -216,6 +220,78 @@ Test(virtio_blk, write_zeroes_and_discard)
     cr_assert_eq(request(VIRTIO_BLK_T_DISCARD, 0, sizeof(seg), false), VIRTIO_BLK_S_IOERR);
 }
 
+static uint8_t zero_sectors(uint64_t sector, uint32_t count)
+{
+    struct virtio_blk_discard_write_zeroes seg = {.sector = sector, .num_sectors = count};
+    gm_write(&gm, BUF, &seg, sizeof(seg));
+    return request(VIRTIO_BLK_T_WRITE_ZEROES, 0, sizeof(seg), false);
+}
+
+/* Sector s of the image holds the byte s (open_disk); zeroed ones hold 0. */
+static void expect_image(uint64_t first_zero, uint64_t nzero, const char *fs)
+{
+    struct stat st;
+    cr_assert_eq(stat(disk_path, &st), 0);
+    cr_assert_eq(st.st_size, DISK_SECTORS * 512, "on %s the image changed size to %lld", fs,
+                 (long long)st.st_size);
+    int fd = open(disk_path, O_RDONLY);
+    uint8_t sector[512];
+    for (unsigned s = 0; s < DISK_SECTORS; s++) {
+        cr_assert_eq(pread(fd, sector, 512, s * 512), 512);
+        uint8_t want = s >= first_zero && s < first_zero + nzero ? 0 : (uint8_t)s;
+        for (unsigned i = 0; i < 512; i++)
+            cr_assert_eq(sector[i], want, "on %s, sector %u byte %u is %u, want %u", fs, s, i,
+                         sector[i], want);
+    }
+    close(fd);
+}
+
+/* WRITE_ZEROES on a file system without FALLOC_FL_ZERO_RANGE (tmpfs) and
+ * on one with it (the build tree's, ext4 on these machines): exactly the
+ * sectors asked for, the last one too, and the image keeps its size. */
+static void write_zeroes_on(const char *dir)
+{
+    struct statfs fs;
+    cr_assert_eq(statfs(dir, &fs), 0);
+    char fsname[32];
+    snprintf(fsname, sizeof(fsname), "%s (fs 0x%lx)", dir, (unsigned long)fs.f_type);
+    virtio_dev_destroy(&dev);
+    unlink(disk_path);
+    gm_destroy(&gm);
+    open_disk_in(dir, false);
+    cr_assert_eq(zero_sectors(16, 1), VIRTIO_BLK_S_OK);
+    expect_image(16, 1, fsname);
+    cr_assert_eq(zero_sectors(DISK_SECTORS - 1, 1), VIRTIO_BLK_S_OK);
+    int fd = open(disk_path, O_RDWR);
+    uint8_t last[512];
+    memset(last, DISK_SECTORS - 1, sizeof(last));
+    cr_assert_eq(pwrite(fd, last, 512, (DISK_SECTORS - 1) * 512), 512); /* put it back */
+    close(fd);
+    expect_image(16, 1, fsname);
+    cr_assert_eq(zero_sectors(3, 10), VIRTIO_BLK_S_OK);
+    cr_assert_eq(zero_sectors(13, 3), VIRTIO_BLK_S_OK);
+    expect_image(3, 14, fsname);
+    cr_assert_eq(zero_sectors(DISK_SECTORS, 1), VIRTIO_BLK_S_IOERR, "past the end");
+    expect_image(3, 14, fsname);
+}
+
+Test(virtio_blk, write_zeroes_is_exact_on_tmpfs)
+{
+    struct statfs fs;
+    cr_assert_eq(statfs("/dev/shm", &fs), 0);
+    cr_assert_eq(fs.f_type, TMPFS_MAGIC, "/dev/shm is not tmpfs here");
+    write_zeroes_on("/dev/shm");
+}
+
+Test(virtio_blk, write_zeroes_is_exact_on_a_disk_file_system)
+{
+    struct statfs fs;
+    cr_assert_eq(statfs(KVMC_BUILD_DIR, &fs), 0);
+    cr_assert_eq(fs.f_type, EXT4_SUPER_MAGIC, "the build tree is not on ext4 here (0x%lx)",
+                 (unsigned long)fs.f_type);
+    write_zeroes_on(KVMC_BUILD_DIR);
+}
+
 Test(virtio_blk, broken_queue_marks_device_needs_reset)
 {
     fq_desc(&gm, FQ_DESC, 0, HDR, 16, VRING_DESC_F_NEXT, 0); /* loops on itself */
@@ -296,4 +372,38 @@ Test(virtio_blk, attached_requests_run_on_workers_past_the_slot_limit)
         if (i % 5 != 4)
             cr_assert_eq(*(uint8_t *)gm_ptr(&gm, BUF + 512 * i + 511, 1), i, "sector %u's data", i);
     }
+}
+
+/* Images are locked like QEMU's: one writer, or any number of readers. */
+static int open_again(unsigned flags, struct virtio_dev *d)
+{
+    memset(d, 0, sizeof(*d));
+    return virtio_blk_open(disk_path, flags, NULL, &d->ops, &d->impl);
+}
+
+Test(virtio_blk, a_writable_image_is_locked_against_every_other_open)
+{
+    struct virtio_dev other;
+    /* The fixture holds it writable. */
+    cr_assert_eq(open_again(0, &other), KVMC_EBUSY);
+    cr_assert(strstr(kvmc_last_error(), disk_path), "%s", kvmc_last_error());
+    cr_assert(strstr(kvmc_last_error(), "in use"), "%s", kvmc_last_error());
+    cr_assert_eq(open_again(KVMC_DISK_READ_ONLY, &other), KVMC_EBUSY);
+    cr_assert_eq(open_again(KVMC_DISK_NO_LOCK, &other), KVMC_OK, "%s", kvmc_last_error());
+    virtio_dev_destroy(&other);
+}
+
+Test(virtio_blk, read_only_images_share_and_exclude_writers)
+{
+    virtio_dev_destroy(&dev); /* the fixture's writable open goes away */
+    struct virtio_dev r1, r2, w;
+    cr_assert_eq(open_again(0, &w), KVMC_OK, "free again once closed: %s", kvmc_last_error());
+    virtio_dev_destroy(&w);
+    cr_assert_eq(open_again(KVMC_DISK_READ_ONLY, &r1), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(open_again(KVMC_DISK_READ_ONLY, &r2), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(open_again(0, &w), KVMC_EBUSY);
+    cr_assert(strstr(kvmc_last_error(), "read-only"), "%s", kvmc_last_error());
+    virtio_dev_destroy(&r1);
+    virtio_dev_destroy(&r2);
+    cr_assert_eq(open_again(0, &dev), KVMC_OK, "%s", kvmc_last_error()); /* for teardown */
 }

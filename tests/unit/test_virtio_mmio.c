@@ -35,7 +35,7 @@ static struct virtio_mmio *open_device(unsigned which, struct iothread *io)
     struct vconsole_config console = {.enabled = true, .fn = noop_console};
     struct vsock_config vsock = {.enabled = true, .cid = 3, .path = vsock_path};
     switch (which) {
-    case 0: cr_assert_eq(virtio_blk_open(disk, false, "s", &ops, &impl), KVMC_OK); break;
+    case 0: cr_assert_eq(virtio_blk_open(disk, 0, "s", &ops, &impl), KVMC_OK); break;
     case 1: ops = virtio_rng_ops(); break;
     case 2: cr_assert_eq(virtio_console_open(&console, &ops, &impl), KVMC_OK); break;
     default: cr_assert_eq(virtio_vsock_open(&vsock, &ops, &impl), KVMC_OK); break;

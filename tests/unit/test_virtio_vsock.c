@@ -7,10 +7,14 @@
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
 #include <linux/virtio_vsock.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "mmio_driver.h"
@@ -262,4 +266,171 @@ Test(vsock, connections_past_the_cap_are_refused)
     cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
     for (unsigned i = 0; i < 64; i++)
         close(accepted[i]);
+}
+
+/* 64 guest connections, each accepted by the host program. */
+static void open_64(int accepted[64])
+{
+    for (uint32_t port = 3000; port < 3064; port++) {
+        post_rx(1);
+        struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, port, LISTEN_PORT);
+        send_packet(&h, sizeof(h), 0);
+        expect(VIRTIO_VSOCK_OP_RESPONSE, port, "within the cap");
+        accepted[port - 3000] = accept(listener, NULL, NULL);
+        cr_assert_geq(accepted[port - 3000], 0);
+    }
+}
+
+/* A driver reset ends the session: every host peer sees the end of its
+ * stream, and all 64 slots are free for the driver that comes back. */
+Test(vsock, a_device_reset_closes_every_connection)
+{
+    int accepted[64];
+    open_64(accepted);
+    const struct md_queue queues[] = {{0, rx.desc, rx.avail, rx.used},
+                                      {1, tx.desc, tx.avail, tx.used}};
+    /* The new driver's rings start empty. */
+    memset(gm_ptr(&gm, rx.used, 4), 0, 4);
+    memset(gm_ptr(&gm, tx.used, 4), 0, 4);
+    memset(gm_ptr(&gm, rx.avail, 4), 0, 4);
+    memset(gm_ptr(&gm, tx.avail, 4), 0, 4);
+    rx.avail_idx = rx.used_seen = tx.avail_idx = tx.used_seen = 0;
+    cr_assert(md_bring_up(m, queues, 2) & VIRTIO_CONFIG_S_DRIVER_OK); /* resets first */
+    for (unsigned i = 0; i < 64; i++) {
+        char c;
+        cr_assert_eq(recv(accepted[i], &c, 1, MSG_DONTWAIT), 0,
+                     "connection %u: the host peer sees no end of stream", i);
+        close(accepted[i]);
+    }
+    open_64(accepted); /* every slot is free again */
+    for (unsigned i = 0; i < 64; i++)
+        close(accepted[i]);
+}
+
+/* Receive buffers that hold a header and nothing more: host data cannot be
+ * delivered, so the device must stop polling the host socket until the
+ * driver offers buffers again, not spin on a readable socket. */
+Test(vsock, header_only_receive_buffers_do_not_make_the_io_thread_spin)
+{
+    post_rx(1);
+    struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, 4000, LISTEN_PORT);
+    send_packet(&h, sizeof(h), 0);
+    expect(VIRTIO_VSOCK_OP_RESPONSE, 4000, "request");
+    int peer = accept(listener, NULL, NULL);
+    cr_assert_geq(peer, 0);
+    cr_assert_eq(send(peer, "data", 4, 0), 4);
+    /* The driver's next buffers are 44 bytes: one header. */
+    for (unsigned i = 0; i < 4; i++) {
+        unsigned slot = rx.avail_idx % QSIZE;
+        fq_desc(&gm, rx.desc, slot, RX_BUF + 4096ull * slot, sizeof(struct virtio_vsock_hdr),
+                VRING_DESC_F_WRITE, 0);
+        fq_offer_at(&gm, rx.avail, &rx.avail_idx, (uint16_t)slot);
+    }
+    m->dev.ops->process_queue(&m->dev, 0);
+    /* Run the I/O thread's source by hand: poll what it asks for. */
+    const struct iothread_source *src = &io.sources[0];
+    unsigned wakeups = 0;
+    for (unsigned round = 0; round < 50; round++) {
+        struct pollfd fds[IOTHREAD_MAX_POLLFDS];
+        int timeout = 100;
+        unsigned n = src->prepare(src->opaque, fds, IOTHREAD_MAX_POLLFDS, &timeout);
+        int ready = poll(fds, n, 0);
+        if (ready > 0)
+            wakeups++;
+        src->dispatch(src->opaque, fds, n);
+    }
+    cr_assert_leq(wakeups, 2u, "the I/O thread woke %u times in 50 rounds for data it "
+                  "cannot deliver", wakeups);
+    cr_assert_not(rd(VIRTIO_MMIO_STATUS) & VIRTIO_CONFIG_S_NEEDS_RESET);
+    /* Control packets still use them; then real buffers, and the data flows. */
+    for (unsigned i = 0; i < 4; i++) {
+        h = packet(VIRTIO_VSOCK_OP_CREDIT_REQUEST, 4000, LISTEN_PORT);
+        send_packet(&h, sizeof(h), 0);
+        expect(VIRTIO_VSOCK_OP_CREDIT_UPDATE, 4000, "a credit update fits a header");
+    }
+    post_rx(4);
+    for (unsigned round = 0; round < 5; round++) {
+        struct pollfd fds[IOTHREAD_MAX_POLLFDS];
+        int timeout = 100;
+        unsigned n = src->prepare(src->opaque, fds, IOTHREAD_MAX_POLLFDS, &timeout);
+        poll(fds, n, 0);
+        src->dispatch(src->opaque, fds, n);
+    }
+    struct virtio_vsock_hdr got;
+    bool data = false;
+    while (!data && received(&got))
+        data = got.op == VIRTIO_VSOCK_OP_RW && got.len == 4;
+    cr_assert(data, "the 4 bytes never reached the guest");
+    close(peer);
+}
+
+/* Out of file descriptors (a guest can get there through libslirp's
+ * sockets): a host client of the vsock socket cannot be accepted, and the
+ * listener stays readable. The I/O thread must not spin on it. */
+Test(vsock, a_listener_that_cannot_accept_does_not_make_the_io_thread_spin)
+{
+    struct vsock_listener_probe { int fd; } client = {unix_connect(base_path)};
+    cr_assert_geq(client.fd, 0, "connecting to the vsock socket");
+    struct rlimit lim = {256, 256}; /* this test's own process */
+    cr_assert_eq(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    int fds[4096], nfds = 0;
+    for (int fd; nfds < 4096 && (fd = dup(0)) >= 0;)
+        fds[nfds++] = fd; /* every descriptor up to the limit */
+    cr_assert_eq(errno, EMFILE);
+    const struct iothread_source *src = &io.sources[0];
+    unsigned wakeups = 0;
+    for (unsigned round = 0; round < 20; round++) {
+        struct pollfd pfds[IOTHREAD_MAX_POLLFDS];
+        int timeout = -1;
+        unsigned n = src->prepare(src->opaque, pfds, IOTHREAD_MAX_POLLFDS, &timeout);
+        if (round > 0) /* the first round's accept found no descriptor */
+            cr_assert_neq(timeout, -1, "a paused listener sets a timeout");
+        if (poll(pfds, n, 0) > 0)
+            wakeups++;
+        src->dispatch(src->opaque, pfds, n);
+    }
+    cr_assert_leq(wakeups, 1u, "woke %u times in 20 rounds for a connection it cannot accept",
+                  wakeups);
+    for (int i = 0; i < nfds; i++)
+        close(fds[i]);
+    /* Descriptors back: after the pause, the client is accepted. */
+    usleep((LISTENER_PAUSE_MS + 20) * 1000);
+    for (unsigned round = 0; round < 3; round++) {
+        struct pollfd pfds[IOTHREAD_MAX_POLLFDS];
+        int timeout = -1;
+        unsigned n = src->prepare(src->opaque, pfds, IOTHREAD_MAX_POLLFDS, &timeout);
+        poll(pfds, n, 0);
+        src->dispatch(src->opaque, pfds, n);
+    }
+    cr_assert_eq(send(client.fd, "CONNECT 5000\n", 13, MSG_NOSIGNAL), 13);
+    close(client.fd);
+}
+
+/* A host program asking to connect is not part of the session a reset
+ * ends: its request reaches the driver that comes back (drivers reset the
+ * device when they start, too). */
+Test(vsock, a_host_request_outlives_a_device_reset)
+{
+    int client = unix_connect(base_path);
+    cr_assert_geq(client, 0);
+    cr_assert_eq(send(client, "CONNECT 6000\n", 13, MSG_NOSIGNAL), 13);
+    const struct iothread_source *src = &io.sources[0];
+    for (unsigned round = 0; round < 3; round++) { /* accept, read the handshake */
+        struct pollfd pfds[IOTHREAD_MAX_POLLFDS];
+        int timeout = -1;
+        unsigned n = src->prepare(src->opaque, pfds, IOTHREAD_MAX_POLLFDS, &timeout);
+        poll(pfds, n, 50);
+        src->dispatch(src->opaque, pfds, n);
+    }
+    const struct md_queue queues[] = {{0, rx.desc, rx.avail, rx.used},
+                                      {1, tx.desc, tx.avail, tx.used}};
+    cr_assert(md_bring_up(m, queues, 2) & VIRTIO_CONFIG_S_DRIVER_OK); /* resets first */
+    post_rx(QSIZE);
+    struct virtio_vsock_hdr h;
+    cr_assert(received(&h), "the request never reached the new driver");
+    cr_assert_eq(h.op, VIRTIO_VSOCK_OP_REQUEST);
+    cr_assert_eq(h.dst_port, 6000u);
+    char c;
+    cr_assert_eq(recv(client, &c, 1, MSG_DONTWAIT), -1, "the host program was hung up on");
+    close(client);
 }

@@ -133,8 +133,17 @@ KVMC_API int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd);
 /* virtio devices (virtio-mmio, described to the guest in ACPI). At most
  * KVMC_MAX_VIRTIO_DEVICES in all. */
 #define KVMC_DISK_READ_ONLY 0x1u
+#define KVMC_DISK_NO_LOCK 0x2u /* since 0.4: do not lock the image (see below) */
 /* A raw disk image as virtio-blk. serial (may be NULL) is what the guest
- * reads as the disk's ID, at most 20 bytes. */
+ * reads as the disk's ID, at most 20 bytes.
+ *
+ * Since 0.4 the image is locked while the VM exists, as QEMU does: an
+ * exclusive lock for a writable disk, a shared one for a read-only disk
+ * (an open file description lock, F_OFD_SETLK). A second VM or program
+ * that wants the image writable, or a writable disk that another holds
+ * even read-only, makes kvmc_vm_create fail with KVMC_EBUSY naming the
+ * image. KVMC_DISK_NO_LOCK skips the lock (a cluster file system that
+ * arbitrates itself, say). */
 KVMC_API int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
                                   const char *serial);
 /* A virtio-rng device fed from getrandom(2). */
@@ -159,11 +168,16 @@ KVMC_API int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid,
                                    const char *uds_path);
 
 /* A virtio-net device, described by spec:
- *   "user[,mac=M][,hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]..."
+ *   "user[,mac=M][,hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
+ *        [,dns-server=IPV4[:PORT]]"
  *       user-mode networking (libslirp), no root and no set-up: network
  *       10.0.2.0/24, gateway and host 10.0.2.2, DNS 10.0.2.3, DHCP hands
  *       out 10.0.2.15. hostfwd forwards a host port (on 127.0.0.1 unless an
- *       address is given) to the guest; udp: works too.
+ *       address is given) to the guest; udp: works too. DNS queries to
+ *       10.0.2.3 go to dns-server, by default the first nameserver of the
+ *       host's /etc/resolv.conf as it was when the VM was created (UDP only).
+ *       A guest holds at most 128 host sockets at a time; further
+ *       connections wait until some close.
  *   "tap=IFNAME[,mac=M]"
  *       an existing or new host tap interface (needs CAP_NET_ADMIN to create).
  * The default MAC is 52:54:00:12:34:(0x56 + index). At most 4. Since 0.2. */

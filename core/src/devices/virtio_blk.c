@@ -110,6 +110,26 @@ static int transfer(struct virtio_blk *blk, struct chain_cursor start, bool writ
     return moved == limit ? 0 : -EIO;
 }
 
+/* Writes zeroes over [off, off+len) without changing the file's size: for
+ * file systems without FALLOC_FL_ZERO_RANGE (tmpfs, for one). */
+static int write_zeroes(int fd, off_t off, off_t len)
+{
+    static const uint8_t zeros[4096];
+    for (off_t at = 0; at < len;) {
+        size_t n = len - at < (off_t)sizeof(zeros) ? (size_t)(len - at) : sizeof(zeros);
+        ssize_t w = pwrite(fd, zeros, n, off + at);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        at += w;
+    }
+    return 0;
+}
+
+/* DISCARD and WRITE_ZEROES: exactly the sectors asked for, never past the
+ * image's end, and never a change of its size (KEEP_SIZE, and the fallback
+ * writes only the range). */
 static uint8_t discard_or_zero(struct virtio_blk *blk, struct chain_cursor *cur, bool zero)
 {
     struct virtio_blk_discard_write_zeroes seg;
@@ -119,18 +139,16 @@ static uint8_t discard_or_zero(struct virtio_blk *blk, struct chain_cursor *cur,
             seg.sector > blk->sectors || seg.num_sectors > blk->sectors - seg.sector)
             return VIRTIO_BLK_S_IOERR;
         off_t off = (off_t)(seg.sector * SECTOR_SIZE), len = (off_t)(seg.num_sectors * SECTOR_SIZE);
-        int mode = zero ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE;
+        if (!len)
+            continue;
+        int mode = (zero ? FALLOC_FL_ZERO_RANGE : FALLOC_FL_PUNCH_HOLE) | FALLOC_FL_KEEP_SIZE;
         if (fallocate(blk->fd, mode, off, len) == 0)
             continue;
-        if (!zero && (errno == EOPNOTSUPP || errno == ENOSYS))
+        bool unsupported = errno == EOPNOTSUPP || errno == ENOSYS;
+        if (!zero && unsupported)
             continue; /* discard is a hint */
-        if (zero && (errno == EOPNOTSUPP || errno == ENOSYS)) {
-            static const uint8_t zeros[4096];
-            for (off_t at = 0; at < len; at += (off_t)sizeof(zeros))
-                if (pwrite(blk->fd, zeros, sizeof(zeros), off + at) != sizeof(zeros))
-                    return VIRTIO_BLK_S_IOERR;
+        if (zero && unsupported && write_zeroes(blk->fd, off, len) == 0)
             continue;
-        }
         return VIRTIO_BLK_S_IOERR;
     }
     return segs ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
@@ -357,9 +375,28 @@ static const struct virtio_device_ops blk_ops_ro = {
     .destroy = blk_destroy,
 };
 
-int virtio_blk_open(const char *path, bool read_only, const char *serial,
+/* An OFD lock on the whole image: shared for read-only, exclusive for
+ * read-write. It goes with the open file description, so it lasts as long
+ * as the device's fd and no fork or exec inherits it. */
+static int lock_image(int fd, bool read_only, const char *path)
+{
+    struct flock fl = {.l_type = read_only ? F_RDLCK : F_WRLCK, .l_whence = SEEK_SET};
+    if (fcntl(fd, F_OFD_SETLK, &fl) == 0)
+        return KVMC_OK;
+    if (errno != EAGAIN && errno != EACCES)
+        return kvmc_fail_errno(KVMC_EIO, errno, "disk %s: locking the image", path);
+    fl.l_type = F_WRLCK;
+    bool writer = fcntl(fd, F_OFD_GETLK, &fl) == 0 && fl.l_type == F_WRLCK;
+    return kvmc_fail(KVMC_EBUSY, "disk %s is in use: another VM or program has it open %s "
+                     "(kvmc locks an image %s; the nolock disk option skips that)", path,
+                     writer ? "for writing" : "read-only",
+                     read_only ? "shared when read-only" : "exclusively when writable");
+}
+
+int virtio_blk_open(const char *path, unsigned flags, const char *serial,
                     const struct virtio_device_ops **ops, void **impl)
 {
+    bool read_only = flags & KVMC_DISK_READ_ONLY;
     struct virtio_blk *blk = calloc(1, sizeof(*blk));
     if (!blk)
         return kvmc_fail(KVMC_ENOMEM, "allocating virtio-blk");
@@ -383,6 +420,13 @@ int virtio_blk_open(const char *path, bool read_only, const char *serial,
     if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
         blk_destroy(&(struct virtio_dev){.impl = blk});
         return kvmc_fail(KVMC_EIO, "disk %s: not a regular file or block device", path);
+    }
+    if (!(flags & KVMC_DISK_NO_LOCK)) {
+        int err = lock_image(blk->fd, read_only, path);
+        if (err) {
+            blk_destroy(&(struct virtio_dev){.impl = blk});
+            return err;
+        }
     }
     uint64_t bytes = (uint64_t)st.st_size;
     if (S_ISBLK(st.st_mode) && ioctl(blk->fd, BLKGETSIZE64, &bytes) < 0) {

@@ -132,7 +132,6 @@ static void read_client(struct vconsole *c)
 static unsigned console_prepare(void *opaque, struct pollfd *fds, unsigned max, int *timeout)
 {
     struct vconsole *c = opaque;
-    (void)timeout;
     unsigned n = 0;
     if (max < 2)
         return 0;
@@ -145,7 +144,7 @@ static unsigned console_prepare(void *opaque, struct pollfd *fds, unsigned max, 
          * otherwise wake the thread in a loop until the guest reads. */
         if (ev)
             fds[n++] = (struct pollfd){.fd = c->client_fd, .events = ev};
-    } else if (c->listener.fd >= 0) {
+    } else if (unix_listener_pollable(&c->listener, timeout)) {
         fds[n++] = (struct pollfd){.fd = c->listener.fd, .events = POLLIN};
     }
     return n;
@@ -161,7 +160,7 @@ static void console_dispatch(void *opaque, struct pollfd *fds, unsigned n)
         count = 0;
     if (n > 1 && fds[1].revents) {
         if (fds[1].fd == c->listener.fd) {
-            c->client_fd = accept4(c->listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            c->client_fd = unix_listener_accept(&c->listener);
         } else if (fds[1].revents & (POLLIN | POLLHUP | POLLERR)) {
             read_client(c);
         }

@@ -29,17 +29,30 @@ struct vnet {
     uint64_t rx_dropped; /* frames with no receive buffer to go into */
 };
 
-bool virtio_net_can_receive(struct vnet *n) { return virtio_hold(n->dev, NET_RX, &n->rx); }
+/* A receive buffer with no room past the header can take no frame: it goes
+ * back to the driver empty (Linux counts it as a length error), so it never
+ * blocks the queue, and a backend is never told there is room (and left
+ * polling a readable host socket it cannot read from). At most a ring's
+ * worth per call. */
+bool virtio_net_can_receive(struct vnet *n)
+{
+    for (unsigned i = 0; i < VIRTQ_MAX_SIZE; i++) {
+        if (!virtio_hold(n->dev, NET_RX, &n->rx))
+            return false;
+        if (n->rx.chain.writable > sizeof(struct virtio_net_hdr_v1))
+            return true;
+        virtio_release(n->dev, NET_RX, &n->rx, 0);
+    }
+    return false;
+}
 
 unsigned virtio_net_rx_buffers(struct vnet *n, struct iovec *iov, unsigned max)
 {
     struct virtio_net_hdr_v1 hdr = {.num_buffers = 1};
     struct chain_cursor cur = {.chain = &n->rx.chain};
     size_t room;
-    if (chain_write(&cur, &hdr, sizeof(hdr)) != sizeof(hdr)) {
-        virtio_release(n->dev, NET_RX, &n->rx, 0); /* too small for any frame: skip it */
-        return 0;
-    }
+    if (!n->rx.held || chain_write(&cur, &hdr, sizeof(hdr)) != sizeof(hdr))
+        return 0; /* virtio_net_can_receive() holds only buffers with room */
     return chain_iov(&cur, true, iov, max, NET_MAX_FRAME, &room);
 }
 

@@ -86,9 +86,11 @@ struct vsock {
     struct rst_target rsts[VSOCK_MAX_RST_BACKLOG]; /* for unknown connections */
     unsigned nrsts;
     bool rx_starved;                 /* no receive buffer last time we looked */
+    bool rx_too_small;               /* the held buffer has no room past a header */
     struct virtq_chain tx_chain;
     struct virtio_held rx;           /* the next packet to the guest goes here */
     struct pollfd *polled[VSOCK_MAX_CONNS];
+    uint32_t generation;             /* the driver's, when we last looked */
 };
 
 static uint32_t peer_credit(const struct vconn *c)
@@ -174,6 +176,7 @@ static void send_control(struct vsock *v, struct virtio_vsock_hdr *h)
     struct chain_cursor cur = {.chain = &v->rx.chain};
     size_t n = chain_write(&cur, h, sizeof(*h));
     virtio_release(v->dev, VSOCK_RX, &v->rx, (uint32_t)n);
+    v->rx_too_small = false; /* the next buffer may be bigger */
 }
 
 static void send_conn_control(struct vsock *v, struct vconn *c)
@@ -200,8 +203,13 @@ static bool send_data(struct vsock *v, struct vconn *c)
 {
     struct chain_cursor cur = {.chain = &v->rx.chain};
     struct virtio_vsock_hdr h;
-    if (v->rx.chain.writable <= sizeof(h))
+    if (v->rx.chain.writable <= sizeof(h)) {
+        /* Fit for control packets only. Until the driver offers buffers
+         * again, reading sockets would be for nothing: stop polling them
+         * (a readable socket would wake the I/O thread in a loop). */
+        v->rx_too_small = true;
         return false;
+    }
     struct chain_cursor payload = cur; /* the header is written last, at cur */
     chain_skip(&payload, true, sizeof(h));
     uint32_t limit = peer_credit(c);
@@ -411,13 +419,44 @@ static void process_tx(struct vsock *v)
     }
 }
 
+/* After a driver reset nothing of the old session survives: every open
+ * connection's host socket is closed (its peer sees the end of the stream)
+ * and its slot freed, owed packets are forgotten. A host program still
+ * asking to connect is not part of the old session: its request goes to
+ * the new driver (a driver resets the device when it starts, too). Called
+ * from the reset hook and, because a queue notification of the
+ * re-initialised driver may be handled first, whenever the I/O thread
+ * finds the generation changed. */
+static void drop_old_session(struct vsock *v)
+{
+    pthread_mutex_lock(&v->dev->lock);
+    uint32_t generation = v->dev->generation;
+    pthread_mutex_unlock(&v->dev->lock);
+    if (generation == v->generation)
+        return;
+    v->generation = generation;
+    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
+        struct vconn *c = &v->conns[i];
+        if (c->state == CONN_REQUESTING)
+            c->pending = PEND_REQUEST; /* ask the new driver */
+        else if (c->state == CONN_ESTABLISHED || c->state == CONN_CLOSING)
+            free_conn(c);
+    }
+    v->nrsts = 0;
+    v->rx_starved = v->rx_too_small = false;
+    v->rx.held = false;
+}
+
+static void vsock_reset(struct virtio_dev *dev) { drop_old_session(dev->impl); }
+
 static void vsock_process(struct virtio_dev *dev, unsigned qi)
 {
     struct vsock *v = dev->impl;
+    drop_old_session(v);
     if (qi == VSOCK_TX)
         process_tx(v);
     else if (qi == VSOCK_RX)
-        v->rx_starved = false; /* new buffers: worth reading sockets again */
+        v->rx_starved = v->rx_too_small = false; /* new buffers: worth reading sockets */
     flush_to_guest(v, NULL);
 }
 
@@ -425,7 +464,7 @@ static void vsock_process(struct virtio_dev *dev, unsigned qi)
 
 static void accept_host(struct vsock *v)
 {
-    int fd = accept4(v->listener.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd = unix_listener_accept(&v->listener);
     if (fd < 0)
         return;
     if (!new_conn(v, fd, CONN_HANDSHAKE))
@@ -469,10 +508,12 @@ static void read_handshake(struct vsock *v, struct vconn *c)
 static unsigned vsock_prepare(void *opaque, struct pollfd *fds, unsigned max, int *timeout)
 {
     struct vsock *v = opaque;
-    (void)timeout;
+    drop_old_session(v);
     unsigned n = 0;
-    if (max)
-        fds[n++] = (struct pollfd){.fd = v->listener.fd, .events = POLLIN};
+    if (max) /* fds[0] always stands for the listener, polled or not */
+        fds[n++] = (struct pollfd){.fd = unix_listener_pollable(&v->listener, timeout)
+                                             ? v->listener.fd : -1,
+                                   .events = POLLIN};
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
         struct vconn *c = &v->conns[i];
         v->polled[i] = NULL;
@@ -482,7 +523,7 @@ static unsigned vsock_prepare(void *opaque, struct pollfd *fds, unsigned max, in
         if (c->state == CONN_HANDSHAKE)
             ev = POLLIN;
         if (c->state == CONN_ESTABLISHED) {
-            if (!c->host_eof && !v->rx_starved && peer_credit(c))
+            if (!c->host_eof && !v->rx_starved && !v->rx_too_small && peer_credit(c))
                 ev |= POLLIN;
             if (c->to_host.len)
                 ev |= POLLOUT;
@@ -555,6 +596,7 @@ static const struct virtio_device_ops vsock_ops = {
     .read_config = vsock_read_config,
     .process_queue = vsock_process,
     .attach = vsock_attach,
+    .reset = vsock_reset,
     .destroy = vsock_destroy,
 };
 

@@ -4,6 +4,13 @@
  * are listening sockets opened at creation. libslirp is not thread-safe;
  * every call into it happens on the VM's I/O thread after creation.
  *
+ * DNS to 10.0.2.3 is kvmc's own forwarder (dns_forward.h), not slirp's,
+ * which reads /etc/resolv.conf as the guest runs. And a guest cannot make
+ * slirp open host sockets without bound: past SLIRP_MAX_SOCKETS, guest
+ * packets that would open another one (UDP, TCP SYN, ICMP echo) are
+ * dropped until some expire, so one VM cannot exhaust the process's file
+ * descriptors (every VM's, and every device's, in a library process).
+ *
  * libslirp (and the glib it drags in) is loaded with dlopen only when a VM
  * asks for user networking: linked in, it cost every kvmc process about
  * 1.3 MiB of resident memory, network or not (measured under issue 6). */
@@ -19,8 +26,10 @@
 #include "../error.h"
 #include "../seccomp.h"
 #include "backend.h"
+#include "dns_forward.h"
 
 #define SLIRP_MAX_TIMERS 4
+#define SLIRP_MAX_SOCKETS 128
 
 struct slirp_timer {
     bool used, armed;
@@ -52,6 +61,9 @@ struct net_slirp {
     struct pollfd *fds;
     unsigned nfds, max;
     bool reported_error;
+    unsigned sockets;     /* host sockets slirp polls: about all it has */
+    bool warned_sockets;
+    struct dns_forward dns;
     uint8_t frame[65536]; /* a guest frame in pieces, made contiguous */
 };
 
@@ -127,24 +139,58 @@ static const SlirpCb callbacks = {
     .timer_new_opaque = cb_timer_new_opaque,
 };
 
+/* Whether an IPv4 frame from the guest would make slirp open a host socket:
+ * UDP (a socket per guest port), a TCP SYN, an ICMP echo request. */
+static bool opens_a_socket(const uint8_t *f, size_t len)
+{
+    if (len < 14 + 20 || f[12] != 0x08 || f[13] != 0x00 || (f[14] >> 4) != 4)
+        return false;
+    const uint8_t *ip = f + 14, *l4 = ip + (ip[0] & 0xf) * 4;
+    if ((size_t)(l4 - f) + 14 > len)
+        return ip[9] == 17; /* truncated: slirp drops it, but err on the safe side */
+    switch (ip[9]) {
+    case 17: return true;
+    case 6: return (l4[13] & 0x12) == 0x02; /* SYN without ACK */
+    case 1: return l4[0] == 8;
+    default: return false;
+    }
+}
+
 static void slirp_send(void *be, const struct iovec *iov, unsigned niov, size_t len)
 {
     struct net_slirp *s = be;
-    if (niov == 1) { /* the usual case: no copy */
-        s->lib.slirp_input(s->slirp, iov[0].iov_base, (int)len);
+    uint8_t *frame = iov[0].iov_base; /* the usual case: one piece, no copy */
+    if (niov > 1) {
+        size_t done = 0;
+        for (unsigned i = 0; i < niov && done + iov[i].iov_len <= sizeof(s->frame); i++) {
+            memcpy(s->frame + done, iov[i].iov_base, iov[i].iov_len);
+            done += iov[i].iov_len;
+        }
+        frame = s->frame;
+        len = done;
+    }
+    if (dns_forward_input(&s->dns, frame, len))
+        return;
+    if (s->sockets >= SLIRP_MAX_SOCKETS && opens_a_socket(frame, len)) {
+        if (!s->warned_sockets)
+            fprintf(stderr, "kvmc: virtio-net (user): the guest has %u host sockets open; "
+                            "new connections wait until some close\n", s->sockets);
+        s->warned_sockets = true;
         return;
     }
-    size_t done = 0;
-    for (unsigned i = 0; i < niov && done + iov[i].iov_len <= sizeof(s->frame); i++) {
-        memcpy(s->frame + done, iov[i].iov_base, iov[i].iov_len);
-        done += iov[i].iov_len;
-    }
-    s->lib.slirp_input(s->slirp, s->frame, (int)done);
+    s->lib.slirp_input(s->slirp, frame, (int)len);
+}
+
+static void deliver_dns(void *opaque, const uint8_t *frame, size_t len)
+{
+    struct net_slirp *s = opaque;
+    virtio_net_receive(s->dev, frame, len);
 }
 
 static int add_poll(int fd, int events, void *opaque)
 {
     struct net_slirp *s = opaque;
+    s->sockets++;
     if (s->nfds == s->max)
         return -1; /* out of room this round; slirp polls it next time */
     short ev = 0;
@@ -175,6 +221,7 @@ static unsigned slirp_prepare(void *be, struct pollfd *fds, unsigned max, int *t
     s->fds = fds;
     s->nfds = 0;
     s->max = max;
+    s->sockets = 0;
     uint32_t t = *timeout < 0 ? UINT32_MAX : (uint32_t)*timeout;
     s->lib.slirp_pollfds_fill(s->slirp, &t, add_poll, s);
     int64_t now_ms = now_ns() / 1000000;
@@ -187,14 +234,14 @@ static unsigned slirp_prepare(void *be, struct pollfd *fds, unsigned max, int *t
         }
     }
     *timeout = t == UINT32_MAX ? -1 : (int)(t > 60000 ? 60000 : t);
-    return s->nfds;
+    return s->nfds + dns_forward_prepare(&s->dns, fds + s->nfds, max - s->nfds, timeout);
 }
 
 static void slirp_dispatch(void *be, struct pollfd *fds, unsigned n)
 {
     struct net_slirp *s = be;
+    dns_forward_dispatch(&s->dns, fds, n); /* its pollfds follow slirp's */
     s->fds = fds;
-    s->nfds = n;
     s->lib.slirp_pollfds_poll(s->slirp, 0, get_revents, s);
     int64_t now_ms = now_ns() / 1000000;
     for (unsigned i = 0; i < SLIRP_MAX_TIMERS; i++) {
@@ -209,6 +256,7 @@ static void slirp_dispatch(void *be, struct pollfd *fds, unsigned n)
 static void slirp_destroy(void *be)
 {
     struct net_slirp *s = be;
+    dns_forward_close(&s->dns);
     if (s->slirp)
         s->lib.slirp_cleanup(s->slirp);
     if (s->lib.handle)
@@ -263,14 +311,24 @@ int net_slirp_open(const struct net_config *cfg, struct vnet *dev,
     struct net_slirp *s = calloc(1, sizeof(*s));
     if (!s)
         return kvmc_fail(KVMC_ENOMEM, "allocating user networking");
+    for (unsigned i = 0; i < DNS_MAX_PENDING; i++)
+        s->dns.q[i].fd = -1; /* for slirp_destroy on the way out */
     s->dev = dev;
     int err = load_libslirp(&s->lib);
     if (err) {
         slirp_destroy(s);
         return err;
     }
+    static const uint8_t nameserver[4] = {10, 0, 2, 3};
+    err = dns_forward_init(&s->dns, cfg->has_dns_server ? cfg->dns_server : NULL,
+                           cfg->resolv_conf, nameserver, deliver_dns, s);
+    if (err) {
+        slirp_destroy(s);
+        return err;
+    }
     SlirpConfig sc = {
         .version = 4,
+        .disable_dns = true, /* kvmc forwards DNS itself: see dns_forward.h */
         .in_enabled = true,
         .vnetwork.s_addr = inet_addr("10.0.2.0"),
         .vnetmask.s_addr = inet_addr("255.255.255.0"),

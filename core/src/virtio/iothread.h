@@ -28,7 +28,7 @@ struct iothread_watch {
     void *opaque;
 };
 
-#define IOTHREAD_MAX_WATCHES 32
+#define IOTHREAD_MAX_WATCHES 64
 #define IOTHREAD_MAX_SOURCES 8
 #define IOTHREAD_MAX_POLLFDS 512
 

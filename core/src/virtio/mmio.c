@@ -82,6 +82,11 @@ static void write_status(struct virtio_mmio *m, uint32_t v)
     if (v == 0) {
         virtio_dev_reset_locked(d);
         m->device_features_sel = m->driver_features_sel = m->queue_sel = 0;
+        if (d->ops->reset) {
+            uint64_t one = 1;
+            if (m->reset_fd < 0 || write(m->reset_fd, &one, sizeof(one)) != sizeof(one))
+                m->reset_pending = true;
+        }
         return;
     }
     /* FEATURES_OK only sticks if the driver took nothing we did not offer. */
@@ -154,13 +159,23 @@ static void mmio_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
         return; /* config space is read-only for our devices */
     pthread_mutex_lock(&m->dev.lock);
     write_register(m, offset, (uint32_t)value);
+    bool reset = m->reset_pending;
+    m->reset_pending = false;
     pthread_mutex_unlock(&m->dev.lock);
+    if (reset) /* detached (tests, fuzzing): this thread stands for the I/O thread */
+        m->dev.ops->reset(&m->dev);
 }
 
 static void on_queue_notify(void *opaque)
 {
     struct virtio_mmio_notify *n = opaque;
     n->self->dev.ops->process_queue(&n->self->dev, n->qi);
+}
+
+static void on_reset(void *opaque)
+{
+    struct virtio_mmio *m = opaque;
+    m->dev.ops->reset(&m->dev);
 }
 
 /* One eventfd per queue; KVM signals it on a QueueNotify write of that
@@ -184,7 +199,12 @@ static int setup_notify(struct virtio_mmio *m, struct iothread *io)
         if (err)
             return err;
     }
-    return KVMC_OK;
+    if (!m->dev.ops->reset)
+        return KVMC_OK;
+    m->reset_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (m->reset_fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "eventfd for %s", m->dev.ops->name);
+    return iothread_watch(io, m->reset_fd, on_reset, m);
 }
 
 /* An irqfd with the kernel's irqchip. kvmc's I/O APIC (the default) is
@@ -217,7 +237,7 @@ static struct virtio_mmio *new_transport(const struct guest_memory *mem,
     }
     virtio_dev_init(&m->dev, ops, impl, mem);
     m->dev.transport = m;
-    m->irq_fd = -1;
+    m->irq_fd = m->reset_fd = -1;
     for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
         m->notify_fd[i] = -1;
     return m;
@@ -277,6 +297,8 @@ void virtio_mmio_destroy(struct virtio_mmio *m)
             close(m->notify_fd[i]);
     if (m->irq_fd >= 0)
         close(m->irq_fd);
+    if (m->reset_fd >= 0)
+        close(m->reset_fd);
     virtio_dev_destroy(&m->dev);
     free(m);
 }

@@ -36,6 +36,11 @@ struct virtio_device_ops {
     /* Optional: called once the device has its transport, to add its host
      * side (an iothread source) to the VM's I/O thread. */
     int (*attach)(struct virtio_dev *dev, struct iothread *io);
+    /* Optional: the driver reset the device (wrote 0 to the status); runs on
+     * the I/O thread some time after, without the lock. The device drops
+     * its host-side state: connections, held buffers. Chains popped before
+     * the reset are dropped by virtio_complete on their own (generation). */
+    void (*reset)(struct virtio_dev *dev);
     void (*destroy)(struct virtio_dev *dev);
 };
 
