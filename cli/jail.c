@@ -12,7 +12,10 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
@@ -129,8 +132,77 @@ static void forward_signal(int sig)
         kill(jailed_child, sig);
 }
 
-/* The parent: waits for the jailed child and ends with its status. */
-_Noreturn static void supervise(struct jail *j, pid_t child, int release_fd)
+/* The parent's half of the vsock broker: one request is a port number; the
+ * answer is one byte (0, or an errno value) with the connected socket
+ * attached when it is 0. */
+static void serve_vsock_request(const struct jail *j, int broker)
+{
+    uint32_t port;
+    ssize_t n = recv(broker, &port, sizeof(port), MSG_DONTWAIT);
+    if (n != sizeof(port))
+        return;
+    char path[PATH_MAX];
+    int fd = -1, err = ENAMETOOLONG;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    if (j->vsock_uds && snprintf(path, sizeof(path), "%s_%u", j->vsock_uds, port) <
+                            (int)sizeof(sa.sun_path)) {
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        err = fd < 0 ? errno : 0;
+        if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+            err = errno;
+            close(fd);
+            fd = -1;
+        }
+    }
+    uint8_t status = (uint8_t)(err > 255 ? 255 : err);
+    struct iovec iov = {.iov_base = &status, .iov_len = 1};
+    union {
+        struct cmsghdr hdr;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (fd >= 0) {
+        memset(&control, 0, sizeof(control));
+        msg.msg_control = control.buf;
+        msg.msg_controllen = sizeof(control.buf);
+        struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_RIGHTS;
+        c->cmsg_len = CMSG_LEN(sizeof(int));
+        memcpy(CMSG_DATA(c), &fd, sizeof(int));
+    }
+    sendmsg(broker, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (fd >= 0)
+        close(fd);
+}
+
+int jail_vsock_connect(void *opaque, uint32_t port)
+{
+    struct jail *j = opaque;
+    if (send(j->broker_fd, &port, sizeof(port), MSG_NOSIGNAL) != sizeof(port))
+        return -1;
+    uint8_t status = 255;
+    struct iovec iov = {.iov_base = &status, .iov_len = 1};
+    union {
+        struct cmsghdr hdr;
+        char buf[CMSG_SPACE(sizeof(int))];
+    } control;
+    struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf,
+                         .msg_controllen = sizeof(control.buf)};
+    if (recvmsg(j->broker_fd, &msg, MSG_CMSG_CLOEXEC) != 1 || status != 0)
+        return -1;
+    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+    int fd = -1;
+    if (c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+        c->cmsg_len == CMSG_LEN(sizeof(int)))
+        memcpy(&fd, CMSG_DATA(c), sizeof(int));
+    return fd;
+}
+
+/* The parent: serves the child's vsock requests until it ends, then ends
+ * with its status. */
+_Noreturn static void supervise(struct jail *j, pid_t child, int release_fd, int broker)
 {
     jailed_child = child;
     struct sigaction sa = {.sa_handler = forward_signal};
@@ -150,6 +222,19 @@ _Noreturn static void supervise(struct jail *j, pid_t child, int release_fd)
         fprintf(stderr, "kvmc: --jail: releasing the VM: %s\n", strerror(errno));
     close(release_fd);
     int status = 0;
+    int pidfd = (int)syscall(SYS_pidfd_open, child, 0);
+    while (pidfd >= 0) { /* without pidfds (Linux < 5.3): no vsock broker */
+        struct pollfd fds[2] = {{.fd = pidfd, .events = POLLIN},
+                                {.fd = broker, .events = POLLIN}};
+        if (poll(fds, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (fds[0].revents)
+            break;
+        if (fds[1].revents & POLLIN)
+            serve_vsock_request(j, broker);
+        else if (fds[1].revents)
+            broker = -1; /* the child's end is gone; wait for it */
+    }
     while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
     for (unsigned i = 0; i < 2; i++)
@@ -173,17 +258,21 @@ int jail_fork(struct jail *j, char *err, size_t errlen)
     make_cgroup(j);
     /* Built by the child in its mount namespace, removed by the parent. */
     snprintf(j->root_dir, sizeof(j->root_dir), "/tmp/kvmc-jail-%d", (int)getpid());
-    int sync[2];
-    if (pipe2(sync, O_CLOEXEC) < 0)
+    int sync[2], broker[2];
+    if (pipe2(sync, O_CLOEXEC) < 0 ||
+        socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, broker) < 0)
         return fail(err, errlen, "--jail: pipe");
     pid_t child = fork();
     if (child < 0)
         return fail(err, errlen, "--jail: fork");
     if (child > 0) {
         close(sync[0]);
-        supervise(j, child, sync[1]);
+        close(broker[1]);
+        supervise(j, child, sync[1], broker[0]);
     }
     close(sync[1]);
+    close(broker[0]);
+    j->broker_fd = broker[1];
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     char byte = 0;
     ssize_t n;
@@ -193,20 +282,6 @@ int jail_fork(struct jail *j, char *err, size_t errlen)
     if (n != 1)
         _exit(EXIT_FAILURE); /* the parent died before it released us */
     return 0;
-}
-
-/* mkdir -p inside the new root. */
-static int make_dirs(char *path)
-{
-    for (char *p = path + 1; *p; p++)
-        if (*p == '/') {
-            *p = 0;
-            int r = mkdir(path, 0755);
-            *p = '/';
-            if (r < 0 && errno != EEXIST)
-                return -1;
-        }
-    return mkdir(path, 0755) < 0 && errno != EEXIST ? -1 : 0;
 }
 
 /* Makes root the process's root. pivot_root(".", "."): the old root ends up
@@ -236,14 +311,6 @@ static int build_root(struct jail *j, char *err, size_t errlen)
     if (mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=64k,mode=0755") < 0)
         return fail(err, errlen, "--jail: tmpfs on %s", root);
     const unsigned long locked = MS_NOSUID | MS_NODEV | MS_NOEXEC;
-    for (unsigned i = 0; i < j->nbinds; i++) {
-        char target[PATH_MAX];
-        if (snprintf(target, sizeof(target), "%s%s", root, j->binds[i]) >= (int)sizeof(target) ||
-            make_dirs(target) < 0 ||
-            mount(j->binds[i], target, NULL, MS_BIND | MS_REC, NULL) < 0 ||
-            mount(NULL, target, NULL, MS_REMOUNT | MS_BIND | locked, NULL) < 0)
-            return fail(err, errlen, "--jail: making %s visible inside", j->binds[i]);
-    }
     if (enter_root(root) < 0)
         return fail(err, errlen, "--jail: pivot_root (or chroot) into %s", root);
     if (mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | locked, NULL) < 0)

@@ -8,10 +8,15 @@
  * 2. jail_lock_down(), after the VM is created, so every file it needs
  *    (kernel, disks, /dev/kvm, taps, listening sockets) is already open:
  *    new mount, IPC, UTS and (unless user networking needs the host's)
- *    network namespaces; an empty read-only tmpfs as the root, holding only
- *    the directories of vsock sockets (guest connections open them by
- *    path); then no supplementary groups, the jail uid/gid (when root), no
- *    capabilities, and PR_SET_NO_NEW_PRIVS. seccomp comes after, as usual.
+ *    network namespaces; an empty read-only tmpfs as the root; then no
+ *    supplementary groups, the jail uid/gid (when root), no capabilities,
+ *    and PR_SET_NO_NEW_PRIVS. seccomp comes after, as usual.
+ *
+ * The jailed VMM sees no host file at all. Its vsock guests still reach
+ * host programs: a guest connection to port P is made by the parent
+ * outside (jail_vsock_connect asks it over a socket pair), which connects
+ * to "<uds>_<P>" and passes the connected socket back. The parent makes
+ * no other connection, and names no other path, whatever the child asks.
  */
 #ifndef KVMC_CLI_JAIL_H
 #define KVMC_CLI_JAIL_H
@@ -21,16 +26,14 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#define JAIL_MAX_BINDS 2
-
 struct jail {
     unsigned uid, gid;        /* dropped to when started as root */
     bool keep_host_network;   /* user networking opens host sockets later */
     uint64_t memory_limit;    /* cgroup memory.max, bytes */
     unsigned pids_limit;      /* cgroup pids.max */
-    const char *binds[JAIL_MAX_BINDS]; /* host directories visible inside */
-    unsigned nbinds;
+    const char *vsock_uds;    /* absolute; guest connections go to "<uds>_<port>" */
     const char *cleanup[2];   /* files the parent removes after the child ends */
+    int broker_fd;            /* child: asks the parent for vsock connections */
     /* filled in by the steps */
     char root_dir[64];        /* where the new root is built (host /tmp) */
     bool as_root;             /* started as real root: no user namespace */
@@ -44,6 +47,8 @@ struct jail {
 int jail_fork(struct jail *j, char *err, size_t errlen);
 /* Step 2. 0, or -1 with a message in err. */
 int jail_lock_down(struct jail *j, char *err, size_t errlen);
+/* A kvmc_vsock_connect_fn for the jailed child: the parent connects. */
+int jail_vsock_connect(void *jail, uint32_t port);
 /* One line describing the jail as the process sees it from inside. */
 void jail_report(const struct jail *j, FILE *out);
 

@@ -105,13 +105,13 @@ static const char usage_run[] =
     "      --jail            least privilege: kvmc opens what the VM needs, then\n"
     "                        runs as PID 1 of new PID, mount, IPC, UTS and (without\n"
     "                        user networking) network namespaces, on an empty\n"
-    "                        read-only root that holds only the --vsock socket's\n"
-    "                        directory, with no capabilities, no_new_privs, and a\n"
-    "                        cgroup v2 memory and pids limit where the host allows.\n"
-    "                        As root it also switches to --jail-user (default\n"
-    "                        65534:65534); otherwise a user namespace maps you.\n"
-    "                        Host programs behind the vsock socket directory must\n"
-    "                        let that user connect.\n"
+    "                        read-only root, with no capabilities, no_new_privs,\n"
+    "                        and a cgroup v2 memory and pids limit where the host\n"
+    "                        allows. As root it also switches to --jail-user\n"
+    "                        (default 65534:65534); otherwise a user namespace\n"
+    "                        maps you. kvmc's parent process stays outside: it\n"
+    "                        makes the guest's vsock connections to PATH_P for it\n"
+    "                        (and nothing else), so no host directory is visible.\n"
     "      --jail-user UID[:GID]  the user the jailed VMM runs as (root only).\n"
     "      --jail-report     with --jail: print the jail's properties, as kvmc\n"
     "                        sees them from inside, on stderr before the VM starts.\n"
@@ -172,7 +172,7 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
-static int configure(const struct run_options *o, kvmc_config *cfg)
+static int configure(const struct run_options *o, struct jail *jail, kvmc_config *cfg)
 {
     int err = KVMC_OK;
     if (o->kernel)
@@ -201,6 +201,8 @@ static int configure(const struct run_options *o, kvmc_config *cfg)
         err = kvmc_config_set_virtio_console_socket(cfg, o->vconsole_socket);
     if (!err && o->vsock_cid)
         err = kvmc_config_set_vsock(cfg, o->vsock_cid, o->vsock_path);
+    if (!err && o->vsock_cid && o->jail) /* the jail has no path to connect to */
+        err = kvmc_config_set_vsock_connector(cfg, jail_vsock_connect, jail);
     for (unsigned i = 0; i < o->nnets && !err; i++)
         err = kvmc_config_add_net(cfg, o->nets[i]);
     if (!err)
@@ -248,8 +250,9 @@ static int exit_status_for(const kvmc_exit_info *info, bool interrupted)
     }
 }
 
-/* Fills the jail's plan from the options: which directories stay visible,
- * whether the host network is needed, the limits. */
+/* Fills the jail's plan from the options: where the parent makes vsock
+ * connections for the guest, whether the host network is needed, the
+ * limits. */
 static bool plan_jail(struct run_options *o, struct jail *j, char *err, size_t errlen)
 {
     static char vsock_dir[PATH_MAX], vsock_abs[PATH_MAX + 64];
@@ -261,8 +264,8 @@ static bool plan_jail(struct run_options *o, struct jail *j, char *err, size_t e
         if (strncmp(o->nets[i], "user", 4) == 0)
             j->keep_host_network = true; /* slirp connects out from the host */
     if (o->vsock_path) {
-        /* Guest connections open "<uds>_<port>" by path, from inside: make
-         * it absolute and keep its directory. */
+        /* Guest connections open "<uds>_<port>" by path, from the parent
+         * outside, which may run in another directory: make it absolute. */
         char copy[PATH_MAX];
         snprintf(copy, sizeof(copy), "%s", o->vsock_path);
         const char *base = strrchr(o->vsock_path, '/');
@@ -274,8 +277,7 @@ static bool plan_jail(struct run_options *o, struct jail *j, char *err, size_t e
         snprintf(vsock_abs, sizeof(vsock_abs), "%s/%s", vsock_dir, base ? base + 1 : o->vsock_path);
         o->vsock_path = vsock_abs;
         j->cleanup[1] = vsock_abs;
-        if (strcmp(vsock_dir, "/") != 0)
-            j->binds[j->nbinds++] = vsock_dir;
+        j->vsock_uds = vsock_abs;
     }
     return true;
 }
@@ -292,7 +294,7 @@ static int cmd_run(int argc, char **argv)
         fputs(usage_run, stdout);
         return 0;
     }
-    struct jail jail;
+    struct jail jail = {.broker_fd = -1};
     if (o.jail && (!plan_jail(&o, &jail, err, sizeof(err)) ||
                    jail_fork(&jail, err, sizeof(err)) < 0)) {
         fprintf(stderr, "kvmc: %s\n", err);
@@ -300,7 +302,7 @@ static int cmd_run(int argc, char **argv)
     }
     kvmc_config *cfg = NULL;
     kvmc_vm *vm = NULL;
-    if (kvmc_config_new(&cfg) || configure(&o, cfg) || kvmc_vm_create(cfg, &vm)) {
+    if (kvmc_config_new(&cfg) || configure(&o, &jail, cfg) || kvmc_vm_create(cfg, &vm)) {
         fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
         kvmc_config_free(cfg);
         return EXIT_USAGE;

@@ -296,6 +296,14 @@ int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid, const char *uds_
     return KVMC_OK;
 }
 
+int kvmc_config_set_vsock_connector(kvmc_config *cfg, kvmc_vsock_connect_fn fn, void *opaque)
+{
+    CHECK_CFG(cfg);
+    cfg->vsock.connect = fn;
+    cfg->vsock.connect_opaque = fn ? opaque : NULL;
+    return KVMC_OK;
+}
+
 int kvmc_config_add_net(kvmc_config *cfg, const char *spec)
 {
     CHECK_CFG(cfg);

@@ -37,6 +37,8 @@ struct vsock_config {
     bool enabled;
     uint32_t cid;
     char *path;
+    kvmc_vsock_connect_fn connect; /* NULL: connect to "<path>_<port>" ourselves */
+    void *connect_opaque;
 };
 
 #define KVMC_MAX_NETS 4

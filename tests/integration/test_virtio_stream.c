@@ -238,6 +238,70 @@ Test(virtio_vsock, both_directions_refusal_and_close)
     unlink(port_path);
 }
 
+/* A connector routes the guest's connections: port 5000 to one end of a
+ * socket pair whose other end echoes in capitals, anything else refused;
+ * kvmc never looks for "<path>_<port>" files. */
+struct routed {
+    int peer[2];
+    uint32_t asked[4];
+    unsigned nasked;
+};
+
+static int route(void *opaque, uint32_t port)
+{
+    struct routed *r = opaque;
+    if (r->nasked < 4)
+        r->asked[r->nasked++] = port;
+    if (port != 5000)
+        return -1;
+    int fd = r->peer[0]; /* kvmc owns it now (and seccomp forbids dup here) */
+    r->peer[0] = -1;
+    return fd;
+}
+
+static void use_routed_vsock(kvmc_config *cfg, void *arg)
+{
+    struct routed *r = arg;
+    char path[80];
+    temp_path(path, sizeof(path), "vsock-routed");
+    cr_assert_eq(kvmc_config_set_vsock(cfg, 3, path), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_vsock_connector(cfg, route, r), KVMC_OK);
+}
+
+static void *pair_echo(void *arg)
+{
+    int fd = *(int *)arg;
+    char buf[64];
+    ssize_t n = recv(fd, buf, sizeof(buf), 0);
+    for (ssize_t i = 0; i < n; i++)
+        buf[i] = (char)toupper((unsigned char)buf[i]);
+    if (n > 0)
+        send(fd, buf, (size_t)n, 0);
+    return NULL;
+}
+
+Test(virtio_vsock, a_connector_routes_guest_connections)
+{
+    struct routed r = {0};
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, r.peer), 0);
+    pthread_t echo;
+    pthread_create(&echo, NULL, pair_echo, &r.peer[1]);
+    struct console_capture cap = {0};
+    kvmc_vm *vm = start_guest("kvmc.test=vsock", &cap, use_routed_vsock, &r);
+    kvmc_exit_info exit;
+    cr_assert_eq(kvmc_vm_wait(vm, 60000, &exit), KVMC_OK, "%s", cap.data);
+    kvmc_vm_destroy(vm);
+    pthread_join(echo, NULL);
+    cr_assert(strstr(cap.data, "refused ok, guest->host reply 'HELLO VSOCK', close ok"),
+              "%s", cap.data);
+    cr_assert_eq(r.nasked, 2u);
+    cr_assert_eq(r.asked[0], 5001u);
+    cr_assert_eq(r.asked[1], 5000u);
+    cr_assert_eq(r.peer[0], -1);
+    close(r.peer[1]);
+    free(cap.data);
+}
+
 Test(virtio_vsock, a_bad_handshake_is_closed)
 {
     char path[108];

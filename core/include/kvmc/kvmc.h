@@ -167,6 +167,20 @@ KVMC_API int kvmc_config_set_virtio_console_callback(kvmc_config *cfg,
 KVMC_API int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid,
                                    const char *uds_path);
 
+/* Connects a guest's vsock connection to host port `port`: returns a
+ * connected stream socket, which kvmc then owns (and makes non-blocking),
+ * or -1 to refuse (the guest sees a reset). Runs on the VM's I/O thread,
+ * which serves every device: it must not block for long, and with
+ * kvmc_vm_set_seccomp() on it runs under that thread's list (socket I/O on
+ * descriptors it has, sendmsg/recvmsg, close: see core/tools/seccomp_policy.c). */
+typedef int (*kvmc_vsock_connect_fn)(void *opaque, uint32_t port);
+/* Replaces how guest connections to the host are made (by default kvmc
+ * connects to "<uds_path>_<port>" itself): a program can route them
+ * anywhere, or a privileged helper can make them for a confined VMM (what
+ * `kvmc run --jail` does). NULL restores the default. Since 0.4. */
+KVMC_API int kvmc_config_set_vsock_connector(kvmc_config *cfg, kvmc_vsock_connect_fn fn,
+                                             void *opaque);
+
 /* A virtio-net device, described by spec:
  *   "user[,mac=M][,hostfwd=tcp:[HOSTADDR]:HOSTPORT-[GUESTADDR]:GUESTPORT]...
  *        [,dns-server=IPV4[:PORT]]"

@@ -15,6 +15,7 @@
  * Everything runs on the VM's I/O thread: queue notifications and socket
  * readiness (an iothread source). The number of connections is capped. */
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_vsock.h>
 #include <stdio.h>
@@ -91,6 +92,8 @@ struct vsock {
     struct virtio_held rx;           /* the next packet to the guest goes here */
     struct pollfd *polled[VSOCK_MAX_CONNS];
     uint32_t generation;             /* the driver's, when we last looked */
+    kvmc_vsock_connect_fn connect;   /* NULL: unix_connect("<path>_<port>") */
+    void *connect_opaque;
 };
 
 static uint32_t peer_credit(const struct vconn *c)
@@ -305,8 +308,16 @@ static void guest_request(struct vsock *v, const struct virtio_vsock_hdr *h)
 {
     char path[128]; /* the config checked that "<path>_<port>" fits a Unix address */
     int fd = -1;
-    if (snprintf(path, sizeof(path), "%s_%u", v->listener.path, h->dst_port) < (int)sizeof(path))
+    if (v->connect) {
+        fd = v->connect(v->connect_opaque, h->dst_port);
+        if (fd >= 0 && fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0) {
+            close(fd);
+            fd = -1;
+        }
+    } else if (snprintf(path, sizeof(path), "%s_%u", v->listener.path, h->dst_port) <
+               (int)sizeof(path)) {
         fd = unix_connect(path);
+    }
     struct vconn *c = fd >= 0 ? new_conn(v, fd, CONN_ESTABLISHED) : NULL;
     if (!c) {
         if (fd >= 0)
@@ -607,6 +618,8 @@ int virtio_vsock_open(const struct vsock_config *cfg, const struct virtio_device
     if (!v)
         return kvmc_fail(KVMC_ENOMEM, "allocating virtio-vsock");
     v->guest_cid = cfg->cid;
+    v->connect = cfg->connect;
+    v->connect_opaque = cfg->connect_opaque;
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
         v->conns[i].fd = -1;
     int err = unix_listener_open(&v->listener, cfg->path, "vsock");
