@@ -237,6 +237,8 @@ _Noreturn static void supervise(struct jail *j, pid_t child, int release_fd, int
     }
     while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
     }
+    if (j->on_child_exit)
+        j->on_child_exit(); /* the child may have died before it could */
     for (unsigned i = 0; i < 2; i++)
         if (j->cleanup[i])
             unlink(j->cleanup[i]);

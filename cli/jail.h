@@ -34,6 +34,7 @@ struct jail {
     const char *vsock_uds;    /* absolute; guest connections go to "<uds>_<port>" */
     const char *cleanup[2];   /* files the parent removes after the child ends */
     int broker_fd;            /* child: asks the parent for vsock connections */
+    void (*on_child_exit)(void); /* parent: run once the child has ended */
     /* filled in by the steps */
     char root_dir[64];        /* where the new root is built (host /tmp) */
     bool as_root;             /* started as real root: no user namespace */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "kvmc/kvmc.h"
+#include "terminal.h"
 #include "jail.h"
 #include "options.h"
 
@@ -33,7 +34,9 @@ static const char usage_main[] =
     "commands:\n"
     "  run        boot a kernel (or the built-in test guest) and wait for it\n"
     "  version    print the kvmc version\n"
-    "  help       show this help; 'kvmc run --help' explains run's options\n";
+    "  help       show this help; 'kvmc run --help' explains run's options\n"
+    "\n"
+    "options: -h, --help; -V, --version\n";
 
 static const char usage_run[] =
     "usage: kvmc run [--kernel PATH] [--initrd PATH] [--cmdline STR]\n"
@@ -63,7 +66,10 @@ static const char usage_run[] =
     "                        /proc/sys/vm/nr_hugepages).\n"
     "  -n, --cpus N          number of vCPUs, 1 to 64 (default 1).\n"
     "  -C, --console WHERE   where COM1 goes: stdio (default; stdin is the\n"
-    "                        guest's input), none, or file:PATH. Output never\n"
+    "                        guest's input: on a terminal every key goes to the\n"
+    "                        guest as typed, Ctrl-C too; Ctrl-A x quits kvmc,\n"
+    "                        Ctrl-A Ctrl-A sends Ctrl-A, Ctrl-A h lists these),\n"
+    "                        none, or file:PATH. Output never\n"
     "                        stalls the guest: while nobody reads it (a full\n"
     "                        pipe), kvmc drops it and says so once on stderr.\n"
     "      --console-limit SIZE  with file:PATH, the file's size limit (default\n"
@@ -118,6 +124,7 @@ static const char usage_run[] =
     "      --boot PROTOCOL   auto (default: PVH if the ELF has a PVH note, else\n"
     "                        the Linux 64-bit boot protocol), linux, or pvh.\n"
     "  -h, --help            show this help.\n"
+    "  -V, --version         print kvmc's version.\n"
     "\n"
     "exit status:\n"
     "  0    the guest powered off (ACPI S5, or status 0 on port 0x501),\n"
@@ -159,6 +166,14 @@ struct signal_watch {
     volatile sig_atomic_t interrupted;
 };
 
+/* Ctrl-A x on the console (terminal.h). */
+static void quit_from_console(void *opaque)
+{
+    struct signal_watch *w = opaque;
+    w->interrupted = 1;
+    kvmc_vm_stop(w->vm);
+}
+
 static void *signal_thread(void *arg)
 {
     struct signal_watch *w = arg;
@@ -172,7 +187,8 @@ static void *signal_thread(void *arg)
     return NULL;
 }
 
-static int configure(const struct run_options *o, struct jail *jail, kvmc_config *cfg)
+static int configure(const struct run_options *o, struct jail *jail, int console_in,
+                     kvmc_config *cfg)
 {
     int err = KVMC_OK;
     if (o->kernel)
@@ -214,7 +230,7 @@ static int configure(const struct run_options *o, struct jail *jail, kvmc_config
         case CONSOLE_OPT_STDIO:
             err = kvmc_config_set_console_fd(cfg, STDOUT_FILENO);
             if (!err)
-                err = kvmc_config_set_console_input_fd(cfg, STDIN_FILENO);
+                err = kvmc_config_set_console_input_fd(cfg, console_in);
             break;
         case CONSOLE_OPT_FILE:
             err = kvmc_config_set_console_file(cfg, o->console_path);
@@ -294,21 +310,36 @@ static int cmd_run(int argc, char **argv)
         fputs(usage_run, stdout);
         return 0;
     }
-    struct jail jail = {.broker_fd = -1};
+    if (o.version) {
+        printf("kvmc %s\n", kvmc_version_string());
+        return 0;
+    }
+    /* A terminal goes raw before the jail's fork, so that the parent
+     * outside, which outlives the child whatever happens to it, restores
+     * it too. */
+    bool raw = o.console == CONSOLE_OPT_STDIO && terminal_raw(STDIN_FILENO);
+    struct jail jail = {.broker_fd = -1, .on_child_exit = terminal_restore};
     if (o.jail && (!plan_jail(&o, &jail, err, sizeof(err)) ||
                    jail_fork(&jail, err, sizeof(err)) < 0)) {
         fprintf(stderr, "kvmc: %s\n", err);
         return EXIT_USAGE;
     }
+    struct signal_watch watch = {.confine = !o.seccomp_off};
+    int console_in = STDIN_FILENO;
+    struct escape_reader *escapes =
+        raw ? escape_reader_new(STDIN_FILENO, &console_in, quit_from_console, &watch) : NULL;
     kvmc_config *cfg = NULL;
     kvmc_vm *vm = NULL;
-    if (kvmc_config_new(&cfg) || configure(&o, &jail, cfg) || kvmc_vm_create(cfg, &vm)) {
+    if (kvmc_config_new(&cfg) || configure(&o, &jail, console_in, cfg) ||
+        kvmc_vm_create(cfg, &vm)) {
         fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
         kvmc_config_free(cfg);
         return EXIT_USAGE;
     }
     kvmc_config_free(cfg);
+    watch.vm = vm;
     if (o.jail && jail_lock_down(&jail, err, sizeof(err)) < 0) {
+        terminal_restore();
         fprintf(stderr, "kvmc: %s\n", err);
         fflush(NULL);
         _exit(EXIT_USAGE);
@@ -325,7 +356,6 @@ static int cmd_run(int argc, char **argv)
 
     /* Block the signals in every thread (vCPU threads inherit the mask) and
      * wait for them on a thread of our own. */
-    struct signal_watch watch = {.vm = vm, .confine = !o.seccomp_off};
     sigemptyset(&watch.set);
     sigaddset(&watch.set, SIGINT);
     sigaddset(&watch.set, SIGTERM);
@@ -334,6 +364,11 @@ static int cmd_run(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &watch.set, NULL);
     pthread_t watcher;
     bool watching = pthread_create(&watcher, NULL, signal_thread, &watch) == 0;
+    if (escapes && !escape_reader_start(escapes, !o.seccomp_off)) {
+        terminal_restore();
+        fprintf(stderr, "kvmc: cannot start the console input thread\n");
+        _exit(EXIT_USAGE);
+    }
 
     int status;
     kvmc_exit_info info;
@@ -350,6 +385,8 @@ static int cmd_run(int argc, char **argv)
         pthread_kill(watcher, SIGUSR1);
         pthread_join(watcher, NULL);
     }
+    escape_reader_stop(escapes);
+    terminal_restore(); /* _exit runs no atexit handler */
     /* The process ends here and the kernel tears the VM down on exit faster
      * than an explicit kvmc_vm_destroy() (measured on PVM: exec-to-exit
      * 12 ms against 24 ms), so the CLI leaves it to the kernel. The vCPU
@@ -377,7 +414,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "run") == 0)
         return cmd_run(argc - 1, argv + 1);
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0 || strcmp(cmd, "-V") == 0) {
         printf("kvmc %s\n", kvmc_version_string());
         return 0;
     }

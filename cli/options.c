@@ -180,6 +180,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         {"jail-report", no_argument, NULL, OPT_JAIL_REPORT},
         {"jail-user", required_argument, NULL, OPT_JAIL_USER},
         {"help", no_argument, NULL, 'h'},
+        {"version", no_argument, NULL, 'V'},
         {0, 0, 0, 0},
     };
     memset(o, 0, sizeof(*o));
@@ -190,7 +191,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
     optind = 0; /* 0, not 1: glibc then also forgets where it was inside a previous argv */
     opterr = 0;
     int c;
-    while ((c = getopt_long(argc, argv, ":k:i:c:m:n:C:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":k:i:c:m:n:C:hV", longopts, NULL)) != -1) {
         switch (c) {
         case 'k': o->kernel = optarg; break;
         case 'i': o->initrd = optarg; break;
@@ -302,6 +303,7 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                 return false;
             break;
         case 'h': o->help = true; return true;
+        case 'V': o->version = true; return true;
         case ':':
             snprintf(err, errlen, "%s needs a value", argv[optind - 1]);
             return false;

@@ -21,6 +21,7 @@ struct run_options {
     uint64_t console_limit;   /* --console-limit: a console file's size limit */
     bool console_limit_set;
     bool help;
+    bool version;             /* --version */
     struct { const char *path; bool read_only, no_lock; const char *serial; } disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;
     bool rng;

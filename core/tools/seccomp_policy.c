@@ -23,6 +23,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <termios.h>
 
 #include "../src/seccomp_filters.h"
 
@@ -57,10 +58,11 @@ static const int socket_syscalls[] = {
 static const int inet_syscalls[] = {SCMP_SYS(bind), SCMP_SYS(listen)};
 static const int console_syscalls[] = {SCMP_SYS(poll), SCMP_SYS(ppoll)};
 /* unlink: the CLI removes its vsock and console socket files on the way
- * out, after the VM has ended. */
+ * out, after the VM has ended. poll: the CLI's terminal reader waits for
+ * keys and for its stop eventfd. */
 static const int control_syscalls[] = {
     SCMP_SYS(close), SCMP_SYS(rt_sigtimedwait), SCMP_SYS(newfstatat),
-    SCMP_SYS(fstat), SCMP_SYS(lseek), SCMP_SYS(unlink),
+    SCMP_SYS(fstat), SCMP_SYS(lseek), SCMP_SYS(unlink), SCMP_SYS(poll), SCMP_SYS(ppoll),
 };
 
 /* The KVM ioctls each role may issue (argument 1 of ioctl). */
@@ -69,7 +71,9 @@ static const unsigned long vcpu_ioctls[] = {
     KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING, /* kvmc's I/O APIC, from guest MMIO */
 };
 static const unsigned long io_ioctls[] = {KVM_IRQ_LINE, KVM_SIGNAL_MSI};
-static const unsigned long control_ioctls[] = {KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS};
+/* TCGETS/TCSETS*: the CLI puts its terminal back (tcsetattr) on the way out. */
+static const unsigned long control_ioctls[] = {KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS,
+                                               TCGETS, TCSETS, TCSETSW, TCSETSF};
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))
 #define LIST(a) a, COUNT(a)

@@ -92,9 +92,13 @@ Test(cli, help_explains_every_option)
     run_cli(&r, NULL);
     cr_assert_eq(r.status, 2);
     cr_assert(strstr(r.err, "usage"));
-    run_cli(&r, "--version", NULL);
-    cr_assert_eq(r.status, 0);
-    cr_assert(strncmp(r.out, "kvmc ", 5) == 0);
+    const char *versions[][2] = {{"--version", NULL}, {"-V", NULL}, {"version", NULL},
+                                 {"run", "--version"}};
+    for (unsigned i = 0; i < 4; i++) {
+        run_cli(&r, versions[i][0], versions[i][1], NULL);
+        cr_assert_eq(r.status, 0, "%s %s", versions[i][0], versions[i][1]);
+        cr_assert(strncmp(r.out, "kvmc 0.", 7) == 0, "%s", r.out);
+    }
 }
 
 Test(cli, bad_values_get_one_line_naming_them)

@@ -132,3 +132,39 @@ Test(cli_options, jail_user)
         cr_assert(strstr(err, "--jail-user"), "%s", err);
     }
 }
+
+#include "terminal.h"
+
+/* The console escapes, byte by byte (cli/terminal.h). */
+static unsigned feed(const char *in, size_t n, unsigned char *out, bool *quit, bool *help)
+{
+    bool pending = false;
+    unsigned m = 0;
+    *quit = *help = false;
+    for (size_t i = 0; i < n && !*quit; i++)
+        m += escape_filter((unsigned char)in[i], &pending, out + m, quit, help);
+    return m;
+}
+
+Test(console_escapes, ctrl_a_x_quits_and_everything_else_reaches_the_guest)
+{
+    unsigned char out[64];
+    bool quit, help;
+    unsigned n = feed("ab\x03\r", 4, out, &quit, &help);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(memcmp(out, "ab\x03\r", 4), 0, "Ctrl-C goes to the guest");
+    cr_assert_not(quit);
+    n = feed("a\x01xb", 4, out, &quit, &help);
+    cr_assert(quit);
+    cr_assert_eq(n, 1, "what came before the escape still goes");
+    n = feed("\x01\x01", 2, out, &quit, &help);
+    cr_assert_eq(n, 1);
+    cr_assert_eq(out[0], 1, "Ctrl-A Ctrl-A sends one Ctrl-A");
+    n = feed("\x01q", 2, out, &quit, &help);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(memcmp(out, "\x01q", 2), 0, "not an escape: both bytes go");
+    n = feed("\x01h", 2, out, &quit, &help);
+    cr_assert(help);
+    cr_assert_eq(n, 0);
+    cr_assert_not(quit);
+}
