@@ -96,24 +96,23 @@ static int map_memory(struct kvmc_vm *vm, const kvmc_config *cfg)
     return KVMC_OK;
 }
 
+/* The kernel and initrd go from their files straight to guest memory
+ * (files.h): no whole-file buffer, no second copy. */
 static int load_kernel(struct kvmc_vm *vm, const kvmc_config *cfg)
 {
-    uint8_t *kernel = cfg->kernel_image, *initrd = NULL;
-    size_t kernel_len = cfg->kernel_image_len, initrd_len = 0;
+    struct image kernel = image_mem(cfg->kernel_image, cfg->kernel_image_len);
+    struct image initrd = image_mem(NULL, 0);
     int err = KVMC_OK;
-    if (!kernel && !cfg->kernel_path)
+    if (!cfg->kernel_image && !cfg->kernel_path)
         return kvmc_fail(KVMC_EINVAL, "no kernel configured");
-    if (!kernel)
-        err = read_whole_file(cfg->kernel_path, MAX_KERNEL_SIZE, "kernel", &kernel,
-                              &kernel_len);
+    if (!cfg->kernel_image)
+        err = image_open(&kernel, cfg->kernel_path, MAX_KERNEL_SIZE, "kernel");
     if (!err && cfg->initrd_path)
-        err = read_whole_file(cfg->initrd_path, cfg->memory, "initrd", &initrd,
-                              &initrd_len);
+        err = image_open(&initrd, cfg->initrd_path, cfg->memory, "initrd");
     if (!err) {
         struct mmio_device_desc virtio[KVMC_MAX_VIRTIO_DEVICES];
         struct boot_request req = {
-            .kernel = kernel, .kernel_len = kernel_len, .initrd = initrd,
-            .initrd_len = initrd_len, .cmdline = cfg->cmdline,
+            .kernel = kernel, .initrd = initrd, .cmdline = cfg->cmdline,
             .protocol = cfg->protocol, .cpus = cfg->cpus,
             .virtio = virtio, .nvirtio = virtio_plan(cfg, virtio), .pic = cfg->pit,
         };
@@ -124,9 +123,8 @@ static int load_kernel(struct kvmc_vm *vm, const kvmc_config *cfg)
             kvmc_fail(err, "kernel %s: %s", cfg->kernel_path, msg);
         }
     }
-    if (kernel != cfg->kernel_image)
-        free(kernel);
-    free(initrd);
+    image_close(&kernel);
+    image_close(&initrd);
     return err;
 }
 

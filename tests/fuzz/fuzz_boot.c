@@ -40,8 +40,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const struct mmio_device_desc virtio[1] = {{0xc0000000, 0x1000, 16}};
     for (int proto = KVMC_BOOT_AUTO; proto <= KVMC_BOOT_PVH; proto++) {
         struct boot_request req = {
-            .kernel = data, .kernel_len = size, .initrd = initrd_len ? initrd : NULL,
-            .initrd_len = initrd_len, .cmdline = cmdline,
+            .kernel = image_mem(data, size), .initrd = image_mem(initrd, initrd_len),
+            .cmdline = cmdline,
             .protocol = (kvmc_boot_protocol)proto, .cpus = 1 + knobs % 4,
             .virtio = virtio, .nvirtio = 1, .pic = knobs & 0x80,
         };

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -310,4 +311,36 @@ Test(cli, a_dns_query_under_the_default_seccomp_lists_does_not_kill_kvmc)
     cr_assert_neq(r.status, 128 + SIGSYS, "killed by seccomp: %s", r.err);
     cr_assert(r.status == 0 || r.status == 1, "status %d: %s", r.status, r.err);
     cr_assert(strstr(r.out, "virtio-net: mac 56, arp ok, udp "), "%s", r.out);
+}
+
+/* The kernel and initrd go from their files straight into guest memory:
+ * booting costs the guest pages they fill, not a second, transient copy
+ * (the loader used to read both whole into malloc'd buffers first). */
+Test(cli, loading_an_initrd_needs_no_transient_copy)
+{
+    char initrd[] = "/tmp/kvmc-big-initrd-XXXXXX";
+    int fd = mkstemp(initrd);
+    const size_t size = 96u << 20;
+    static char block[1 << 20];
+    memset(block, 0x5a, sizeof(block));
+    for (size_t done = 0; done < size; done += sizeof(block))
+        cr_assert_eq(write(fd, block, sizeof(block)), (ssize_t)sizeof(block));
+    close(fd);
+    pid_t pid = fork();
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        execl(KVMC_CLI, KVMC_CLI, "run", "--mem", "256M", "--initrd", initrd, (char *)NULL);
+        _exit(127);
+    }
+    int status;
+    struct rusage ru;
+    cr_assert_eq(wait4(pid, &status, 0, &ru), pid);
+    unlink(initrd);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "status 0x%x", status);
+    long peak_mib = ru.ru_maxrss >> 10;
+    cr_assert_lt(peak_mib, 96 + 24, "peak RSS %ld MiB for a 96 MiB initrd", peak_mib);
+    cr_assert_geq(peak_mib, 96, "peak RSS %ld MiB: the initrd never reached guest memory",
+                  peak_mib);
 }

@@ -103,7 +103,7 @@ Test(boot, bzimage_header_of_the_test_guest)
     size_t len;
     uint8_t *img = load_file(KVMC_TEST_GUEST_BZIMAGE, &len);
     struct bzimage bz;
-    cr_assert_eq(bzimage_parse(img, len, &bz), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(bzimage_parse(img, len, len, &bz), KVMC_OK, "%s", kvmc_last_error());
     cr_assert_eq(bz.payload_offset, 1024);
     cr_assert_eq(bz.hdr.version, 0x020f);
     cr_assert(bz.hdr.xloadflags & BZ_XLF_KERNEL_64);
@@ -115,21 +115,21 @@ Test(boot, bzimage_corruptions_are_rejected)
     size_t len;
     uint8_t *img = load_file(KVMC_TEST_GUEST_BZIMAGE, &len);
     struct bzimage bz;
-    cr_assert_eq(bzimage_parse(img, 0x100, &bz), KVMC_EFORMAT, "too short for a header");
+    cr_assert_eq(bzimage_parse(img, 0x100, 0x100, &bz), KVMC_EFORMAT, "too short for a header");
     uint8_t *bad = malloc(len);
     memcpy(bad, img, len);
     bad[0x202] = 'X';
-    cr_assert_eq(bzimage_parse(bad, len, &bz), KVMC_EFORMAT, "bad HdrS magic");
+    cr_assert_eq(bzimage_parse(bad, len, len, &bz), KVMC_EFORMAT, "bad HdrS magic");
     memcpy(bad, img, len);
     bad[0x206] = 0x0a; /* protocol 2.10: no 64-bit entry */
-    cr_assert_eq(bzimage_parse(bad, len, &bz), KVMC_ENOTSUP);
+    cr_assert_eq(bzimage_parse(bad, len, len, &bz), KVMC_ENOTSUP);
     memcpy(bad, img, len);
     bad[0x1f1] = 200; /* setup sectors past the end of the file */
-    cr_assert_eq(bzimage_parse(bad, len, &bz), KVMC_EFORMAT);
+    cr_assert_eq(bzimage_parse(bad, len, len, &bz), KVMC_EFORMAT);
     cr_assert(strstr(kvmc_last_error(), "truncated"));
     memcpy(bad, img, len);
     bad[0x201] = 0xff; /* header claims to run past the struct */
-    cr_assert_eq(bzimage_parse(bad, len, &bz), KVMC_OK);
+    cr_assert_eq(bzimage_parse(bad, len, len, &bz), KVMC_OK);
     free(bad);
     free(img);
 }
@@ -139,7 +139,8 @@ Test(boot, elf_of_the_test_guest_has_both_entries)
     size_t len;
     uint8_t *img = load_file(KVMC_TEST_GUEST_ELF, &len);
     struct elf_info info;
-    cr_assert_eq(elf_load(&gm, img, len, &info), KVMC_OK, "%s", kvmc_last_error());
+    struct image image = image_mem(img, len);
+    cr_assert_eq(elf_load(&gm, &image, &info), KVMC_OK, "%s", kvmc_last_error());
     cr_assert_eq(info.entry, 0x100200, "64-bit entry");
     cr_assert_eq(info.pvh_entry, 0x100000, "PVH entry from the note");
     cr_assert_eq(info.low, 0x100000);
@@ -150,7 +151,8 @@ Test(boot, elf_of_the_test_guest_has_both_entries)
 static void assert_elf_rejected(uint8_t *img, size_t len, const char *want)
 {
     struct elf_info info;
-    int err = elf_load(&gm, img, len, &info);
+    struct image image = image_mem(img, len);
+    int err = elf_load(&gm, &image, &info);
     cr_assert(err == KVMC_EFORMAT || err == KVMC_EINVAL, "err %d", err);
     cr_assert(strstr(kvmc_last_error(), want), "'%s' lacks '%s'", kvmc_last_error(), want);
 }
@@ -219,8 +221,8 @@ Test(boot, linux_zero_page_and_initrd_placement)
     size_t len;
     uint8_t *img = load_file(KVMC_TEST_GUEST_BZIMAGE, &len);
     const uint8_t initrd[] = "initrd-bytes";
-    struct boot_request req = {.kernel = img, .kernel_len = len, .initrd = initrd,
-                               .initrd_len = sizeof(initrd), .cmdline = "console=ttyS0",
+    struct boot_request req = {.kernel = image_mem(img, len),
+                               .initrd = image_mem(initrd, sizeof(initrd)), .cmdline = "console=ttyS0",
                                .cpus = 2};
     struct boot_entry entry;
     cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_OK, "%s", kvmc_last_error());
@@ -251,7 +253,7 @@ Test(boot, pvh_start_info)
 {
     size_t len;
     uint8_t *img = load_file(KVMC_TEST_GUEST_ELF, &len);
-    struct boot_request req = {.kernel = img, .kernel_len = len, .cmdline = "pvh", .cpus = 1};
+    struct boot_request req = {.kernel = image_mem(img, len), .cmdline = "pvh", .cpus = 1};
     struct boot_entry entry;
     cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_OK, "%s", kvmc_last_error());
     cr_assert_eq(entry.mode, BOOT_ENTRY_PVH32);
@@ -267,14 +269,14 @@ Test(boot, garbage_and_oversized_inputs)
 {
     uint8_t junk[4096];
     memset(junk, 0x5a, sizeof(junk));
-    struct boot_request req = {.kernel = junk, .kernel_len = sizeof(junk), .cpus = 1};
+    struct boot_request req = {.kernel = image_mem(junk, sizeof(junk)), .cpus = 1};
     struct boot_entry entry;
     cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_EFORMAT);
     size_t len;
     uint8_t *img = load_file(KVMC_TEST_GUEST_ELF, &len);
     static uint8_t huge_initrd[70u << 20];
-    req = (struct boot_request){.kernel = img, .kernel_len = len, .initrd = huge_initrd,
-                                .initrd_len = sizeof(huge_initrd), .cpus = 1};
+    req = (struct boot_request){.kernel = image_mem(img, len),
+                                .initrd = image_mem(huge_initrd, sizeof(huge_initrd)), .cpus = 1};
     cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_EINVAL);
     cr_assert(strstr(kvmc_last_error(), "initrd"));
     free(img);
@@ -372,7 +374,7 @@ Test(boot, rsdp_handed_over_by_both_protocols)
 {
     size_t len;
     uint8_t *img = load_file(KVMC_TEST_GUEST_BZIMAGE, &len);
-    struct boot_request req = {.kernel = img, .kernel_len = len, .cpus = 1};
+    struct boot_request req = {.kernel = image_mem(img, len), .cpus = 1};
     struct boot_entry entry;
     cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_OK);
     uint64_t rsdp;
@@ -380,7 +382,7 @@ Test(boot, rsdp_handed_over_by_both_protocols)
     cr_assert_eq(rsdp, LAYOUT_ACPI_START, "boot_params.acpi_rsdp_addr");
     free(img);
     img = load_file(KVMC_TEST_GUEST_ELF, &len);
-    req = (struct boot_request){.kernel = img, .kernel_len = len, .cpus = 1};
+    req = (struct boot_request){.kernel = image_mem(img, len), .cpus = 1};
     cr_assert_eq(boot_load(&gm, &req, &entry), KVMC_OK);
     memcpy(&rsdp, gm_ptr(&gm, LAYOUT_PVH_INFO + 32, 8), 8);
     cr_assert_eq(rsdp, LAYOUT_ACPI_START, "hvm_start_info.rsdp_paddr");

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../files.h"
 #include "../guest_memory.h"
 #include "kvmc/kvmc.h"
 
@@ -33,10 +34,8 @@ struct mmio_device_desc {
 };
 
 struct boot_request {
-    const uint8_t *kernel;
-    size_t kernel_len;
-    const uint8_t *initrd; /* may be NULL */
-    size_t initrd_len;
+    struct image kernel;
+    struct image initrd;   /* len 0: none */
     const char *cmdline;   /* may be NULL */
     kvmc_boot_protocol protocol;
     unsigned cpus;
@@ -95,10 +94,13 @@ int boot_write_gdt(struct guest_memory *gm);
 #define BOOT_SEL_DATA 0x18
 #define BOOT_SEL_TSS 0x20
 
-/* bzImage: kernel recognised by its setup header. */
-int bzimage_probe(const uint8_t *img, size_t len);
+/* The first bytes of an image, which the probes and header parsers read. */
+#define BOOT_HEAD_BYTES 1024
+/* bzImage: kernel recognised by its setup header (in head, the image's
+ * first head_len bytes). */
+int bzimage_probe(const uint8_t *head, size_t head_len);
 /* ELF64 x86-64 recognised by its identification. */
-int elf_probe(const uint8_t *img, size_t len);
+int elf_probe(const uint8_t *head, size_t head_len);
 
 struct elf_info {
     uint64_t entry;      /* e_entry: the 64-bit entry (physical) */
@@ -106,7 +108,6 @@ struct elf_info {
     uint64_t low, high;  /* physical range of the loaded segments */
 };
 /* Validates the ELF and, if gm is non-NULL, loads its PT_LOAD segments. */
-int elf_load(struct guest_memory *gm, const uint8_t *img, size_t len,
-             struct elf_info *info);
+int elf_load(struct guest_memory *gm, const struct image *img, struct elf_info *info);
 
 #endif

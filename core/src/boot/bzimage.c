@@ -18,7 +18,7 @@ int bzimage_probe(const uint8_t *img, size_t len)
            img[BZ_OFF_BOOT_FLAG + 1] == 0xaa;
 }
 
-int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz)
+int bzimage_parse(const uint8_t *img, size_t len, uint64_t image_len, struct bzimage *bz)
 {
     if (!bzimage_probe(img, len))
         return kvmc_fail(KVMC_EFORMAT, "not a bzImage (no HdrS setup header)");
@@ -40,11 +40,12 @@ int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz)
                          "kvmc needs boot protocol >= 2.12 with XLF_KERNEL_64",
                          bz->hdr.version >> 8, bz->hdr.version & 0xff);
     unsigned setup_sects = bz->hdr.setup_sects ? bz->hdr.setup_sects : 4;
-    bz->payload_offset = (size_t)(setup_sects + 1) * 512;
-    if (bz->payload_offset >= len)
+    bz->payload_offset = (uint64_t)(setup_sects + 1) * 512;
+    if (bz->payload_offset >= image_len)
         return kvmc_fail(KVMC_EFORMAT,
-                         "bzImage is truncated: %zu bytes, setup alone needs %zu",
-                         len, bz->payload_offset);
-    bz->payload_len = len - bz->payload_offset;
+                         "bzImage is truncated: %llu bytes, setup alone needs %llu",
+                         (unsigned long long)image_len,
+                         (unsigned long long)bz->payload_offset);
+    bz->payload_len = image_len - bz->payload_offset;
     return KVMC_OK;
 }

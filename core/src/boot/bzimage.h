@@ -42,10 +42,11 @@ struct __attribute__((packed)) bz_setup_header {
 struct bzimage {
     struct bz_setup_header hdr; /* fields past hdr_len are zero */
     size_t hdr_len;
-    size_t payload_offset; /* protected-mode kernel in the file */
-    size_t payload_len;
+    uint64_t payload_offset; /* protected-mode kernel in the file */
+    uint64_t payload_len;
 };
 
-int bzimage_parse(const uint8_t *img, size_t len, struct bzimage *bz);
+/* head: the image's first head_len bytes; image_len: its whole length. */
+int bzimage_parse(const uint8_t *head, size_t head_len, uint64_t image_len, struct bzimage *bz);
 
 #endif

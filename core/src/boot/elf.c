@@ -1,7 +1,9 @@
 /* ELF64 x86-64 kernels (Linux vmlinux, test guests): PT_LOAD segments go to
- * their physical addresses; a XEN_ELFNOTE_PHYS32_ENTRY note gives the PVH
- * entry. Every offset and size in the file is checked before use. */
+ * their physical addresses, read from the image straight into guest memory;
+ * a XEN_ELFNOTE_PHYS32_ENTRY note gives the PVH entry. Every offset and
+ * size in the file is checked before use. */
 #include <elf.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../error.h"
@@ -10,13 +12,14 @@
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18
 #define ELF_MAX_PHDRS 64
+#define ELF_MAX_NOTES 65536 /* bytes of one PT_NOTE segment (Linux's: < 1 KiB) */
 
 int elf_probe(const uint8_t *img, size_t len)
 {
     return len >= EI_NIDENT && memcmp(img, ELFMAG, SELFMAG) == 0;
 }
 
-static int range_in_file(size_t file_len, uint64_t off, uint64_t size)
+static int range_in_file(uint64_t file_len, uint64_t off, uint64_t size)
 {
     return off <= file_len && size <= file_len - off;
 }
@@ -24,10 +27,26 @@ static int range_in_file(size_t file_len, uint64_t off, uint64_t size)
 static uint64_t align4(uint64_t v) { return (v + 3) & ~3ull; }
 
 /* Scans one PT_NOTE segment for the PVH entry note. */
-static int find_pvh_note(const uint8_t *img, size_t len, const Elf64_Phdr *ph,
-                         uint64_t *pvh_entry)
+static int scan_notes(const uint8_t *img, uint64_t end, uint64_t *pvh_entry);
+
+static int find_pvh_note(const struct image *image, const Elf64_Phdr *ph, uint64_t *pvh_entry)
 {
-    uint64_t off = ph->p_offset, end = ph->p_offset + ph->p_filesz;
+    if (ph->p_filesz > ELF_MAX_NOTES)
+        return kvmc_fail(KVMC_EFORMAT, "ELF note segment of %llu bytes (at most %u)",
+                         (unsigned long long)ph->p_filesz, ELF_MAX_NOTES);
+    uint8_t *notes = malloc(ph->p_filesz ? ph->p_filesz : 1);
+    if (!notes)
+        return kvmc_fail(KVMC_ENOMEM, "reading the ELF notes");
+    int err = image_read(image, ph->p_offset, notes, ph->p_filesz)
+                  ? kvmc_fail(KVMC_EFORMAT, "ELF note segment lies outside the file")
+                  : scan_notes(notes, ph->p_filesz, pvh_entry);
+    free(notes);
+    return err;
+}
+
+static int scan_notes(const uint8_t *img, uint64_t end, uint64_t *pvh_entry)
+{
+    uint64_t off = 0;
     while (end - off >= sizeof(Elf64_Nhdr)) {
         Elf64_Nhdr nh;
         memcpy(&nh, img + off, sizeof(nh));
@@ -52,11 +71,10 @@ static int find_pvh_note(const uint8_t *img, size_t len, const Elf64_Phdr *ph,
         }
         off = next;
     }
-    (void)len;
     return KVMC_OK;
 }
 
-static int check_header(const Elf64_Ehdr *eh, size_t len)
+static int check_header(const Elf64_Ehdr *eh, uint64_t len)
 {
     if (eh->e_ident[EI_CLASS] != ELFCLASS64 || eh->e_ident[EI_DATA] != ELFDATA2LSB)
         return kvmc_fail(KVMC_EFORMAT, "ELF kernel is not 64-bit little-endian");
@@ -73,7 +91,7 @@ static int check_header(const Elf64_Ehdr *eh, size_t len)
     return KVMC_OK;
 }
 
-static int load_segment(struct guest_memory *gm, const uint8_t *img,
+static int load_segment(struct guest_memory *gm, const struct image *img,
                         const Elf64_Phdr *ph, unsigned idx)
 {
     if (ph->p_paddr < LAYOUT_HIMEM)
@@ -87,34 +105,37 @@ static int load_segment(struct guest_memory *gm, const uint8_t *img,
                          idx, (unsigned long long)ph->p_paddr,
                          (unsigned long long)ph->p_memsz);
     if (dst) {
-        memcpy(dst, img + ph->p_offset, ph->p_filesz);
+        if (image_read(img, ph->p_offset, dst, ph->p_filesz))
+            return kvmc_fail(KVMC_EIO, "ELF segment %u: the file is shorter than it says "
+                             "(or could not be read)", idx);
         memset(dst + ph->p_filesz, 0, ph->p_memsz - ph->p_filesz);
     }
     return KVMC_OK;
 }
 
-int elf_load(struct guest_memory *gm, const uint8_t *img, size_t len,
-             struct elf_info *info)
+int elf_load(struct guest_memory *gm, const struct image *img, struct elf_info *info)
 {
     Elf64_Ehdr eh;
-    if (len < sizeof(eh) || !elf_probe(img, len))
+    uint64_t len = img->len;
+    if (image_read(img, 0, &eh, sizeof(eh)) || !elf_probe((const uint8_t *)&eh, sizeof(eh)))
         return kvmc_fail(KVMC_EFORMAT, "not an ELF file");
-    memcpy(&eh, img, sizeof(eh));
     int err = check_header(&eh, len);
     if (err)
         return err;
+    Elf64_Phdr phdrs[ELF_MAX_PHDRS];
+    if (image_read(img, eh.e_phoff, phdrs, eh.e_phnum * sizeof(Elf64_Phdr)))
+        return kvmc_fail(KVMC_EFORMAT, "ELF program headers could not be read");
 
     memset(info, 0, sizeof(*info));
     info->entry = eh.e_entry;
     info->low = UINT64_MAX;
     for (unsigned i = 0; i < eh.e_phnum; i++) {
-        Elf64_Phdr ph;
-        memcpy(&ph, img + eh.e_phoff + i * sizeof(ph), sizeof(ph));
+        const Elf64_Phdr ph = phdrs[i];
         if ((ph.p_type == PT_LOAD || ph.p_type == PT_NOTE) &&
             !range_in_file(len, ph.p_offset, ph.p_filesz))
             return kvmc_fail(KVMC_EFORMAT, "ELF segment %u lies outside the file", i);
         if (ph.p_type == PT_NOTE) {
-            err = find_pvh_note(img, len, &ph, &info->pvh_entry);
+            err = find_pvh_note(img, &ph, &info->pvh_entry);
         } else if (ph.p_type == PT_LOAD) {
             if (ph.p_filesz > ph.p_memsz || ph.p_paddr + ph.p_memsz < ph.p_paddr)
                 return kvmc_fail(KVMC_EFORMAT, "ELF segment %u has bad sizes", i);

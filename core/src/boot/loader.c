@@ -93,12 +93,12 @@ static int write_cmdline(struct guest_memory *gm, const char *cmdline, size_t ma
 static int place_initrd(struct guest_memory *gm, const struct boot_request *req,
                         uint64_t limit, struct boot_entry *entry)
 {
-    if (!req->initrd || req->initrd_len == 0)
+    if (req->initrd.len == 0)
         return KVMC_OK;
     uint64_t top = gm_low_end(gm);
     if (limit < top)
         top = limit;
-    uint64_t size = req->initrd_len;
+    uint64_t size = req->initrd.len;
     if (size > top || ((top - size) & ~(PAGE_SIZE - 1)) < entry->kernel_end)
         return kvmc_fail(KVMC_EINVAL,
                          "initrd (%llu KiB) does not fit in guest memory between the "
@@ -107,8 +107,11 @@ static int place_initrd(struct guest_memory *gm, const struct boot_request *req,
                          (unsigned long long)entry->kernel_end,
                          (unsigned long long)top);
     uint64_t addr = (top - size) & ~(PAGE_SIZE - 1);
-    if (gm_write(gm, addr, req->initrd, size))
+    uint8_t *dst = gm_ptr(gm, addr, size);
+    if (!dst)
         return kvmc_fail(KVMC_EINVAL, "initrd does not fit in guest memory");
+    if (image_read(&req->initrd, 0, dst, size))
+        return kvmc_fail(KVMC_EIO, "initrd: the file shrank or could not be read");
     entry->initrd_start = addr;
     entry->initrd_size = size;
     return KVMC_OK;
@@ -179,10 +182,10 @@ static int write_pvh_start_info(struct guest_memory *gm, const struct boot_entry
 }
 
 static int load_bzimage(struct guest_memory *gm, const struct boot_request *req,
-                        struct boot_entry *entry)
+                        const uint8_t *head, size_t head_len, struct boot_entry *entry)
 {
     struct bzimage bz;
-    int err = bzimage_parse(req->kernel, req->kernel_len, &bz);
+    int err = bzimage_parse(head, head_len, req->kernel.len, &bz);
     if (err)
         return err;
     if (req->protocol == KVMC_BOOT_PVH)
@@ -196,7 +199,8 @@ static int load_bzimage(struct guest_memory *gm, const struct boot_request *req,
         return kvmc_fail(KVMC_EINVAL,
                          "kernel needs %llu MiB above 1 MiB; guest memory is too small",
                          (unsigned long long)(footprint >> 20) + 1);
-    memcpy(dst, req->kernel + bz.payload_offset, bz.payload_len);
+    if (image_read(&req->kernel, bz.payload_offset, dst, bz.payload_len))
+        return kvmc_fail(KVMC_EIO, "bzImage: the file shrank or could not be read");
     entry->mode = BOOT_ENTRY_LONG64;
     entry->rip = LAYOUT_HIMEM + BZ_ENTRY64_OFFSET;
     entry->arg = LAYOUT_ZERO_PAGE;
@@ -219,7 +223,7 @@ static int load_elf(struct guest_memory *gm, const struct boot_request *req,
                     struct boot_entry *entry)
 {
     struct elf_info info;
-    int err = elf_load(gm, req->kernel, req->kernel_len, &info);
+    int err = elf_load(gm, &req->kernel, &info);
     if (err)
         return err;
     bool pvh = info.pvh_entry != 0 && req->protocol != KVMC_BOOT_LINUX;
@@ -257,9 +261,13 @@ int boot_load(struct guest_memory *gm, const struct boot_request *req,
         (err = acpi_write_tables(gm, req->cpus, req->virtio, req->nvirtio, req->pic,
                                  &entry->rsdp)))
         return err;
-    if (bzimage_probe(req->kernel, req->kernel_len))
-        return load_bzimage(gm, req, entry);
-    if (elf_probe(req->kernel, req->kernel_len))
+    uint8_t head[BOOT_HEAD_BYTES];
+    size_t head_len = req->kernel.len < sizeof(head) ? (size_t)req->kernel.len : sizeof(head);
+    if (image_read(&req->kernel, 0, head, head_len))
+        return kvmc_fail(KVMC_EIO, "the kernel could not be read");
+    if (bzimage_probe(head, head_len))
+        return load_bzimage(gm, req, head, head_len, entry);
+    if (elf_probe(head, head_len))
         return load_elf(gm, req, entry);
     return kvmc_fail(KVMC_EFORMAT, "not a Linux bzImage or ELF kernel");
 }
