@@ -143,21 +143,6 @@ static const char usage_run[] =
     "  kvmc run --kernel bzImage --initrd initrd.cpio --disk rootfs.ext4 --rng \\\n"
     "           --net user,hostfwd=tcp::2222-:22 --vsock cid=3,uds=/tmp/vm.sock\n";
 
-static const char *exit_reason_name(kvmc_exit_reason r)
-{
-    switch (r) {
-    case KVMC_EXIT_POWEROFF: return "power-off";
-    case KVMC_EXIT_RESET: return "reset";
-    case KVMC_EXIT_STOPPED: return "stopped";
-    case KVMC_EXIT_TRIPLE_FAULT: return "triple fault";
-    case KVMC_EXIT_INTERNAL_ERROR: return "KVM internal error";
-    case KVMC_EXIT_FAIL_ENTRY: return "VM entry failure";
-    case KVMC_EXIT_VMM_ERROR: return "VMM error";
-    case KVMC_EXIT_GUEST_PANIC: return "guest panic";
-    default: return "unknown";
-    }
-}
-
 /* A thread that turns SIGINT, SIGTERM and SIGHUP into kvmc_vm_stop(). */
 struct signal_watch {
     kvmc_vm *vm;
@@ -260,7 +245,7 @@ static int exit_status_for(const kvmc_exit_info *info, bool interrupted)
     case KVMC_EXIT_STOPPED:
         return interrupted ? EXIT_INTERRUPTED : EXIT_VM_ERROR;
     default:
-        fprintf(stderr, "kvmc: VM failed (%s): %s\n", exit_reason_name(info->reason),
+        fprintf(stderr, "kvmc: VM failed (%s): %s\n", kvmc_exit_reason_name(info->reason),
                 info->message);
         return EXIT_VM_ERROR;
     }

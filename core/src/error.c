@@ -54,3 +54,16 @@ const char *kvmc_strerror(int err)
 }
 
 const char *kvmc_version_string(void) { return KVMC_VERSION_STRING; }
+
+const char *kvmc_exit_reason_name(kvmc_exit_reason reason)
+{
+    static const char *const names[] = {
+        [KVMC_EXIT_NONE] = "none", [KVMC_EXIT_POWEROFF] = "poweroff",
+        [KVMC_EXIT_RESET] = "reset", [KVMC_EXIT_STOPPED] = "stopped",
+        [KVMC_EXIT_TRIPLE_FAULT] = "triple_fault", [KVMC_EXIT_INTERNAL_ERROR] = "internal_error",
+        [KVMC_EXIT_FAIL_ENTRY] = "fail_entry", [KVMC_EXIT_VMM_ERROR] = "vmm_error",
+        [KVMC_EXIT_GUEST_PANIC] = "guest_panic",
+    };
+    unsigned r = (unsigned)reason;
+    return r < sizeof(names) / sizeof(names[0]) ? names[r] : "unknown";
+}

@@ -31,3 +31,13 @@ Test(config, errors_are_thread_local_and_codes_have_names)
     cr_assert_str_eq(kvmc_strerror(12345), "unknown error");
     cr_assert_str_eq(kvmc_version_string(), KVMC_VERSION_STRING);
 }
+
+Test(config, exit_reason_names_are_one_spelling)
+{
+    const char *want[] = {"none", "poweroff", "reset", "stopped", "triple_fault",
+                          "internal_error", "fail_entry", "vmm_error", "guest_panic"};
+    for (int r = KVMC_EXIT_NONE; r <= KVMC_EXIT_GUEST_PANIC; r++)
+        cr_assert_str_eq(kvmc_exit_reason_name((kvmc_exit_reason)r), want[r]);
+    cr_assert_str_eq(kvmc_exit_reason_name((kvmc_exit_reason)99), "unknown");
+    cr_assert_str_eq(kvmc_exit_reason_name((kvmc_exit_reason)-1), "unknown");
+}

@@ -234,6 +234,12 @@ typedef enum kvmc_exit_reason {
     KVMC_EXIT_GUEST_PANIC = 8,   /* the guest kernel reported a panic (pvpanic) */
 } kvmc_exit_reason;
 
+/* The reason's name, the one spelling every binding and the CLI use:
+ * "none", "poweroff", "reset", "stopped", "triple_fault", "internal_error",
+ * "fail_entry", "vmm_error", "guest_panic"; "unknown" for any other value.
+ * Since 0.4. */
+KVMC_API const char *kvmc_exit_reason_name(kvmc_exit_reason reason);
+
 /* Why and how a VM ended. Registers are from the vCPU that ended it. */
 typedef struct kvmc_exit_info {
     kvmc_exit_reason reason;
