@@ -638,6 +638,24 @@ static void test_ioapic(void)
     ioapic_write(0x10 + 2 * 4, 0x10000); /* masked again, for whoever comes next */
 }
 
+/* kvmc.test=irq: a device of the host's (a binding's, say) raises a GSI:
+ * the guest routes pin 10 to vector 0x50 on itself, asks the device on port
+ * 0x600 to raise GSI 10 (it writes the GSI there), and watches its local
+ * APIC's IRR for the vector. */
+static void test_irq(void)
+{
+    lapic_write(LAPIC_SVR, 0x1ff);
+    uint32_t dest = (uint32_t)my_apic_id() << 24;
+    ioapic_write(0x10 + 2 * 10 + 1, dest);
+    ioapic_write(0x10 + 2 * 10, 0x50); /* edge, fixed, unmasked */
+    outl(TEST_PIO_PORT, 10);
+    bool seen = false;
+    for (uint64_t start = rdtsc(); !seen && rdtsc() - start < 6000000000ull;)
+        seen = lapic_pending(0x50);
+    puts_serial(seen ? "irq: gsi 10 delivered vector 0x50\n" : "irq: gsi 10 never arrived\n");
+    ioapic_write(0x10 + 2 * 10, 0x10000);
+}
+
 /* kvmc.test=ioapic-eoi (2 CPUs): COM1's pin 4, level-triggered, to the AP,
  * which takes each interrupt at CPL0 and sends the EOI. While the line is
  * high, every EOI must bring the next interrupt (kvmc hears the EOI through
@@ -769,6 +787,8 @@ void guest_main(void)
         emulation_failure();
     } else if (starts_with(test, "ioapic-eoi")) {
         test_ioapic_eoi(&cpus);
+    } else if (starts_with(test, "irq")) {
+        test_irq();
     } else if (starts_with(test, "ioapic")) {
         test_ioapic();
     } else if (starts_with(test, "pit")) {

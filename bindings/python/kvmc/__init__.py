@@ -2,45 +2,49 @@
 
     import kvmc
 
-    with kvmc.VM(kernel="bzImage", memory="256M", cmdline="console=ttyS0") as vm:
-        vm.start()
-        result = vm.wait(timeout=30)
+    with kvmc.VM("bzImage", memory="256M", cmdline="console=ttyS0") as vm:
+        result = vm.run(timeout=30)
         print(vm.console_text, result.reason)
 
 Device callbacks (`add_pio_device`, `add_mmio_device`), the console callback
-and lifecycle events run on kvmc's vCPU threads; cffi takes the GIL for them.
-An exception raised in a callback stops the VM and is raised again from
-`wait()`, chained to a `CallbackError`.
+and the virtio-console callback run on kvmc's own threads; cffi takes the
+GIL for them. An exception raised in a callback stops the VM and is raised
+again from `wait()`, as a `CallbackError` chained to it. Errors of libkvmc
+raise subclasses of `KvmcError` that are also the built-in exception that
+fits (`ValueError`, `OSError`, `TimeoutError`...): see `kvmc.errors`.
+
+Ctrl-C during `run()` or `wait()` (on the main thread) stops the VM and
+raises KeyboardInterrupt. VMs still open when the interpreter exits are
+closed first, so a script may simply end.
 """
 from __future__ import annotations
 
+import atexit
 import enum
+import os
 import re
 import threading
+import time
+import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Union
 
 from ._ffi import ffi, lib
+from .errors import (BusyError, CallbackError, ClosedError, ErrorCode, ImageFormatError,
+                     InvalidArgumentError, KVMError, KvmcError, KvmcMemoryError, KvmcOSError,
+                     KvmcTimeoutError, NotSupportedError, StateError, error_for)
 
-__all__ = ["VM", "KvmcError", "CallbackError", "ExitReason", "ExitInfo", "State",
-           "parse_size", "version"]
+__all__ = ["VM", "ExitReason", "ExitInfo", "State", "Event", "parse_size", "version",
+           "KvmcError", "ErrorCode", "InvalidArgumentError", "KvmcMemoryError", "KvmcOSError",
+           "KVMError", "ImageFormatError", "StateError", "ClosedError", "BusyError",
+           "KvmcTimeoutError", "NotSupportedError", "CallbackError"]
 
-DISK_READ_ONLY = 0x1
-
-
-class KvmcError(Exception):
-    """A libkvmc call failed; `code` is the kvmc_error, the message kvmc's."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(message)
-        self.code = code
-
-
-class CallbackError(KvmcError):
-    """A Python device, console or event callback raised; see __cause__."""
+PathLike = Union[str, bytes, "os.PathLike[str]", "os.PathLike[bytes]"]
+_U64 = (1 << 64) - 1
 
 
 class ExitReason(enum.IntEnum):
+    """kvmc_exit_reason; str() is the library's name for it ("poweroff"...)."""
     NONE = 0
     POWEROFF = 1
     RESET = 2
@@ -51,12 +55,23 @@ class ExitReason(enum.IntEnum):
     VMM_ERROR = 7
     GUEST_PANIC = 8
 
+    def __str__(self) -> str:
+        return ffi.string(lib.kvmc_exit_reason_name(int(self))).decode()
+
 
 class State(enum.IntEnum):
     CREATED = 0
     RUNNING = 1
     PAUSED = 2
     EXITED = 3
+
+
+class Event(enum.IntEnum):
+    """Lifecycle events (kvmc_event), for on_event."""
+    STARTED = 1
+    PAUSED = 2
+    RESUMED = 3
+    EXITED = 4
 
 
 @dataclass(frozen=True)
@@ -75,12 +90,13 @@ class ExitInfo:
 
 
 def version() -> str:
+    """The loaded libkvmc's version."""
     return ffi.string(lib.kvmc_version_string()).decode()
 
 
 def _check(rc: int) -> None:
     if rc != 0:
-        raise KvmcError(rc, ffi.string(lib.kvmc_last_error()).decode(errors="replace"))
+        raise error_for(rc, ffi.string(lib.kvmc_last_error()).decode(errors="replace"))
 
 
 _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -88,7 +104,11 @@ _SIZE = re.compile(r"^\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
 
 def parse_size(size: Union[int, str]) -> int:
     """256 * 2**20, "256M", "1G", "512MiB" -> bytes."""
+    if isinstance(size, bool) or not isinstance(size, (int, str)):
+        raise TypeError(f"a size is an int or a string like '256M', not {type(size).__name__}")
     if isinstance(size, int):
+        if size < 0:
+            raise ValueError(f"size {size} is negative")
         return size
     m = _SIZE.match(size)
     if not m:
@@ -96,30 +116,93 @@ def parse_size(size: Union[int, str]) -> int:
     return int(m.group(1)) << {"": 0, "K": 10, "M": 20, "G": 30, "T": 40}[m.group(2).upper()]
 
 
+def _int(name: str, value, lo: int, hi: int) -> int:
+    """An int argument in [lo, hi], or TypeError/ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not lo <= value <= hi:
+        raise InvalidArgumentError(ErrorCode.EINVAL,
+                                   f"{name} {value:#x} is out of range ({lo:#x}..{hi:#x})"
+                                   if hi > 0xffff else f"{name} {value} is out of range "
+                                   f"({lo}..{hi})")
+    return value
+
+
+def _path(name: str, value: PathLike, must_exist: bool) -> bytes:
+    """A path argument (str, bytes or os.PathLike) as bytes for C; a file
+    that must exist and does not raises FileNotFoundError (or the OSError
+    that fits) naming it, as Python's own file functions do."""
+    if value is None or not isinstance(value, (str, bytes, os.PathLike)):
+        raise TypeError(f"{name} must be a path (str, bytes or os.PathLike), "
+                        f"not {type(value).__name__}")
+    path = os.fsencode(value)
+    if must_exist:
+        os.stat(value)
+    return path
+
+
+def _text(name: str, value) -> bytes:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, not {type(value).__name__}")
+    return value.encode()
+
+
+# The VM whose callback the calling thread runs, if any: calls that wait for
+# the VM's threads refuse to run there instead of deadlocking.
+_tls = threading.local()
+# VMs still open, closed before the interpreter shuts down (a vCPU thread in
+# a callback would otherwise wait for the GIL forever, and close() for it).
+_open_vms: "weakref.WeakSet[VM]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_vms() -> None:
+    for vm in list(_open_vms):
+        try:
+            vm.close()
+        except Exception:  # noqa: BLE001 - nothing to report to at exit
+            pass
+
+
 ReadFn = Callable[[int, int], int]
 WriteFn = Callable[[int, int, int], None]
 
 
 class VM:
-    """One KVM guest. Configure in the constructor, then start() and wait().
+    """One KVM guest. Configure it in the constructor, then start() and wait(),
+    or run().
 
-    kernel: bzImage or ELF vmlinux path. memory: bytes or "256M". disks:
-    paths, or (path, read_only) tuples. nets: specs such as "user",
-    "user,hostfwd=tcp::2222-:22" or "tap=tap0". vsock: (guest_cid, uds_path),
-    Firecracker's convention. pit: add an i8254 PIT (off by default; Linux
-    does not need one). virtio_console: "socket:PATH", or True to
-    collect the guest's hvc0 output here (virtio_console_text, and input
-    through virtio_console_write). The VM is torn down by close(), by the
-    context manager, or when garbage-collected.
+    kernel: bzImage or ELF vmlinux path (str, bytes or os.PathLike), or None
+    with kernel_image: the image itself (bytes).
+    memory: bytes or "256M". memory_backing: "anon" (default), "memfd" or
+    "hugetlb". cpus: 1 to 64. disks: paths, or (path, read_only) tuples. nets: specs such as "user", "user,hostfwd=tcp::2222-:22" or
+    "tap=tap0". vsock: (guest_cid, uds_path), Firecracker's convention.
+    pit: an i8254 PIT (off by default; Linux does not need one).
+    virtio_console: "socket:PATH", or True to collect the guest's hvc0 output
+    here (virtio_console_text; input through virtio_console_write).
+    console: a callable that gets each chunk of COM1 output (bytes); input
+    goes to the guest through console_write().
+    vsock_connector: port -> socket (or fd, or None to refuse), called on
+    kvmc's I/O thread for each guest connection to the host (instead of
+    connecting to "<uds_path>_<port>").
+    on_event: a callable that gets each lifecycle Event.
+
+    Every method may be called in every state; one that does not apply
+    raises StateError, and any call on a closed VM raises ClosedError. The
+    VM is torn down by close(), by the context manager, by garbage
+    collection, or at interpreter exit.
     """
 
-    def __init__(self, kernel: str, *, memory: Union[int, str] = "256M", cpus: int = 1,
-                 cmdline: Optional[str] = None, initrd: Optional[str] = None,
-                 boot: str = "auto", disks: Optional[List] = None, rng: bool = False,
-                 pit: bool = False,
+    def __init__(self, kernel: Optional[PathLike] = None, *, kernel_image: Optional[bytes] = None,
+                 memory: Union[int, str] = "256M", memory_backing: str = "anon",
+                 cpus: int = 1, cmdline: Optional[str] = None,
+                 initrd: Optional[PathLike] = None, boot: str = "auto",
+                 disks: Optional[List] = None, rng: bool = False, pit: bool = False,
                  console: Optional[Callable[[bytes], None]] = None,
                  nets: Optional[List[str]] = None, vsock: Optional[tuple] = None,
-                 virtio_console: Union[None, bool, str] = None):
+                 vsock_connector: Optional[Callable[[int], object]] = None,
+                 virtio_console: Union[None, bool, str] = None,
+                 on_event: Optional[Callable[["Event"], None]] = None):
         self._vm = ffi.NULL
         self._lock = threading.Lock()
         self._console = bytearray()
@@ -127,96 +210,168 @@ class VM:
         self._console_cond = threading.Condition(self._lock)
         self._vconsole = bytearray()
         self._errors: List[BaseException] = []
-        self._keep = []  # cffi callbacks and handles that C holds on to
+        self._keep = []  # cffi callbacks and structs C holds on to
+        self._input_w = -1
+        for name, fn in (("console", console), ("vsock_connector", vsock_connector),
+                         ("on_event", on_event)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable")
+        if (kernel is None) == (kernel_image is None):
+            raise TypeError("give kernel (a path) or kernel_image (bytes), one of them")
         cfg = ffi.new("kvmc_config **")
         _check(lib.kvmc_config_new(cfg))
         try:
-            self._configure(cfg[0], kernel, memory, cpus, cmdline, initrd, boot,
-                            disks or [], rng)
+            self._configure(cfg[0], kernel, kernel_image, memory, memory_backing, cpus,
+                            cmdline, initrd, boot, disks or [], rng)
             _check(lib.kvmc_config_set_pit(cfg[0], 1 if pit else 0))
-            self._configure_streams(cfg[0], nets or [], vsock, virtio_console)
+            self._configure_streams(cfg[0], nets or [], vsock, vsock_connector, virtio_console)
             vm = ffi.new("kvmc_vm **")
             _check(lib.kvmc_vm_create(cfg[0], vm))
             self._vm = vm[0]
+            _open_vms.add(self)
+        except BaseException:
+            self._close_input()
+            raise
         finally:
             lib.kvmc_config_free(cfg[0])
+        if on_event is not None:
+            self._set_event_callback(on_event)
 
-    def _configure(self, cfg, kernel, memory, cpus, cmdline, initrd, boot, disks, rng):
+    def _configure(self, cfg, kernel, kernel_image, memory, memory_backing, cpus, cmdline,
+                   initrd, boot, disks, rng):
         protocols = {"auto": lib.KVMC_BOOT_AUTO, "linux": lib.KVMC_BOOT_LINUX,
                      "pvh": lib.KVMC_BOOT_PVH}
+        backings = {"anon": 0, "memfd": lib.KVMC_MEM_MEMFD,
+                    "hugetlb": lib.KVMC_MEM_MEMFD | lib.KVMC_MEM_HUGEPAGES}
         if boot not in protocols:
             raise ValueError(f"boot={boot!r}: use auto, linux or pvh")
-        _check(lib.kvmc_config_set_kernel(cfg, kernel.encode()))
-        _check(lib.kvmc_config_set_memory(cfg, parse_size(memory)))
-        _check(lib.kvmc_config_set_cpus(cfg, cpus))
+        if memory_backing not in backings:
+            raise ValueError(f"memory_backing={memory_backing!r}: use anon, memfd or hugetlb")
+        if kernel is not None:
+            _check(lib.kvmc_config_set_kernel(cfg, _path("kernel", kernel, True)))
+        else:
+            image = bytes(kernel_image)
+            _check(lib.kvmc_config_set_kernel_image(cfg, image, len(image)))
+        _check(lib.kvmc_config_set_memory(cfg, _int("memory", parse_size(memory), 0, _U64)))
+        _check(lib.kvmc_config_set_memory_flags(cfg, backings[memory_backing]))
+        _check(lib.kvmc_config_set_cpus(cfg, _int("cpus", cpus, 0, 0xffffffff)))
         _check(lib.kvmc_config_set_boot_protocol(cfg, protocols[boot]))
         if cmdline is not None:
-            _check(lib.kvmc_config_set_cmdline(cfg, cmdline.encode()))
+            _check(lib.kvmc_config_set_cmdline(cfg, _text("cmdline", cmdline)))
         if initrd is not None:
-            _check(lib.kvmc_config_set_initrd(cfg, initrd.encode()))
+            _check(lib.kvmc_config_set_initrd(cfg, _path("initrd", initrd, True)))
         for disk in disks:
-            path, ro = (disk, False) if isinstance(disk, str) else disk
-            _check(lib.kvmc_config_add_disk(cfg, path.encode(), DISK_READ_ONLY if ro else 0,
-                                            ffi.NULL))
+            path, ro = (disk, False) if not isinstance(disk, tuple) else disk
+            flags = lib.KVMC_DISK_READ_ONLY if ro else 0
+            _check(lib.kvmc_config_add_disk(cfg, _path("disk", path, True), flags, ffi.NULL))
         if rng:
             _check(lib.kvmc_config_set_rng(cfg, 1))
         cb = ffi.callback("void(void *, const uint8_t *, size_t)", self._on_console,
                           onerror=self._on_callback_error)
         self._keep.append(cb)
         _check(lib.kvmc_config_set_console_callback(cfg, cb, ffi.NULL))
+        # Console input: a pipe the guest reads, console_write() writes.
+        read_end, self._input_w = os.pipe2(os.O_CLOEXEC)
+        self._input_r = read_end
+        _check(lib.kvmc_config_set_console_input_fd(cfg, read_end))
 
-    def _configure_streams(self, cfg, nets, vsock, virtio_console):
+    def _configure_streams(self, cfg, nets, vsock, vsock_connector, virtio_console):
         for spec in nets:
-            _check(lib.kvmc_config_add_net(cfg, spec.encode()))
+            _check(lib.kvmc_config_add_net(cfg, _text("net", spec)))
         if vsock is not None:
             cid, path = vsock
-            _check(lib.kvmc_config_set_vsock(cfg, cid, str(path).encode()))
+            _check(lib.kvmc_config_set_vsock(cfg, _int("vsock CID", cid, 0, 0xffffffff),
+                                             _path("vsock path", path, False)))
+        if vsock_connector is not None:
+            def connect(_opaque, port):
+                _tls.vm = self
+                try:
+                    sock = vsock_connector(port)
+                    if sock is None:
+                        return -1
+                    fd = sock if isinstance(sock, int) else sock.fileno()
+                    return os.dup(fd)  # kvmc owns what it gets; the caller keeps sock
+                finally:
+                    _tls.vm = None
+            cb = ffi.callback("int(void *, uint32_t)", connect, onerror=self._on_connect_error)
+            self._keep.append(cb)
+            _check(lib.kvmc_config_set_vsock_connector(cfg, cb, ffi.NULL))
         if isinstance(virtio_console, str):
             if not virtio_console.startswith("socket:"):
                 raise ValueError(f"virtio_console={virtio_console!r}: use 'socket:PATH' or True")
             _check(lib.kvmc_config_set_virtio_console_socket(
-                cfg, virtio_console[len("socket:"):].encode()))
+                cfg, _path("virtio_console", virtio_console[len("socket:"):], False)))
         elif virtio_console:
             cb = ffi.callback("void(void *, const uint8_t *, size_t)", self._on_vconsole,
                               onerror=self._on_callback_error)
             self._keep.append(cb)
             _check(lib.kvmc_config_set_virtio_console_callback(cfg, cb, ffi.NULL))
 
-    # ---- callbacks (vCPU and I/O threads) ------------------------------------
+    # ---- callbacks (kvmc's threads) ---------------------------------------
 
     def _on_vconsole(self, _opaque, data, length):
-        chunk = bytes(ffi.buffer(data, length))
-        with self._lock:
-            self._vconsole += chunk
-            self._console_cond.notify_all()
+        _tls.vm = self
+        try:
+            chunk = bytes(ffi.buffer(data, length))
+            with self._lock:
+                self._vconsole += chunk
+                self._console_cond.notify_all()
+        finally:
+            _tls.vm = None
 
     def _on_console(self, _opaque, data, length):
-        chunk = bytes(ffi.buffer(data, length))
-        with self._lock:
-            self._console += chunk
-            self._console_cond.notify_all()
-        if self._console_cb:
-            self._console_cb(chunk)
+        _tls.vm = self
+        try:
+            chunk = bytes(ffi.buffer(data, length))
+            with self._lock:
+                self._console += chunk
+                self._console_cond.notify_all()
+            if self._console_cb:
+                self._console_cb(chunk)
+        finally:
+            _tls.vm = None
 
     def _on_callback_error(self, exc_type, exc, tb):
         self._errors.append(exc)
-        if self._vm != ffi.NULL:
-            lib.kvmc_vm_stop(self._vm)
+        _tls.vm = None
+        vm = self._vm
+        if vm != ffi.NULL:
+            lib.kvmc_vm_stop(vm)
         return None
 
-    # ---- devices ------------------------------------------------------------
+    # ---- devices ----------------------------------------------------------
 
     def _device_ops(self, read: Optional[ReadFn], write: Optional[WriteFn]):
+        for name, fn in (("read", read), ("write", write)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
         ops = ffi.new("kvmc_device_ops *")
         if read:
-            r = ffi.callback("uint64_t(void *, uint64_t, unsigned)",
-                             lambda _o, off, size: read(off, size) & ((1 << (8 * size)) - 1),
+            def c_read(_opaque, offset, size):
+                _tls.vm = self
+                try:
+                    value = read(offset, size)
+                    if isinstance(value, bool) or not isinstance(value, int):
+                        raise TypeError(f"device read({offset:#x}, {size}) returned "
+                                        f"{type(value).__name__}, not an int")
+                    if not -(1 << 63) <= value <= _U64:
+                        raise ValueError(f"device read({offset:#x}, {size}) returned {value:#x},"
+                                         " which does not fit 64 bits")
+                    return (value & _U64) & ((1 << (8 * size)) - 1)
+                finally:
+                    _tls.vm = None
+            r = ffi.callback("uint64_t(void *, uint64_t, unsigned)", c_read,
                              onerror=self._on_read_error)
             ops.read = r
             self._keep.append(r)
         if write:
-            w = ffi.callback("void(void *, uint64_t, unsigned, uint64_t)",
-                             lambda _o, off, size, value: write(off, size, value),
+            def c_write(_opaque, offset, size, value):
+                _tls.vm = self
+                try:
+                    write(offset, size, value)
+                finally:
+                    _tls.vm = None
+            w = ffi.callback("void(void *, uint64_t, unsigned, uint64_t)", c_write,
                              onerror=self._on_callback_error)
             ops.write = w
             self._keep.append(w)
@@ -225,43 +380,98 @@ class VM:
 
     def _on_read_error(self, exc_type, exc, tb):
         self._on_callback_error(exc_type, exc, tb)
-        return 0xFFFFFFFFFFFFFFFF
+        return _U64
+
+    def _on_connect_error(self, exc_type, exc, tb):
+        self._on_callback_error(exc_type, exc, tb)
+        return -1
+
+    def _set_event_callback(self, fn) -> None:
+        def on_event(_opaque, _vm, event):
+            _tls.vm = self
+            try:
+                fn(Event(event))
+            finally:
+                _tls.vm = None
+        cb = ffi.callback("void(void *, kvmc_vm *, kvmc_event)", on_event,
+                          onerror=self._on_callback_error)
+        self._keep.append(cb)
+        _check(lib.kvmc_vm_set_event_callback(self._handle(), cb, ffi.NULL))
 
     def add_mmio_device(self, base: int, size: int, read: Optional[ReadFn] = None,
                         write: Optional[WriteFn] = None) -> None:
         """A device at guest-physical [base, base+size): read(offset, size) -> int,
         write(offset, size, value). Called on vCPU threads; add before start()."""
+        _int("base", base, 0, _U64)
+        _int("size", size, 1, _U64)
         _check(lib.kvmc_vm_add_mmio_device(self._handle(), base, size,
                                            self._device_ops(read, write), ffi.NULL))
 
     def add_pio_device(self, port: int, size: int, read: Optional[ReadFn] = None,
                        write: Optional[WriteFn] = None) -> None:
-        """Like add_mmio_device, on I/O ports [port, port+size)."""
+        """Like add_mmio_device, on I/O ports [port, port+size) within 0..0xffff."""
+        _int("port", port, 0, 0xffff)
+        _int("size", size, 1, 0x10000 - port)
         _check(lib.kvmc_vm_add_pio_device(self._handle(), port, size,
                                           self._device_ops(read, write), ffi.NULL))
 
-    # ---- lifecycle ----------------------------------------------------------
+    def set_irq_line(self, gsi: int, level: Union[bool, int]) -> None:
+        """Raises (True) or lowers (False) an interrupt line, GSI 0..23; from any
+        thread, a device callback included."""
+        _check(lib.kvmc_vm_set_irq_line(self._handle(), _int("gsi", gsi, 0, 0xffffffff),
+                                        1 if level else 0))
+
+    # ---- lifecycle --------------------------------------------------------
 
     def _handle(self):
-        if self._vm == ffi.NULL:
-            raise KvmcError(-6, "the VM is closed")
-        return self._vm
+        vm = self._vm
+        if vm == ffi.NULL:
+            raise ClosedError()
+        return vm
+
+    def _refuse_in_callback(self, what: str) -> None:
+        if getattr(_tls, "vm", None) is self:
+            raise StateError(ErrorCode.ESTATE,
+                             f"{what} called from a callback of this VM: it would wait for "
+                             f"the thread running the callback; call it after run() returns")
 
     def start(self) -> "VM":
         _check(lib.kvmc_vm_start(self._handle()))
         return self
 
     def wait(self, timeout: Optional[float] = None) -> ExitInfo:
-        """Waits for the guest to end; TimeoutError if it is still running."""
+        """Waits for the guest to end; KvmcTimeoutError (a TimeoutError) if it
+        still runs after timeout seconds. On the main thread, Ctrl-C stops the
+        VM and raises KeyboardInterrupt."""
+        vm = self._handle()
+        self._refuse_in_callback("wait()")
+        if timeout is not None and (isinstance(timeout, bool) or
+                                    not isinstance(timeout, (int, float)) or timeout < 0):
+            raise ValueError(f"timeout {timeout!r}: a number of seconds, at least 0")
         info = ffi.new("kvmc_exit_info *")
-        ms = -1 if timeout is None else int(timeout * 1000)
-        rc = lib.kvmc_vm_wait(self._handle(), ms, info)
-        if rc == -8:
-            raise TimeoutError(f"VM still running after {timeout} s")
+        slice_ms = 100 if threading.current_thread() is threading.main_thread() else -1
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                if deadline is None:
+                    ms = slice_ms
+                else:
+                    left = max(0, int((deadline - time.monotonic()) * 1000))
+                    ms = left if slice_ms < 0 else min(left, slice_ms)
+                rc = lib.kvmc_vm_wait(vm, ms, info)
+                if rc != ErrorCode.ETIMEDOUT or (deadline is not None and
+                                                 time.monotonic() >= deadline):
+                    break
+        except KeyboardInterrupt:
+            lib.kvmc_vm_stop(vm)
+            lib.kvmc_vm_wait(vm, -1, ffi.NULL)
+            raise
+        if rc == ErrorCode.ETIMEDOUT:
+            raise KvmcTimeoutError(rc, f"the VM still runs after {timeout} s")
         _check(rc)
         if self._errors:
             err = self._errors[0]
-            raise CallbackError(-7, f"a callback raised {type(err).__name__}: {err}") from err
+            raise CallbackError(f"a callback raised {type(err).__name__}: {err}") from err
         return ExitInfo(ExitReason(info.reason), info.code, info.vcpu, info.rip,
                         ffi.string(info.message).decode(errors="replace"))
 
@@ -270,10 +480,13 @@ class VM:
         return self.start().wait(timeout)
 
     def stop(self) -> None:
+        """Asks the VM to stop; returns at once (wait() for the end)."""
         _check(lib.kvmc_vm_stop(self._handle()))
 
     def pause(self) -> None:
-        _check(lib.kvmc_vm_pause(self._handle()))
+        vm = self._handle()
+        self._refuse_in_callback("pause()")
+        _check(lib.kvmc_vm_pause(vm))
 
     def resume(self) -> None:
         _check(lib.kvmc_vm_resume(self._handle()))
@@ -282,12 +495,21 @@ class VM:
     def state(self) -> State:
         return State(lib.kvmc_vm_get_state(self._handle()))
 
+    @property
+    def closed(self) -> bool:
+        return self._vm == ffi.NULL
+
     def read_memory(self, gpa: int, length: int) -> bytes:
+        """Guest-physical memory; the whole range must be guest RAM."""
+        _int("gpa", gpa, 0, _U64)
+        _int("length", length, 0, 1 << 40)
         buf = ffi.new("uint8_t[]", length)
         _check(lib.kvmc_vm_read_memory(self._handle(), gpa, buf, length))
         return bytes(ffi.buffer(buf, length))
 
     def write_memory(self, gpa: int, data: bytes) -> None:
+        _int("gpa", gpa, 0, _U64)
+        data = bytes(data)
         _check(lib.kvmc_vm_write_memory(self._handle(), gpa, data, len(data)))
 
     _REGS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp", "r8", "r9", "r10",
@@ -296,7 +518,7 @@ class VM:
     def get_regs(self, vcpu: int = 0) -> dict:
         """vCPU registers as a dict; only while paused, not started, or exited."""
         regs = ffi.new("kvmc_regs *")
-        _check(lib.kvmc_vm_get_regs(self._handle(), vcpu, regs))
+        _check(lib.kvmc_vm_get_regs(self._handle(), _int("vcpu", vcpu, 0, 0xffffffff), regs))
         return {name: getattr(regs, name) for name in self._REGS}
 
     def set_regs(self, vcpu: int = 0, **changes: int) -> None:
@@ -304,13 +526,23 @@ class VM:
         unknown = set(changes) - set(self._REGS)
         if unknown:
             raise ValueError(f"unknown registers: {sorted(unknown)}")
+        for name, value in changes.items():
+            _int(name, value, 0, _U64)
         regs = ffi.new("kvmc_regs *")
-        _check(lib.kvmc_vm_get_regs(self._handle(), vcpu, regs))
+        _check(lib.kvmc_vm_get_regs(self._handle(), _int("vcpu", vcpu, 0, 0xffffffff), regs))
         for name, value in changes.items():
             setattr(regs, name, value)
         _check(lib.kvmc_vm_set_regs(self._handle(), vcpu, regs))
 
-    # ---- console ------------------------------------------------------------
+    @property
+    def cpus(self) -> int:
+        return lib.kvmc_vm_cpu_count(self._handle())
+
+    @property
+    def memory(self) -> int:
+        return lib.kvmc_vm_memory_size(self._handle())
+
+    # ---- console ----------------------------------------------------------
 
     @property
     def console_text(self) -> str:
@@ -321,8 +553,9 @@ class VM:
         needle = text.encode()
         with self._console_cond:
             if not self._console_cond.wait_for(lambda: needle in buffer, timeout):
-                raise TimeoutError(f"{what} never showed {text!r}; got:\n"
-                                   f"{buffer.decode(errors='replace')}")
+                raise KvmcTimeoutError(ErrorCode.ETIMEDOUT,
+                                       f"{what} never showed {text!r}; got:\n"
+                                       f"{buffer.decode(errors='replace')}")
             return buffer.decode(errors="replace")
 
     def wait_for_console(self, text: str, timeout: float = 30.0) -> str:
@@ -342,21 +575,42 @@ class VM:
     def virtio_console_write(self, data: bytes) -> int:
         """Queues input for the guest's virtio console; returns how many bytes
         fit (up to 64 KiB wait until the guest reads)."""
+        data = bytes(data)
         written = ffi.new("size_t *")
         _check(lib.kvmc_vm_virtio_console_write(self._handle(), data, len(data), written))
         return written[0]
+
+    def console_write(self, data: bytes) -> None:
+        """Types data into the guest's COM1 console (it waits in a pipe until
+        the guest reads it)."""
+        self._handle()
+        data = bytes(data)
+        while data:
+            data = data[os.write(self._input_w, data):]
 
     def console_lines(self) -> Iterator[str]:
         """The console output so far, line by line."""
         return iter(self.console_text.splitlines())
 
-    # ---- teardown -----------------------------------------------------------
+    # ---- teardown ---------------------------------------------------------
 
     def close(self) -> None:
-        """Stops the guest if it runs and frees everything. Idempotent."""
-        if self._vm != ffi.NULL:
+        """Stops the guest if it runs and frees everything. Idempotent. Not
+        from a callback of this VM (StateError): close it once run() returns."""
+        self._refuse_in_callback("close()")
+        with self._lock:
             vm, self._vm = self._vm, ffi.NULL
+        if vm != ffi.NULL:
+            _open_vms.discard(self)
             lib.kvmc_vm_destroy(vm)
+        self._close_input()
+
+    def _close_input(self) -> None:
+        for attr in ("_input_w", "_input_r"):
+            fd = getattr(self, attr, -1)
+            if fd >= 0:
+                setattr(self, attr, -1)
+                os.close(fd)
 
     def __enter__(self) -> "VM":
         return self
@@ -366,6 +620,7 @@ class VM:
 
     def __del__(self):
         try:
-            self.close()
-        except Exception:
+            if getattr(_tls, "vm", None) is not self:
+                self.close()
+        except Exception:  # noqa: BLE001 - a finalizer must not raise
             pass

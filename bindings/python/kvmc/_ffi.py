@@ -1,22 +1,41 @@
-"""The C declarations of libkvmc that the binding uses (cffi ABI mode: no
-compiler is needed to install or import the package)."""
+"""The C declarations of libkvmc that the binding uses (cffi, ABI mode: no
+compiler is needed to install or import the package).
+
+They restate core/include/kvmc/kvmc.h; tests/test_parity.py fails when the
+two disagree (a function, a parameter, a struct field or a constant), so a
+change to the header cannot go unnoticed here."""
 import os
 
 from cffi import FFI
 
-ffi = FFI()
-ffi.cdef("""
+CDEF = """
 typedef struct kvmc_config kvmc_config;
 typedef struct kvmc_vm kvmc_vm;
 
-typedef enum { KVMC_BOOT_AUTO = 0, KVMC_BOOT_LINUX = 1, KVMC_BOOT_PVH = 2 } kvmc_boot_protocol;
-typedef enum { KVMC_STATE_CREATED = 0, KVMC_STATE_RUNNING = 1, KVMC_STATE_PAUSED = 2,
-               KVMC_STATE_EXITED = 3 } kvmc_vm_state;
-typedef enum { KVMC_EVENT_STARTED = 1, KVMC_EVENT_PAUSED = 2, KVMC_EVENT_RESUMED = 3,
-               KVMC_EVENT_EXITED = 4 } kvmc_event;
+typedef enum kvmc_error {
+    KVMC_OK = 0, KVMC_EINVAL = -1, KVMC_ENOMEM = -2, KVMC_EIO = -3, KVMC_EKVM = -4,
+    KVMC_EFORMAT = -5, KVMC_ESTATE = -6, KVMC_EBUSY = -7, KVMC_ETIMEDOUT = -8,
+    KVMC_ENOTSUP = -9
+} kvmc_error;
+typedef enum kvmc_boot_protocol {
+    KVMC_BOOT_AUTO = 0, KVMC_BOOT_LINUX = 1, KVMC_BOOT_PVH = 2
+} kvmc_boot_protocol;
+typedef enum kvmc_vm_state {
+    KVMC_STATE_INVALID = -1, KVMC_STATE_CREATED = 0, KVMC_STATE_RUNNING = 1,
+    KVMC_STATE_PAUSED = 2, KVMC_STATE_EXITED = 3
+} kvmc_vm_state;
+typedef enum kvmc_exit_reason {
+    KVMC_EXIT_NONE = 0, KVMC_EXIT_POWEROFF = 1, KVMC_EXIT_RESET = 2, KVMC_EXIT_STOPPED = 3,
+    KVMC_EXIT_TRIPLE_FAULT = 4, KVMC_EXIT_INTERNAL_ERROR = 5, KVMC_EXIT_FAIL_ENTRY = 6,
+    KVMC_EXIT_VMM_ERROR = 7, KVMC_EXIT_GUEST_PANIC = 8
+} kvmc_exit_reason;
+typedef enum kvmc_event {
+    KVMC_EVENT_STARTED = 1, KVMC_EVENT_PAUSED = 2, KVMC_EVENT_RESUMED = 3,
+    KVMC_EVENT_EXITED = 4
+} kvmc_event;
 
 typedef struct kvmc_exit_info {
-    int reason;
+    kvmc_exit_reason reason;
     int32_t code;
     int32_t vcpu;
     uint64_t rip, rsp, rflags, cr0, cr3, cr4, efer;
@@ -37,30 +56,45 @@ typedef struct kvmc_regs {
 
 typedef void (*kvmc_console_fn)(void *opaque, const uint8_t *data, size_t len);
 typedef void (*kvmc_event_fn)(void *opaque, kvmc_vm *vm, kvmc_event event);
+typedef int (*kvmc_vsock_connect_fn)(void *opaque, uint32_t port);
+
+#define KVMC_MEM_MEMFD 1
+#define KVMC_MEM_HUGEPAGES 2
+#define KVMC_DISK_READ_ONLY 1
+#define KVMC_DISK_NO_LOCK 2
+#define KVMC_MAX_VIRTIO_DEVICES 8
+#define KVMC_MAX_VCPUS 64
 
 const char *kvmc_last_error(void);
 const char *kvmc_strerror(int err);
 const char *kvmc_version_string(void);
+const char *kvmc_exit_reason_name(kvmc_exit_reason reason);
 
 int kvmc_config_new(kvmc_config **out);
 void kvmc_config_free(kvmc_config *cfg);
 int kvmc_config_set_kernel(kvmc_config *cfg, const char *path);
+int kvmc_config_set_kernel_image(kvmc_config *cfg, const void *data, size_t len);
 int kvmc_config_set_initrd(kvmc_config *cfg, const char *path);
 int kvmc_config_set_cmdline(kvmc_config *cfg, const char *cmdline);
 int kvmc_config_set_boot_protocol(kvmc_config *cfg, kvmc_boot_protocol proto);
 int kvmc_config_set_memory(kvmc_config *cfg, uint64_t bytes);
+int kvmc_config_set_memory_flags(kvmc_config *cfg, unsigned flags);
 int kvmc_config_set_cpus(kvmc_config *cfg, unsigned cpus);
+int kvmc_config_set_console_fd(kvmc_config *cfg, int out_fd);
+int kvmc_config_set_console_file(kvmc_config *cfg, const char *path);
 int kvmc_config_set_console_callback(kvmc_config *cfg, kvmc_console_fn fn, void *opaque);
+int kvmc_config_set_console_limit(kvmc_config *cfg, uint64_t bytes);
 int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd);
 int kvmc_config_add_disk(kvmc_config *cfg, const char *path, unsigned flags,
                          const char *serial);
 int kvmc_config_set_rng(kvmc_config *cfg, int enabled);
-int kvmc_config_set_pit(kvmc_config *cfg, int enabled);
 int kvmc_config_set_virtio_console_socket(kvmc_config *cfg, const char *path);
-int kvmc_config_set_virtio_console_callback(kvmc_config *cfg, kvmc_console_fn fn, void *opaque);
+int kvmc_config_set_virtio_console_callback(kvmc_config *cfg, kvmc_console_fn fn,
+                                            void *opaque);
 int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid, const char *uds_path);
+int kvmc_config_set_vsock_connector(kvmc_config *cfg, kvmc_vsock_connect_fn fn, void *opaque);
 int kvmc_config_add_net(kvmc_config *cfg, const char *spec);
-int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len, size_t *written);
+int kvmc_config_set_pit(kvmc_config *cfg, int enabled);
 
 int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out);
 void kvmc_vm_destroy(kvmc_vm *vm);
@@ -71,15 +105,24 @@ int kvmc_vm_stop(kvmc_vm *vm);
 int kvmc_vm_pause(kvmc_vm *vm);
 int kvmc_vm_resume(kvmc_vm *vm);
 kvmc_vm_state kvmc_vm_get_state(const kvmc_vm *vm);
+unsigned kvmc_vm_cpu_count(const kvmc_vm *vm);
+uint64_t kvmc_vm_memory_size(const kvmc_vm *vm);
 int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf, size_t len);
+int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len, size_t *written);
 int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf, size_t len);
 int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
 int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);
+int kvmc_vm_set_seccomp(kvmc_vm *vm, int enabled);
+int kvmc_seccomp_confine_control_thread(void);
 int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
                            const kvmc_device_ops *ops, void *opaque);
 int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
                             const kvmc_device_ops *ops, void *opaque);
-""")
+int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level);
+"""
+
+ffi = FFI()
+ffi.cdef(CDEF)
 
 
 def _load():
