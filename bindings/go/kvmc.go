@@ -1,9 +1,18 @@
 // Package kvmc creates, runs and controls KVM guests through libkvmc.
 //
-// Device and console callbacks run on kvmc's vCPU threads (cgo calls back
-// into Go on them); they must be safe for concurrent use when a guest has
-// several vCPUs. Build with CGO_CFLAGS/CGO_LDFLAGS pointing at an installed
-// kvmc (pkg-config kvmc) or at a build tree.
+// A VM is created from a Config, started, and waited for; every method is
+// safe for concurrent use and may be called in any state (those that do not
+// apply return an error that errors.Is ErrState, and any call on a closed VM
+// returns ErrClosed).
+//
+// Device, console, vsock-connector and event callbacks run on kvmc's own
+// threads (cgo calls back into Go on them); they must be safe for
+// concurrent use when a guest has several vCPUs. A callback that panics
+// stops the VM, and Wait returns a *CallbackError. A callback must not call
+// Close, Wait or Pause on its own VM (ErrInCallback).
+//
+// Build with CGO_CFLAGS/CGO_LDFLAGS pointing at an installed kvmc
+// (pkg-config kvmc) or at a build tree.
 package kvmc
 
 /*
@@ -15,6 +24,8 @@ package kvmc
 extern uint64_t kvmcGoDeviceRead(void *opaque, uint64_t offset, unsigned size);
 extern void kvmcGoDeviceWrite(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 extern void kvmcGoConsole(void *opaque, uint8_t *data, size_t len);
+extern int kvmcGoVsockConnect(void *opaque, uint32_t port);
+extern void kvmcGoEvent(void *opaque, kvmc_vm *vm, int event);
 
 static const kvmc_device_ops kvmc_go_device_ops = {kvmcGoDeviceRead, kvmcGoDeviceWrite};
 
@@ -31,30 +42,27 @@ static int kvmc_go_set_console(kvmc_config *cfg, uintptr_t h) {
 static int kvmc_go_set_virtio_console(kvmc_config *cfg, uintptr_t h) {
 	return kvmc_config_set_virtio_console_callback(cfg, (kvmc_console_fn)kvmcGoConsole, (void *)h);
 }
+static int kvmc_go_set_vsock_connector(kvmc_config *cfg, uintptr_t h) {
+	return kvmc_config_set_vsock_connector(cfg, kvmcGoVsockConnect, (void *)h);
+}
+static int kvmc_go_set_event_callback(kvmc_vm *vm, uintptr_t h) {
+	return kvmc_vm_set_event_callback(vm, (kvmc_event_fn)kvmcGoEvent, (void *)h);
+}
 */
 import "C"
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"os"
 	"runtime"
 	"runtime/cgo"
+	"runtime/debug"
 	"sync"
+	"syscall"
 	"unsafe"
 )
-
-// Error is a failed libkvmc call: Code is the kvmc_error, Msg kvmc's message.
-type Error struct {
-	Code int
-	Msg  string
-}
-
-func (e *Error) Error() string { return "kvmc: " + e.Msg }
-
-// ErrClosed is returned by calls on a closed VM.
-var ErrClosed = errors.New("kvmc: the VM is closed")
 
 // call runs f and, on failure, reads kvmc's thread-local message on the same
 // OS thread.
@@ -62,7 +70,7 @@ func call(f func() C.int) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if rc := f(); rc != 0 {
-		return &Error{Code: int(rc), Msg: C.GoString(C.kvmc_last_error())}
+		return &Error{Code: Code(rc), Msg: C.GoString(C.kvmc_last_error())}
 	}
 	return nil
 }
@@ -82,14 +90,9 @@ const (
 	ExitGuestPanic
 )
 
-var reasonNames = [...]string{"none", "poweroff", "reset", "stopped", "triple fault",
-	"internal error", "entry failure", "VMM error", "guest panic"}
-
+// String is libkvmc's name for the reason: "poweroff", "triple_fault"...
 func (r ExitReason) String() string {
-	if int(r) < len(reasonNames) {
-		return reasonNames[r]
-	}
-	return fmt.Sprintf("ExitReason(%d)", int(r))
+	return C.GoString(C.kvmc_exit_reason_name(C.kvmc_exit_reason(r)))
 }
 
 // ExitInfo is how and where a guest ended.
@@ -116,26 +119,56 @@ const (
 	StateExited
 )
 
-// Disk is a raw image (or block device) attached as virtio-blk.
+var stateNames = [...]string{"created", "running", "paused", "exited"}
+
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Event is a lifecycle event, for Config.OnEvent.
+type Event int
+
+const (
+	EventStarted Event = iota + 1
+	EventPaused
+	EventResumed
+	EventExited
+)
+
+// Disk is a raw image (or block device) attached as virtio-blk. The image is
+// locked while the VM exists (exclusively, or shared when ReadOnly) unless
+// NoLock is set.
 type Disk struct {
 	Path     string
 	ReadOnly bool
+	NoLock   bool
 	Serial   string
 }
 
-// Config describes a VM. Memory is in bytes (default 256 MiB), CPUs defaults to 1.
+// Config describes a VM. Memory is in bytes (default 256 MiB), CPUs defaults
+// to 1.
 type Config struct {
-	Kernel  string
-	Initrd  string
-	Cmdline string
-	Memory  uint64
-	CPUs    uint
-	Disks   []Disk
-	RNG     bool
+	// Kernel is a bzImage or ELF vmlinux path; or KernelImage the image.
+	Kernel      string
+	KernelImage []byte
+	Initrd      string
+	Cmdline     string
+	// Boot is the entry protocol: "auto" (default), "linux" or "pvh".
+	Boot   string
+	Memory uint64
+	// MemoryBacking is "anon" (default), "memfd" or "hugetlb".
+	MemoryBacking string
+	CPUs          uint
+	Disks         []Disk
+	RNG           bool
 	// PIT adds an i8254 PIT; off by default (Linux does not need one, and
 	// a PIT makes VM teardown about 18 ms slower).
 	PIT bool
-	// Console receives the guest's COM1 output (from vCPU threads).
+	// Console receives the guest's COM1 output (from vCPU threads); input
+	// goes through VM.ConsoleWrite.
 	Console io.Writer
 	// Nets are virtio-net devices: "user", "user,hostfwd=tcp::2222-:22",
 	// "tap=tap0", each optionally with ",mac=52:54:00:12:34:56". At most 4.
@@ -148,13 +181,19 @@ type Config struct {
 	// the VM's I/O thread); input goes through VM.VirtioConsoleWrite.
 	VirtioConsoleSocket string
 	VirtioConsole       io.Writer
+	// OnEvent gets each lifecycle event, on the thread that caused it.
+	OnEvent func(Event)
 }
 
 // Vsock: the guest's CID (3 or more) and the Unix socket path host programs
-// connect to; guest connections to host port P go to "<UDSPath>_<P>".
+// connect to; guest connections to host port P go to "<UDSPath>_<P>", or,
+// with Connect, wherever Connect says: it returns a connected socket (kvmc
+// takes a duplicate of its descriptor; the caller keeps and closes its own),
+// or an error to refuse. Connect runs on kvmc's I/O thread: keep it quick.
 type Vsock struct {
 	CID     uint32
 	UDSPath string
+	Connect func(port uint32) (syscall.Conn, error)
 }
 
 // Device is a port I/O or MMIO device implemented in Go.
@@ -184,30 +223,111 @@ func (d DeviceFuncs) Write(offset uint64, size int, value uint64) {
 
 // VM is one guest. Its methods are safe for concurrent use.
 type VM struct {
-	mu      sync.Mutex
-	vm      *C.kvmc_vm
-	handles []cgo.Handle
-	wait    sync.Once
-	exit    ExitInfo
-	exitErr error
-	done    chan struct{}
-	started bool
+	mu       sync.Mutex
+	life     sync.RWMutex // held for reading around each C call, for writing to destroy
+	vm       *C.kvmc_vm
+	handles  []cgo.Handle
+	wait     sync.Once
+	exit     ExitInfo
+	exitErr  error
+	done     chan struct{}
+	started  bool
+	panicked *CallbackError // the first callback panic
+	input    *os.File       // the write end of the guest's COM1 input
+	inputR   *os.File
+	// OS threads running one of this VM's callbacks right now (gettid).
+	callbackThreads sync.Map
+}
+
+// enter and leave bracket every callback: a callback's thread is known, so
+// Close, Wait and Pause can refuse to wait for it.
+func (vm *VM) enter() int {
+	tid := syscall.Gettid()
+	vm.callbackThreads.Store(tid, struct{}{})
+	return tid
+}
+
+func (vm *VM) leave(tid int) { vm.callbackThreads.Delete(tid) }
+
+func (vm *VM) onCallbackThread() bool {
+	_, in := vm.callbackThreads.Load(syscall.Gettid())
+	return in
+}
+
+// recovered stops the VM after a callback panic; deferred by every callback
+// as `defer func() { vm.recovered(recover()) }()`.
+func (vm *VM) recovered(r any) {
+	if r == nil {
+		return
+	}
+	vm.mu.Lock()
+	if vm.panicked == nil {
+		vm.panicked = &CallbackError{Value: r, Stack: debug.Stack()}
+	}
+	vm.mu.Unlock()
+	vm.Stop()
 }
 
 type consoleSink struct {
+	vm *VM
 	mu sync.Mutex
 	w  io.Writer
 }
 
-func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
-	cstr := func(s string) *C.char { return C.CString(s) }
-	steps := []func() C.int{
-		func() C.int {
-			p := cstr(c.Kernel)
-			defer C.free(unsafe.Pointer(p))
-			return C.kvmc_config_set_kernel(cfg, p)
-		},
+type device struct {
+	vm  *VM
+	dev Device
+}
+
+func cstring(s string, f func(*C.char) C.int) func() C.int {
+	return func() C.int {
+		p := C.CString(s)
+		defer C.free(unsafe.Pointer(p))
+		return f(p)
 	}
+}
+
+func (vm *VM) newHandle(v any) cgo.Handle {
+	h := cgo.NewHandle(v)
+	vm.mu.Lock()
+	vm.handles = append(vm.handles, h)
+	vm.mu.Unlock()
+	return h
+}
+
+func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
+	if c.CPUs > 0xffffffff {
+		return invalid("cpus %d: must be between 1 and %d", c.CPUs, C.KVMC_MAX_VCPUS)
+	}
+	backings := map[string]C.unsigned{"": 0, "anon": 0, "memfd": C.KVMC_MEM_MEMFD,
+		"hugetlb": C.KVMC_MEM_MEMFD | C.KVMC_MEM_HUGEPAGES}
+	flags, ok := backings[c.MemoryBacking]
+	if !ok {
+		return invalid("memory backing %q: use anon, memfd or hugetlb", c.MemoryBacking)
+	}
+	protocols := map[string]C.kvmc_boot_protocol{"": C.KVMC_BOOT_AUTO, "auto": C.KVMC_BOOT_AUTO,
+		"linux": C.KVMC_BOOT_LINUX, "pvh": C.KVMC_BOOT_PVH}
+	boot, ok := protocols[c.Boot]
+	if !ok {
+		return invalid("boot protocol %q: use auto, linux or pvh", c.Boot)
+	}
+	var steps []func() C.int
+	switch {
+	case c.Kernel != "" && c.KernelImage != nil:
+		return invalid("Kernel and KernelImage: give one of them")
+	case c.KernelImage != nil:
+		steps = append(steps, func() C.int {
+			if len(c.KernelImage) == 0 {
+				return C.kvmc_config_set_kernel_image(cfg, nil, 0)
+			}
+			return C.kvmc_config_set_kernel_image(cfg, unsafe.Pointer(&c.KernelImage[0]),
+				C.size_t(len(c.KernelImage)))
+		})
+	default:
+		steps = append(steps, cstring(c.Kernel, func(p *C.char) C.int { return C.kvmc_config_set_kernel(cfg, p) }))
+	}
+	steps = append(steps, func() C.int { return C.kvmc_config_set_memory_flags(cfg, flags) },
+		func() C.int { return C.kvmc_config_set_boot_protocol(cfg, boot) })
 	if c.Memory != 0 {
 		steps = append(steps, func() C.int { return C.kvmc_config_set_memory(cfg, C.uint64_t(c.Memory)) })
 	}
@@ -215,32 +335,27 @@ func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 		steps = append(steps, func() C.int { return C.kvmc_config_set_cpus(cfg, C.unsigned(c.CPUs)) })
 	}
 	if c.Cmdline != "" {
-		steps = append(steps, func() C.int {
-			p := cstr(c.Cmdline)
-			defer C.free(unsafe.Pointer(p))
-			return C.kvmc_config_set_cmdline(cfg, p)
-		})
+		steps = append(steps, cstring(c.Cmdline, func(p *C.char) C.int { return C.kvmc_config_set_cmdline(cfg, p) }))
 	}
 	if c.Initrd != "" {
-		steps = append(steps, func() C.int {
-			p := cstr(c.Initrd)
-			defer C.free(unsafe.Pointer(p))
-			return C.kvmc_config_set_initrd(cfg, p)
-		})
+		steps = append(steps, cstring(c.Initrd, func(p *C.char) C.int { return C.kvmc_config_set_initrd(cfg, p) }))
 	}
 	for _, d := range c.Disks {
 		d := d
 		steps = append(steps, func() C.int {
-			p := cstr(d.Path)
+			p := C.CString(d.Path)
 			defer C.free(unsafe.Pointer(p))
 			var serial *C.char
 			if d.Serial != "" {
-				serial = cstr(d.Serial)
+				serial = C.CString(d.Serial)
 				defer C.free(unsafe.Pointer(serial))
 			}
 			var flags C.unsigned
 			if d.ReadOnly {
-				flags = C.KVMC_DISK_READ_ONLY
+				flags |= C.KVMC_DISK_READ_ONLY
+			}
+			if d.NoLock {
+				flags |= C.KVMC_DISK_NO_LOCK
 			}
 			return C.kvmc_config_add_disk(cfg, p, flags, serial)
 		})
@@ -252,10 +367,12 @@ func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 		steps = append(steps, func() C.int { return C.kvmc_config_set_pit(cfg, 1) })
 	}
 	if c.Console != nil {
-		h := cgo.NewHandle(&consoleSink{w: c.Console})
-		vm.handles = append(vm.handles, h)
+		h := vm.newHandle(&consoleSink{vm: vm, w: c.Console})
 		steps = append(steps, func() C.int { return C.kvmc_go_set_console(cfg, C.uintptr_t(h)) })
 	}
+	steps = append(steps, func() C.int {
+		return C.kvmc_config_set_console_input_fd(cfg, C.int(vm.inputR.Fd()))
+	})
 	steps = append(steps, streamSteps(cfg, c, vm)...)
 	for _, step := range steps {
 		if err := call(step); err != nil {
@@ -265,91 +382,89 @@ func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 	return nil
 }
 
-// streamSteps configures the 0.2 devices: nets, vsock, virtio-console.
+// streamSteps configures the stream devices: nets, vsock, virtio-console.
 func streamSteps(cfg *C.kvmc_config, c Config, vm *VM) []func() C.int {
-	withString := func(s string, f func(*C.char) C.int) func() C.int {
-		return func() C.int {
-			p := C.CString(s)
-			defer C.free(unsafe.Pointer(p))
-			return f(p)
-		}
-	}
 	var steps []func() C.int
 	for _, spec := range c.Nets {
-		steps = append(steps, withString(spec, func(p *C.char) C.int { return C.kvmc_config_add_net(cfg, p) }))
+		steps = append(steps, cstring(spec, func(p *C.char) C.int { return C.kvmc_config_add_net(cfg, p) }))
 	}
 	if c.Vsock != nil {
 		cid := C.uint32_t(c.Vsock.CID)
-		steps = append(steps, withString(c.Vsock.UDSPath, func(p *C.char) C.int { return C.kvmc_config_set_vsock(cfg, cid, p) }))
+		steps = append(steps, cstring(c.Vsock.UDSPath, func(p *C.char) C.int { return C.kvmc_config_set_vsock(cfg, cid, p) }))
+		if c.Vsock.Connect != nil {
+			h := vm.newHandle(&connector{vm: vm, connect: c.Vsock.Connect})
+			steps = append(steps, func() C.int { return C.kvmc_go_set_vsock_connector(cfg, C.uintptr_t(h)) })
+		}
 	}
 	if c.VirtioConsoleSocket != "" {
-		steps = append(steps, withString(c.VirtioConsoleSocket, func(p *C.char) C.int {
+		steps = append(steps, cstring(c.VirtioConsoleSocket, func(p *C.char) C.int {
 			return C.kvmc_config_set_virtio_console_socket(cfg, p)
 		}))
 	}
 	if c.VirtioConsole != nil {
-		h := cgo.NewHandle(&consoleSink{w: c.VirtioConsole})
-		vm.handles = append(vm.handles, h)
+		h := vm.newHandle(&consoleSink{vm: vm, w: c.VirtioConsole})
 		steps = append(steps, func() C.int { return C.kvmc_go_set_virtio_console(cfg, C.uintptr_t(h)) })
 	}
 	return steps
 }
 
-// VirtioConsoleWrite queues input for the guest's virtio console (callback
-// mode) and returns how many bytes fit; up to 64 KiB wait for the guest.
-func (vm *VM) VirtioConsoleWrite(data []byte) (int, error) {
-	if len(data) == 0 {
-		return 0, nil
-	}
-	var written C.size_t
-	p := C.CBytes(data)
-	defer C.free(p)
-	err := vm.do(func(h *C.kvmc_vm) C.int {
-		return C.kvmc_vm_virtio_console_write(h, p, C.size_t(len(data)), &written)
-	})
-	return int(written), err
-}
-
 // NewVM creates a VM: KVM objects, memory, devices, and the loaded kernel.
 func NewVM(c Config) (*VM, error) {
 	vm := &VM{done: make(chan struct{})}
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	vm.inputR, vm.input = r, w
 	var cfg *C.kvmc_config
 	if err := call(func() C.int { return C.kvmc_config_new(&cfg) }); err != nil {
+		vm.release()
 		return nil, err
 	}
 	defer C.kvmc_config_free(cfg)
 	if err := configure(cfg, c, vm); err != nil {
-		vm.freeHandles()
+		vm.release()
 		return nil, err
 	}
 	if err := call(func() C.int { return C.kvmc_vm_create(cfg, &vm.vm) }); err != nil {
-		vm.freeHandles()
+		vm.release()
 		return nil, err
+	}
+	if c.OnEvent != nil {
+		h := vm.newHandle(&eventSink{vm: vm, fn: c.OnEvent})
+		if err := vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_go_set_event_callback(v, C.uintptr_t(h)) }); err != nil {
+			vm.Close()
+			return nil, err
+		}
 	}
 	runtime.SetFinalizer(vm, (*VM).Close)
 	return vm, nil
 }
 
-func (vm *VM) handle() (*C.kvmc_vm, error) {
-	vm.mu.Lock()
-	defer vm.mu.Unlock()
-	if vm.vm == nil {
-		return nil, ErrClosed
-	}
-	return vm.vm, nil
-}
-
+// do runs f on the VM's C handle, which cannot be destroyed meanwhile: it
+// holds life for reading, except in a callback, which runs while the VM
+// lives by construction (destroy joins kvmc's threads) and must not wait
+// for a Close that waits for it.
 func (vm *VM) do(f func(*C.kvmc_vm) C.int) error {
-	h, err := vm.handle()
-	if err != nil {
-		return err
+	if !vm.onCallbackThread() {
+		vm.life.RLock()
+		defer vm.life.RUnlock()
+	}
+	vm.mu.Lock()
+	h := vm.vm
+	vm.mu.Unlock()
+	if h == nil {
+		return ErrClosed
 	}
 	return call(func() C.int { return f(h) })
 }
 
 // AddMMIODevice puts dev at guest-physical [base, base+size). Before Start.
 func (vm *VM) AddMMIODevice(base, size uint64, dev Device) error {
-	h := cgo.NewHandle(dev)
+	if dev == nil {
+		return invalid("AddMMIODevice: the device is nil")
+	}
+	h := cgo.NewHandle(&device{vm: vm, dev: dev})
 	err := vm.do(func(v *C.kvmc_vm) C.int {
 		return C.kvmc_go_add_mmio(v, C.uint64_t(base), C.uint64_t(size), C.uintptr_t(h))
 	})
@@ -359,7 +474,10 @@ func (vm *VM) AddMMIODevice(base, size uint64, dev Device) error {
 
 // AddPIODevice puts dev on I/O ports [port, port+size). Before Start.
 func (vm *VM) AddPIODevice(port, size uint16, dev Device) error {
-	h := cgo.NewHandle(dev)
+	if dev == nil {
+		return invalid("AddPIODevice: the device is nil")
+	}
+	h := cgo.NewHandle(&device{vm: vm, dev: dev})
 	err := vm.do(func(v *C.kvmc_vm) C.int {
 		return C.kvmc_go_add_pio(v, C.uint16_t(port), C.uint16_t(size), C.uintptr_t(h))
 	})
@@ -377,6 +495,16 @@ func (vm *VM) keepOrDelete(h cgo.Handle, err error) {
 	vm.mu.Unlock()
 }
 
+// SetIRQLine raises (true) or lowers (false) interrupt line gsi (0 to 23),
+// from any goroutine, a device callback included.
+func (vm *VM) SetIRQLine(gsi uint32, level bool) error {
+	l := C.int(0)
+	if level {
+		l = 1
+	}
+	return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_set_irq_line(v, C.unsigned(gsi), l) })
+}
+
 // Start runs the vCPUs. The guest runs until it ends, Stop, or Close.
 func (vm *VM) Start() error {
 	if err := vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_start(v) }); err != nil {
@@ -392,11 +520,13 @@ func (vm *VM) Start() error {
 func (vm *VM) waitForExit() {
 	vm.wait.Do(func() {
 		var info C.kvmc_exit_info
-		h, err := vm.handle()
-		if err == nil {
-			err = call(func() C.int { return C.kvmc_vm_wait(h, -1, &info) })
+		err := vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_wait(v, -1, &info) })
+		vm.mu.Lock()
+		if err == nil && vm.panicked != nil {
+			err = vm.panicked
 		}
 		vm.exitErr = err
+		vm.mu.Unlock()
 		vm.exit = ExitInfo{Reason: ExitReason(info.reason), Code: int(info.code),
 			VCPU: int(info.vcpu), RIP: uint64(info.rip), Message: C.GoString(&info.message[0])}
 		close(vm.done)
@@ -404,8 +534,21 @@ func (vm *VM) waitForExit() {
 }
 
 // Wait blocks until the guest ends or ctx is done; on ctx's end it stops
-// the VM, waits for it, and returns ctx.Err() with the exit info.
+// the VM, waits for it, and returns ctx.Err() with the exit info. A VM never
+// started returns ErrNotStarted (ErrClosed once closed) at once.
 func (vm *VM) Wait(ctx context.Context) (ExitInfo, error) {
+	if vm.onCallbackThread() {
+		return ExitInfo{}, ErrInCallback
+	}
+	vm.mu.Lock()
+	started, closed := vm.started, vm.vm == nil
+	vm.mu.Unlock()
+	if !started {
+		if closed {
+			return ExitInfo{}, ErrClosed
+		}
+		return ExitInfo{}, ErrNotStarted
+	}
 	select {
 	case <-vm.done:
 		return vm.exit, vm.exitErr
@@ -424,21 +567,48 @@ func (vm *VM) Run(ctx context.Context) (ExitInfo, error) {
 	return vm.Wait(ctx)
 }
 
-func (vm *VM) Stop() error   { return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_stop(v) }) }
-func (vm *VM) Pause() error  { return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_pause(v) }) }
-func (vm *VM) Resume() error { return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_resume(v) }) }
+// Stop asks the VM to stop and returns at once; Wait for the end.
+func (vm *VM) Stop() error { return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_stop(v) }) }
 
-// State is the VM's lifecycle state.
-func (vm *VM) State() State {
-	h, err := vm.handle()
-	if err != nil {
-		return StateExited
+// Pause returns once no vCPU runs guest code.
+func (vm *VM) Pause() error {
+	if vm.onCallbackThread() {
+		return ErrInCallback
 	}
-	return State(C.kvmc_vm_get_state(h))
+	return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_pause(v) })
 }
 
-// ReadMemory copies guest-physical memory; the range must be guest RAM.
+func (vm *VM) Resume() error { return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_resume(v) }) }
+
+// State is the VM's lifecycle state; StateExited once closed.
+func (vm *VM) State() State {
+	s := StateExited
+	vm.do(func(v *C.kvmc_vm) C.int {
+		s = State(C.kvmc_vm_get_state(v))
+		return 0
+	})
+	return s
+}
+
+// CPUs and Memory are what the VM was created with (0 once closed).
+func (vm *VM) CPUs() int {
+	n := 0
+	vm.do(func(v *C.kvmc_vm) C.int { n = int(C.kvmc_vm_cpu_count(v)); return 0 })
+	return n
+}
+
+func (vm *VM) Memory() uint64 {
+	var n uint64
+	vm.do(func(v *C.kvmc_vm) C.int { n = uint64(C.kvmc_vm_memory_size(v)); return 0 })
+	return n
+}
+
+// ReadMemory copies n bytes of guest-physical memory; the range must be
+// guest RAM.
 func (vm *VM) ReadMemory(gpa uint64, n int) ([]byte, error) {
+	if n < 0 {
+		return nil, invalid("ReadMemory: length %d is negative", n)
+	}
 	buf := make([]byte, n)
 	if n == 0 {
 		return buf, nil
@@ -457,6 +627,34 @@ func (vm *VM) WriteMemory(gpa uint64, data []byte) error {
 	return vm.do(func(v *C.kvmc_vm) C.int {
 		return C.kvmc_vm_write_memory(v, C.uint64_t(gpa), unsafe.Pointer(&data[0]), C.size_t(len(data)))
 	})
+}
+
+// ConsoleWrite types data into the guest's COM1 console; it waits in a pipe
+// until the guest reads it.
+func (vm *VM) ConsoleWrite(data []byte) (int, error) {
+	vm.mu.Lock()
+	w := vm.input
+	closed := vm.vm == nil
+	vm.mu.Unlock()
+	if closed || w == nil {
+		return 0, ErrClosed
+	}
+	return w.Write(data)
+}
+
+// VirtioConsoleWrite queues input for the guest's virtio console (callback
+// mode) and returns how many bytes fit; up to 64 KiB wait for the guest.
+func (vm *VM) VirtioConsoleWrite(data []byte) (int, error) {
+	var written C.size_t
+	var p unsafe.Pointer
+	if len(data) > 0 {
+		p = C.CBytes(data)
+		defer C.free(p)
+	}
+	err := vm.do(func(h *C.kvmc_vm) C.int {
+		return C.kvmc_vm_virtio_console_write(h, p, C.size_t(len(data)), &written)
+	})
+	return int(written), err
 }
 
 // Regs are a vCPU's general-purpose registers.
@@ -486,8 +684,12 @@ func (vm *VM) SetRegs(vcpu uint, g Regs) error {
 	return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_set_regs(v, C.unsigned(vcpu), &r) })
 }
 
-// Close stops the guest if it runs and frees the VM. Idempotent.
+// Close stops the guest if it runs and frees the VM. Idempotent. Not from a
+// callback of this VM (ErrInCallback): it would wait for its own thread.
 func (vm *VM) Close() error {
+	if vm.onCallbackThread() {
+		return ErrInCallback
+	}
 	vm.mu.Lock()
 	started := vm.started
 	vm.mu.Unlock()
@@ -495,46 +697,102 @@ func (vm *VM) Close() error {
 		vm.Stop()
 		<-vm.done
 	}
+	vm.life.Lock() // no C call on the handle is under way any more
 	vm.mu.Lock()
 	v := vm.vm
 	vm.vm = nil
 	vm.mu.Unlock()
 	if v != nil {
-		C.kvmc_vm_destroy(v) // joins the vCPU threads: no callback runs after this
+		C.kvmc_vm_destroy(v) // joins kvmc's threads: no callback runs after this
 	}
-	vm.freeHandles()
+	vm.life.Unlock()
+	vm.release()
 	return nil
 }
 
-func (vm *VM) freeHandles() {
+func (vm *VM) release() {
 	vm.mu.Lock()
 	defer vm.mu.Unlock()
 	for _, h := range vm.handles {
 		h.Delete()
 	}
 	vm.handles = nil
+	for _, f := range []*os.File{vm.input, vm.inputR} {
+		if f != nil {
+			f.Close()
+		}
+	}
+	vm.input, vm.inputR = nil, nil
 }
 
 // Version of the loaded libkvmc.
 func Version() string { return C.GoString(C.kvmc_version_string()) }
 
 //export kvmcGoDeviceRead
-func kvmcGoDeviceRead(opaque unsafe.Pointer, offset C.uint64_t, size C.unsigned) C.uint64_t {
-	dev := cgo.Handle(uintptr(opaque)).Value().(Device)
-	return C.uint64_t(dev.Read(uint64(offset), int(size)))
+func kvmcGoDeviceRead(opaque unsafe.Pointer, offset C.uint64_t, size C.unsigned) (value C.uint64_t) {
+	d := cgo.Handle(uintptr(opaque)).Value().(*device)
+	defer d.vm.leave(d.vm.enter())
+	value = ^C.uint64_t(0)
+	defer func() { d.vm.recovered(recover()) }()
+	return C.uint64_t(d.dev.Read(uint64(offset), int(size)))
 }
 
 //export kvmcGoDeviceWrite
 func kvmcGoDeviceWrite(opaque unsafe.Pointer, offset C.uint64_t, size C.unsigned, value C.uint64_t) {
-	dev := cgo.Handle(uintptr(opaque)).Value().(Device)
-	dev.Write(uint64(offset), int(size), uint64(value))
+	d := cgo.Handle(uintptr(opaque)).Value().(*device)
+	defer d.vm.leave(d.vm.enter())
+	defer func() { d.vm.recovered(recover()) }()
+	d.dev.Write(uint64(offset), int(size), uint64(value))
 }
 
 //export kvmcGoConsole
 func kvmcGoConsole(opaque unsafe.Pointer, data *C.uint8_t, n C.size_t) {
 	sink := cgo.Handle(uintptr(opaque)).Value().(*consoleSink)
+	defer sink.vm.leave(sink.vm.enter())
+	defer func() { sink.vm.recovered(recover()) }()
 	b := C.GoBytes(unsafe.Pointer(data), C.int(n))
 	sink.mu.Lock()
+	defer sink.mu.Unlock()
 	sink.w.Write(b)
-	sink.mu.Unlock()
+}
+
+type connector struct {
+	vm      *VM
+	connect func(port uint32) (syscall.Conn, error)
+}
+
+//export kvmcGoVsockConnect
+func kvmcGoVsockConnect(opaque unsafe.Pointer, port C.uint32_t) (fd C.int) {
+	c := cgo.Handle(uintptr(opaque)).Value().(*connector)
+	defer c.vm.leave(c.vm.enter())
+	fd = -1
+	defer func() { c.vm.recovered(recover()) }()
+	conn, err := c.connect(uint32(port))
+	if err != nil || conn == nil {
+		return -1
+	}
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return -1
+	}
+	raw.Control(func(s uintptr) {
+		if d, err := syscall.Dup(int(s)); err == nil {
+			syscall.CloseOnExec(d)
+			fd = C.int(d)
+		}
+	})
+	return fd
+}
+
+type eventSink struct {
+	vm *VM
+	fn func(Event)
+}
+
+//export kvmcGoEvent
+func kvmcGoEvent(opaque unsafe.Pointer, _ *C.kvmc_vm, event C.int) {
+	e := cgo.Handle(uintptr(opaque)).Value().(*eventSink)
+	defer e.vm.leave(e.vm.enter())
+	defer func() { e.vm.recovered(recover()) }()
+	e.fn(Event(event))
 }
