@@ -1,15 +1,20 @@
 #include "kvmc_lua_shim.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <lauxlib.h>
 #include <pthread.h>
-#include <stdlib.h>
-#include <string.h>
-
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 struct lua_owner {
     pthread_mutex_t lock;
+    bool in_callback; /* a device callback holds the lock and runs Lua */
     char error[512]; /* first error raised by a Lua callback */
 };
 
@@ -60,6 +65,7 @@ static uint64_t lua_device_read(void *opaque, uint64_t offset, unsigned size)
     if (d->read_ref == LUA_NOREF)
         return value;
     pthread_mutex_lock(&d->owner->lock);
+    d->owner->in_callback = true;
     lua_State *co = d->co;
     lua_rawgeti(co, LUA_REGISTRYINDEX, d->read_ref);
     lua_pushinteger(co, (lua_Integer)offset);
@@ -75,6 +81,7 @@ static uint64_t lua_device_read(void *opaque, uint64_t offset, unsigned size)
             record_error(d, "device read function did not return an integer");
     }
     lua_settop(co, 0);
+    d->owner->in_callback = false;
     pthread_mutex_unlock(&d->owner->lock);
     return value;
 }
@@ -85,6 +92,7 @@ static void lua_device_write(void *opaque, uint64_t offset, unsigned size, uint6
     if (d->write_ref == LUA_NOREF)
         return;
     pthread_mutex_lock(&d->owner->lock);
+    d->owner->in_callback = true;
     lua_State *co = d->co;
     lua_rawgeti(co, LUA_REGISTRYINDEX, d->write_ref);
     lua_pushinteger(co, (lua_Integer)offset);
@@ -93,6 +101,7 @@ static void lua_device_write(void *opaque, uint64_t offset, unsigned size, uint6
     if (lua_pcall(co, 3, 0, 0) != LUA_OK)
         record_error(d, lua_tostring(co, -1));
     lua_settop(co, 0);
+    d->owner->in_callback = false;
     pthread_mutex_unlock(&d->owner->lock);
 }
 
@@ -125,6 +134,10 @@ static int add_device(lua_State *L, bool mmio)
 {
     kvmc_vm *vm = kvmclua_checkvm(L, 1);
     lua_Integer base = luaL_checkinteger(L, 2), size = luaL_checkinteger(L, 3);
+    if (!mmio) {
+        luaL_argcheck(L, base >= 0 && base <= 0xffff, 2, "a port is 0 to 0xffff");
+        luaL_argcheck(L, size >= 1 && size <= 0x10000 - base, 3, "ports past 0xffff");
+    }
     struct lua_device *d = lua_newuserdatauv(L, sizeof(*d), 0);
     memset(d, 0, sizeof(*d));
     d->owner = owner(L);
@@ -152,6 +165,153 @@ static int add_device(lua_State *L, bool mmio)
 
 int kvmclua_add_mmio_device(lua_State *L) { return add_device(L, true); }
 int kvmclua_add_pio_device(lua_State *L) { return add_device(L, false); }
+
+int kvmclua_in_callback(lua_State *L)
+{
+    lua_pushboolean(L, owner(L)->in_callback);
+    return 1;
+}
+
+/* wait(vm, timeout_ms) -> rc, info: kvmc_vm_wait with the Lua state let go
+ * of, and Ctrl-C: a SIGINT while it waits stops the VM, waits for it, and
+ * returns "interrupted" (the handler before is put back). Waits in slices
+ * of 100 ms to look at the flag. */
+static volatile sig_atomic_t sigint_seen;
+static void on_sigint(int sig)
+{
+    (void)sig;
+    sigint_seen = 1;
+}
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int kvmclua_wait(lua_State *L)
+{
+    kvmc_vm *vm = kvmclua_checkvm(L, 1);
+    lua_Integer timeout = luaL_optinteger(L, 2, -1);
+    struct sigaction sa = {.sa_handler = on_sigint}, old;
+    sigemptyset(&sa.sa_mask);
+    sigint_seen = 0;
+    sigaction(SIGINT, &sa, &old);
+    kvmc_exit_info info;
+    memset(&info, 0, sizeof(info));
+    int64_t deadline = timeout < 0 ? -1 : now_ms() + timeout;
+    int rc;
+    bool interrupted = false;
+    kvmclua_release(L);
+    for (;;) {
+        int64_t left = deadline < 0 ? 100 : deadline - now_ms();
+        rc = kvmc_vm_wait(vm, (int)(left < 0 ? 0 : left > 100 ? 100 : left), &info);
+        if (sigint_seen && rc == KVMC_ETIMEDOUT) {
+            kvmc_vm_stop(vm);
+            rc = kvmc_vm_wait(vm, -1, &info);
+            interrupted = true;
+            break;
+        }
+        if (rc != KVMC_ETIMEDOUT || (deadline >= 0 && now_ms() >= deadline))
+            break;
+    }
+    char msg[512];
+    snprintf(msg, sizeof(msg), "%s", kvmc_last_error());
+    kvmclua_acquire(L);
+    sigaction(SIGINT, &old, NULL);
+    if (interrupted) {
+        lua_pushstring(L, "interrupted");
+        return 1;
+    }
+    lua_pushinteger(L, rc);
+    if (rc != KVMC_OK) {
+        lua_pushstring(L, msg);
+        return 2;
+    }
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, info.reason);
+    lua_setfield(L, -2, "reason");
+    lua_pushinteger(L, info.code);
+    lua_setfield(L, -2, "code");
+    lua_pushinteger(L, info.vcpu);
+    lua_setfield(L, -2, "vcpu");
+    lua_pushinteger(L, (lua_Integer)info.rip);
+    lua_setfield(L, -2, "rip");
+    lua_pushstring(L, info.message);
+    lua_setfield(L, -2, "message");
+    return 2;
+}
+
+/* The guest's COM1 input: a pipe whose read end the config hands to kvmc;
+ * console_input(cfg) -> writer (its write end, closed when collected). */
+struct console_input {
+    int fd;
+};
+
+static int console_input_gc(lua_State *L)
+{
+    struct console_input *in = lua_touserdata(L, 1);
+    if (in->fd >= 0)
+        close(in->fd);
+    in->fd = -1;
+    return 0;
+}
+
+int kvmclua_console_input(lua_State *L)
+{
+    kvmc_config *cfg = kvmclua_checkconfig(L, 1);
+    struct console_input *in = lua_newuserdatauv(L, sizeof(*in), 0);
+    in->fd = -1;
+    if (luaL_newmetatable(L, "kvmc.console_input")) {
+        lua_pushcfunction(L, console_input_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        lua_pushnil(L);
+        lua_pushfstring(L, "console input pipe: %s", strerror(errno));
+        return 2;
+    }
+    in->fd = p[1];
+    /* kvmc reads p[0] on its input thread; it stays open as long as the
+     * process (a few bytes), as kvmc does not close an input fd it got. */
+    kvmc_config_set_console_input_fd(cfg, p[0]);
+    return 1;
+}
+
+/* console_write(writer, data) -> true, or nil, message. */
+int kvmclua_console_write(lua_State *L)
+{
+    struct console_input *in = luaL_checkudata(L, 1, "kvmc.console_input");
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    while (len && in->fd >= 0) {
+        ssize_t n = write(in->fd, data, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            lua_pushnil(L);
+            lua_pushfstring(L, "console input: %s", strerror(errno));
+            return 2;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+}
+
+/* set_kernel_image(cfg, bytes) -> rc: a kernel from a Lua string. */
+int kvmclua_set_kernel_image(lua_State *L)
+{
+    kvmc_config *cfg = kvmclua_checkconfig(L, 1);
+    size_t len;
+    const char *data = luaL_checklstring(L, 2, &len);
+    lua_pushinteger(L, kvmc_config_set_kernel_image(cfg, data, len));
+    return 1;
+}
 
 int kvmclua_callback_error(lua_State *L)
 {

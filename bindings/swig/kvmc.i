@@ -1,6 +1,7 @@
 /* SWIG interface for libkvmc, generated from the public header. Every SWIG
- * language gets the plain C API; callbacks into the target language need a
- * small language-specific shim (Lua: bindings/lua/kvmc_lua_shim.c). */
+ * language gets the plain C API; what needs a target language's own code
+ * (typemaps that push its values, callbacks into it) sits in that
+ * language's block below (Lua: this file plus bindings/lua/kvmc_lua_shim.c). */
 %module kvmc_core
 
 %{
@@ -12,6 +13,20 @@
 
 %include <stdint.i>
 
+/* Function-pointer setters and raw buffers need a shim per language. */
+%ignore kvmc_config_set_console_callback;
+%ignore kvmc_config_set_virtio_console_callback;
+%ignore kvmc_config_set_vsock_connector;
+%ignore kvmc_vm_virtio_console_write;
+%ignore kvmc_vm_set_event_callback;
+%ignore kvmc_vm_add_pio_device;
+%ignore kvmc_vm_add_mmio_device;
+%ignore kvmc_config_set_kernel_image;
+%ignore kvmc_vm_read_memory;
+%ignore kvmc_vm_write_memory;
+%ignore kvmc_device_ops;
+
+#ifdef SWIGLUA
 /* kvmc_config_new(&cfg) / kvmc_vm_create(cfg, &vm): the handle becomes a
  * second return value. */
 %typemap(in, numinputs=0) kvmc_config **out (kvmc_config *tmp = NULL) { $1 = &tmp; }
@@ -23,19 +38,35 @@
     SWIG_NewPointerObj(L, *$1, $descriptor(kvmc_vm *), 0); SWIG_arg++;
 }
 
-/* Function-pointer setters need a shim per language. */
-%ignore kvmc_config_set_console_callback;
-%ignore kvmc_config_set_virtio_console_callback;
-%ignore kvmc_vm_virtio_console_write;
-%ignore kvmc_vm_set_event_callback;
-%ignore kvmc_vm_add_pio_device;
-%ignore kvmc_vm_add_mmio_device;
-%ignore kvmc_config_set_kernel_image;
-%ignore kvmc_vm_read_memory;
-%ignore kvmc_vm_write_memory;
-%ignore kvmc_device_ops;
+/* Integers are Lua integers both ways (SWIG's defaults go through
+ * lua_Number: 7.0 instead of 7, and 64-bit registers lose their low bits).
+ * Values that do not fit the C type are an error, not truncated. */
+%typemap(out) int, unsigned, int32_t, uint32_t, uint16_t, uint64_t, kvmc_vm_state,
+              kvmc_exit_reason, kvmc_error
+    %{ lua_pushinteger(L, (lua_Integer)$1); SWIG_arg++; %}
+%typemap(in) uint64_t %{ $1 = (uint64_t)luaL_checkinteger(L, $input); %}
+%typemap(in) int, int32_t %{
+    {
+        lua_Integer v = luaL_checkinteger(L, $input);
+        luaL_argcheck(L, v >= INT32_MIN && v <= INT32_MAX, $input, "out of range");
+        $1 = ($1_ltype)v;
+    }
+%}
+%typemap(in) unsigned, uint32_t %{
+    {
+        lua_Integer v = luaL_checkinteger(L, $input);
+        luaL_argcheck(L, v >= 0 && v <= (lua_Integer)UINT32_MAX, $input, "out of range");
+        $1 = ($1_ltype)v;
+    }
+%}
+%typemap(in) uint16_t %{
+    {
+        lua_Integer v = luaL_checkinteger(L, $input);
+        luaL_argcheck(L, v >= 0 && v <= 0xffff, $input, "out of range");
+        $1 = (uint16_t)v;
+    }
+%}
 
-#ifdef SWIGLUA
 /* Calls that wait for vCPU threads let go of the Lua state, so a device
  * callback written in Lua can run meanwhile. */
 %exception kvmc_vm_wait { kvmclua_release(L); $action kvmclua_acquire(L); }
@@ -46,10 +77,15 @@
 %native(add_pio_device) int kvmclua_add_pio_device(lua_State *L);
 %native(console_capture) int kvmclua_console_capture(lua_State *L);
 %native(console_text) int kvmclua_console_text(lua_State *L);
+%native(console_input) int kvmclua_console_input(lua_State *L);
+%native(console_write) int kvmclua_console_write(lua_State *L);
 %native(virtio_console_write) int kvmclua_virtio_console_write(lua_State *L);
 %native(callback_error) int kvmclua_callback_error(lua_State *L);
+%native(in_callback) int kvmclua_in_callback(lua_State *L);
+%native(wait) int kvmclua_wait(lua_State *L);
 %native(read_memory) int kvmclua_read_memory(lua_State *L);
 %native(write_memory) int kvmclua_write_memory(lua_State *L);
+%native(set_kernel_image) int kvmclua_set_kernel_image(lua_State *L);
 
 /* Unwrapping SWIG's pointers for the shim (SWIG's helpers are static). */
 %wrapper %{
