@@ -366,6 +366,7 @@ function VM:close()
         core.kvmc_vm_destroy(self.handle)
         self.handle = nil
         self.devices = {}
+        core.console_input_close(self.input)
     end
     return true
 end

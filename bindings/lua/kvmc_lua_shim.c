@@ -244,25 +244,31 @@ int kvmclua_wait(lua_State *L)
 }
 
 /* The guest's COM1 input: a pipe whose read end the config hands to kvmc;
- * console_input(cfg) -> writer (its write end, closed when collected). */
+ * console_input(cfg) -> writer. Its ends are closed by console_input_close
+ * (once the VM is destroyed: kvmc reads the pipe until then) or when it is
+ * collected. */
 struct console_input {
-    int fd;
+    int fd, read_fd;
 };
 
 static int console_input_gc(lua_State *L)
 {
-    struct console_input *in = lua_touserdata(L, 1);
+    struct console_input *in = luaL_checkudata(L, 1, "kvmc.console_input");
     if (in->fd >= 0)
         close(in->fd);
-    in->fd = -1;
+    if (in->read_fd >= 0)
+        close(in->read_fd);
+    in->fd = in->read_fd = -1;
     return 0;
 }
+
+int kvmclua_console_input_close(lua_State *L) { return console_input_gc(L); }
 
 int kvmclua_console_input(lua_State *L)
 {
     kvmc_config *cfg = kvmclua_checkconfig(L, 1);
     struct console_input *in = lua_newuserdatauv(L, sizeof(*in), 0);
-    in->fd = -1;
+    in->fd = in->read_fd = -1;
     if (luaL_newmetatable(L, "kvmc.console_input")) {
         lua_pushcfunction(L, console_input_gc);
         lua_setfield(L, -2, "__gc");
@@ -275,8 +281,7 @@ int kvmclua_console_input(lua_State *L)
         return 2;
     }
     in->fd = p[1];
-    /* kvmc reads p[0] on its input thread; it stays open as long as the
-     * process (a few bytes), as kvmc does not close an input fd it got. */
+    in->read_fd = p[0]; /* kvmc does not close an input fd it was given */
     kvmc_config_set_console_input_fd(cfg, p[0]);
     return 1;
 }

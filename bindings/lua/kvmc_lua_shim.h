@@ -26,6 +26,7 @@ int kvmclua_console_text(lua_State *L);
 int kvmclua_virtio_console_write(lua_State *L);
 int kvmclua_console_input(lua_State *L);
 int kvmclua_console_write(lua_State *L);
+int kvmclua_console_input_close(lua_State *L);
 int kvmclua_callback_error(lua_State *L);
 int kvmclua_in_callback(lua_State *L);
 int kvmclua_wait(lua_State *L);

@@ -79,6 +79,7 @@
 %native(console_text) int kvmclua_console_text(lua_State *L);
 %native(console_input) int kvmclua_console_input(lua_State *L);
 %native(console_write) int kvmclua_console_write(lua_State *L);
+%native(console_input_close) int kvmclua_console_input_close(lua_State *L);
 %native(virtio_console_write) int kvmclua_virtio_console_write(lua_State *L);
 %native(callback_error) int kvmclua_callback_error(lua_State *L);
 %native(in_callback) int kvmclua_in_callback(lua_State *L);

@@ -107,7 +107,8 @@ static void non_transitions(kvmc_vm *vm, enum vm_kind kind)
         return;
     }
     kvmc_exit_info info;
-    EXPECT(kvmc_vm_wait(vm, 0, &info), exited ? KVMC_OK : KVMC_ETIMEDOUT);
+    /* Exited: the other vCPU's thread may still be on its way out. */
+    EXPECT(kvmc_vm_wait(vm, exited ? 5000 : 0, &info), exited ? KVMC_OK : KVMC_ETIMEDOUT);
     if (exited)
         cr_expect_neq(info.reason, KVMC_EXIT_NONE);
     EXPECT(kvmc_vm_resume(vm), paused ? KVMC_OK : KVMC_ESTATE);

@@ -390,6 +390,38 @@ test("the binding follows the header", function()
     assert(count >= 40, "found only " .. count .. " functions in kvmc.h")
 end)
 
+
+test("1000 VMs in one process leave nothing behind", function()
+    local function count(dir)
+        local p = assert(io.popen("ls -1 " .. dir .. " | wc -l"))
+        local n = tonumber(p:read("a"))
+        p:close()
+        return n
+    end
+    local function rss_kib()
+        for line in io.lines("/proc/self/status") do
+            local kib = line:match("^VmRSS:%s+(%d+)")
+            if kib then return tonumber(kib) end
+        end
+    end
+    local pid = io.open("/proc/self/stat"):read("n")
+    local function cycle(i)
+        local vm = assert(kvmc.vm{kernel = GUEST, memory = "16M", cpus = 1 + i % 2,
+                                  cmdline = i % 3 ~= 0 and "kvmc.test=boot-only" or nil})
+        local exit = assert(vm:run(20))
+        assert(exit.reason == "poweroff", exit.message)
+        assert(vm:close())
+    end
+    for i = 1, 50 do cycle(i) end
+    collectgarbage()
+    local fds, threads, rss = count("/proc/" .. pid .. "/fd"), count("/proc/" .. pid .. "/task"), rss_kib()
+    for i = 51, 1000 do cycle(i) end
+    collectgarbage()
+    assert(count("/proc/" .. pid .. "/fd") == fds, "descriptors grew")
+    assert(count("/proc/" .. pid .. "/task") == threads, "threads grew")
+    assert(rss_kib() - rss < 8192, ("resident memory grew from %d to %d KiB"):format(rss, rss_kib()))
+end)
+
 for _, t in ipairs(tests) do
     local ok, err = pcall(t.fn)
     if ok then

@@ -1,0 +1,5 @@
+//go:build !race
+
+package kvmc
+
+const raceEnabled = false
