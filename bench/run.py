@@ -187,6 +187,33 @@ def net_throughput(kvmc, guest, frames, reps, tsc_hz):
     return out
 
 
+def peak_rss_boot(kvmc, guest, out, mib):
+    """Peak RSS booting the test guest with an initrd of mib MiB, which both
+    VMMs must copy into guest memory: kvmc reads it straight there, a loader
+    that reads it into a buffer first peaks at twice its size. Each in a
+    process of its own (ru_maxrss of children is a maximum over them)."""
+    initrd = os.path.join(out, "bench-initrd.img")
+    with open(initrd, "wb") as f:
+        for _ in range(mib):
+            f.write(os.urandom(1 << 20))
+    r = {}
+    try:
+        for vmm, cmd in (("kvmc", [kvmc, "run", "--kernel", guest, "--mem", "256M",
+                                   "--initrd", initrd, "--console", "none",
+                                   "--cmdline", "kvmc.test=boot-only"]),
+                         ("qemu", QEMU + ["-m", "256", "-kernel", guest, "-initrd", initrd,
+                                          "-append", "kvmc.test=boot-only"])):
+            probe = [sys.executable, "-c",
+                     "import resource, subprocess, sys; subprocess.run(sys.argv[1:], "
+                     "stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL); "
+                     "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"] + cmd
+            r[f"peak_rss_mib_{vmm}"] = int(subprocess.run(probe, capture_output=True, text=True,
+                                                          check=True).stdout) / 1024
+    finally:
+        os.unlink(initrd)
+    return r
+
+
 def median(f, n):
     return statistics.median(f() for _ in range(n))
 
@@ -300,6 +327,8 @@ def result_rows(r, many):
          None, r[f"pss_kib_qemu_{many}"]),
         ("VMs per second (library / CLI)", "1/s", r["vms_per_s_library"], None,
          r["vms_per_s_qemu"]),
+        (f"peak RSS booting with a {r['peak_rss_initrd_mib']} MiB initrd", "MiB",
+         r["peak_rss_mib_kvmc"], None, r["peak_rss_mib_qemu"]),
         ("virtio-blk sequential write, 128 KiB", "MB/s", r["blk_seqwrite_mbs_kvmc"], None,
          r["blk_seqwrite_mbs_qemu"]),
         ("virtio-blk sequential read, 128 KiB", "MB/s", r["blk_seqread_mbs_kvmc"], None,
@@ -421,6 +450,11 @@ def main():
                                  for _ in range(n))
     r["vms_per_s_qemu"] = n / sum(wall(QEMU + ["-kernel", guest]) for _ in range(min(n, 20))) \
         * min(n, 20) / n
+
+    print("peak memory at boot ...", flush=True)
+    os.makedirs(args.out, exist_ok=True)
+    r["peak_rss_initrd_mib"] = 16 if args.quick else 96
+    r.update(peak_rss_boot(kvmc, guest, args.out, r["peak_rss_initrd_mib"]))
 
     print("block and net throughput ...", flush=True)
     tsc_hz = float(subprocess.run([floor, "--tsc-hz"], capture_output=True, text=True,
