@@ -9,10 +9,10 @@ set(KVMC_CORE_SOURCES
   src/guest_memory.c
   src/bus.c
   src/console.c
-  src/cpuid.c
+  src/x86/cpuid.c
   src/vcpu.c
   src/vm.c
-  src/irqchip.c
+  src/x86/irqchip.c
   src/seccomp.c
   src/boot/e820.c
   src/boot/mptable.c
@@ -41,6 +41,6 @@ set(KVMC_CORE_SOURCES
   src/virtio/virtqueue.c
   src/virtio/virtio.c
   src/virtio/mmio.c
-  src/virtio/iothread.c
-  src/virtio/iopool.c
+  src/iothread.c
+  src/iopool.c
 )

@@ -4,7 +4,7 @@
 #include <sys/un.h>
 
 #include "error.h"
-#include "layout.h"
+#include "x86/layout.h"
 #include "vm.h"
 
 #define DEFAULT_MEMORY (256ull << 20)

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 #include "error.h"
-#include "layout.h"
+#include "x86/layout.h"
 
 static void plan_regions(struct guest_memory *gm, uint64_t ram_size)
 {

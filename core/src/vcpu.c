@@ -14,7 +14,7 @@
 #include "devices/ioapic.h"
 #include "error.h"
 #include "kick.h"
-#include "layout.h"
+#include "x86/layout.h"
 #include "seccomp.h"
 #include "thread_role.h"
 #include "vm.h"

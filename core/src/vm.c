@@ -13,7 +13,7 @@
 
 #include "error.h"
 #include "files.h"
-#include "layout.h"
+#include "x86/layout.h"
 #include "thread_role.h"
 #include "virtio/mmio.h"
 #include "vm.h"

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "devices/ioapic.h"
-#include "layout.h"
+#include "x86/layout.h"
 #include "vm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -20,7 +20,7 @@
 
 #include "guest_memory.h"
 #include "net/backend.h"
-#include "virtio/iothread.h"
+#include "iothread.h"
 #include "virtio/mmio.h"
 #include "vm.h"
 

@@ -7,7 +7,7 @@
 
 #include "boot/boot.h"
 #include "boot/bzimage.h"
-#include "layout.h"
+#include "x86/layout.h"
 
 static uint8_t *load_file(const char *path, size_t *len)
 {

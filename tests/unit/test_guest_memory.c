@@ -1,7 +1,7 @@
 #include <criterion/criterion.h>
 
 #include "guest_memory.h"
-#include "layout.h"
+#include "x86/layout.h"
 
 Test(guest_memory, small_guest_is_one_region)
 {

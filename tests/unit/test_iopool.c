@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "virtio/iopool.h"
+#include "iopool.h"
 
 struct gate_job {
     struct iopool_job job; /* first */

@@ -11,7 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "virtio/iothread.h"
+#include "iothread.h"
 #include "virtio/virtio.h"
 #include "virtq_fixture.h"
 #include "vm.h"

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "virtio/iothread.h"
+#include "iothread.h"
 #include "virtio/mmio.h"
 #include "mmio_driver.h"
 #include "virtq_fixture.h"

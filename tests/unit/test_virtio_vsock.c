@@ -20,7 +20,7 @@
 #include "mmio_driver.h"
 #include "unix_socket.h"
 #include "virtq_fixture.h"
-#include "virtio/iothread.h"
+#include "iothread.h"
 #include "virtio/mmio.h"
 #include "vm.h"
 

@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "../error.h"
-#include "../layout.h"
+#include "../x86/layout.h"
 #include "boot.h"
 
 #define ACPI_OEM_ID "KVMC  "

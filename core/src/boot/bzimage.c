@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "../error.h"
-#include "../layout.h"
+#include "../x86/layout.h"
 #include "boot.h"
 #include "bzimage.h"
 

@@ -1,5 +1,5 @@
 #include "boot.h"
-#include "../layout.h"
+#include "../x86/layout.h"
 
 static unsigned add(struct e820_entry *out, unsigned n, uint64_t addr,
                     uint64_t size, uint32_t type)

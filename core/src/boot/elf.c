@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../error.h"
-#include "../layout.h"
+#include "../x86/layout.h"
 #include "boot.h"
 
 #define XEN_ELFNOTE_PHYS32_ENTRY 18

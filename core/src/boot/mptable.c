@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "../error.h"
-#include "../layout.h"
+#include "../x86/layout.h"
 #include "boot.h"
 
 #define MP_APIC_VERSION 0x14

@@ -3,7 +3,7 @@
  * _S5_ object powers the VM off; other sleep states are not offered. */
 #include <stdio.h>
 
-#include "../layout.h"
+#include "../x86/layout.h"
 #include "../vm.h"
 
 #define SLEEP_ENABLE 0x20

@@ -3,7 +3,7 @@
  * VM with KVMC_EXIT_POWEROFF and that status as the exit code. */
 #include <stdio.h>
 
-#include "../layout.h"
+#include "../x86/layout.h"
 #include "../vm.h"
 
 static void debug_exit_write(void *opaque, uint64_t offset, unsigned size,

@@ -3,7 +3,7 @@
  * with KVMC_EXIT_RESET. Reads return "no data, ready" so probes stay quiet. */
 #include <stdio.h>
 
-#include "../layout.h"
+#include "../x86/layout.h"
 #include "../vm.h"
 
 #define I8042_DATA_PORT 0x60

@@ -3,7 +3,7 @@
  * with KVMC_EXIT_GUEST_PANIC instead of looking like a reset. */
 #include <stdio.h>
 
-#include "../layout.h"
+#include "../x86/layout.h"
 #include "../vm.h"
 
 #define PVPANIC_PANICKED 0x1

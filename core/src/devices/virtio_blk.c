@@ -32,7 +32,7 @@
 
 #include "../error.h"
 #include "../virtio/chain.h"
-#include "../virtio/iothread.h"
+#include "../iothread.h"
 #include "../virtio/virtio.h"
 #include "../vm.h"
 

@@ -19,7 +19,7 @@
 #include "../error.h"
 #include "../seccomp.h"
 #include "../unix_socket.h"
-#include "../virtio/iothread.h"
+#include "../iothread.h"
 #include "../virtio/virtio.h"
 #include "../vm.h"
 

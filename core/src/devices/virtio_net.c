@@ -10,7 +10,7 @@
 #include "../error.h"
 #include "../net/backend.h"
 #include "../virtio/chain.h"
-#include "../virtio/iothread.h"
+#include "../iothread.h"
 #include "../virtio/virtio.h"
 #include "../vm.h"
 

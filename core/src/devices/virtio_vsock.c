@@ -29,7 +29,7 @@
 #include "../seccomp.h"
 #include "../unix_socket.h"
 #include "../virtio/chain.h"
-#include "../virtio/iothread.h"
+#include "../iothread.h"
 #include "../virtio/virtio.h"
 #include "../vm.h"
 

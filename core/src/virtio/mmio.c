@@ -12,7 +12,7 @@
 
 #include "../error.h"
 #include "../vm.h"
-#include "iothread.h"
+#include "../iothread.h"
 
 #define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
 #define VIRTIO_MMIO_VERSION_2 2

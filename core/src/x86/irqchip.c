@@ -14,10 +14,10 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "devices/ioapic.h"
-#include "error.h"
+#include "../devices/ioapic.h"
+#include "../error.h"
 #include "layout.h"
-#include "vm.h"
+#include "../vm.h"
 
 #define KVM_TSS_ADDR 0xfffbd000ul
 

@@ -9,9 +9,9 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#include "../error.h"
-#include "../seccomp.h"
-#include "../thread_role.h"
+#include "error.h"
+#include "seccomp.h"
+#include "thread_role.h"
 
 int iothread_init(struct iothread *t)
 {

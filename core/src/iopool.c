@@ -3,8 +3,8 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../error.h"
-#include "../seccomp.h"
+#include "error.h"
+#include "seccomp.h"
 
 void iopool_init(struct iopool *p)
 {

@@ -7,8 +7,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 
-#include "error.h"
-#include "vm.h"
+#include "../error.h"
+#include "../vm.h"
 
 #define CPUID_MAX_ENTRIES 256
 #define LEAF1_ECX_HYPERVISOR (1u << 31)
