@@ -33,7 +33,8 @@ static kvmc_vm *make_vm(const char *guest, const char *cmdline, int with_devices
         exit(1);
     }
     kvmc_config_free(cfg);
-    static const kvmc_device_ops ops = {.read = dev_read, .write = dev_write};
+    static const kvmc_device_ops ops = {.version = KVMC_DEVICE_OPS_VERSION, .read = dev_read,
+                                        .write = dev_write};
     if (with_devices && (kvmc_vm_add_pio_device(vm, 0x600, 4, &ops, NULL) ||
                          kvmc_vm_add_mmio_device(vm, 0xd0000000, 0x1000, &ops, NULL))) {
         fprintf(stderr, "exit_cost: %s\n", kvmc_last_error());

@@ -396,7 +396,7 @@ def main():
     kvmc = os.path.join(b, "cli", "kvmc")
     floor = os.path.join(b, "bench", "kvmc-bench-floor")
     driver = os.path.join(b, "bench", "kvmc-bench-exit-cost")
-    env = dict(os.environ, KVMC_LIBRARY=os.path.join(b, "core", "libkvmc.so.0"),
+    env = dict(os.environ, KVMC_LIBRARY=os.path.join(b, "core", "libkvmc.so.1"),
                KVMC_LUA_DIR=os.path.join(b, "bindings", "lua"),
                LD_LIBRARY_PATH=os.path.join(b, "core"),
                PYTHONPATH=os.path.join(ROOT, "bindings", "python"))

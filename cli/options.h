@@ -1,12 +1,20 @@
 /* Command-line parsing for `kvmc run`, kept apart from main() so the unit
- * tests can feed it bad input. */
+ * tests and a fuzzer can feed it bad input. One table in options.c defines
+ * every option, its --help text and how it is checked. */
 #ifndef KVMC_CLI_OPTIONS_H
 #define KVMC_CLI_OPTIONS_H
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "kvmc/kvmc.h"
+
+struct run_disk {
+    const char *path;
+    bool read_only, no_lock;
+    const char *serial;
+};
 
 struct run_options {
     const char *kernel;      /* NULL: the embedded default guest */
@@ -22,7 +30,7 @@ struct run_options {
     bool console_limit_set;
     bool help;
     bool version;             /* --version */
-    struct { const char *path; bool read_only, no_lock; const char *serial; } disks[KVMC_MAX_VIRTIO_DEVICES];
+    struct run_disk disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;
     bool rng;
     bool pit;                 /* --pit */
@@ -44,8 +52,12 @@ struct run_options {
 bool parse_size(const char *s, uint64_t *bytes);
 
 /* Parses the arguments after "run". On error writes one line naming the
- * problem into err (without "kvmc: ") and returns false. */
+ * problem into err (without "kvmc: ") and returns false. Values the library
+ * configures are checked by the library: the message is its own. */
 bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
                        unsigned errlen);
+
+/* The "options:" part of `kvmc run --help`, from the same table. */
+void print_run_options(FILE *out);
 
 #endif

@@ -1,6 +1,12 @@
 # The core's sources, relative to core/: the library and the fuzz build
-# (tests/fuzz) both compile this list.
+# (tests/fuzz) both compile this list. Every device in src/devices/ is
+# compiled: a new device is a new file there plus its line in
+# src/devices/devices.def.
+file(GLOB KVMC_DEVICE_SOURCES CONFIGURE_DEPENDS RELATIVE ${CMAKE_CURRENT_LIST_DIR}
+     ${CMAKE_CURRENT_LIST_DIR}/src/devices/*.c)
+list(SORT KVMC_DEVICE_SOURCES)
 set(KVMC_CORE_SOURCES
+  ${KVMC_DEVICE_SOURCES}
   src/error.c
   src/thread_role.c
   src/kick.c
@@ -20,17 +26,10 @@ set(KVMC_CORE_SOURCES
   src/boot/elf.c
   src/boot/bzimage.c
   src/boot/loader.c
-  src/devices/serial.c
-  src/devices/i8042.c
-  src/devices/debug_exit.c
-  src/devices/acpi_pm.c
-  src/devices/pvpanic.c
-  src/devices/ioapic.c
-  src/devices/virtio_blk.c
-  src/devices/virtio_rng.c
-  src/devices/virtio_console.c
-  src/devices/virtio_vsock.c
-  src/devices/virtio_net.c
+  src/devmgr.c
+  src/services.c
+  src/x86/gsi_routes.c
+  src/x86/vcpu_setup.c
   src/net/slirp.c
   src/net/tap.c
   src/net/dns_forward.c

@@ -63,7 +63,9 @@ int main(int argc, char **argv)
         return fail("create");
     kvmc_config_free(cfg);
 
-    static const kvmc_device_ops ops = {.read = counter_read, .write = counter_write};
+    static const kvmc_device_ops ops = {.version = KVMC_DEVICE_OPS_VERSION,
+                                        .read = counter_read,
+                                        .write = counter_write};
     struct counter pio = {.lock = PTHREAD_MUTEX_INITIALIZER};
     struct counter mmio = {.lock = PTHREAD_MUTEX_INITIALIZER};
     if (kvmc_vm_add_pio_device(vm, 0x600, 4, &ops, &pio) ||

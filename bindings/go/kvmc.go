@@ -27,7 +27,8 @@ extern void kvmcGoConsole(void *opaque, uint8_t *data, size_t len);
 extern int kvmcGoVsockConnect(void *opaque, uint32_t port);
 extern void kvmcGoEvent(void *opaque, kvmc_vm *vm, int event);
 
-static const kvmc_device_ops kvmc_go_device_ops = {kvmcGoDeviceRead, kvmcGoDeviceWrite};
+static const kvmc_device_ops kvmc_go_device_ops = {KVMC_DEVICE_OPS_VERSION, kvmcGoDeviceRead,
+                                                   kvmcGoDeviceWrite};
 
 // Handles travel through C as integers, never as Go pointers.
 static int kvmc_go_add_mmio(kvmc_vm *vm, uint64_t base, uint64_t size, uintptr_t h) {
@@ -676,11 +677,13 @@ func (vm *VM) GetRegs(vcpu uint) (Regs, error) {
 
 // SetRegs writes vCPU vcpu's registers; same states as GetRegs.
 func (vm *VM) SetRegs(vcpu uint, g Regs) error {
-	r := C.kvmc_regs{C.uint64_t(g.RAX), C.uint64_t(g.RBX), C.uint64_t(g.RCX), C.uint64_t(g.RDX),
-		C.uint64_t(g.RSI), C.uint64_t(g.RDI), C.uint64_t(g.RSP), C.uint64_t(g.RBP),
-		C.uint64_t(g.R8), C.uint64_t(g.R9), C.uint64_t(g.R10), C.uint64_t(g.R11),
-		C.uint64_t(g.R12), C.uint64_t(g.R13), C.uint64_t(g.R14), C.uint64_t(g.R15),
-		C.uint64_t(g.RIP), C.uint64_t(g.RFLAGS)}
+	r := C.kvmc_regs{version: C.KVMC_REGS_VERSION,
+		rax: C.uint64_t(g.RAX), rbx: C.uint64_t(g.RBX), rcx: C.uint64_t(g.RCX),
+		rdx: C.uint64_t(g.RDX), rsi: C.uint64_t(g.RSI), rdi: C.uint64_t(g.RDI),
+		rsp: C.uint64_t(g.RSP), rbp: C.uint64_t(g.RBP), r8: C.uint64_t(g.R8),
+		r9: C.uint64_t(g.R9), r10: C.uint64_t(g.R10), r11: C.uint64_t(g.R11),
+		r12: C.uint64_t(g.R12), r13: C.uint64_t(g.R13), r14: C.uint64_t(g.R14),
+		r15: C.uint64_t(g.R15), rip: C.uint64_t(g.RIP), rflags: C.uint64_t(g.RFLAGS)}
 	return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_set_regs(v, C.unsigned(vcpu), &r) })
 }
 
@@ -727,6 +730,10 @@ func (vm *VM) release() {
 
 // Version of the loaded libkvmc.
 func Version() string { return C.GoString(C.kvmc_version_string()) }
+
+// KickSignal is the real-time signal kvmc interrupts its vCPU threads with.
+// A program running VMs must leave it alone: no signal.Notify, no blocking.
+func KickSignal() syscall.Signal { return syscall.Signal(C.kvmc_kick_signal()) }
 
 //export kvmcGoDeviceRead
 func kvmcGoDeviceRead(opaque unsafe.Pointer, offset C.uint64_t, size C.unsigned) (value C.uint64_t) {

@@ -6,8 +6,10 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -271,5 +273,15 @@ func TestManyVMsConcurrently(t *testing.T) {
 		if err := <-results; err != nil {
 			t.Error(err)
 		}
+	}
+}
+
+func TestVersionAndKickSignal(t *testing.T) {
+	if !regexp.MustCompile(`^1\.\d+\.\d+$`).MatchString(Version()) {
+		t.Errorf("Version() = %q, want 1.x.y (libkvmc.so.1)", Version())
+	}
+	// glibc's SIGRTMIN is 34 (NPTL keeps 32 and 33): the kick is SIGRTMIN+6.
+	if KickSignal() != syscall.Signal(40) {
+		t.Errorf("KickSignal() = %d, want 40", KickSignal())
 	}
 }

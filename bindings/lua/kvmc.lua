@@ -375,5 +375,7 @@ VM.__gc = VM.close
 VM.__close = VM.close
 
 function M.version() return core.kvmc_version_string() end
+-- The real-time signal kvmc interrupts its vCPU threads with: leave it alone.
+function M.kick_signal() return core.kvmc_kick_signal() end
 
 return M

@@ -105,8 +105,9 @@ static void lua_device_write(void *opaque, uint64_t offset, unsigned size, uint6
     pthread_mutex_unlock(&d->owner->lock);
 }
 
-static const kvmc_device_ops lua_device_ops = {.read = lua_device_read,
-                                               .write = lua_device_write};
+static const kvmc_device_ops lua_device_ops = {.version = KVMC_DEVICE_OPS_VERSION,
+                                              .read = lua_device_read,
+                                              .write = lua_device_write};
 
 /* The device lives in a userdata the caller must keep until the VM is
  * destroyed (kvmc.lua keeps it in the VM object). */

@@ -3,9 +3,9 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "config.h"
+#include "devmgr.h"
 #include "error.h"
-#include "x86/layout.h"
-#include "vm.h"
 
 #define DEFAULT_MEMORY (256ull << 20)
 
@@ -192,17 +192,11 @@ int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd)
     return KVMC_OK;
 }
 
-static unsigned virtio_count(const kvmc_config *cfg)
-{
-    return cfg->ndisks + (cfg->rng ? 1 : 0) + (cfg->vconsole.enabled ? 1 : 0) +
-           (cfg->vsock.enabled ? 1 : 0) + cfg->nnets;
-}
-
 /* Room for one more virtio device, unless the setter replaces one that is
  * already configured (`replacing`). */
 static int check_room(const kvmc_config *cfg, bool replacing)
 {
-    if (!replacing && virtio_count(cfg) == KVMC_MAX_VIRTIO_DEVICES)
+    if (!replacing && devmgr_virtio_count(cfg) == KVMC_MAX_VIRTIO_DEVICES)
         return kvmc_fail(KVMC_EINVAL, "at most %u virtio devices", KVMC_MAX_VIRTIO_DEVICES);
     return KVMC_OK;
 }
@@ -316,14 +310,4 @@ int kvmc_config_add_net(kvmc_config *cfg, const char *spec)
         return err;
     cfg->nnets++;
     return KVMC_OK;
-}
-
-unsigned virtio_plan(const kvmc_config *cfg, struct mmio_device_desc *out)
-{
-    unsigned n = virtio_count(cfg);
-    for (unsigned i = 0; i < n; i++)
-        out[i] = (struct mmio_device_desc){
-            .base = LAYOUT_VIRTIO_MMIO + i * LAYOUT_VIRTIO_MMIO_STRIDE,
-            .size = (uint32_t)LAYOUT_VIRTIO_MMIO_STRIDE, .gsi = LAYOUT_VIRTIO_GSI + i};
-    return n;
 }

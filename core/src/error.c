@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "kick.h"
+
 static _Thread_local char last_error[512];
 
 static void set_message(const char *fmt, va_list ap, int errno_value)
@@ -34,6 +36,37 @@ int kvmc_fail_errno(int err, int errno_value, const char *fmt, ...)
 
 void kvmc_clear_error(void) { last_error[0] = '\0'; }
 
+int kvmc_fail_prefix(int err, const char *fmt, ...)
+{
+    char rest[sizeof(last_error)];
+    memcpy(rest, last_error, sizeof(rest));
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(last_error, sizeof(last_error), fmt, ap);
+    va_end(ap);
+    size_t used = n < 0 ? 0 : (size_t)n < sizeof(last_error) ? (size_t)n : sizeof(last_error) - 1;
+    /* Truncating a long message is fine: it is one line for a human. */
+    size_t room = sizeof(last_error) - used;
+    if (room > 2) {
+        memcpy(last_error + used, ": ", 2);
+        size_t take = strnlen(rest, room - 3);
+        memcpy(last_error + used + 2, rest, take);
+        last_error[used + 2 + take] = '\0';
+    }
+    return err;
+}
+
+void kvmc_error_save(struct kvmc_saved_error *saved)
+{
+    snprintf(saved->message, sizeof(saved->message), "%s", last_error);
+}
+
+int kvmc_error_restore(const struct kvmc_saved_error *saved, int err)
+{
+    snprintf(last_error, sizeof(last_error), "%s", saved->message);
+    return err;
+}
+
 const char *kvmc_last_error(void) { return last_error; }
 
 const char *kvmc_strerror(int err)
@@ -54,6 +87,8 @@ const char *kvmc_strerror(int err)
 }
 
 const char *kvmc_version_string(void) { return KVMC_VERSION_STRING; }
+
+int kvmc_kick_signal(void) { return kick_signal(); }
 
 const char *kvmc_exit_reason_name(kvmc_exit_reason reason)
 {

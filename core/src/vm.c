@@ -11,25 +11,19 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "config.h"
+#include "devices/virtio_console.h"
 #include "error.h"
 #include "files.h"
-#include "x86/layout.h"
 #include "thread_role.h"
-#include "virtio/mmio.h"
 #include "vm.h"
+#include "x86/cpuid.h"
 
-#define COM1_PORT 0x3f8
-#define COM1_IRQ 4
 #define MAX_KERNEL_SIZE (512ull << 20)
 
-/* ------------------------------------------------------------- creation */
+static void vm_emit_event(struct kvmc_vm *vm, kvmc_event event);
 
-int vm_check_extension(int kvm_fd, int cap, const char *name)
-{
-    if (ioctl(kvm_fd, KVM_CHECK_EXTENSION, cap) <= 0)
-        return kvmc_fail(KVMC_ENOTSUP, "KVM on this host lacks %s", name);
-    return KVMC_OK;
-}
+/* ------------------------------------------------------------- creation */
 
 static int open_kvm(struct kvmc_vm *vm, unsigned cpus)
 {
@@ -43,10 +37,10 @@ static int open_kvm(struct kvmc_vm *vm, unsigned cpus)
         return kvmc_fail(KVMC_ENOTSUP, "KVM API version %d, kvmc needs %d", version,
                          KVM_API_VERSION);
     int err;
-    if ((err = vm_check_extension(vm->kvm_fd, KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP")) ||
-        (err = vm_check_extension(vm->kvm_fd, KVM_CAP_IMMEDIATE_EXIT,
+    if ((err = kvm_require(vm->kvm_fd, KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP")) ||
+        (err = kvm_require(vm->kvm_fd, KVM_CAP_IMMEDIATE_EXIT,
                                "KVM_CAP_IMMEDIATE_EXIT")) ||
-        (err = vm_check_extension(vm->kvm_fd, KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY")))
+        (err = kvm_require(vm->kvm_fd, KVM_CAP_USER_MEMORY, "KVM_CAP_USER_MEMORY")))
         return err;
     int max = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_MAX_VCPUS);
     if (max <= 0)
@@ -113,88 +107,79 @@ static int load_kernel(struct kvmc_vm *vm, const kvmc_config *cfg)
         struct mmio_device_desc virtio[KVMC_MAX_VIRTIO_DEVICES];
         struct boot_request req = {
             .kernel = kernel, .initrd = initrd, .cmdline = cfg->cmdline,
-            .protocol = cfg->protocol, .cpus = cfg->cpus,
-            .virtio = virtio, .nvirtio = virtio_plan(cfg, virtio), .pic = cfg->pit,
+            .protocol = cfg->protocol, .cpus = cfg->cpus, .virtio = virtio,
+            .nvirtio = devmgr_describe_virtio(&vm->devices, virtio, KVMC_MAX_VIRTIO_DEVICES),
+            .pic = cfg->pit,
         };
         err = boot_load(&vm->mem, &req, &vm->boot);
-        if (err && cfg->kernel_path) { /* name the file in the message */
-            char msg[512];
-            snprintf(msg, sizeof(msg), "%s", kvmc_last_error());
-            kvmc_fail(err, "kernel %s: %s", cfg->kernel_path, msg);
-        }
+        if (err && cfg->kernel_path) /* name the file in the message */
+            kvmc_fail_prefix(err, "kernel %s", cfg->kernel_path);
     }
     image_close(&kernel);
     image_close(&initrd);
     return err;
 }
 
-static int open_console(struct kvmc_vm *vm, const kvmc_config *cfg)
+/* ------------------------------------------------- services for devices */
+
+static void svc_set_irq(void *ctx, unsigned gsi, int level)
 {
-    return console_out_init(&vm->console, &cfg->console, cfg->console_path,
-                            cfg->console_limit);
+    struct kvmc_vm *vm = ctx;
+    irqchip_set_irq(&vm->irq, gsi, level);
 }
 
-/* Opens device i of the plan: disks, rng, console, vsock, then nets (the
- * order virtio_plan() and the ACPI tables use). */
-static int open_virtio_device(const kvmc_config *cfg, unsigned i,
-                              const struct virtio_device_ops **ops, void **impl)
+static void svc_pulse_irq(void *ctx, unsigned gsi)
 {
-    if (i < cfg->ndisks)
-        return virtio_blk_open(cfg->disks[i].path, cfg->disks[i].flags,
-                               cfg->disks[i].serial, ops, impl);
-    i -= cfg->ndisks;
-    if (cfg->rng && i-- == 0) {
-        *ops = virtio_rng_ops();
-        return KVMC_OK;
-    }
-    if (cfg->vconsole.enabled && i-- == 0)
-        return virtio_console_open(&cfg->vconsole, ops, impl);
-    if (cfg->vsock.enabled && i-- == 0)
-        return virtio_vsock_open(&cfg->vsock, ops, impl);
-    return virtio_net_open(&cfg->nets[i], i, ops, impl);
+    struct kvmc_vm *vm = ctx;
+    irqchip_pulse(&vm->irq, gsi);
 }
 
-static int create_virtio_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
+static int svc_irqfd(void *ctx, int fd, unsigned gsi)
 {
-    struct mmio_device_desc plan[KVMC_MAX_VIRTIO_DEVICES];
-    unsigned n = virtio_plan(cfg, plan);
-    int err = iothread_init(&vm->io);
+    struct kvmc_vm *vm = ctx;
+    return irqchip_irqfd(&vm->irq, fd, gsi);
+}
+
+static int svc_ioeventfd(void *ctx, uint64_t addr, unsigned len, uint64_t datamatch, int fd)
+{
+    struct kvmc_vm *vm = ctx;
+    struct kvm_ioeventfd ioev = {.datamatch = datamatch, .addr = addr, .len = len, .fd = fd,
+                                 .flags = KVM_IOEVENTFD_FLAG_DATAMATCH};
+    if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_IOEVENTFD at 0x%llx",
+                               (unsigned long long)addr);
+    return KVMC_OK;
+}
+
+static void svc_request_exit(void *ctx, const kvmc_exit_info *info)
+{
+    vm_request_exit(ctx, info);
+}
+
+static int create_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
+{
+    vm->svc = (struct vm_services){
+        .mem = &vm->mem, .pio = &vm->pio, .mmio = &vm->mmio, .io = &vm->io,
+        .console = &vm->console, .set_irq = svc_set_irq, .pulse_irq = svc_pulse_irq,
+        .irqfd = svc_irqfd, .ioeventfd = svc_ioeventfd, .request_exit = svc_request_exit,
+        .ctx = vm,
+    };
+    int err = console_out_init(&vm->console, &cfg->console, cfg->console_path,
+                               cfg->console_limit);
+    if (!err)
+        err = iothread_init(&vm->io);
     vm->io.owner = vm;
-    for (unsigned i = 0; i < n && !err; i++) {
-        const struct virtio_device_ops *ops = NULL;
-        void *impl = NULL;
-        err = open_virtio_device(cfg, i, &ops, &impl);
-        if (!err)
-            err = virtio_mmio_create(vm, &vm->io, plan[i].base, plan[i].gsi, ops, impl,
-                                     &vm->virtio[vm->nvirtio]);
-        if (err)
-            break;
-        if (ops->device_id == VIRTIO_ID_CONSOLE)
-            vm->vconsole = impl; /* for kvmc_vm_virtio_console_write */
-        vm->nvirtio++;
-    }
-    return err;
+    return err ? err : devmgr_create(&vm->devices, &vm->svc, cfg);
 }
 
 int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len, size_t *written)
 {
     if (!vm || (!data && len))
         return kvmc_fail(KVMC_EINVAL, "%s: vm or data is NULL", __func__);
-    if (!vm->vconsole)
+    void *console = devmgr_virtio_impl(&vm->devices, &virtio_console_device);
+    if (!console)
         return kvmc_fail(KVMC_ESTATE, "this VM has no virtio-console");
-    return virtio_console_write(vm->vconsole, data, len, written);
-}
-
-static int create_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
-{
-    int err;
-    if ((err = open_console(vm, cfg)) ||
-        (err = serial_create(vm, COM1_PORT, COM1_IRQ, cfg->console_in_fd, &vm->serial)) ||
-        (err = i8042_create(vm)) || (err = debug_exit_create(vm)) ||
-        (err = acpi_pm_create(vm)) || (err = pvpanic_create(vm)) ||
-        (err = create_virtio_devices(vm, cfg)))
-        return err;
-    return KVMC_OK;
+    return virtio_console_write(console, data, len, written);
 }
 
 static int create_vcpus(struct kvmc_vm *vm)
@@ -231,8 +216,6 @@ int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
     vm->mem.memfd = -1;
     vm->ncpus = cfg->cpus;
     vm->io.epoll_fd = vm->io.stop_fd = -1;
-    bus_init(&vm->pio, "PIO");
-    bus_init(&vm->mmio, "MMIO");
     pthread_mutex_init(&vm->lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
@@ -241,14 +224,19 @@ int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
     pthread_condattr_destroy(&attr);
     vm->state = KVMC_STATE_CREATED;
 
-    if ((err = open_kvm(vm, cfg->cpus)) || (err = create_kvm_vm(vm)) ||
-        (err = map_memory(vm, cfg)) || (err = irqchip_create(vm, cfg->pit)) ||
-        (err = load_kernel(vm, cfg)) || (err = create_devices(vm, cfg)) ||
+    /* Devices before the kernel: the firmware tables describe what was
+     * attached. */
+    if ((err = bus_init(&vm->pio, "PIO", vm->ncpus)) ||
+        (err = bus_init(&vm->mmio, "MMIO", vm->ncpus)) ||
+        (err = open_kvm(vm, cfg->cpus)) || (err = create_kvm_vm(vm)) ||
+        (err = map_memory(vm, cfg)) ||
+        (err = irqchip_create(&vm->irq, vm->kvm_fd, vm->vm_fd, &vm->mmio, cfg->pit)) ||
+        (err = create_devices(vm, cfg)) || (err = load_kernel(vm, cfg)) ||
         (err = create_vcpus(vm))) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s", kvmc_last_error());
+        struct kvmc_saved_error saved;
+        kvmc_error_save(&saved);
         kvmc_vm_destroy(vm);
-        return kvmc_fail(err, "%s", msg); /* destroy must not clobber it */
+        return kvmc_error_restore(&saved, err); /* destroy must not clobber it */
     }
     *out = vm;
     return KVMC_OK;
@@ -256,7 +244,7 @@ int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
 
 /* ------------------------------------------------------------- lifecycle */
 
-void vm_emit_event(struct kvmc_vm *vm, kvmc_event event)
+static void vm_emit_event(struct kvmc_vm *vm, kvmc_event event)
 {
     pthread_mutex_lock(&vm->lock);
     kvmc_event_fn fn = vm->event_fn;
@@ -314,7 +302,7 @@ int kvmc_vm_start(kvmc_vm *vm)
     vm->io.seccomp = vm->seccomp;
     int err = console_out_start(&vm->console, vm->seccomp);
     if (!err)
-        err = serial_start_input(vm->serial);
+        err = devmgr_start(&vm->devices, vm->seccomp);
     if (!err)
         err = iothread_start(&vm->io);
     for (unsigned i = 0; i < vm->ncpus && !err; i++) {
@@ -324,12 +312,12 @@ int kvmc_vm_start(kvmc_vm *vm)
     }
     pthread_mutex_unlock(&vm->lock);
     if (err) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s", kvmc_last_error());
+        struct kvmc_saved_error saved;
+        kvmc_error_save(&saved);
         kvmc_exit_info info = {.reason = KVMC_EXIT_VMM_ERROR, .vcpu = -1};
-        snprintf(info.message, sizeof(info.message), "%.200s", msg);
+        snprintf(info.message, sizeof(info.message), "%.200s", saved.message);
         vm_request_exit(vm, &info);
-        return kvmc_fail(err, "%s", msg);
+        return kvmc_error_restore(&saved, err);
     }
     vm_emit_event(vm, KVMC_EVENT_STARTED);
     return KVMC_OK;
@@ -489,9 +477,7 @@ void kvmc_vm_destroy(kvmc_vm *vm)
         kvmc_vm_wait(vm, -1, NULL); /* joins threads once */
     }
     iothread_destroy(&vm->io); /* before the devices it serves */
-    for (unsigned i = 0; i < vm->nvirtio; i++)
-        virtio_mmio_destroy(vm->virtio[i]);
-    serial_destroy(vm->serial);
+    devmgr_destroy(&vm->devices);
     console_out_close(&vm->console);
     if (vm->vcpus)
         for (unsigned i = 0; i < vm->ncpus; i++)
@@ -501,7 +487,7 @@ void kvmc_vm_destroy(kvmc_vm *vm)
      * is still mapped is cheaper (measured on PVM: 14 ms against 21 ms). */
     if (vm->vm_fd >= 0)
         close(vm->vm_fd);
-    irqchip_destroy(vm); /* after every thread that raises interrupts */
+    irqchip_destroy(&vm->irq); /* after every thread that raises interrupts */
     gm_destroy(&vm->mem);
     bus_destroy(&vm->pio);
     bus_destroy(&vm->mmio);
@@ -538,6 +524,13 @@ static int check_can_add_device(kvmc_vm *vm, const kvmc_device_ops *ops)
 {
     if (!vm || !ops)
         return kvmc_fail(KVMC_EINVAL, "VM or device ops is NULL");
+    if (ops->version == 0)
+        return kvmc_fail(KVMC_EINVAL, "kvmc_device_ops.version is 0: start from "
+                                      "KVMC_DEVICE_OPS_INIT");
+    if (ops->version > KVMC_DEVICE_OPS_VERSION)
+        return kvmc_fail(KVMC_ENOTSUP, "kvmc_device_ops version %u is newer than this "
+                         "library's (%u): a newer libkvmc is needed", ops->version,
+                         KVMC_DEVICE_OPS_VERSION);
     if (kvmc_vm_get_state(vm) != KVMC_STATE_CREATED)
         return kvmc_fail(KVMC_ESTATE, "devices must be added before the VM starts");
     return KVMC_OK;
@@ -552,7 +545,8 @@ int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
     if ((uint32_t)base + size > 0x10000u)
         return kvmc_fail(KVMC_EINVAL, "PIO range 0x%x+0x%x goes past port 0xffff",
                          base, size);
-    return bus_add(&vm->pio, base, size, ops, opaque, "user PIO device");
+    struct bus_ops b = {.read = ops->read, .write = ops->write};
+    return bus_add(&vm->pio, base, size, &b, opaque, "user PIO device");
 }
 
 int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
@@ -567,5 +561,13 @@ int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
             return kvmc_fail(KVMC_EBUSY, "MMIO range 0x%llx+0x%llx overlaps guest RAM",
                              (unsigned long long)base, (unsigned long long)size);
     }
-    return bus_add(&vm->mmio, base, size, ops, opaque, "user MMIO device");
+    struct bus_ops b = {.read = ops->read, .write = ops->write};
+    return bus_add(&vm->mmio, base, size, &b, opaque, "user MMIO device");
+}
+
+int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    return irqchip_set_irq(&vm->irq, gsi, level);
 }

@@ -1,9 +1,10 @@
 /* libFuzzer: a hostile guest against the built-in platform devices, each
- * through the real bus as a vCPU exit reaches it: the 16550 serial port
- * (COM1, IRQ 4), the i8042 reset line, the debug-exit port, ACPI PM sleep
- * registers, pvpanic, and kvmc's I/O APIC (with EOIs and pin changes in
+ * through the real bus as a vCPU exit reaches it: every platform device the
+ * device manager creates for a default configuration (the 16550 serial port
+ * on COM1, the i8042 reset line, the debug-exit port, ACPI PM sleep
+ * registers, pvpanic), and kvmc's I/O APIC (with EOIs and pin changes in
  * between, as devices and the guest's local APIC would cause them). No KVM:
- * the VM is a shell with buses, and the I/O APIC's MSIs go to a counter.
+ * the devices get fake VM services, and the I/O APIC's MSIs go to a counter.
  *
  * Input: a list of 8-byte operations
  *   [op] [address lo] [address hi] [size] [value: 4 bytes LE]
@@ -16,9 +17,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bus.h"
+#include "console.h"
 #include "devices/ioapic.h"
+#include "devmgr.h"
+#include "services.h"
 #include "x86/layout.h"
-#include "vm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -56,42 +60,82 @@ static uint16_t port_of(uint16_t a)
     return (uint16_t)(bases[a % 8] - 2 + (a >> 3) % 12);
 }
 
-static struct kvmc_vm *new_shell_vm(void)
+struct shell {
+    struct bus pio;
+    struct console_out console;
+    struct ioapic *ioapic;
+    struct vm_services svc;
+    struct devmgr devices;
+    kvmc_config *cfg;
+    unsigned exits;
+};
+
+static void shell_set_irq(void *ctx, unsigned gsi, int level)
 {
-    struct kvmc_vm *vm = calloc(1, sizeof(*vm));
-    if (!vm)
-        abort();
-    vm->kvm_fd = vm->vm_fd = -1;
-    const struct console_sink console = {.kind = CONSOLE_CALLBACK, .fn = sink, .fd = -1};
-    if (console_out_init(&vm->console, &console, NULL, 0))
-        abort();
-    bus_init(&vm->pio, "PIO");
-    bus_init(&vm->mmio, "MMIO");
-    pthread_mutex_init(&vm->lock, NULL);
-    pthread_cond_init(&vm->cond, NULL);
-    struct ioapic_host host = {.signal_msi = count_msi, .set_level_routes = accept_routes};
-    vm->ioapic = ioapic_new(&host);
-    if (!vm->ioapic || serial_create(vm, 0x3f8, 4, -1, &vm->serial) || i8042_create(vm) ||
-        debug_exit_create(vm) || acpi_pm_create(vm) || pvpanic_create(vm))
-        abort();
-    return vm;
+    struct shell *sh = ctx;
+    ioapic_set_irq(sh->ioapic, gsi, level);
 }
 
-static void free_shell_vm(struct kvmc_vm *vm)
+static void shell_pulse_irq(void *ctx, unsigned gsi)
 {
-    serial_destroy(vm->serial);
-    console_out_close(&vm->console);
-    ioapic_free(vm->ioapic);
-    bus_destroy(&vm->pio);
-    bus_destroy(&vm->mmio);
-    pthread_mutex_destroy(&vm->lock);
-    pthread_cond_destroy(&vm->cond);
-    free(vm);
+    struct shell *sh = ctx;
+    ioapic_pulse(sh->ioapic, gsi);
+}
+
+static int shell_irqfd(void *ctx, int fd, unsigned gsi)
+{
+    (void)ctx, (void)fd, (void)gsi;
+    return KVMC_ENOTSUP;
+}
+
+static int shell_ioeventfd(void *ctx, uint64_t addr, unsigned len, uint64_t match, int fd)
+{
+    (void)ctx, (void)addr, (void)len, (void)match, (void)fd;
+    return KVMC_ENOTSUP;
+}
+
+static void shell_exit(void *ctx, const kvmc_exit_info *info)
+{
+    struct shell *sh = ctx;
+    if (info->reason == KVMC_EXIT_NONE || !info->message[0])
+        abort(); /* every exit says why */
+    sh->exits++;
+}
+
+static struct shell *new_shell(void)
+{
+    struct shell *sh = calloc(1, sizeof(*sh));
+    if (!sh)
+        abort();
+    const struct console_sink console = {.kind = CONSOLE_CALLBACK, .fn = sink, .fd = -1};
+    struct ioapic_host host = {.signal_msi = count_msi, .set_level_routes = accept_routes};
+    sh->ioapic = ioapic_new(&host);
+    if (!sh->ioapic || kvmc_config_new(&sh->cfg) || bus_init(&sh->pio, "PIO", 0) ||
+        console_out_init(&sh->console, &console, NULL, 0))
+        abort();
+    sh->svc = (struct vm_services){
+        .pio = &sh->pio, .console = &sh->console, .set_irq = shell_set_irq,
+        .pulse_irq = shell_pulse_irq, .irqfd = shell_irqfd, .ioeventfd = shell_ioeventfd,
+        .request_exit = shell_exit, .ctx = sh,
+    };
+    if (devmgr_create(&sh->devices, &sh->svc, sh->cfg))
+        abort();
+    return sh;
+}
+
+static void free_shell(struct shell *sh)
+{
+    devmgr_destroy(&sh->devices);
+    console_out_close(&sh->console);
+    ioapic_free(sh->ioapic);
+    bus_destroy(&sh->pio);
+    kvmc_config_free(sh->cfg);
+    free(sh);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    struct kvmc_vm *vm = new_shell_vm();
+    struct shell *sh = new_shell();
     for (size_t at = 0; at + 8 <= size; at += 8) {
         const uint8_t *op = data + at;
         uint16_t addr = (uint16_t)(op[1] | op[2] << 8);
@@ -100,16 +144,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(&value, op + 4, 4);
         uint64_t got;
         switch (op[0] % 5) {
-        case 0: bus_write(&vm->pio, port_of(addr), width, value); break;
-        case 1: bus_read(&vm->pio, port_of(addr), width, &got); break;
-        case 2: ioapic_mmio_write(vm->ioapic, addr % IOAPIC_MMIO_SIZE, width, value); break;
-        case 3: (void)ioapic_mmio_read(vm->ioapic, addr % IOAPIC_MMIO_SIZE, width); break;
+        case 0: bus_write(&sh->pio, BUS_NO_READER, port_of(addr), width, value); break;
+        case 1: bus_read(&sh->pio, BUS_NO_READER, port_of(addr), width, &got); break;
+        case 2: ioapic_mmio_write(sh->ioapic, addr % IOAPIC_MMIO_SIZE, width, value); break;
+        case 3: (void)ioapic_mmio_read(sh->ioapic, addr % IOAPIC_MMIO_SIZE, width); break;
         default:
-            kvmc_vm_set_irq_line(vm, addr % 32, value & 1);
-            ioapic_eoi(vm->ioapic, (uint8_t)(value >> 8));
+            ioapic_set_irq(sh->ioapic, addr % 32, value & 1);
+            ioapic_eoi(sh->ioapic, (uint8_t)(value >> 8));
             break;
         }
     }
-    free_shell_vm(vm);
+    free_shell(sh);
     return 0;
 }

@@ -22,7 +22,12 @@
 #include "net/backend.h"
 #include "iothread.h"
 #include "virtio/mmio.h"
-#include "vm.h"
+#include "config.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_console.h"
+#include "devices/virtio_net.h"
+#include "devices/virtio_rng.h"
+#include "devices/virtio_vsock.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -78,7 +83,7 @@ static int open_device(unsigned which, const struct virtio_device_ops **ops, voi
     case 0:
         return virtio_blk_open(disk, KVMC_DISK_NO_LOCK, "fuzz", ops, impl);
     case 1:
-        *ops = virtio_rng_ops();
+        virtio_rng_device.open(NULL, 0, ops, impl);
         *impl = NULL;
         return 0;
     case 2: {

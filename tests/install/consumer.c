@@ -11,6 +11,11 @@ int main(void)
         return 1;
     int bad = kvmc_config_set_cpus(cfg, 0);
     kvmc_config_free(cfg);
+    /* The versioned structs a caller fills start from their INIT macros. */
+    kvmc_device_ops ops = KVMC_DEVICE_OPS_INIT;
+    kvmc_regs regs = KVMC_REGS_INIT;
+    if (ops.version != KVMC_DEVICE_OPS_VERSION || regs.version != KVMC_REGS_VERSION)
+        return 1;
     printf("consumer: libkvmc %s, header %s, cpus 0 -> %s\n", kvmc_version_string(),
            KVMC_VERSION_STRING, kvmc_strerror(bad));
     return strcmp(kvmc_version_string(), KVMC_VERSION_STRING) != 0 || bad != KVMC_EINVAL;

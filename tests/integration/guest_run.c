@@ -4,10 +4,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void console_capture_fn(void *opaque, const uint8_t *data, size_t len)
 {
     struct console_capture *c = opaque;
+    pthread_mutex_lock(&c->lock);
     if (c->len + len + 1 > c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 4096;
         while (cap < c->len + len + 1)
@@ -19,6 +21,20 @@ void console_capture_fn(void *opaque, const uint8_t *data, size_t len)
     memcpy(c->data + c->len, data, len);
     c->len += len;
     c->data[c->len] = '\0';
+    pthread_mutex_unlock(&c->lock);
+}
+
+void console_capture_wait(struct console_capture *cap, const char *text)
+{
+    for (int i = 0; i < 2000; i++) {
+        pthread_mutex_lock(&cap->lock);
+        bool seen = cap->data && strstr(cap->data, text);
+        pthread_mutex_unlock(&cap->lock);
+        if (seen)
+            return;
+        usleep(10000);
+    }
+    cr_assert_fail("guest never printed '%s'", text);
 }
 
 kvmc_config *guest_config(const struct guest_spec *spec, struct console_capture *cap)

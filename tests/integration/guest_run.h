@@ -2,13 +2,18 @@
 #ifndef KVMC_TEST_GUEST_RUN_H
 #define KVMC_TEST_GUEST_RUN_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "kvmc/kvmc.h"
 
+/* Zero-initialised is ready (glibc's PTHREAD_MUTEX_INITIALIZER is zeros).
+ * While the VM runs, read it only through console_capture_wait: the
+ * callback reallocates data on a vCPU thread. */
 struct console_capture {
+    pthread_mutex_t lock;
     char *data;
     size_t len, cap;
 };
@@ -33,6 +38,8 @@ struct guest_result {
 };
 
 void console_capture_fn(void *opaque, const uint8_t *data, size_t len);
+/* Waits up to 20 s for text in the console; fails the test if it never comes. */
+void console_capture_wait(struct console_capture *cap, const char *text);
 /* Creates a config from spec; asserts on failure. */
 kvmc_config *guest_config(const struct guest_spec *spec, struct console_capture *cap);
 /* Boots, waits (asserting it ends within the timeout) and destroys. */

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
+
+#include "kvmc/kvmc.h"
 #include <unistd.h>
 
 #include "cli_run.h"
@@ -98,7 +100,8 @@ Test(cli, help_explains_every_option)
     for (unsigned i = 0; i < 4; i++) {
         run_cli(&r, versions[i][0], versions[i][1], NULL);
         cr_assert_eq(r.status, 0, "%s %s", versions[i][0], versions[i][1]);
-        cr_assert(strncmp(r.out, "kvmc 0.", 7) == 0, "%s", r.out);
+        cr_assert(strncmp(r.out, "kvmc " KVMC_VERSION_STRING, 5 + strlen(KVMC_VERSION_STRING)) == 0,
+                  "%s", r.out);
     }
 }
 
@@ -110,7 +113,7 @@ Test(cli, bad_values_get_one_line_naming_them)
     run_cli(&r, "run", "--kernel", "/etc/os-release", NULL);
     assert_one_line_error(&r, "not a Linux bzImage or ELF kernel");
     run_cli(&r, "run", "--mem", "1M", NULL);
-    assert_one_line_error(&r, "--mem 1M: too small");
+    assert_one_line_error(&r, "--mem 1M: memory 1048576 bytes is below the minimum of 4 MiB");
     run_cli(&r, "run", "--mem", "lots", NULL);
     assert_one_line_error(&r, "--mem lots: not a size");
     run_cli(&r, "run", "--mem", "100T", NULL);

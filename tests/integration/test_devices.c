@@ -41,7 +41,8 @@ static void rec_write(void *opaque, uint64_t offset, unsigned size, uint64_t val
     pthread_mutex_unlock(&r->lock);
 }
 
-static const kvmc_device_ops rec_ops = {.read = rec_read, .write = rec_write};
+static const kvmc_device_ops rec_ops = {.version = KVMC_DEVICE_OPS_VERSION, .read = rec_read,
+                                        .write = rec_write};
 
 Test(devices, pio_and_mmio_callbacks_driven_by_guest)
 {
@@ -104,6 +105,16 @@ Test(devices, registration_is_validated)
     cr_assert_eq(kvmc_vm_add_pio_device(vm, 0xfff0, 0x20, &rec_ops, &rec), KVMC_EINVAL);
     cr_assert_eq(kvmc_vm_add_pio_device(vm, 0x700, 0, &rec_ops, &rec), KVMC_EINVAL);
     cr_assert_eq(kvmc_vm_add_pio_device(vm, 0x700, 8, NULL, &rec), KVMC_EINVAL);
+    /* ops not started from KVMC_DEVICE_OPS_INIT, or from a newer header */
+    kvmc_device_ops unversioned = {.read = rec_read};
+    cr_assert_eq(kvmc_vm_add_pio_device(vm, 0x700, 8, &unversioned, &rec), KVMC_EINVAL);
+    cr_assert(strstr(kvmc_last_error(), "KVMC_DEVICE_OPS_INIT"), "%s", kvmc_last_error());
+    kvmc_device_ops future = rec_ops;
+    future.version = KVMC_DEVICE_OPS_VERSION + 1;
+    cr_assert_eq(kvmc_vm_add_mmio_device(vm, 0xd0000000, 0x1000, &future, &rec), KVMC_ENOTSUP);
+    kvmc_device_ops init = KVMC_DEVICE_OPS_INIT;
+    cr_assert_eq(kvmc_vm_add_pio_device(vm, 0x780, 8, &init, &rec), KVMC_OK,
+                 "no callbacks at all is a valid device");
     /* MMIO must not cover guest RAM (64 MiB here). */
     cr_assert_eq(kvmc_vm_add_mmio_device(vm, 0x3fff000, 0x2000, &rec_ops, &rec), KVMC_EBUSY);
     cr_assert_eq(kvmc_vm_add_mmio_device(vm, 0xfffffffffffff000ull, 0x2000, &rec_ops, &rec),

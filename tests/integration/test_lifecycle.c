@@ -35,16 +35,6 @@ static void log_event(void *opaque, kvmc_vm *vm, kvmc_event ev)
     pthread_mutex_unlock(&log->lock);
 }
 
-static void wait_for_output(struct console_capture *cap, const char *text)
-{
-    for (int i = 0; i < 2000; i++) {
-        if (cap->data && strstr(cap->data, text))
-            return;
-        usleep(10000);
-    }
-    cr_assert_fail("guest never printed '%s'", text);
-}
-
 Test(lifecycle, pause_resume_stop_with_events)
 {
     struct console_capture cap = {0};
@@ -57,7 +47,7 @@ Test(lifecycle, pause_resume_stop_with_events)
 
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
     cr_assert_eq(kvmc_vm_start(vm), KVMC_ESTATE, "second start");
-    wait_for_output(&cap, "echo: ready\n");
+    console_capture_wait(&cap, "echo: ready\n");
     cr_assert_eq(kvmc_vm_get_state(vm), KVMC_STATE_RUNNING);
     cr_assert_eq(kvmc_vm_wait(vm, 50, NULL), KVMC_ETIMEDOUT);
 
@@ -89,7 +79,7 @@ Test(lifecycle, stop_while_paused)
     struct console_capture cap = {0};
     kvmc_vm *vm = idle_guest(&cap);
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
-    wait_for_output(&cap, "echo: ready\n");
+    console_capture_wait(&cap, "echo: ready\n");
     cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
     cr_assert_eq(kvmc_vm_stop(vm), KVMC_OK);
     kvmc_exit_info info;
@@ -104,7 +94,7 @@ Test(lifecycle, destroy_a_running_vm)
     struct console_capture cap = {0};
     kvmc_vm *vm = idle_guest(&cap);
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
-    wait_for_output(&cap, "echo: ready\n");
+    console_capture_wait(&cap, "echo: ready\n");
     kvmc_vm_destroy(vm); /* must stop and join on its own */
     free(cap.data);
 }
@@ -182,9 +172,20 @@ Test(lifecycle, vcpu_registers_while_paused)
     kvmc_regs regs;
     cr_assert_eq(kvmc_vm_get_regs(vm, 0, &regs), KVMC_OK, "%s", kvmc_last_error());
     cr_assert_eq(regs.rip, 0x100000, "before start: the PVH entry");
+    cr_assert_eq(regs.version, KVMC_REGS_VERSION, "get_regs says which layout it filled");
     cr_assert_eq(kvmc_vm_get_regs(vm, 2, &regs), KVMC_EINVAL, "no such vCPU");
+    /* A struct not started from KVMC_REGS_INIT, or from a newer header. */
+    kvmc_regs unversioned = {.rip = 0x100000};
+    cr_assert_eq(kvmc_vm_set_regs(vm, 0, &unversioned), KVMC_EINVAL);
+    cr_assert(strstr(kvmc_last_error(), "KVMC_REGS_INIT"), "%s", kvmc_last_error());
+    kvmc_regs future = regs;
+    future.version = KVMC_REGS_VERSION + 1;
+    cr_assert_eq(kvmc_vm_set_regs(vm, 0, &future), KVMC_ENOTSUP);
+    kvmc_regs fresh = KVMC_REGS_INIT;
+    fresh.rip = regs.rip;
+    cr_assert_eq(kvmc_vm_set_regs(vm, 1, &fresh), KVMC_OK);
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
-    wait_for_output(&cap, "echo: ready\n");
+    console_capture_wait(&cap, "echo: ready\n");
     cr_assert_eq(kvmc_vm_get_regs(vm, 0, &regs), KVMC_ESTATE, "not while running");
     cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
     cr_assert_eq(kvmc_vm_get_regs(vm, 0, &regs), KVMC_OK, "%s", kvmc_last_error());

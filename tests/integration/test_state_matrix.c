@@ -19,23 +19,13 @@ static uint64_t dev_read(void *opaque, uint64_t off, unsigned size)
     (void)opaque, (void)off, (void)size;
     return 0;
 }
-static const kvmc_device_ops ops = {.read = dev_read};
+static const kvmc_device_ops ops = {.version = KVMC_DEVICE_OPS_VERSION, .read = dev_read};
 
 static void wait_for_state(kvmc_vm *vm, kvmc_vm_state want)
 {
     for (int i = 0; i < 2000 && kvmc_vm_get_state(vm) != want; i++)
         usleep(5000);
     cr_assert_eq(kvmc_vm_get_state(vm), want);
-}
-
-static void wait_for_text(struct console_capture *cap, const char *text)
-{
-    for (int i = 0; i < 2000; i++) {
-        if (cap->data && strstr(cap->data, text))
-            return;
-        usleep(5000);
-    }
-    cr_assert_fail("guest never printed '%s'", text);
 }
 
 /* A VM in the given state; cap collects its console. */
@@ -59,7 +49,7 @@ static kvmc_vm *vm_in(enum vm_kind kind, struct console_capture *cap)
     case RUNNING:
     case PAUSED:
         cr_assert_eq(kvmc_vm_start(vm), KVMC_OK, "%s", kvmc_last_error());
-        wait_for_text(cap, "echo: ready\n");
+        console_capture_wait(cap, "echo: ready\n");
         if (kind == PAUSED)
             cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK, "%s", kvmc_last_error());
         break;
@@ -191,7 +181,7 @@ Test(state_matrix, destroy_in_every_state)
 Test(state_matrix, null_handles_are_refused)
 {
     kvmc_exit_info info;
-    kvmc_regs regs = {0};
+    kvmc_regs regs = KVMC_REGS_INIT;
     uint8_t byte = 0;
     cr_expect_eq(kvmc_vm_get_state(NULL), KVMC_STATE_INVALID);
     cr_expect_eq(kvmc_vm_cpu_count(NULL), 0u);
@@ -244,7 +234,8 @@ Test(state_matrix, wait_pause_destroy_from_a_callback_do_not_deadlock)
     cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
     kvmc_config_free(cfg);
     struct reentry r = {.vm = vm};
-    static const kvmc_device_ops reentrant = {.write = reentrant_write};
+    static const kvmc_device_ops reentrant = {.version = KVMC_DEVICE_OPS_VERSION,
+                                              .write = reentrant_write};
     cr_assert_eq(kvmc_vm_add_pio_device(vm, 0x600, 4, &reentrant, &r), KVMC_OK);
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
     kvmc_exit_info info;

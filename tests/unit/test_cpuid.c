@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "vm.h"
+#include <stdint.h>
+
+#include "x86/cpuid.h"
 
 static struct kvm_cpuid2 *fake_table(void)
 {

@@ -14,7 +14,8 @@
 #include "iothread.h"
 #include "virtio/virtio.h"
 #include "virtq_fixture.h"
-#include "vm.h"
+#include "config.h"
+#include "devices/virtio_blk.h"
 
 #define HDR FQ_DATA
 #define STATUS (FQ_DATA + 0x100)

@@ -15,7 +15,11 @@
 #include "virtio/mmio.h"
 #include "mmio_driver.h"
 #include "virtq_fixture.h"
-#include "vm.h"
+#include "config.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_console.h"
+#include "devices/virtio_rng.h"
+#include "devices/virtio_vsock.h"
 
 static struct guest_memory gm;
 static char disk[] = "/tmp/kvmc-mmio-XXXXXX";
@@ -36,7 +40,7 @@ static struct virtio_mmio *open_device(unsigned which, struct iothread *io)
     struct vsock_config vsock = {.enabled = true, .cid = 3, .path = vsock_path};
     switch (which) {
     case 0: cr_assert_eq(virtio_blk_open(disk, 0, "s", &ops, &impl), KVMC_OK); break;
-    case 1: ops = virtio_rng_ops(); break;
+    case 1: cr_assert_eq(virtio_rng_device.open(NULL, 0, &ops, &impl), KVMC_OK); break;
     case 2: cr_assert_eq(virtio_console_open(&console, &ops, &impl), KVMC_OK); break;
     default: cr_assert_eq(virtio_vsock_open(&vsock, &ops, &impl), KVMC_OK); break;
     }

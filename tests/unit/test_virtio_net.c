@@ -8,7 +8,9 @@
 #include "mmio_driver.h"
 #include "net/backend.h"
 #include "virtio/mmio.h"
-#include "vm.h"
+#include "config.h"
+#include "devices/virtio_net.h"
+#include "iothread.h"
 
 #define RX_DESC 0x1000ull
 #define RX_AVAIL 0x2000ull

@@ -22,7 +22,8 @@
 #include "virtq_fixture.h"
 #include "iothread.h"
 #include "virtio/mmio.h"
-#include "vm.h"
+#include "config.h"
+#include "devices/virtio_vsock.h"
 
 #define QSIZE FQ_SIZE /* fq_offer_at assumes it */
 #define GUEST_CID 3

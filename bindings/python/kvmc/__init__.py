@@ -34,7 +34,7 @@ from .errors import (BusyError, CallbackError, ClosedError, ErrorCode, ImageForm
                      InvalidArgumentError, KVMError, KvmcError, KvmcMemoryError, KvmcOSError,
                      KvmcTimeoutError, NotSupportedError, StateError, error_for)
 
-__all__ = ["VM", "ExitReason", "ExitInfo", "State", "Event", "parse_size", "version",
+__all__ = ["VM", "ExitReason", "ExitInfo", "State", "Event", "parse_size", "version", "kick_signal",
            "KvmcError", "ErrorCode", "InvalidArgumentError", "KvmcMemoryError", "KvmcOSError",
            "KVMError", "ImageFormatError", "StateError", "ClosedError", "BusyError",
            "KvmcTimeoutError", "NotSupportedError", "CallbackError"]
@@ -92,6 +92,12 @@ class ExitInfo:
 def version() -> str:
     """The loaded libkvmc's version."""
     return ffi.string(lib.kvmc_version_string()).decode()
+
+
+def kick_signal() -> int:
+    """The real-time signal kvmc interrupts its vCPU threads with: leave it
+    alone (no handler, no blocking) in a program that runs VMs."""
+    return lib.kvmc_kick_signal()
 
 
 def _check(rc: int) -> None:
@@ -346,6 +352,7 @@ class VM:
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
         ops = ffi.new("kvmc_device_ops *")
+        ops.version = lib.KVMC_DEVICE_OPS_VERSION
         if read:
             def c_read(_opaque, offset, size):
                 _tls.vm = self

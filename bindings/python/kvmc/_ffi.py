@@ -41,14 +41,17 @@ typedef struct kvmc_exit_info {
     uint64_t rip, rsp, rflags, cr0, cr3, cr4, efer;
     uint16_t cs;
     char message[256];
+    uint64_t reserved[8];
 } kvmc_exit_info;
 
 typedef struct kvmc_device_ops {
+    unsigned int version;
     uint64_t (*read)(void *opaque, uint64_t offset, unsigned size);
     void (*write)(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 } kvmc_device_ops;
 
 typedef struct kvmc_regs {
+    unsigned int version;
     uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
     uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
     uint64_t rip, rflags;
@@ -64,11 +67,14 @@ typedef int (*kvmc_vsock_connect_fn)(void *opaque, uint32_t port);
 #define KVMC_DISK_NO_LOCK 2
 #define KVMC_MAX_VIRTIO_DEVICES 8
 #define KVMC_MAX_VCPUS 64
+#define KVMC_DEVICE_OPS_VERSION 1
+#define KVMC_REGS_VERSION 1
 
 const char *kvmc_last_error(void);
 const char *kvmc_strerror(int err);
 const char *kvmc_version_string(void);
 const char *kvmc_exit_reason_name(kvmc_exit_reason reason);
+int kvmc_kick_signal(void);
 
 int kvmc_config_new(kvmc_config **out);
 void kvmc_config_free(kvmc_config *cfg);
@@ -126,14 +132,14 @@ ffi.cdef(CDEF)
 
 
 def _load():
-    """libkvmc.so.0 from $KVMC_LIBRARY, else the system's library path."""
+    """libkvmc.so.1 from $KVMC_LIBRARY, else the system's library path."""
     path = os.environ.get("KVMC_LIBRARY")
     try:
-        return ffi.dlopen(path or "libkvmc.so.0")
+        return ffi.dlopen(path or "libkvmc.so.1")
     except OSError as e:
         raise ImportError(
-            f"cannot load libkvmc ({path or 'libkvmc.so.0'}): {e}; install kvmc or set "
-            "KVMC_LIBRARY to the path of libkvmc.so.0") from e
+            f"cannot load libkvmc ({path or 'libkvmc.so.1'}): {e}; install kvmc or set "
+            "KVMC_LIBRARY to the path of libkvmc.so.1") from e
 
 
 lib = _load()

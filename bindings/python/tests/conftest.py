@@ -5,7 +5,7 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 BUILD = pathlib.Path(os.environ.get("KVMC_BUILD_DIR", ROOT / "build"))
-os.environ.setdefault("KVMC_LIBRARY", str(BUILD / "core" / "libkvmc.so.0"))
+os.environ.setdefault("KVMC_LIBRARY", str(BUILD / "core" / "libkvmc.so.1"))
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,20 @@
  * Conventions (apply to every function below unless it says otherwise):
  *  - Handles are opaque. Whoever gets a handle from a *_new or *_create
  *    function owns it and releases it with the matching _free or _destroy function.
- *  - Functions return KVMC_OK (0) or a negative kvmc_error. On error, a
- *    human-readable message naming the bad input is available from
- *    kvmc_last_error() on the same thread until the next failing call.
+ *  - Functions return KVMC_OK (0) or a negative kvmc_error; each lists the
+ *    codes it can return under @return. On error, a human-readable message
+ *    naming the bad input is available from kvmc_last_error() on the same
+ *    thread until the next failing call.
  *  - No global state: any number of VMs may live in one process.
  *  - Strings passed in are copied; the caller keeps ownership of its buffers.
+ *
+ * ABI (libkvmc.so.1, since 1.0): every exported symbol is listed by name in
+ * the library's version script, under the node of the release that added
+ * it; symbols are only ever added. Structs the caller fills start with a
+ * `version` field: start from the struct's *_INIT macro, so a program
+ * built against this header keeps working with later libraries, which
+ * read the struct as the version it says. Structs the library fills keep
+ * reserved room at their end for fields added later.
  *
  * Threading:
  *  - A kvmc_config is not thread-safe; build it on one thread.
@@ -31,8 +40,9 @@
  *    A NULL handle is refused with KVMC_EINVAL.
  *
  * Signals: to kick a vCPU thread out of KVM_RUN, kvmc sends it a real-time
- * signal (KVMC_KICK_SIGNAL, SIGRTMIN+6 by default) and installs a no-op
- * handler for it with SA_ONSTACK. Do not use that signal elsewhere.
+ * signal, SIGRTMIN+6 (kvmc_kick_signal() returns the number), and installs
+ * a no-op handler for it with SA_ONSTACK when the first VM is created. Do
+ * not use that signal elsewhere.
  */
 #ifndef KVMC_KVMC_H
 #define KVMC_KVMC_H
@@ -67,13 +77,20 @@ typedef enum kvmc_error {
     KVMC_ENOTSUP = -9,   /* the host or the image lacks a needed feature */
 } kvmc_error;
 
-/* Message for the last failure on the calling thread ("" if none). */
+/* Message for the last failure on the calling thread ("" if none).
+ * @return a thread-local string, valid until the thread's next kvmc call */
 KVMC_API const char *kvmc_last_error(void);
-/* Static description of an error code. */
+/* Static description of an error code.
+ * @return a static string; "unknown error" for a value not in kvmc_error */
 KVMC_API const char *kvmc_strerror(int err);
 
-/* Library version, for checking against KVMC_VERSION_* at run time. */
+/* Library version, for checking against KVMC_VERSION_* at run time.
+ * @return a static string, "MAJOR.MINOR.PATCH" */
 KVMC_API const char *kvmc_version_string(void);
+
+/* The signal kvmc kicks vCPU threads with (see Signals above). Since 1.0.
+ * @return SIGRTMIN + 6 */
+KVMC_API int kvmc_kick_signal(void);
 
 /* ---------------------------------------------------------------- config */
 
@@ -92,8 +109,17 @@ typedef enum kvmc_boot_protocol {
 /* Console output sink: called with bytes the guest wrote to its console. */
 typedef void (*kvmc_console_fn)(void *opaque, const uint8_t *data, size_t len);
 
+/* A configuration with the defaults: 1 vCPU, 256 MiB, no console output,
+ * no devices beyond the built-in ones.
+ * @return KVMC_OK; KVMC_EINVAL (out is NULL); KVMC_ENOMEM */
 KVMC_API int kvmc_config_new(kvmc_config **out);
+/* NULL is fine. */
 KVMC_API void kvmc_config_free(kvmc_config *cfg);
+
+/* Every kvmc_config_* setter below returns KVMC_OK, or KVMC_EINVAL for a
+ * NULL cfg or a value it names as invalid, or KVMC_ENOMEM when copying a
+ * string fails; nothing is checked against the host (files, KVM) until
+ * kvmc_vm_create. A setter that fails leaves the config as it was. */
 
 /* Kernel from a file (bzImage, or ELF vmlinux with or without a PVH note). */
 KVMC_API int kvmc_config_set_kernel(kvmc_config *cfg, const char *path);
@@ -131,7 +157,7 @@ KVMC_API int kvmc_config_set_console_limit(kvmc_config *cfg, uint64_t bytes);
 KVMC_API int kvmc_config_set_console_input_fd(kvmc_config *cfg, int in_fd);
 
 /* virtio devices (virtio-mmio, described to the guest in ACPI). At most
- * KVMC_MAX_VIRTIO_DEVICES in all. */
+ * KVMC_MAX_VIRTIO_DEVICES in all: one more is KVMC_EINVAL. */
 #define KVMC_DISK_READ_ONLY 0x1u
 #define KVMC_DISK_NO_LOCK 0x2u /* since 0.4: do not lock the image (see below) */
 /* A raw disk image as virtio-blk. serial (may be NULL) is what the guest
@@ -236,11 +262,12 @@ typedef enum kvmc_exit_reason {
 
 /* The reason's name, the one spelling every binding and the CLI use:
  * "none", "poweroff", "reset", "stopped", "triple_fault", "internal_error",
- * "fail_entry", "vmm_error", "guest_panic"; "unknown" for any other value.
- * Since 0.4. */
+ * "fail_entry", "vmm_error", "guest_panic". Since 0.4.
+ * @return a static string; "unknown" for any other value */
 KVMC_API const char *kvmc_exit_reason_name(kvmc_exit_reason reason);
 
-/* Why and how a VM ended. Registers are from the vCPU that ended it. */
+/* Why and how a VM ended, filled by kvmc_vm_wait. Registers are from the
+ * vCPU that ended it. */
 typedef struct kvmc_exit_info {
     kvmc_exit_reason reason;
     int32_t code;       /* POWEROFF: guest status; INTERNAL_ERROR: suberror;
@@ -249,6 +276,7 @@ typedef struct kvmc_exit_info {
     uint64_t rip, rsp, rflags, cr0, cr3, cr4, efer;
     uint16_t cs;
     char message[256];  /* one line, for humans */
+    uint64_t reserved[8]; /* zero; room for fields added in 1.x */
 } kvmc_exit_info;
 
 /* Lifecycle events, delivered to a kvmc_event_fn. */
@@ -260,51 +288,90 @@ typedef enum kvmc_event {
 } kvmc_event;
 typedef void (*kvmc_event_fn)(void *opaque, kvmc_vm *vm, kvmc_event event);
 
-/* Creates the KVM VM, guest memory, vCPUs and built-in devices, and loads
- * the kernel. The config is only read; it may be freed afterwards. */
+/* Creates the KVM VM, guest memory, vCPUs and devices, and loads the
+ * kernel. The config is only read; it may be freed afterwards.
+ * @return KVMC_OK;
+ *   KVMC_EINVAL   cfg or out is NULL, no kernel, memory beyond the host's;
+ *   KVMC_ENOMEM;
+ *   KVMC_EIO      a kernel, initrd or disk file cannot be opened or read,
+ *                 a socket path cannot be bound;
+ *   KVMC_EKVM     /dev/kvm cannot be opened, or a KVM ioctl failed;
+ *   KVMC_EFORMAT  the kernel is neither a bzImage nor an ELF it can load;
+ *   KVMC_EBUSY    a disk image is locked by another VM or program;
+ *   KVMC_ENOTSUP  the host's KVM lacks a capability kvmc needs, or the
+ *                 kernel lacks what the boot protocol asked for needs */
 KVMC_API int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out);
-/* Stops the VM if it runs, joins all threads, frees everything. NULL ok. */
+/* Stops the VM if it runs, joins all threads, frees everything. NULL ok.
+ * On one of the VM's own threads it only stops the VM (see Threading). */
 KVMC_API void kvmc_vm_destroy(kvmc_vm *vm);
 
+/* fn (NULL: none) gets every lifecycle event from now on.
+ * @return KVMC_OK; KVMC_EINVAL (vm is NULL) */
 KVMC_API int kvmc_vm_set_event_callback(kvmc_vm *vm, kvmc_event_fn fn,
                                         void *opaque);
 
-/* Starts all vCPUs. Valid once, in state CREATED. */
+/* Starts all vCPUs. Valid once, in state CREATED.
+ * @return KVMC_OK; KVMC_EINVAL (vm is NULL); KVMC_ESTATE (already started
+ *   or stopped); KVMC_EIO (a thread could not be started: the VM then
+ *   exits with KVMC_EXIT_VMM_ERROR) */
 KVMC_API int kvmc_vm_start(kvmc_vm *vm);
 /* Waits until the VM has exited. timeout_ms < 0 waits forever. On success
- * fills *info (may be NULL). KVMC_ETIMEDOUT if it was still running. */
+ * fills *info (may be NULL).
+ * @return KVMC_OK; KVMC_EINVAL (vm is NULL); KVMC_ESTATE (never started,
+ *   or called on one of the VM's own threads); KVMC_ETIMEDOUT (still
+ *   running after timeout_ms) */
 KVMC_API int kvmc_vm_wait(kvmc_vm *vm, int timeout_ms, kvmc_exit_info *info);
 /* Asks all vCPUs to stop; returns at once. Exit reason STOPPED unless the
- * VM had already exited for another reason. */
+ * VM had already exited for another reason.
+ * @return KVMC_OK (in every state); KVMC_EINVAL (vm is NULL) */
 KVMC_API int kvmc_vm_stop(kvmc_vm *vm);
-/* Pauses all vCPUs and returns once none of them runs guest code. */
+/* Pauses all vCPUs and returns once none of them runs guest code.
+ * @return KVMC_OK; KVMC_EINVAL (vm is NULL); KVMC_ESTATE (not running, the
+ *   VM exited meanwhile, or called on one of the VM's own threads) */
 KVMC_API int kvmc_vm_pause(kvmc_vm *vm);
+/* @return KVMC_OK; KVMC_EINVAL (vm is NULL); KVMC_ESTATE (not paused) */
 KVMC_API int kvmc_vm_resume(kvmc_vm *vm);
+/* @return the state; KVMC_STATE_INVALID for NULL */
 KVMC_API kvmc_vm_state kvmc_vm_get_state(const kvmc_vm *vm);
+/* @return the number of vCPUs; 0 for NULL */
 KVMC_API unsigned kvmc_vm_cpu_count(const kvmc_vm *vm);
+/* @return guest RAM in bytes; 0 for NULL */
 KVMC_API uint64_t kvmc_vm_memory_size(const kvmc_vm *vm);
 
 /* Guest physical memory access, bounds-checked: the whole range must be
- * guest RAM, else KVMC_EINVAL and nothing is copied. */
+ * guest RAM, else nothing is copied. In every state; while vCPUs run, the
+ * copy races with the guest like any DMA.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm or buffer, range not all RAM) */
 KVMC_API int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf,
                                  size_t len);
 /* Queues input for the virtio-console's callback mode; *written (may be
  * NULL) says how much fit (the buffer holds 64 KiB until the guest reads).
- * Since 0.2. */
+ * Since 0.2.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm, or NULL data with len > 0);
+ *   KVMC_ESTATE (the VM has no virtio-console) */
 KVMC_API int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len,
                                           size_t *written);
+/* @return as kvmc_vm_read_memory */
 KVMC_API int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf,
                                   size_t len);
 
-/* General-purpose registers of one vCPU. */
+/* General-purpose registers of one vCPU (x86-64). Other register classes
+ * get structs of their own. */
+#define KVMC_REGS_VERSION 1u
 typedef struct kvmc_regs {
+    unsigned int version; /* KVMC_REGS_VERSION; kvmc_vm_get_regs sets it */
     uint64_t rax, rbx, rcx, rdx, rsi, rdi, rsp, rbp;
     uint64_t r8, r9, r10, r11, r12, r13, r14, r15;
     uint64_t rip, rflags;
 } kvmc_regs;
+#define KVMC_REGS_INIT {KVMC_REGS_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0}
 
 /* Reads or writes vCPU `vcpu`'s registers. Only while no vCPU runs guest
- * code: before start, while paused, or after exit (else KVMC_ESTATE). */
+ * code: before start, while paused, or after exit. For set, regs comes from
+ * kvmc_vm_get_regs or KVMC_REGS_INIT.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm or regs, no such vCPU, set with a
+ *   version of 0); KVMC_ENOTSUP (set with a version newer than the
+ *   library's); KVMC_ESTATE (vCPUs running); KVMC_EKVM */
 KVMC_API int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
 KVMC_API int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);
 
@@ -315,10 +382,12 @@ KVMC_API int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs)
  * starts, so call this before kvmc_vm_start(). Use it only when every device
  * callback is C code that stays within those lists: a callback into Python,
  * Go or Lua may make any system call. A system call outside the lists kills
- * the process with SIGSYS. */
+ * the process with SIGSYS.
+ * @return KVMC_OK; KVMC_EINVAL (vm is NULL); KVMC_ESTATE (already started) */
 KVMC_API int kvmc_vm_set_seccomp(kvmc_vm *vm, int enabled);
 /* Confines the calling thread with the list for a thread that controls VMs
- * (start, wait, stop, pause, resume, write to stderr, exit). Irreversible. */
+ * (start, wait, stop, pause, resume, write to stderr, exit). Irreversible.
+ * @return KVMC_OK; KVMC_ENOTSUP (the kernel refused the filter) */
 KVMC_API int kvmc_seccomp_confine_control_thread(void);
 
 /* --------------------------------------------------------------- devices */
@@ -326,16 +395,25 @@ KVMC_API int kvmc_seccomp_confine_control_thread(void);
 /* A device on the port I/O or MMIO bus. offset is relative to the base of
  * the registered range; size is 1, 2, 4 or 8 bytes. read() returns the value
  * (only the low `size` bytes are used). Either function may be NULL: reads
- * then return all ones and writes are ignored. Called on vCPU threads. */
+ * then return all ones and writes are ignored. Called on vCPU threads.
+ * Start from KVMC_DEVICE_OPS_INIT:
+ *   kvmc_device_ops ops = KVMC_DEVICE_OPS_INIT;
+ *   ops.read = my_read; */
+#define KVMC_DEVICE_OPS_VERSION 1u
 typedef struct kvmc_device_ops {
+    unsigned int version; /* KVMC_DEVICE_OPS_VERSION */
     uint64_t (*read)(void *opaque, uint64_t offset, unsigned size);
     void (*write)(void *opaque, uint64_t offset, unsigned size, uint64_t value);
 } kvmc_device_ops;
+#define KVMC_DEVICE_OPS_INIT {KVMC_DEVICE_OPS_VERSION, 0, 0}
 
-/* Registers a device before kvmc_vm_start(). The range must not overlap an
- * existing one (KVMC_EBUSY) and must not be empty or wrap. For MMIO, the
- * range must not overlap guest RAM. ops is copied; opaque must outlive the
- * VM. PIO ranges lie within 0..0xffff. */
+/* Registers a device before kvmc_vm_start(). ops is copied; opaque must
+ * outlive the VM. PIO ranges lie within 0..0xffff; an MMIO range must not
+ * overlap guest RAM.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm or ops, ops->version 0, an empty
+ *   or wrapping range, PIO past 0xffff); KVMC_ENOTSUP (ops->version newer
+ *   than the library's); KVMC_ESTATE (the VM was started); KVMC_EBUSY (the
+ *   range overlaps a device or, for MMIO, guest RAM); KVMC_ENOMEM */
 KVMC_API int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
                                     const kvmc_device_ops *ops, void *opaque);
 KVMC_API int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
@@ -346,7 +424,9 @@ KVMC_API int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
  * pin every raise is one interrupt, even of a line already raised (so two
  * threads raising it at once give two), and one raised while the guest has
  * the pin masked waits for the unmask. A level-triggered pin interrupts
- * while raised, once per EOI. Safe from any thread. */
+ * while raised, once per EOI. Safe from any thread, in every state.
+ * @return KVMC_OK; KVMC_EINVAL (vm is NULL, gsi past the last pin);
+ *   KVMC_EKVM (with the kernel's irqchip: KVM_IRQ_LINE failed) */
 KVMC_API int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level);
 
 #ifdef __cplusplus

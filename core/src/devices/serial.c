@@ -10,9 +10,17 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "serial.h"
+
+#include "../bus.h"
+#include "../config.h"
+#include "../console.h"
 #include "../error.h"
 #include "../seccomp.h"
-#include "../vm.h"
+#include "../services.h"
+
+#define COM1_PORT 0x3f8
+#define COM1_IRQ 4
 
 enum {
     REG_DATA = 0, /* RBR / THR, or DLL with DLAB */
@@ -44,7 +52,7 @@ enum {
 #define RX_CAPACITY 1024
 
 struct serial {
-    struct kvmc_vm *vm;
+    const struct vm_services *svc;
     unsigned irq;
     pthread_mutex_t lock;
     pthread_cond_t rx_space;
@@ -59,6 +67,7 @@ struct serial {
     bool stopping;
     pthread_t input_thread;
     bool input_started;
+    bool seccomp;
 };
 
 static uint8_t compute_iir(const struct serial *s)
@@ -77,7 +86,7 @@ static void update_irq(struct serial *s)
     int level = !(compute_iir(s) & IIR_NO_INT);
     if (level != s->irq_level) {
         s->irq_level = level;
-        kvmc_vm_set_irq_line(s->vm, s->irq, level);
+        s->svc->set_irq(s->svc->ctx, s->irq, level);
     }
 }
 
@@ -185,13 +194,13 @@ static void serial_write(void *opaque, uint64_t offset, unsigned size, uint64_t 
     update_irq(s); /* every write re-evaluates: no lost interrupts */
     pthread_mutex_unlock(&s->lock);
     if (transmit)
-        console_out_write(&s->vm->console, &out, 1);
+        console_out_write(s->svc->console, &out, 1);
 }
 
 static void *input_main(void *arg)
 {
     struct serial *s = arg;
-    if (s->vm->seccomp && seccomp_confine(SECCOMP_ROLE_CONSOLE) != KVMC_OK) {
+    if (s->seccomp && seccomp_confine(SECCOMP_ROLE_CONSOLE) != KVMC_OK) {
         fprintf(stderr, "kvmc: console input thread: %s; no console input\n",
                 kvmc_last_error());
         return NULL; /* output is unaffected */
@@ -230,21 +239,21 @@ static void *input_main(void *arg)
     return NULL;
 }
 
-int serial_create(struct kvmc_vm *vm, uint16_t base, unsigned irq, int in_fd,
+int serial_create(const struct vm_services *svc, uint16_t base, unsigned irq, int in_fd,
                   struct serial **out)
 {
     struct serial *s = calloc(1, sizeof(*s));
     if (!s)
         return kvmc_fail(KVMC_ENOMEM, "allocating the serial port");
-    s->vm = vm;
+    s->svc = svc;
     s->irq = irq;
     s->in_fd = in_fd;
     s->stop_fd = -1;
     s->thre_pending = false;
     pthread_mutex_init(&s->lock, NULL);
     pthread_cond_init(&s->rx_space, NULL);
-    static const kvmc_device_ops ops = {.read = serial_read, .write = serial_write};
-    int err = bus_add(&vm->pio, base, SERIAL_NREGS, &ops, s, "serial");
+    static const struct bus_ops ops = {.read = serial_read, .write = serial_write};
+    int err = bus_add(svc->pio, base, SERIAL_NREGS, &ops, s, "serial");
     if (err) {
         serial_destroy(s);
         return err;
@@ -253,8 +262,9 @@ int serial_create(struct kvmc_vm *vm, uint16_t base, unsigned irq, int in_fd,
     return KVMC_OK;
 }
 
-int serial_start_input(struct serial *s)
+int serial_start_input(struct serial *s, bool seccomp)
 {
+    s->seccomp = seccomp;
     if (s->in_fd < 0)
         return KVMC_OK;
     s->stop_fd = eventfd(0, EFD_CLOEXEC);
@@ -288,3 +298,16 @@ void serial_destroy(struct serial *s)
     pthread_mutex_destroy(&s->lock);
     free(s);
 }
+
+/* COM1, its input from the configured fd. */
+static int com1_create(const struct vm_services *svc, const kvmc_config *cfg, void **state)
+{
+    return serial_create(svc, COM1_PORT, COM1_IRQ, cfg->console_in_fd,
+                         (struct serial **)state);
+}
+
+static int com1_start(void *state, bool seccomp) { return serial_start_input(state, seccomp); }
+static void com1_destroy(void *state) { serial_destroy(state); }
+
+const struct platform_device_type serial_device = {
+    .name = "serial", .create = com1_create, .start = com1_start, .destroy = com1_destroy};

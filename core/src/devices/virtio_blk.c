@@ -30,11 +30,12 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "../config.h"
 #include "../error.h"
 #include "../virtio/chain.h"
 #include "../iothread.h"
 #include "../virtio/virtio.h"
-#include "../vm.h"
+#include "virtio_blk.h"
 
 #define SECTOR_SIZE 512ull
 #define BLK_MAX_DISCARD_SEGS 16
@@ -449,3 +450,15 @@ int virtio_blk_open(const char *path, unsigned flags, const char *serial,
     *impl = blk;
     return KVMC_OK;
 }
+
+static unsigned blk_count(const kvmc_config *cfg) { return cfg->ndisks; }
+
+static int blk_open_nth(const kvmc_config *cfg, unsigned i, const struct virtio_device_ops **ops,
+                        void **impl)
+{
+    const struct disk_config *d = &cfg->disks[i];
+    return virtio_blk_open(d->path, d->flags, d->serial, ops, impl);
+}
+
+const struct virtio_device_type virtio_blk_device = {
+    .name = "virtio-blk", .count = blk_count, .open = blk_open_nth};

@@ -16,12 +16,13 @@
 #include <unistd.h>
 
 #include "../bytering.h"
+#include "../config.h"
 #include "../error.h"
 #include "../seccomp.h"
 #include "../unix_socket.h"
 #include "../iothread.h"
 #include "../virtio/virtio.h"
-#include "../vm.h"
+#include "virtio_console.h"
 
 #define CONSOLE_RX_QUEUE 0 /* host to guest */
 #define CONSOLE_TX_QUEUE 1 /* guest to host */
@@ -244,3 +245,15 @@ int virtio_console_write(void *impl, const void *data, size_t len, size_t *writt
         *written = n;
     return KVMC_OK;
 }
+
+static unsigned console_count(const kvmc_config *cfg) { return cfg->vconsole.enabled ? 1 : 0; }
+
+static int console_open_nth(const kvmc_config *cfg, unsigned i,
+                            const struct virtio_device_ops **ops, void **impl)
+{
+    (void)i;
+    return virtio_console_open(&cfg->vconsole, ops, impl);
+}
+
+const struct virtio_device_type virtio_console_device = {
+    .name = "virtio-console", .count = console_count, .open = console_open_nth};

@@ -7,12 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../config.h"
 #include "../error.h"
 #include "../net/backend.h"
 #include "../virtio/chain.h"
 #include "../iothread.h"
 #include "../virtio/virtio.h"
-#include "../vm.h"
+#include "virtio_net.h"
 
 #define NET_RX 0
 #define NET_TX 1
@@ -190,3 +191,14 @@ int virtio_net_open_on(const struct net_config *cfg, net_backend_open_fn open_be
 {
     return open_device(cfg, 0, open_be, ops, impl);
 }
+
+static unsigned net_count(const kvmc_config *cfg) { return cfg->nnets; }
+
+static int net_open_nth(const kvmc_config *cfg, unsigned i, const struct virtio_device_ops **ops,
+                        void **impl)
+{
+    return virtio_net_open(&cfg->nets[i], i, ops, impl);
+}
+
+const struct virtio_device_type virtio_net_device = {
+    .name = "virtio-net", .count = net_count, .open = net_open_nth};

@@ -2,8 +2,9 @@
 #include <linux/virtio_ids.h>
 #include <sys/random.h>
 
-#include "../virtio/virtio.h"
-#include "../vm.h"
+#include "virtio_rng.h"
+
+#include "../config.h"
 
 #define RNG_MAX_BYTES_PER_REQUEST 65536 /* do not let one request hog the thread */
 
@@ -39,4 +40,16 @@ static const struct virtio_device_ops rng_ops = {
     .process_queue = rng_process,
 };
 
-const struct virtio_device_ops *virtio_rng_ops(void) { return &rng_ops; }
+static unsigned rng_count(const kvmc_config *cfg) { return cfg->rng ? 1 : 0; }
+
+static int rng_open(const kvmc_config *cfg, unsigned i, const struct virtio_device_ops **ops,
+                    void **impl)
+{
+    (void)cfg, (void)i;
+    *ops = &rng_ops;
+    *impl = NULL;
+    return KVMC_OK;
+}
+
+const struct virtio_device_type virtio_rng_device = {
+    .name = "virtio-rng", .count = rng_count, .open = rng_open};

@@ -25,13 +25,14 @@
 #include <unistd.h>
 
 #include "../bytering.h"
+#include "../config.h"
 #include "../error.h"
 #include "../seccomp.h"
 #include "../unix_socket.h"
 #include "../virtio/chain.h"
 #include "../iothread.h"
 #include "../virtio/virtio.h"
-#include "../vm.h"
+#include "virtio_vsock.h"
 
 #define VSOCK_RX 0
 #define VSOCK_TX 1
@@ -632,3 +633,15 @@ int virtio_vsock_open(const struct vsock_config *cfg, const struct virtio_device
     *impl = v;
     return KVMC_OK;
 }
+
+static unsigned vsock_count(const kvmc_config *cfg) { return cfg->vsock.enabled ? 1 : 0; }
+
+static int vsock_open_nth(const kvmc_config *cfg, unsigned i,
+                          const struct virtio_device_ops **ops, void **impl)
+{
+    (void)i;
+    return virtio_vsock_open(&cfg->vsock, ops, impl);
+}
+
+const struct virtio_device_type virtio_vsock_device = {
+    .name = "virtio-vsock", .count = vsock_count, .open = vsock_open_nth};

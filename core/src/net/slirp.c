@@ -171,13 +171,20 @@ static void slirp_send(void *be, const struct iovec *iov, unsigned niov, size_t 
     }
     if (dns_forward_input(&s->dns, frame, len))
         return;
-    if (s->sockets >= SLIRP_MAX_SOCKETS && opens_a_socket(frame, len)) {
+    bool opens = opens_a_socket(frame, len);
+    if (opens && s->sockets >= SLIRP_MAX_SOCKETS) {
         if (!s->warned_sockets)
             fprintf(stderr, "kvmc: virtio-net (user): the guest has %u host sockets open; "
                             "new connections wait until some close\n", s->sockets);
         s->warned_sockets = true;
         return;
     }
+    /* Counted as a new socket until the next poll round counts slirp's
+     * real ones: a burst of frames in one queue run cannot slip past the
+     * bound (a frame to a socket that exists only makes the guess high
+     * for that long). */
+    if (opens)
+        s->sockets++;
     s->lib.slirp_input(s->slirp, frame, (int)len);
 }
 

@@ -1,31 +1,32 @@
 #include "mmio.h"
 
 #include <errno.h>
-#include <linux/kvm.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
-#include <sys/ioctl.h>
 #include <unistd.h>
 
+#include "../bus.h"
 #include "../error.h"
-#include "../vm.h"
 #include "../iothread.h"
+#include "../services.h"
 
 #define VIRTIO_MMIO_MAGIC 0x74726976 /* "virt" */
 #define VIRTIO_MMIO_VERSION_2 2
 #define VIRTIO_MMIO_VENDOR 0x434d564b /* "KVMC" */
 #define VIRTIO_MMIO_CONFIG 0x100
 
-static void mmio_notify_irq(struct virtio_dev *dev)
+/* One line for both kinds: the driver reads which from InterruptStatus. */
+static void mmio_notify_irq(struct virtio_dev *dev, enum virtio_irq kind, unsigned queue)
 {
     struct virtio_mmio *m = dev->transport;
     uint64_t one = 1;
+    (void)kind, (void)queue;
     if (m->irq_fd >= 0 && write(m->irq_fd, &one, sizeof(one)) == sizeof(one))
         return;
-    vm_pulse_irq(m->vm, m->gsi); /* kvmc's I/O APIC, or no irqfd */
+    m->svc->pulse_irq(m->svc->ctx, m->gsi); /* kvmc's I/O APIC, or no irqfd */
 }
 
 static struct virtq *selected_queue(struct virtio_mmio *m)
@@ -180,18 +181,16 @@ static void on_reset(void *opaque)
 
 /* One eventfd per queue; KVM signals it on a QueueNotify write of that
  * queue's index, so those writes never leave the kernel. */
-static int setup_notify(struct virtio_mmio *m, struct iothread *io)
+static int setup_notify(struct virtio_mmio *m)
 {
+    struct iothread *io = m->svc->io;
     m->kernel_notify = true;
     for (unsigned qi = 0; qi < m->dev.ops->num_queues; qi++) {
         m->notify_fd[qi] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
         if (m->notify_fd[qi] < 0)
             return kvmc_fail_errno(KVMC_EIO, errno, "eventfd for %s", m->dev.ops->name);
-        struct kvm_ioeventfd ioev = {
-            .datamatch = qi, .addr = m->base + VIRTIO_MMIO_QUEUE_NOTIFY, .len = 4,
-            .fd = m->notify_fd[qi], .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
-        };
-        if (ioctl(m->vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0)
+        if (m->svc->ioeventfd(m->svc->ctx, m->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, qi,
+                              m->notify_fd[qi]))
             m->kernel_notify = false; /* the MMIO handler forwards instead */
         m->notify_ctx[qi].self = m;
         m->notify_ctx[qi].qi = qi;
@@ -207,16 +206,13 @@ static int setup_notify(struct virtio_mmio *m, struct iothread *io)
     return iothread_watch(io, m->reset_fd, on_reset, m);
 }
 
-/* An irqfd with the kernel's irqchip. kvmc's I/O APIC (the default) is
- * called directly instead: one KVM_SIGNAL_MSI, the same one syscall as an
- * irqfd write, and masking stays exact. */
+/* An irqfd where the services offer one (the kernel's irqchip); else
+ * (kvmc's I/O APIC, the default) pulse_irq, which costs the same one
+ * syscall and keeps masking exact. */
 static void setup_irq(struct virtio_mmio *m)
 {
-    if (m->vm->ioapic)
-        return; /* irq_fd stays -1 */
     m->irq_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    struct kvm_irqfd irqfd = {.fd = (uint32_t)m->irq_fd, .gsi = m->gsi};
-    if (m->irq_fd >= 0 && ioctl(m->vm->vm_fd, KVM_IRQFD, &irqfd) < 0) {
+    if (m->irq_fd >= 0 && m->svc->irqfd(m->svc->ctx, m->irq_fd, m->gsi) != KVMC_OK) {
         close(m->irq_fd);
         m->irq_fd = -1;
     }
@@ -262,23 +258,23 @@ uint64_t virtio_mmio_access(struct virtio_mmio *m, uint64_t offset, unsigned siz
     return 0;
 }
 
-int virtio_mmio_create(struct kvmc_vm *vm, struct iothread *io, uint64_t base,
-                       unsigned gsi, const struct virtio_device_ops *ops, void *impl,
+int virtio_mmio_create(const struct vm_services *svc, uint64_t base, unsigned gsi,
+                       const struct virtio_device_ops *ops, void *impl,
                        struct virtio_mmio **out)
 {
-    struct virtio_mmio *m = new_transport(&vm->mem, ops, impl);
+    struct virtio_mmio *m = new_transport(svc->mem, ops, impl);
     if (!m)
         return KVMC_ENOMEM;
     m->dev.notify = mmio_notify_irq;
-    m->vm = vm;
+    m->svc = svc;
     m->base = base;
     m->gsi = gsi;
-    static const kvmc_device_ops bus_ops = {.read = mmio_read, .write = mmio_write};
-    int err = bus_add(&vm->mmio, base, VIRTIO_MMIO_SIZE, &bus_ops, m, ops->name);
+    static const struct bus_ops bus_ops = {.read = mmio_read, .write = mmio_write};
+    int err = bus_add(svc->mmio, base, VIRTIO_MMIO_SIZE, &bus_ops, m, ops->name);
     if (!err)
-        err = setup_notify(m, io);
+        err = setup_notify(m);
     if (!err && ops->attach)
-        err = ops->attach(&m->dev, io);
+        err = ops->attach(&m->dev, svc->io);
     if (err) {
         virtio_mmio_destroy(m);
         return err;

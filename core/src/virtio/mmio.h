@@ -7,8 +7,7 @@
 
 #include "virtio.h"
 
-struct kvmc_vm;
-struct iothread;
+struct vm_services;
 
 #define VIRTIO_MMIO_SIZE 0x1000
 
@@ -20,7 +19,7 @@ struct virtio_mmio_notify {
 
 struct virtio_mmio {
     struct virtio_dev dev;
-    struct kvmc_vm *vm;
+    const struct vm_services *svc;     /* NULL when detached */
     uint64_t base;
     unsigned gsi;
     uint32_t device_features_sel, driver_features_sel, queue_sel;
@@ -32,11 +31,12 @@ struct virtio_mmio {
     struct virtio_mmio_notify notify_ctx[VIRTIO_MAX_QUEUES];
 };
 
-/* Creates the transport for a device, at base with interrupt gsi: registers
- * it on the MMIO bus, the ioeventfds with KVM and the I/O thread, and the
- * irqfd. Takes over dev (its ops->destroy runs on failure too). */
-int virtio_mmio_create(struct kvmc_vm *vm, struct iothread *io, uint64_t base,
-                       unsigned gsi, const struct virtio_device_ops *ops, void *impl,
+/* Creates the transport for a device, at base with interrupt gsi: puts it
+ * on svc's MMIO bus, registers its queue notifications (ioeventfds, watched
+ * by svc's I/O thread) and its irqfd. Takes over the device (its
+ * ops->destroy runs on failure too). The device manager calls this. */
+int virtio_mmio_create(const struct vm_services *svc, uint64_t base, unsigned gsi,
+                       const struct virtio_device_ops *ops, void *impl,
                        struct virtio_mmio **out);
 void virtio_mmio_destroy(struct virtio_mmio *m);
 

@@ -49,7 +49,7 @@ static void report_broken_locked(struct virtio_dev *dev, unsigned qi)
     fprintf(stderr, "kvmc: %s queue %u broken by the guest (%s); device needs reset\n",
             dev->ops->name, qi, dev->queues[qi].broken_reason);
     if (dev->notify)
-        dev->notify(dev);
+        dev->notify(dev, VIRTIO_IRQ_CONFIG, qi);
 }
 
 bool virtio_pop(struct virtio_dev *dev, unsigned qi, struct virtq_chain *chain,
@@ -86,7 +86,7 @@ void virtio_complete(struct virtio_dev *dev, unsigned qi, const struct virtio_ti
     }
     pthread_mutex_unlock(&dev->lock);
     if (interrupt && dev->notify)
-        dev->notify(dev);
+        dev->notify(dev, VIRTIO_IRQ_VRING, qi);
 }
 
 bool virtio_hold(struct virtio_dev *dev, unsigned qi, struct virtio_held *h)

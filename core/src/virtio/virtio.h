@@ -21,6 +21,9 @@
 
 struct virtio_dev;
 struct iothread;
+struct kvmc_config;
+struct snapshot_writer; /* issue 18: device state save/restore */
+struct snapshot_reader;
 
 struct virtio_device_ops {
     const char *name;      /* "virtio-blk", for messages */
@@ -41,11 +44,34 @@ struct virtio_device_ops {
      * its host-side state: connections, held buffers. Chains popped before
      * the reset are dropped by virtio_complete on their own (generation). */
     void (*reset)(struct virtio_dev *dev);
+    /* Optional, filled in with snapshots: the device's own state (the
+     * queues and features are saved by the transport). */
+    int (*save)(struct virtio_dev *dev, struct snapshot_writer *w);
+    int (*restore)(struct virtio_dev *dev, struct snapshot_reader *r);
     void (*destroy)(struct virtio_dev *dev);
 };
 
+/* A kind of virtio device, registered with VIRTIO_DEVICE() in
+ * devices/devices.def: the device manager asks each type how many devices
+ * the configuration wants and opens them in turn. */
+struct virtio_device_type {
+    const char *name;
+    unsigned (*count)(const struct kvmc_config *cfg);
+    /* Opens device `index` (0..count-1) of this type. */
+    int (*open)(const struct kvmc_config *cfg, unsigned index,
+                const struct virtio_device_ops **ops, void **impl);
+};
+
+/* Why the device interrupts: MSI-X gives each its own vector; virtio-mmio
+ * and INTx share one line and tell them apart in the interrupt status. */
+enum virtio_irq {
+    VIRTIO_IRQ_VRING,  /* used buffers on queue `queue` */
+    VIRTIO_IRQ_CONFIG, /* the configuration space changed */
+};
+
 /* How the transport raises an interrupt. */
-typedef void (*virtio_notify_fn)(struct virtio_dev *dev);
+typedef void (*virtio_notify_fn)(struct virtio_dev *dev, enum virtio_irq kind,
+                                 unsigned queue);
 
 struct virtio_dev {
     const struct virtio_device_ops *ops;

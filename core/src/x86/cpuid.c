@@ -8,7 +8,7 @@
 #include <sys/ioctl.h>
 
 #include "../error.h"
-#include "../vm.h"
+#include "cpuid.h"
 
 #define CPUID_MAX_ENTRIES 256
 #define LEAF1_ECX_HYPERVISOR (1u << 31)

@@ -1,0 +1,145 @@
+#include "devmgr.h"
+
+#include <string.h>
+
+#include "error.h"
+#include "services.h"
+#include "virtio/mmio.h"
+#include "virtio/virtio.h"
+#include "x86/layout.h"
+
+#define PLATFORM_DEVICE(n) extern const struct platform_device_type n##_device;
+#define VIRTIO_DEVICE(n) extern const struct virtio_device_type n##_device;
+#include "devices/devices.def"
+#undef PLATFORM_DEVICE
+#undef VIRTIO_DEVICE
+
+static const struct platform_device_type *const platform_types[] = {
+#define PLATFORM_DEVICE(n) &n##_device,
+#define VIRTIO_DEVICE(n)
+#include "devices/devices.def"
+#undef PLATFORM_DEVICE
+#undef VIRTIO_DEVICE
+};
+
+static const struct virtio_device_type *const virtio_types[] = {
+#define PLATFORM_DEVICE(n)
+#define VIRTIO_DEVICE(n) &n##_device,
+#include "devices/devices.def"
+#undef PLATFORM_DEVICE
+#undef VIRTIO_DEVICE
+};
+
+#define COUNT(a) (sizeof(a) / sizeof((a)[0]))
+_Static_assert(COUNT(platform_types) <= DEVMGR_MAX_PLATFORM, "raise DEVMGR_MAX_PLATFORM");
+/* virtio-mmio devices each get an I/O APIC pin of their own from 16 up. */
+_Static_assert(LAYOUT_VIRTIO_GSI + KVMC_MAX_VIRTIO_DEVICES <= 24,
+               "virtio GSIs must fit the I/O APIC's 24 pins");
+
+unsigned devmgr_virtio_count(const kvmc_config *cfg)
+{
+    unsigned n = 0;
+    for (unsigned t = 0; t < COUNT(virtio_types); t++)
+        n += virtio_types[t]->count(cfg);
+    return n;
+}
+
+static int create_platform(struct devmgr *m, const kvmc_config *cfg)
+{
+    for (unsigned t = 0; t < COUNT(platform_types); t++) {
+        struct devmgr_platform *p = &m->platform[m->nplatform];
+        p->type = platform_types[t];
+        p->state = NULL;
+        int err = p->type->create(m->svc, cfg, &p->state);
+        if (err)
+            return err;
+        m->nplatform++;
+    }
+    return KVMC_OK;
+}
+
+/* The next virtio-mmio window and its interrupt line. */
+static int alloc_virtio_slot(struct devmgr *m, const char *name, struct mmio_device_desc *d)
+{
+    if (m->nvirtio == KVMC_MAX_VIRTIO_DEVICES)
+        return kvmc_fail(KVMC_EINVAL, "%s: at most %u virtio devices", name,
+                         KVMC_MAX_VIRTIO_DEVICES);
+    *d = (struct mmio_device_desc){.base = m->next_mmio,
+                                   .size = (uint32_t)LAYOUT_VIRTIO_MMIO_STRIDE,
+                                   .gsi = m->next_gsi};
+    m->next_mmio += LAYOUT_VIRTIO_MMIO_STRIDE;
+    m->next_gsi++;
+    return KVMC_OK;
+}
+
+static int create_virtio(struct devmgr *m, const kvmc_config *cfg)
+{
+    for (unsigned t = 0; t < COUNT(virtio_types); t++) {
+        const struct virtio_device_type *type = virtio_types[t];
+        unsigned n = type->count(cfg);
+        for (unsigned i = 0; i < n; i++) {
+            struct devmgr_virtio *v = &m->virtio[m->nvirtio];
+            const struct virtio_device_ops *ops = NULL;
+            void *impl = NULL;
+            int err = alloc_virtio_slot(m, type->name, &v->desc);
+            if (!err)
+                err = type->open(cfg, i, &ops, &impl);
+            if (!err) /* takes the device over, failing or not */
+                err = virtio_mmio_create(m->svc, v->desc.base, v->desc.gsi, ops, impl,
+                                         &v->transport);
+            if (err)
+                return err;
+            v->type = type;
+            m->nvirtio++;
+        }
+    }
+    return KVMC_OK;
+}
+
+int devmgr_create(struct devmgr *m, const struct vm_services *svc, const kvmc_config *cfg)
+{
+    memset(m, 0, sizeof(*m));
+    m->svc = svc;
+    m->next_mmio = LAYOUT_VIRTIO_MMIO;
+    m->next_gsi = LAYOUT_VIRTIO_GSI;
+    int err = create_platform(m, cfg);
+    return err ? err : create_virtio(m, cfg);
+}
+
+int devmgr_start(struct devmgr *m, bool seccomp)
+{
+    for (unsigned i = 0; i < m->nplatform; i++) {
+        const struct devmgr_platform *p = &m->platform[i];
+        int err = p->type->start ? p->type->start(p->state, seccomp) : KVMC_OK;
+        if (err)
+            return err;
+    }
+    return KVMC_OK;
+}
+
+void devmgr_destroy(struct devmgr *m)
+{
+    for (unsigned i = m->nvirtio; i-- > 0;)
+        virtio_mmio_destroy(m->virtio[i].transport);
+    for (unsigned i = m->nplatform; i-- > 0;)
+        if (m->platform[i].type->destroy)
+            m->platform[i].type->destroy(m->platform[i].state);
+    m->nvirtio = m->nplatform = 0;
+}
+
+unsigned devmgr_describe_virtio(const struct devmgr *m, struct mmio_device_desc *out,
+                                unsigned max)
+{
+    unsigned n = m->nvirtio < max ? m->nvirtio : max;
+    for (unsigned i = 0; i < n; i++)
+        out[i] = m->virtio[i].desc;
+    return n;
+}
+
+void *devmgr_virtio_impl(const struct devmgr *m, const struct virtio_device_type *type)
+{
+    for (unsigned i = 0; i < m->nvirtio; i++)
+        if (m->virtio[i].type == type)
+            return m->virtio[i].transport->dev.impl;
+    return NULL;
+}
