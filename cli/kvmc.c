@@ -45,6 +45,7 @@ static const char usage_run[] =
     "                [--boot auto|linux|pvh] [--mem-backing anon|memfd|hugetlb]\n"
     "                [--disk PATH[,ro][,nolock][,serial=ID]]... [--rng] [--net SPEC]...\n"
     "                [--vsock cid=N,uds=PATH] [--virtio-console socket:PATH] [--pit]\n"
+    "                [--transport mmio|pci]\n"
     "                [--seccomp on|off] [--jail] [--jail-user UID[:GID]] [--jail-report]\n"
     "\n"
     "Boots a guest and waits until it powers off, resets or fails.\n"
@@ -125,6 +126,8 @@ static int configure(const struct run_options *o, struct jail *jail, int console
                                    o->disks[i].serial);
     if (!err && o->rng)
         err = kvmc_config_set_rng(cfg, 1);
+    if (!err)
+        err = kvmc_config_set_virtio_transport(cfg, o->transport);
     if (!err && o->pit)
         err = kvmc_config_set_pit(cfg, 1);
     if (!err && o->vconsole_socket)

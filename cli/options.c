@@ -272,6 +272,17 @@ static bool set_vconsole(struct run_options *o, struct parse *p)
     return library(p, kvmc_config_set_virtio_console_socket(p->probe, o->vconsole_socket));
 }
 
+static bool set_transport(struct run_options *o, struct parse *p)
+{
+    static const char *const names[] = {"mmio", "pci"};
+    static const kvmc_virtio_transport kinds[] = {KVMC_VIRTIO_MMIO, KVMC_VIRTIO_PCI};
+    int i = choose(p->arg, names, COUNT(names));
+    if (i < 0)
+        return fail(p, "use mmio or pci");
+    o->transport = kinds[i];
+    return library(p, kvmc_config_set_virtio_transport(p->probe, o->transport));
+}
+
 static bool set_seccomp(struct run_options *o, struct parse *p)
 {
     static const char *const names[] = {"on", "off"};
@@ -403,6 +414,10 @@ static const struct run_option options[] = {
      "a second console (hvc0) on a Unix socket\n"
      "one client at a time owns; its output waits (is\n"
      "not dropped) while nobody is connected.", false},
+    {"transport", 0, "mmio|pci", set_transport,
+     "how virtio devices reach the guest: mmio (default:\n"
+     "virtio-mmio windows listed in ACPI) or pci (virtio-pci\n"
+     "on kvmc's PCIe root complex, with MSI-X).", false},
     {"seccomp", 0, "on|off", set_seccomp,
      "confine kvmc's threads with seccomp allow-lists\n"
      "(default on; a forbidden system call kills kvmc).", false},

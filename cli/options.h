@@ -33,6 +33,7 @@ struct run_options {
     struct run_disk disks[KVMC_MAX_VIRTIO_DEVICES];
     unsigned ndisks;
     bool rng;
+    kvmc_virtio_transport transport; /* --transport */
     bool pit;                 /* --pit */
     const char *nets[4];      /* --net SPEC, checked by kvmc_config_add_net */
     unsigned nnets;

@@ -40,6 +40,11 @@ set(KVMC_CORE_SOURCES
   src/virtio/virtqueue.c
   src/virtio/virtio.c
   src/virtio/mmio.c
+  src/virtio/virtio_pci.c
+  src/pci/device.c
+  src/pci/host.c
+  src/pci/msix.c
+  src/pci/user_device.c
   src/iothread.c
   src/iopool.c
 )

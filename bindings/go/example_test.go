@@ -85,6 +85,64 @@ func ExampleVM_SetIRQLine() {
 	// Output: true
 }
 
+// A PCI device written in Go: the guest's PCI code finds it, sizes and
+// maps its BARs, and asks it (a write to BAR 0, offset 4) to raise MSI-X
+// vectors, which the device does from its Write callback.
+func ExampleVM_AddPCIDevice() {
+	var console strings.Builder
+	var mu sync.Mutex
+	vm, err := kvmc.NewVM(kvmc.Config{Kernel: kernel, Memory: 64 << 20, Cmdline: "kvmc.test=pci",
+		Console: writer(func(p []byte) { mu.Lock(); console.Write(p); mu.Unlock() })})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer vm.Close()
+	var fn *kvmc.PCIFunction
+	var stored uint64
+	fn, err = vm.AddPCIDevice(kvmc.PCIDevice{
+		VendorID: 0x1234, DeviceID: 0xbeef, Class: 0xff0000, MSIXVectors: 2,
+		BARs: [6]kvmc.PCIBar{{Size: 0x1000, Kind: kvmc.PCIBarMem32}, {Size: 0x10, Kind: kvmc.PCIBarIO},
+			{Size: 0x10000, Kind: kvmc.PCIBarMem64}},
+		Read: func(bar int, offset uint64, size int) uint64 {
+			switch {
+			case bar == 0 && offset == 0:
+				return stored
+			case bar == 0:
+				return 0xc0de0000 + offset
+			case bar == 1:
+				return 0x40 + offset
+			}
+			return 0
+		},
+		Write: func(bar int, offset uint64, size int, value uint64) {
+			if bar == 0 && offset == 0 {
+				stored = value
+			} else if bar == 0 && offset == 4 {
+				fn.Notify(uint(value))
+			}
+		},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("slot", fn.Slot)
+	vm.Run(context.Background())
+	mu.Lock()
+	defer mu.Unlock()
+	for _, line := range strings.Split(console.String(), "\n") {
+		if strings.HasPrefix(line, "pci: msix") || strings.HasPrefix(line, "pci: bar sizes") {
+			fmt.Println(line)
+		}
+	}
+	// Output:
+	// slot 1
+	// pci: bar sizes 4096 16 65536 0 4096 0
+	// pci: msix vectors 2
+	// pci: msix vector 0 delivered: yes
+}
+
 // Errors say what kind of failure they are through errors.Is.
 func ExampleError() {
 	_, err := kvmc.NewVM(kvmc.Config{Kernel: kernel, CPUs: 65})

@@ -285,3 +285,42 @@ func TestVersionAndKickSignal(t *testing.T) {
 		t.Errorf("KickSignal() = %d, want 40", KickSignal())
 	}
 }
+
+func TestVirtioOverPCI(t *testing.T) {
+	var out syncBuffer
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 64 << 20, RNG: true, Transport: "pci",
+		Cmdline: "kvmc.test=virtio", Console: &out})
+	exit, err := vm.Run(within(t, 30*time.Second))
+	if err != nil || !exit.Clean() {
+		t.Fatalf("%v %v", exit, err)
+	}
+	if !strings.Contains(out.String(), "virtio-rng: 64 bytes") {
+		t.Errorf("virtio-rng over PCI: %s", out.String())
+	}
+	if _, err := NewVM(Config{Kernel: testGuest(t), Transport: "isa"}); !errors.Is(err, ErrInvalid) {
+		t.Errorf("Transport isa: %v", err)
+	}
+}
+
+func TestBadPCIDevicesAreErrors(t *testing.T) {
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 32 << 20})
+	_, err := vm.AddPCIDevice(PCIDevice{VendorID: 0x1234, BARs: [6]PCIBar{{Size: 3000, Kind: PCIBarMem32}}})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "power of two") {
+		t.Errorf("BAR of 3000 bytes: %v", err)
+	}
+	_, err = vm.AddPCIDevice(PCIDevice{VendorID: 0x1234, BARs: [6]PCIBar{{Size: 4096, Kind: 7}}})
+	if !errors.Is(err, ErrInvalid) {
+		t.Errorf("BAR kind 7: %v", err)
+	}
+	fn, err := vm.AddPCIDevice(PCIDevice{VendorID: 0x1234, MSIXVectors: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fn.Notify(1); !errors.Is(err, ErrInvalid) {
+		t.Errorf("vector 1 of 1: %v", err)
+	}
+	vm.Close()
+	if err := fn.Notify(0); !errors.Is(err, ErrClosed) {
+		t.Errorf("after Close: %v", err)
+	}
+}

@@ -71,6 +71,10 @@ func TestEveryCallInEveryState(t *testing.T) {
 		"ReadMemory":   func(vm *VM) error { _, err := vm.ReadMemory(0x200000, 8); return err },
 		"AddPIODevice": func(vm *VM) error { return vm.AddPIODevice(0x700, 4, dev) },
 		"SetIRQLine":   func(vm *VM) error { return vm.SetIRQLine(5, false) },
+		"AddPCIDevice": func(vm *VM) error {
+			_, err := vm.AddPCIDevice(PCIDevice{VendorID: 0x1234, BARs: [6]PCIBar{{Size: 4096, Kind: PCIBarMem32}}})
+			return err
+		},
 		"VirtioConsoleWrite": func(vm *VM) error {
 			_, err := vm.VirtioConsoleWrite([]byte("x"))
 			return err
@@ -91,6 +95,7 @@ func TestEveryCallInEveryState(t *testing.T) {
 		"ReadMemory":         {ok, ok, ok, ok},
 		"AddPIODevice":       {ok, ErrState, ErrState, ErrState},
 		"SetIRQLine":         {ok, ok, ok, ok},
+		"AddPCIDevice":       {ok, ErrState, ErrState, ErrState},
 		"VirtioConsoleWrite": {ErrState, ErrState, ErrState, ErrState},
 		"ConsoleWrite":       {ok, ok, ok, ok},
 	}

@@ -66,7 +66,9 @@ func TestSoakAThousandVMs(t *testing.T) {
 	for i := 50; i < 1000; i++ {
 		soakCycle(t, guest, i)
 	}
-	if now := countDir(t, "/proc/self/fd"); now != fds {
+	// A leak grows with the cycles (950 here); fewer is something an
+	// earlier test left being closed.
+	if now := countDir(t, "/proc/self/fd"); now > fds {
 		t.Errorf("descriptors: %d after the warm-up, %d after 1000 VMs", fds, now)
 	}
 	if now := countDir(t, "/proc/self/task"); now > threads+4 {

@@ -128,6 +128,11 @@ local function configure(cfg, opts)
     if opts.pit then
         steps[#steps + 1] = function() return core.kvmc_config_set_pit(cfg, 1) end
     end
+    if opts.transport ~= nil then
+        local t = ({mmio = core.KVMC_VIRTIO_MMIO, pci = core.KVMC_VIRTIO_PCI})[opts.transport]
+        if not t then return nil, ("transport %q: use \"mmio\" or \"pci\""):format(tostring(opts.transport)) end
+        steps[#steps + 1] = function() return core.kvmc_config_set_virtio_transport(cfg, t) end
+    end
     for _, spec in ipairs(opts.nets or {}) do
         steps[#steps + 1] = function() return core.kvmc_config_add_net(cfg, spec) end
     end
@@ -151,7 +156,8 @@ local function configure(cfg, opts)
 end
 
 -- kvmc.vm{kernel=, kernel_image=, memory=, memory_backing=, cpus=, cmdline=,
---         initrd=, boot=, disks=, rng=, pit=, nets = {"user", "tap=tap0", ...},
+--         initrd=, boot=, disks=, rng=, pit=, transport = "mmio" | "pci",
+--         nets = {"user", "tap=tap0", ...},
 --         vsock = {cid = 3, uds = PATH}, virtio_console = "socket:PATH" | true}
 -- With virtio_console = true, vm:virtio_console() is what the guest wrote to
 -- hvc0 and vm:virtio_console_write(data) sends it input.
@@ -207,6 +213,39 @@ end
 
 function VM:add_mmio_device(base, size, dev) return add_device(self, core.add_mmio_device, base, size, dev) end
 function VM:add_pio_device(port, size, dev) return add_device(self, core.add_pio_device, port, size, dev, 0xffff) end
+
+-- A PCI device on the VM's root complex, before start:
+--   local pci, err = vm:add_pci_device{vendor = 0x1234, device = 0xbeef,
+--       class = 0xff0000, msix = 2,
+--       bars = {{size = 4096, kind = "mem32"}, {size = 16, kind = "io"}},
+--       read = function(bar, offset, size) return 0 end,
+--       write = function(bar, offset, size, value) end}
+-- BARs count from 0 in read and write; a "mem64" BAR takes the next slot
+-- (leave it false). pci.slot is its device number; pci:notify(vector)
+-- raises an MSI-X vector, from anywhere (a device function included).
+local PCI = {}
+PCI.__index = PCI
+
+function VM:add_pci_device(spec)
+    if not self.handle then return nil, CLOSED end
+    if type(spec) ~= "table" then return nil, "the PCI device is a table {vendor =, ...}" end
+    for _, name in ipairs{"read", "write"} do
+        if spec[name] ~= nil and type(spec[name]) ~= "function" then
+            return nil, ("the device's %s is a %s, not a function"):format(name, type(spec[name]))
+        end
+    end
+    local d, slot = protected(core.add_pci_device, self.handle, spec)
+    if not d then return nil, slot end
+    self.devices[#self.devices + 1] = d -- must live as long as the VM
+    return setmetatable({vm = self, slot = slot}, PCI)
+end
+
+function PCI:notify(vector)
+    if not self.vm.handle then return nil, CLOSED end
+    local v, err = integer("vector", vector, 0, U32)
+    if not v then return nil, err end
+    return result(core.kvmc_vm_pci_msix_notify(self.vm.handle, self.slot, v))
+end
 
 -- Raises (true) or lowers (false) interrupt line gsi (0 to 23), from
 -- anywhere, a device function included.

@@ -164,6 +164,150 @@ static int add_device(lua_State *L, bool mmio)
     return 1;
 }
 
+/* ---------------------------------------------------------- PCI devices */
+
+/* A PCI device's functions get the BAR number (from 0) before the offset. */
+static uint64_t lua_pci_read(void *opaque, unsigned bar, uint64_t offset, unsigned size)
+{
+    struct lua_device *d = opaque;
+    uint64_t value = ~0ull;
+    if (d->read_ref == LUA_NOREF)
+        return value;
+    pthread_mutex_lock(&d->owner->lock);
+    d->owner->in_callback = true;
+    lua_State *co = d->co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, d->read_ref);
+    lua_pushinteger(co, (lua_Integer)bar);
+    lua_pushinteger(co, (lua_Integer)offset);
+    lua_pushinteger(co, (lua_Integer)size);
+    if (lua_pcall(co, 3, 1, 0) != LUA_OK) {
+        record_error(d, lua_tostring(co, -1));
+    } else {
+        int ok = 0;
+        lua_Integer v = lua_tointegerx(co, -1, &ok);
+        if (ok)
+            value = (uint64_t)v;
+        else
+            record_error(d, "PCI device read function did not return an integer");
+    }
+    lua_settop(co, 0);
+    d->owner->in_callback = false;
+    pthread_mutex_unlock(&d->owner->lock);
+    return value;
+}
+
+static void lua_pci_write(void *opaque, unsigned bar, uint64_t offset, unsigned size,
+                          uint64_t value)
+{
+    struct lua_device *d = opaque;
+    if (d->write_ref == LUA_NOREF)
+        return;
+    pthread_mutex_lock(&d->owner->lock);
+    d->owner->in_callback = true;
+    lua_State *co = d->co;
+    lua_rawgeti(co, LUA_REGISTRYINDEX, d->write_ref);
+    lua_pushinteger(co, (lua_Integer)bar);
+    lua_pushinteger(co, (lua_Integer)offset);
+    lua_pushinteger(co, (lua_Integer)size);
+    lua_pushinteger(co, (lua_Integer)value);
+    if (lua_pcall(co, 4, 0, 0) != LUA_OK)
+        record_error(d, lua_tostring(co, -1));
+    lua_settop(co, 0);
+    d->owner->in_callback = false;
+    pthread_mutex_unlock(&d->owner->lock);
+}
+
+static lua_Integer field_integer(lua_State *L, int t, const char *name, lua_Integer dflt,
+                                 lua_Integer max)
+{
+    lua_getfield(L, t, name);
+    lua_Integer v = dflt;
+    if (!lua_isnil(L, -1)) {
+        int ok = 0;
+        v = lua_tointegerx(L, -1, &ok);
+        if (!ok || v < 0 || v > max)
+            luaL_error(L, "%s must be an integer from 0 to %I", name, max);
+    }
+    lua_pop(L, 1);
+    return v;
+}
+
+/* add_pci_device(vm, spec) -> device, slot | nil, err. spec: vendor,
+ * device, class, revision, subsystem_vendor, subsystem, msix, bars = {
+ * {size =, kind = "mem32"|"mem64"|"io", prefetchable =}, ... } (holes
+ * false), read = function(bar, offset, size), write = function(bar,
+ * offset, size, value). Bad fields raise (kvmc.lua turns that into nil,
+ * message). */
+int kvmclua_add_pci_device(lua_State *L)
+{
+    kvmc_vm *vm = kvmclua_checkvm(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    kvmc_pci_device info = KVMC_PCI_DEVICE_INIT;
+    info.vendor_id = (uint16_t)field_integer(L, 2, "vendor", 0, 0xffff);
+    info.device_id = (uint16_t)field_integer(L, 2, "device", 0, 0xffff);
+    info.class_code = (uint32_t)field_integer(L, 2, "class", 0xff0000, 0xffffff);
+    info.revision = (uint8_t)field_integer(L, 2, "revision", 0, 0xff);
+    info.subsystem_vendor_id = (uint16_t)field_integer(L, 2, "subsystem_vendor", 0, 0xffff);
+    info.subsystem_id = (uint16_t)field_integer(L, 2, "subsystem", 0, 0xffff);
+    info.msix_vectors = (unsigned)field_integer(L, 2, "msix", 0, 0xffffffff);
+    lua_getfield(L, 2, "bars");
+    if (!lua_isnil(L, -1)) {
+        luaL_argcheck(L, lua_istable(L, -1), 2, "bars is a table of up to 6 BARs");
+        for (int i = 1; i <= 6; i++) {
+            lua_geti(L, -1, i);
+            if (lua_istable(L, -1)) {
+                int b = lua_gettop(L);
+                info.bars[i - 1].size = (uint64_t)field_integer(L, b, "size", 0, LUA_MAXINTEGER);
+                lua_getfield(L, b, "kind");
+                const char *kind = lua_tostring(L, -1);
+                unsigned k = !kind                       ? 0
+                             : strcmp(kind, "mem32") == 0 ? KVMC_PCI_BAR_MEM32
+                             : strcmp(kind, "mem64") == 0 ? KVMC_PCI_BAR_MEM64
+                             : strcmp(kind, "io") == 0    ? KVMC_PCI_BAR_IO
+                                                          : 0;
+                if (!k)
+                    luaL_error(L, "bars[%d].kind must be \"mem32\", \"mem64\" or \"io\"", i);
+                lua_pop(L, 1);
+                lua_getfield(L, b, "prefetchable");
+                if (lua_toboolean(L, -1))
+                    k |= KVMC_PCI_BAR_PREFETCHABLE;
+                lua_pop(L, 1);
+                info.bars[i - 1].kind = k;
+            } else if (!lua_isnil(L, -1) && !(lua_isboolean(L, -1) && !lua_toboolean(L, -1))) {
+                luaL_error(L, "bars[%d] must be a table {size =, kind =} or false", i);
+            }
+            lua_pop(L, 1);
+        }
+    }
+    lua_pop(L, 1);
+    lua_getfield(L, 2, "read");
+    lua_getfield(L, 2, "write");
+    int fns = lua_gettop(L) - 1;
+    struct lua_device *d = lua_newuserdatauv(L, sizeof(*d), 0);
+    memset(d, 0, sizeof(*d));
+    d->owner = owner(L);
+    d->vm = vm;
+    d->read_ref = optional_function_ref(L, fns);
+    d->write_ref = optional_function_ref(L, fns + 1);
+    d->co = lua_newthread(L);
+    d->co_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+    if (luaL_newmetatable(L, "kvmc.lua_device")) {
+        lua_pushcfunction(L, lua_device_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    info.read = lua_pci_read;
+    info.write = lua_pci_write;
+    unsigned slot = 0;
+    if (kvmc_vm_add_pci_device(vm, &info, d, &slot) != KVMC_OK) {
+        lua_pushnil(L);
+        lua_pushstring(L, kvmc_last_error());
+        return 2;
+    }
+    lua_pushinteger(L, slot);
+    return 2;
+}
+
 int kvmclua_add_mmio_device(lua_State *L) { return add_device(L, true); }
 int kvmclua_add_pio_device(lua_State *L) { return add_device(L, false); }
 

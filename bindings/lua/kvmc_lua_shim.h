@@ -21,6 +21,7 @@ void kvmclua_release(lua_State *L);
 
 int kvmclua_add_mmio_device(lua_State *L);
 int kvmclua_add_pio_device(lua_State *L);
+int kvmclua_add_pci_device(lua_State *L);
 int kvmclua_console_capture(lua_State *L);
 int kvmclua_console_text(lua_State *L);
 int kvmclua_virtio_console_write(lua_State *L);

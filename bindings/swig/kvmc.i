@@ -25,6 +25,9 @@
 %ignore kvmc_vm_read_memory;
 %ignore kvmc_vm_write_memory;
 %ignore kvmc_device_ops;
+%ignore kvmc_vm_add_pci_device;
+%ignore kvmc_pci_device;
+%ignore kvmc_pci_bar;
 
 #ifdef SWIGLUA
 /* kvmc_config_new(&cfg) / kvmc_vm_create(cfg, &vm): the handle becomes a
@@ -75,6 +78,7 @@
 
 %native(add_mmio_device) int kvmclua_add_mmio_device(lua_State *L);
 %native(add_pio_device) int kvmclua_add_pio_device(lua_State *L);
+%native(add_pci_device) int kvmclua_add_pci_device(lua_State *L);
 %native(console_capture) int kvmclua_console_capture(lua_State *L);
 %native(console_text) int kvmclua_console_text(lua_State *L);
 %native(console_input) int kvmclua_console_input(lua_State *L);

@@ -234,6 +234,16 @@ int kvmc_config_set_rng(kvmc_config *cfg, int enabled)
     return KVMC_OK;
 }
 
+int kvmc_config_set_virtio_transport(kvmc_config *cfg, kvmc_virtio_transport transport)
+{
+    CHECK_CFG(cfg);
+    if (transport != KVMC_VIRTIO_MMIO && transport != KVMC_VIRTIO_PCI)
+        return kvmc_fail(KVMC_EINVAL, "unknown virtio transport %d (0: mmio, 1: pci)",
+                         (int)transport);
+    cfg->transport = transport;
+    return KVMC_OK;
+}
+
 int kvmc_config_set_pit(kvmc_config *cfg, int enabled)
 {
     CHECK_CFG(cfg);

@@ -56,6 +56,7 @@ struct kvmc_config {
     struct vsock_config vsock;
     struct net_config nets[KVMC_MAX_NETS];
     unsigned nnets;
+    kvmc_virtio_transport transport;
 };
 
 #endif

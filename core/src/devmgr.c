@@ -2,10 +2,14 @@
 
 #include <string.h>
 
+#include "config.h"
 #include "error.h"
+#include "guest_memory.h"
+#include "pci/user_device.h"
 #include "services.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
+#include "virtio/virtio_pci.h"
 #include "x86/layout.h"
 
 #define PLATFORM_DEVICE(n) extern const struct platform_device_type n##_device;
@@ -81,12 +85,20 @@ static int create_virtio(struct devmgr *m, const kvmc_config *cfg)
             struct devmgr_virtio *v = &m->virtio[m->nvirtio];
             const struct virtio_device_ops *ops = NULL;
             void *impl = NULL;
-            int err = alloc_virtio_slot(m, type->name, &v->desc);
+            bool pci = cfg->transport == KVMC_VIRTIO_PCI;
+            int err = pci ? (m->nvirtio == KVMC_MAX_VIRTIO_DEVICES
+                                 ? kvmc_fail(KVMC_EINVAL, "%s: at most %u virtio devices",
+                                             type->name, KVMC_MAX_VIRTIO_DEVICES)
+                                 : KVMC_OK)
+                          : alloc_virtio_slot(m, type->name, &v->desc);
             if (!err)
                 err = type->open(cfg, i, &ops, &impl);
-            if (!err) /* takes the device over, failing or not */
+            /* The transport takes the device over, failing or not. */
+            if (!err && pci)
+                err = virtio_pci_create(m->svc, &m->pci, ops, impl, &v->pci);
+            else if (!err)
                 err = virtio_mmio_create(m->svc, v->desc.base, v->desc.gsi, ops, impl,
-                                         &v->transport);
+                                         &v->mmio);
             if (err)
                 return err;
             v->type = type;
@@ -102,7 +114,13 @@ int devmgr_create(struct devmgr *m, const struct vm_services *svc, const kvmc_co
     m->svc = svc;
     m->next_mmio = LAYOUT_VIRTIO_MMIO;
     m->next_gsi = LAYOUT_VIRTIO_GSI;
+    uint64_t ram_top = 0;
+    for (unsigned i = 0; i < svc->mem->nregions; i++)
+        if (svc->mem->regions[i].gpa + svc->mem->regions[i].size > ram_top)
+            ram_top = svc->mem->regions[i].gpa + svc->mem->regions[i].size;
     int err = create_platform(m, cfg);
+    if (!err)
+        err = pci_host_create(&m->pci, svc, ram_top);
     return err ? err : create_virtio(m, cfg);
 }
 
@@ -119,27 +137,62 @@ int devmgr_start(struct devmgr *m, bool seccomp)
 
 void devmgr_destroy(struct devmgr *m)
 {
-    for (unsigned i = m->nvirtio; i-- > 0;)
-        virtio_mmio_destroy(m->virtio[i].transport);
+    pci_host_destroy(&m->pci); /* every BAR off the bus first */
+    for (unsigned i = m->nuser_pci; i-- > 0;)
+        pci_user_device_destroy(m->user_pci[i]);
+    for (unsigned i = m->nvirtio; i-- > 0;) {
+        virtio_mmio_destroy(m->virtio[i].mmio);
+        virtio_pci_destroy(m->virtio[i].pci);
+    }
     for (unsigned i = m->nplatform; i-- > 0;)
         if (m->platform[i].type->destroy)
             m->platform[i].type->destroy(m->platform[i].state);
-    m->nvirtio = m->nplatform = 0;
+    m->nvirtio = m->nplatform = m->nuser_pci = 0;
 }
 
 unsigned devmgr_describe_virtio(const struct devmgr *m, struct mmio_device_desc *out,
                                 unsigned max)
 {
-    unsigned n = m->nvirtio < max ? m->nvirtio : max;
-    for (unsigned i = 0; i < n; i++)
-        out[i] = m->virtio[i].desc;
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->nvirtio && n < max; i++)
+        if (m->virtio[i].mmio)
+            out[n++] = m->virtio[i].desc;
     return n;
+}
+
+void devmgr_describe_pci(const struct devmgr *m, struct pci_host_desc *out)
+{
+    pci_host_describe(&m->pci, out);
 }
 
 void *devmgr_virtio_impl(const struct devmgr *m, const struct virtio_device_type *type)
 {
     for (unsigned i = 0; i < m->nvirtio; i++)
         if (m->virtio[i].type == type)
-            return m->virtio[i].transport->dev.impl;
+            return m->virtio[i].mmio ? m->virtio[i].mmio->dev.impl : m->virtio[i].pci->dev.impl;
     return NULL;
+}
+
+int devmgr_add_pci_device(struct devmgr *m, const kvmc_pci_device *info, void *opaque,
+                          unsigned *slot)
+{
+    if (m->nuser_pci == PCI_MAX_DEVICES)
+        return kvmc_fail(KVMC_EBUSY, "PCI bus 0 is full");
+    struct pci_user_device *u = NULL;
+    int err = pci_user_device_create(&m->pci, info, opaque, &u);
+    if (err)
+        return err;
+    m->user_pci[m->nuser_pci++] = u;
+    if (slot)
+        *slot = u->pci.slot;
+    return KVMC_OK;
+}
+
+int devmgr_pci_msix_notify(struct devmgr *m, unsigned slot, unsigned vector)
+{
+    for (unsigned i = 0; i < m->nuser_pci; i++)
+        if (m->user_pci[i]->pci.slot == slot)
+            return pci_user_device_notify(m->user_pci[i], vector);
+    return kvmc_fail(KVMC_EINVAL, "no PCI device added through kvmc_vm_add_pci_device in "
+                                  "slot %u", slot);
 }

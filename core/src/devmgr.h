@@ -12,6 +12,9 @@
  *                            on a virtio-mmio window with a GSI of its own
  * The order there is the order of creation, of the virtio windows and of
  * the ACPI devices: it is part of what a guest sees, so new types go last.
+ * Virtio devices go on virtio-mmio or, with KVMC_VIRTIO_PCI, on the PCI
+ * root complex every VM has, which also takes the PCI devices programs add
+ * (kvmc_vm_add_pci_device).
  *
  * Threads: create/start/destroy run on the thread creating or destroying
  * the VM. */
@@ -23,10 +26,13 @@
 
 #include "boot/boot.h"
 #include "kvmc/kvmc.h"
+#include "pci/host.h"
 
 struct vm_services;
 struct virtio_mmio;
+struct virtio_pci;
 struct virtio_device_type;
+struct pci_user_device;
 struct snapshot_writer; /* issue 18: device state save/restore */
 struct snapshot_reader;
 
@@ -55,8 +61,9 @@ struct devmgr_platform {
 
 struct devmgr_virtio {
     const struct virtio_device_type *type;
-    struct virtio_mmio *transport;
-    struct mmio_device_desc desc;
+    struct virtio_mmio *mmio;      /* one of these two */
+    struct virtio_pci *pci;
+    struct mmio_device_desc desc;  /* mmio only */
 };
 
 struct devmgr {
@@ -67,6 +74,9 @@ struct devmgr {
     unsigned nvirtio;
     uint64_t next_mmio; /* virtio-mmio windows */
     unsigned next_gsi;
+    struct pci_host pci;
+    struct pci_user_device *user_pci[PCI_MAX_DEVICES];
+    unsigned nuser_pci;
 };
 
 /* Creates every device cfg asks for. On failure the devices created so far
@@ -78,6 +88,13 @@ void devmgr_destroy(struct devmgr *m);
 /* The virtio-mmio devices attached, for the DSDT: returns how many. */
 unsigned devmgr_describe_virtio(const struct devmgr *m, struct mmio_device_desc *out,
                                 unsigned max);
+void devmgr_describe_pci(const struct devmgr *m, struct pci_host_desc *out);
+
+/* A PCI device from the public API (before the VM starts). */
+int devmgr_add_pci_device(struct devmgr *m, const kvmc_pci_device *info, void *opaque,
+                          unsigned *slot);
+/* Any thread, once the VM exists. */
+int devmgr_pci_msix_notify(struct devmgr *m, unsigned slot, unsigned vector);
 /* The state of the first virtio device of this type, or NULL. */
 void *devmgr_virtio_impl(const struct devmgr *m, const struct virtio_device_type *type);
 

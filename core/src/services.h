@@ -18,6 +18,8 @@ struct console_out;
 struct guest_memory;
 struct iothread;
 
+#define SVC_ANY_DATA (~0ull)
+
 struct vm_services {
     const struct guest_memory *mem;
     struct bus *pio;
@@ -33,10 +35,14 @@ struct vm_services {
      * KVMC_ENOTSUP where that is not the fastest path (kvmc's own I/O APIC):
      * the caller pulses instead. */
     int (*irqfd)(void *ctx, int fd, unsigned gsi);
-    /* Has KVM signal fd on a guest write of len bytes equal to datamatch at
-     * addr, without an exit to user space. Failure is not fatal: the write
-     * then reaches the bus as usual. */
-    int (*ioeventfd)(void *ctx, uint64_t addr, unsigned len, uint64_t datamatch, int fd);
+    /* Has KVM signal fd on a guest write of len bytes at addr (equal to
+     * datamatch, unless that is SVC_ANY_DATA; len 0: any length, no match),
+     * without an exit to user space; assign=false takes it away again.
+     * Failure is not fatal: the write then reaches the bus as usual. */
+    int (*ioeventfd)(void *ctx, uint64_t addr, unsigned len, uint64_t datamatch, int fd,
+                     bool assign);
+    /* Delivers one message-signalled interrupt (KVM_SIGNAL_MSI). */
+    int (*signal_msi)(void *ctx, uint64_t address, uint32_t data);
     /* Ends the run with this reason (first one wins). */
     void (*request_exit)(void *ctx, const kvmc_exit_info *info);
     void *ctx;

@@ -111,6 +111,7 @@ static int load_kernel(struct kvmc_vm *vm, const kvmc_config *cfg)
             .nvirtio = devmgr_describe_virtio(&vm->devices, virtio, KVMC_MAX_VIRTIO_DEVICES),
             .pic = cfg->pit,
         };
+        devmgr_describe_pci(&vm->devices, &req.pci);
         err = boot_load(&vm->mem, &req, &vm->boot);
         if (err && cfg->kernel_path) /* name the file in the message */
             kvmc_fail_prefix(err, "kernel %s", cfg->kernel_path);
@@ -140,15 +141,29 @@ static int svc_irqfd(void *ctx, int fd, unsigned gsi)
     return irqchip_irqfd(&vm->irq, fd, gsi);
 }
 
-static int svc_ioeventfd(void *ctx, uint64_t addr, unsigned len, uint64_t datamatch, int fd)
+static int svc_ioeventfd(void *ctx, uint64_t addr, unsigned len, uint64_t datamatch, int fd,
+                         bool assign)
 {
     struct kvmc_vm *vm = ctx;
-    struct kvm_ioeventfd ioev = {.datamatch = datamatch, .addr = addr, .len = len, .fd = fd,
-                                 .flags = KVM_IOEVENTFD_FLAG_DATAMATCH};
+    struct kvm_ioeventfd ioev = {.addr = addr, .len = len, .fd = fd};
+    if (datamatch != SVC_ANY_DATA) {
+        ioev.datamatch = datamatch;
+        ioev.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+    }
+    if (!assign)
+        ioev.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
     if (ioctl(vm->vm_fd, KVM_IOEVENTFD, &ioev) < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_IOEVENTFD at 0x%llx",
                                (unsigned long long)addr);
     return KVMC_OK;
+}
+
+static int svc_signal_msi(void *ctx, uint64_t address, uint32_t data)
+{
+    struct kvmc_vm *vm = ctx;
+    struct kvm_msi msi = {.address_lo = (uint32_t)address,
+                          .address_hi = (uint32_t)(address >> 32), .data = data};
+    return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? KVMC_EKVM : KVMC_OK;
 }
 
 static void svc_request_exit(void *ctx, const kvmc_exit_info *info)
@@ -161,7 +176,8 @@ static int create_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
     vm->svc = (struct vm_services){
         .mem = &vm->mem, .pio = &vm->pio, .mmio = &vm->mmio, .io = &vm->io,
         .console = &vm->console, .set_irq = svc_set_irq, .pulse_irq = svc_pulse_irq,
-        .irqfd = svc_irqfd, .ioeventfd = svc_ioeventfd, .request_exit = svc_request_exit,
+        .irqfd = svc_irqfd, .ioeventfd = svc_ioeventfd, .signal_msi = svc_signal_msi,
+        .request_exit = svc_request_exit,
         .ctx = vm,
     };
     int err = console_out_init(&vm->console, &cfg->console, cfg->console_path,
@@ -570,4 +586,21 @@ int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level)
     if (!vm)
         return kvmc_fail(KVMC_EINVAL, "VM is NULL");
     return irqchip_set_irq(&vm->irq, gsi, level);
+}
+
+int kvmc_vm_add_pci_device(kvmc_vm *vm, const kvmc_pci_device *dev, void *opaque,
+                           unsigned *slot)
+{
+    if (!vm || !dev)
+        return kvmc_fail(KVMC_EINVAL, "VM or PCI device is NULL");
+    if (kvmc_vm_get_state(vm) != KVMC_STATE_CREATED)
+        return kvmc_fail(KVMC_ESTATE, "devices must be added before the VM starts");
+    return devmgr_add_pci_device(&vm->devices, dev, opaque, slot);
+}
+
+int kvmc_vm_pci_msix_notify(kvmc_vm *vm, unsigned slot, unsigned vector)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "VM is NULL");
+    return devmgr_pci_msix_notify(&vm->devices, slot, vector);
 }

@@ -69,6 +69,7 @@ static const int control_syscalls[] = {
 static const unsigned long vcpu_ioctls[] = {
     KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_IRQ_LINE,
     KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING, /* kvmc's I/O APIC, from guest MMIO */
+    KVM_IOEVENTFD, /* a guest moving a virtio-pci BAR moves its notify eventfds */
 };
 static const unsigned long io_ioctls[] = {KVM_IRQ_LINE, KVM_SIGNAL_MSI};
 /* TCGETS/TCSETS*: the CLI puts its terminal back (tcsetattr) on the way out. */

@@ -88,9 +88,10 @@ static int shell_irqfd(void *ctx, int fd, unsigned gsi)
     return KVMC_ENOTSUP;
 }
 
-static int shell_ioeventfd(void *ctx, uint64_t addr, unsigned len, uint64_t match, int fd)
+static int shell_ioeventfd(void *ctx, uint64_t addr, unsigned len, uint64_t match, int fd,
+                           bool assign)
 {
-    (void)ctx, (void)addr, (void)len, (void)match, (void)fd;
+    (void)ctx, (void)addr, (void)len, (void)match, (void)fd, (void)assign;
     return KVMC_ENOTSUP;
 }
 

@@ -66,6 +66,14 @@ void puts_serial(const char *s);
 void put_hex(uint64_t v, int digits);
 void put_dec(uint64_t v);
 _Bool cmdline_get(const char *cmdline, const char *key, char *out, unsigned cap);
+/* The local APIC (main.c). */
+#define LAPIC_SVR 0x0f0
+void lapic_write(unsigned reg, uint32_t v);
+uint8_t my_apic_id(void);
+_Bool lapic_pending(uint8_t vector);
+void accept_all_interrupts(void);
+
+
 
 /* virtio.c: the polling virtio-mmio driver's transport part. */
 #define VQ_SIZE 64
@@ -84,14 +92,15 @@ struct vq {
 };
 #define VQ_F_NEXT 1
 #define VQ_F_WRITE 2
-/* The base of the first virtio-mmio device with this ID, or 0: kvmc's
- * transports first, then QEMU microvm's (so benchmarks run one guest on
- * both VMMs). */
+/* A handle for the first virtio device with this ID, or 0: kvmc's
+ * virtio-mmio windows first, then virtio-pci (the handle has bit 0 set),
+ * then QEMU microvm's windows (so benchmarks run one guest on both VMMs). */
 uint64_t virtio_find(uint32_t device_id);
 /* Negotiates VERSION_1 plus features_lo and brings up nq queues. */
 _Bool virtio_setup(uint64_t base, uint32_t features_lo, struct vq *qs, struct vq_ring *rings,
                    unsigned nq);
 uint8_t virtio_config8(uint64_t base, unsigned offset);
+uint32_t virtio_config32(uint64_t base, unsigned offset);
 /* Makes descriptor head available and notifies. */
 void vq_offer(struct vq *q, uint16_t head);
 /* Takes the next used entry, waiting at most ~`seconds`; 0 if none came. */
@@ -108,6 +117,22 @@ void bench_virtio_blk(const char *cmdline);
 void bench_virtio_net(const char *cmdline);
 /* Free guest RAM for benchmark buffers: [32 MiB, 48 MiB). */
 #define BENCH_SCRATCH 0x2000000ull
+/* pci.c: config space through ECAM and ports 0xcf8/0xcfc, the virtio-pci
+ * transport of the polling driver, and the PCI tests. */
+uint32_t pci_cfg_read(unsigned dev, unsigned reg, unsigned size);
+void pci_cfg_write(unsigned dev, unsigned reg, unsigned size, uint32_t v);
+uint32_t pci_port_read(unsigned dev, unsigned reg);
+/* A virtio-pci device handle for the driver in virtio.c (bit 0 set), or 0. */
+uint64_t vpci_find(uint32_t device_id, unsigned nth);
+_Bool vpci_setup(uint64_t dev, uint32_t features_lo, struct vq *qs, struct vq_ring *rings,
+                 unsigned nq);
+void vpci_notify(uint64_t dev, unsigned queue);
+uint32_t vpci_config32(uint64_t dev, unsigned offset);
+uint8_t vpci_status(uint64_t dev);
+uint8_t vpci_isr(uint64_t dev);
+void test_pci(void);
+void test_pci_scribble(void);
+void run_virtio_tests(_Bool hostile);
 #endif
 
 #endif

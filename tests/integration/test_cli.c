@@ -86,7 +86,8 @@ Test(cli, help_explains_every_option)
     const char *opts[] = {"--kernel", "--initrd", "--cmdline", "--mem", "--cpus",
                           "--console", "--boot", "--disk", "--rng", "--mem-backing",
                           "--net", "--vsock", "--virtio-console", "--seccomp", "--jail",
-                          "--jail-user", "--jail-report", "--pit", "exit status", "examples"};
+                          "--jail-user", "--jail-report", "--pit", "--transport", "exit status",
+                          "examples"};
     for (unsigned i = 0; i < sizeof(opts) / sizeof(opts[0]); i++)
         cr_assert(strstr(r.out, opts[i]), "--help lacks %s", opts[i]);
     run_cli(&r, "--help", NULL);

@@ -67,7 +67,7 @@ Test(smp, acpi_madt_lists_every_cpu)
         run_guest(&spec, &r);
         char line[128];
         cr_assert_not_null(console_line(&r, "acpi: ", line, sizeof(line)), "%s", r.console.data);
-        cr_assert_str_eq(line, "tables FACP APIC DSDT, 4 cpus in MADT, checksums ok");
+        cr_assert_str_eq(line, "tables FACP APIC MCFG DSDT, 4 cpus in MADT, checksums ok");
         guest_result_free(&r);
     }
 }

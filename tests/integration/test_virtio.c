@@ -1,5 +1,5 @@
-/* virtio-blk and virtio-rng driven by the test guest's own virtio-mmio
- * driver, on the host's /dev/kvm. */
+/* virtio-blk and virtio-rng driven by the test guest's own driver, on the
+ * host's /dev/kvm, over both transports: virtio-mmio and virtio-pci. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -37,12 +37,16 @@ static uint64_t fnv1a_prefix(const char *path, size_t n)
     return h;
 }
 
+static const kvmc_virtio_transport transports[] = {KVMC_VIRTIO_MMIO, KVMC_VIRTIO_PCI};
+#define EACH_TRANSPORT for (unsigned t = 0; t < 2; t++)
+
 static void boot_with_devices(const char *mode, const char *disk, unsigned disk_flags,
-                              bool rng, struct guest_result *r)
+                              bool rng, unsigned t, struct guest_result *r)
 {
     struct guest_spec spec = {.cmdline = mode};
     memset(r, 0, sizeof(*r));
     kvmc_config *cfg = guest_config(&spec, &r->console);
+    cr_assert_eq(kvmc_config_set_virtio_transport(cfg, transports[t]), KVMC_OK);
     if (disk)
         cr_assert_eq(kvmc_config_add_disk(cfg, disk, disk_flags, "it-disk"), KVMC_OK);
     if (rng)
@@ -57,76 +61,86 @@ static void boot_with_devices(const char *mode, const char *disk, unsigned disk_
 
 Test(virtio, blk_read_write_id_and_bounds)
 {
-    char *disk = make_disk();
-    char want[256];
-    snprintf(want, sizeof(want),
-             "virtio-blk: 64 sectors, read status 0, sectors 0-3 fnv1a 0x%016" PRIx64
-             ", sector 5 write+read ok, serial it-disk, past-end read status 1\n",
-             fnv1a_prefix(disk, 2048));
-    struct guest_result r;
-    boot_with_devices("kvmc.test=virtio", disk, 0, false, &r);
-    cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "%s", r.exit.message);
-    cr_assert(strstr(r.console.data, want), "want: %s\nconsole:\n%s", want, r.console.data);
-    FILE *f = fopen(disk, "rb");
-    fseek(f, 5 * 512 + 3, SEEK_SET);
-    cr_assert_eq(fgetc(f), 0xa5 ^ 3, "the guest's write is in the image after the VM");
-    fclose(f);
-    unlink(disk);
-    free(disk);
-    guest_result_free(&r);
+    EACH_TRANSPORT {
+        char *disk = make_disk();
+        char want[256];
+        snprintf(want, sizeof(want),
+                 "virtio-blk: 64 sectors, read status 0, sectors 0-3 fnv1a 0x%016" PRIx64
+                 ", sector 5 write+read ok, serial it-disk, past-end read status 1\n",
+                 fnv1a_prefix(disk, 2048));
+        struct guest_result r;
+        boot_with_devices("kvmc.test=virtio", disk, 0, false, t, &r);
+        cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "%s", r.exit.message);
+        cr_assert(strstr(r.console.data, want), "want: %s\nconsole:\n%s", want, r.console.data);
+        FILE *f = fopen(disk, "rb");
+        fseek(f, 5 * 512 + 3, SEEK_SET);
+        cr_assert_eq(fgetc(f), 0xa5 ^ 3, "the guest's write is in the image after the VM");
+        fclose(f);
+        unlink(disk);
+        free(disk);
+        guest_result_free(&r);
+    }
 }
 
 Test(virtio, read_only_disk_keeps_the_image)
 {
-    char *disk = make_disk();
-    uint64_t before = fnv1a_prefix(disk, 64 * 512);
-    struct guest_result r;
-    boot_with_devices("kvmc.test=virtio", disk, KVMC_DISK_READ_ONLY, false, &r);
-    cr_assert(strstr(r.console.data, "sector 5 write+read FAILED"), "%s", r.console.data);
-    cr_assert_eq(fnv1a_prefix(disk, 64 * 512), before, "a read-only disk was modified");
-    unlink(disk);
-    free(disk);
-    guest_result_free(&r);
+    EACH_TRANSPORT {
+        char *disk = make_disk();
+        uint64_t before = fnv1a_prefix(disk, 64 * 512);
+        struct guest_result r;
+        boot_with_devices("kvmc.test=virtio", disk, KVMC_DISK_READ_ONLY, false, t, &r);
+        cr_assert(strstr(r.console.data, "sector 5 write+read FAILED"), "%s", r.console.data);
+        cr_assert_eq(fnv1a_prefix(disk, 64 * 512), before, "a read-only disk was modified");
+        unlink(disk);
+        free(disk);
+        guest_result_free(&r);
+    }
 }
 
 Test(virtio, rng_gives_random_bytes)
 {
-    struct guest_result r;
-    boot_with_devices("kvmc.test=virtio", NULL, 0, true, &r);
-    char line[128];
-    cr_assert_not_null(console_line(&r, "virtio-rng: ", line, sizeof(line)), "%s",
-                       r.console.data);
-    unsigned bytes = 0, distinct = 0;
-    cr_assert_eq(sscanf(line, "%u bytes, %u distinct", &bytes, &distinct), 2);
-    cr_assert_eq(bytes, 64);
-    cr_assert_gt(distinct, 30, "64 random bytes with only %u distinct values", distinct);
-    guest_result_free(&r);
+    EACH_TRANSPORT {
+        struct guest_result r;
+        boot_with_devices("kvmc.test=virtio", NULL, 0, true, t, &r);
+        char line[128];
+        cr_assert_not_null(console_line(&r, "virtio-rng: ", line, sizeof(line)), "%s",
+                           r.console.data);
+        unsigned bytes = 0, distinct = 0;
+        cr_assert_eq(sscanf(line, "%u bytes, %u distinct", &bytes, &distinct), 2);
+        cr_assert_eq(bytes, 64);
+        cr_assert_gt(distinct, 30, "64 random bytes with only %u distinct values", distinct);
+        guest_result_free(&r);
+    }
 }
 
 Test(virtio, both_devices_enumerate)
 {
-    char *disk = make_disk();
-    struct guest_result r;
-    boot_with_devices("kvmc.test=virtio", disk, 0, true, &r);
-    cr_assert(strstr(r.console.data, "virtio: 2 devices\n"), "%s", r.console.data);
-    cr_assert(strstr(r.console.data, "self-check: ok"));
-    unlink(disk);
-    free(disk);
-    guest_result_free(&r);
+    EACH_TRANSPORT {
+        char *disk = make_disk();
+        struct guest_result r;
+        boot_with_devices("kvmc.test=virtio", disk, 0, true, t, &r);
+        cr_assert(strstr(r.console.data, "virtio: 2 devices\n"), "%s", r.console.data);
+        cr_assert(strstr(r.console.data, "self-check: ok"));
+        unlink(disk);
+        free(disk);
+        guest_result_free(&r);
+    }
 }
 
 Test(virtio, hostile_chain_needs_reset_and_recovers)
 {
-    char *disk = make_disk();
-    struct guest_result r;
-    boot_with_devices("kvmc.test=virtio-hostile", disk, 0, false, &r);
-    cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "the VMM survived: %s", r.exit.message);
-    cr_assert(strstr(r.console.data,
-                     "virtio-hostile: status 0x4f, interrupt status 0x2, after reset read ok\n"),
-              "%s", r.console.data);
-    unlink(disk);
-    free(disk);
-    guest_result_free(&r);
+    EACH_TRANSPORT {
+        char *disk = make_disk();
+        struct guest_result r;
+        boot_with_devices("kvmc.test=virtio-hostile", disk, 0, false, t, &r);
+        cr_assert_eq(r.exit.reason, KVMC_EXIT_POWEROFF, "the VMM survived: %s", r.exit.message);
+        cr_assert(strstr(r.console.data,
+                         "virtio-hostile: status 0x4f, interrupt status 0x2, after reset read ok\n"),
+                  "%s", r.console.data);
+        unlink(disk);
+        free(disk);
+        guest_result_free(&r);
+    }
 }
 
 /* A hostile driver through real port and MMIO exits, under the CLI's seccomp

@@ -19,11 +19,15 @@
 
 #include "guest_run.h"
 
+/* Each test process runs one test: the PCI variants set this first. */
+static kvmc_virtio_transport transport = KVMC_VIRTIO_MMIO;
+
 static kvmc_vm *start_guest(const char *cmdline, struct console_capture *cap,
                             void (*configure)(kvmc_config *cfg, void *arg), void *arg)
 {
     struct guest_spec spec = {.cmdline = cmdline};
     kvmc_config *cfg = guest_config(&spec, cap);
+    cr_assert_eq(kvmc_config_set_virtio_transport(cfg, transport), KVMC_OK);
     configure(cfg, arg);
     kvmc_vm *vm = NULL;
     cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
@@ -138,7 +142,7 @@ static void use_console_callback(kvmc_config *cfg, void *peer)
     cr_assert_eq(kvmc_config_set_virtio_console_callback(cfg, console_out, peer), KVMC_OK);
 }
 
-Test(virtio_console, callback_and_write)
+static void console_callback_and_write(void)
 {
     struct console_peer peer = {.lock = PTHREAD_MUTEX_INITIALIZER};
     struct console_capture cap = {0};
@@ -156,6 +160,17 @@ Test(virtio_console, callback_and_write)
     cr_assert_eq(written, 5);
     finish_guest(vm, &cap, "virtio-console: ", "received 'ping'");
     cr_assert_str_eq(peer.out, "hello from hvc0\necho: ping\n");
+}
+
+Test(virtio_console, callback_and_write)
+{
+    console_callback_and_write();
+}
+
+Test(virtio_console, callback_and_write_over_pci)
+{
+    transport = KVMC_VIRTIO_PCI;
+    console_callback_and_write();
 }
 
 Test(virtio_console, write_without_a_console_is_an_error)
@@ -205,7 +220,7 @@ static void use_vsock(kvmc_config *cfg, void *path)
     cr_assert_eq(kvmc_config_set_vsock(cfg, 3, path), KVMC_OK);
 }
 
-Test(virtio_vsock, both_directions_refusal_and_close)
+static void vsock_both_directions(void)
 {
     struct vsock_peer p;
     temp_path(p.path, sizeof(p.path), "vsock");
@@ -236,6 +251,17 @@ Test(virtio_vsock, both_directions_refusal_and_close)
     cr_assert_str_eq(p.seen, "hello vsock");
     close(p.listener);
     unlink(port_path);
+}
+
+Test(virtio_vsock, both_directions_refusal_and_close)
+{
+    vsock_both_directions();
+}
+
+Test(virtio_vsock, both_directions_refusal_and_close_over_pci)
+{
+    transport = KVMC_VIRTIO_PCI;
+    vsock_both_directions();
 }
 
 /* A connector routes the guest's connections: port 5000 to one end of a
@@ -364,7 +390,7 @@ static void use_net(kvmc_config *cfg, void *spec)
     cr_assert_eq(kvmc_config_add_net(cfg, spec), KVMC_OK, "%s", kvmc_last_error());
 }
 
-Test(virtio_net, user_networking_reaches_a_host_udp_server)
+static void net_reaches_a_host_udp_server(void)
 {
     struct udp_echo e;
     pthread_t t;
@@ -377,6 +403,17 @@ Test(virtio_net, user_networking_reaches_a_host_udp_server)
     pthread_join(t, NULL);
     cr_assert_str_eq(e.seen, "kvmc-net-ping");
     close(e.fd);
+}
+
+Test(virtio_net, user_networking_reaches_a_host_udp_server)
+{
+    net_reaches_a_host_udp_server();
+}
+
+Test(virtio_net, user_networking_reaches_a_host_udp_server_over_pci)
+{
+    transport = KVMC_VIRTIO_PCI;
+    net_reaches_a_host_udp_server();
 }
 
 /* DNS to 10.0.2.3: kvmc forwards it itself, under the I/O thread's seccomp

@@ -31,7 +31,7 @@ TestSuite(boot, .init = setup_memory, .fini = teardown_memory);
 Test(boot, e820_for_small_and_large_guests)
 {
     struct e820_entry map[E820_MAX_ENTRIES];
-    unsigned n = e820_build(&gm, map);
+    unsigned n = e820_build(&gm, NULL, map);
     cr_assert_eq(n, 4);
     cr_assert_eq(map[0].addr, 0);
     cr_assert_eq(map[0].size, LAYOUT_EBDA);
@@ -42,7 +42,7 @@ Test(boot, e820_for_small_and_large_guests)
     cr_assert_eq(map[3].size, (64ull << 20) - LAYOUT_HIMEM);
     struct guest_memory big;
     cr_assert_eq(gm_init(&big, 6ull << 30, 0), KVMC_OK);
-    n = e820_build(&big, map);
+    n = e820_build(&big, NULL, map);
     cr_assert_eq(n, 5);
     cr_assert_eq(map[3].addr + map[3].size, LAYOUT_HOLE_START);
     cr_assert_eq(map[4].addr, LAYOUT_HOLE_END);
@@ -305,7 +305,7 @@ Test(boot, acpi_tables_are_consistent)
     uint64_t rsdp_gpa;
     const struct mmio_device_desc virtio[2] = {{0xc0000000, 0x1000, 16},
                                                {0xc0001000, 0x1000, 17}};
-    cr_assert_eq(acpi_write_tables(&gm, 3, virtio, 2, false, &rsdp_gpa), KVMC_OK, "%s",
+    cr_assert_eq(acpi_write_tables(&gm, 3, virtio, 2, NULL, false, &rsdp_gpa), KVMC_OK, "%s",
                  kvmc_last_error());
     cr_assert_eq(rsdp_gpa, LAYOUT_ACPI_START);
     const uint8_t *rsdp = gm_ptr(&gm, rsdp_gpa, 36);
@@ -349,7 +349,7 @@ Test(boot, acpi_tables_are_consistent)
     cr_assert_eq(sum(madt, len), 0);
     memcpy(&flags, madt + 40, 4);
     cr_assert_eq(flags, 0u, "no 8259 with kvmc's I/O APIC: PCAT_COMPAT clear");
-    cr_assert_eq(acpi_write_tables(&gm, 3, virtio, 2, true, &rsdp_gpa), KVMC_OK);
+    cr_assert_eq(acpi_write_tables(&gm, 3, virtio, 2, NULL, true, &rsdp_gpa), KVMC_OK);
     madt = acpi_table("APIC");
     memcpy(&flags, madt + 40, 4);
     cr_assert_eq(flags, 1u, "the kernel's irqchip (--pit) has the 8259s: PCAT_COMPAT");
@@ -387,4 +387,60 @@ Test(boot, rsdp_handed_over_by_both_protocols)
     memcpy(&rsdp, gm_ptr(&gm, LAYOUT_PVH_INFO + 32, 8), 8);
     cr_assert_eq(rsdp, LAYOUT_ACPI_START, "hvm_start_info.rsdp_paddr");
     free(img);
+}
+
+/* The PCI root complex: ECAM reserved in E820, an MCFG entry for it, and a
+ * PNP0A08 host bridge with its windows and an _OSC in the DSDT. */
+Test(boot, a_pci_host_bridge_is_described)
+{
+    const struct pci_host_desc pci = {
+        .present = true, .ecam_base = LAYOUT_PCI_ECAM, .ecam_size = LAYOUT_PCI_ECAM_SIZE,
+        .mmio32_base = LAYOUT_PCI_MMIO32, .mmio32_size = LAYOUT_PCI_MMIO32_END - LAYOUT_PCI_MMIO32,
+        .mmio64_base = 0x140000000ull, .mmio64_size = LAYOUT_PCI_MMIO64_SIZE,
+        .io_base = LAYOUT_PCI_IO, .io_size = LAYOUT_PCI_IO_END - LAYOUT_PCI_IO,
+    };
+    struct e820_entry map[E820_MAX_ENTRIES];
+    unsigned n = e820_build(&gm, &pci, map);
+    bool ecam_reserved = false;
+    for (unsigned i = 0; i < n; i++) {
+        ecam_reserved |= map[i].addr == LAYOUT_PCI_ECAM && map[i].size == LAYOUT_PCI_ECAM_SIZE &&
+                         map[i].type == E820_RESERVED;
+        if (i)
+            cr_assert_geq(map[i].addr, map[i - 1].addr + map[i - 1].size, "sorted, disjoint");
+    }
+    cr_assert(ecam_reserved);
+
+    uint64_t rsdp_gpa;
+    cr_assert_eq(acpi_write_tables(&gm, 2, NULL, 0, &pci, false, &rsdp_gpa), KVMC_OK, "%s",
+                 kvmc_last_error());
+    const uint8_t *mcfg = acpi_table("MCFG");
+    cr_assert_not_null(mcfg);
+    uint32_t len;
+    uint64_t base;
+    memcpy(&len, mcfg + 4, 4);
+    cr_assert_eq(len, 60);
+    cr_assert_eq(sum(mcfg, len), 0);
+    memcpy(&base, mcfg + 44, 8);
+    cr_assert_eq(base, LAYOUT_PCI_ECAM);
+    cr_assert_eq(mcfg[54], 0, "segment 0");
+    cr_assert_eq(mcfg[55], 0, "buses 0 to 0");
+
+    const uint8_t *fadt = acpi_table("FACP");
+    uint64_t dsdt_gpa;
+    memcpy(&dsdt_gpa, fadt + 140, 8);
+    const uint8_t *dsdt = gm_ptr(&gm, dsdt_gpa, 36);
+    memcpy(&len, dsdt + 4, 4);
+    cr_assert_eq(sum(dsdt, len), 0);
+    const uint8_t pnp0a08[] = {0x0c, 0x41, 0xd0, 0x0a, 0x08};
+    cr_assert_not_null(memmem(dsdt, len, pnp0a08, sizeof(pnp0a08)), "EISAID PNP0A08");
+    cr_assert_not_null(memmem(dsdt, len, "PCI0", 4));
+    const uint8_t osc[] = {'_', 'O', 'S', 'C', 0x04, 0xa4, 0x6b};
+    cr_assert_not_null(memmem(dsdt, len, osc, sizeof(osc)), "_OSC returns Arg3");
+    const uint8_t bus[] = {0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0};
+    cr_assert_not_null(memmem(dsdt, len, bus, sizeof(bus)), "bus 0 only");
+    const uint8_t mem32[] = {0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0, 0, 0, 0,
+                             0x00, 0x00, 0x00, 0xc1, 0xff, 0xff, 0xff, 0xdf};
+    cr_assert_not_null(memmem(dsdt, len, mem32, sizeof(mem32)), "0xc1000000-0xdfffffff");
+    const uint8_t ports[] = {0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08};
+    cr_assert_not_null(memmem(dsdt, len, ports, sizeof(ports)), "0xcf8-0xcff");
 }

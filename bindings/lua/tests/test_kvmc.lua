@@ -185,6 +185,9 @@ local CALLS = {
     read_memory = function(vm) return vm:read_memory(0x200000, 8) end,
     add_pio_device = function(vm) return vm:add_pio_device(0x700, 4, {read = function() return 0 end}) end,
     set_irq_line = function(vm) return vm:set_irq_line(5, false) end,
+    add_pci_device = function(vm)
+        return vm:add_pci_device{vendor = 0x1234, bars = {{size = 4096, kind = "mem32"}}}
+    end,
     console_write = function(vm) return vm:console_write("x") end,
     virtio_console_write = function(vm) return vm:virtio_console_write("x") end,
 }
@@ -201,6 +204,7 @@ local EXPECT = {
     read_memory =    {OK,               OK,               OK,               OK},
     add_pio_device = {OK,               "devices must",   "devices must",   "devices must"},
     set_irq_line =   {OK,               OK,               OK,               OK},
+    add_pci_device = {OK,               "devices must",   "devices must",   "devices must"},
     console_write =  {OK,               OK,               OK,               OK},
     virtio_console_write = {"this VM has no", "this VM has no", "this VM has no", "this VM has no"},
 }
@@ -284,6 +288,59 @@ test("close, wait and pause from a device function are refused, not deadlocks", 
         assert(err:find("called from a device callback", 1, true), err)
     end
     assert(vm:close())
+end)
+
+test("a PCI device written in Lua: enumerated, sized, mapped, raising MSI-X", function()
+    local vm = assert(kvmc.vm{kernel = GUEST, memory = "64M", cmdline = "kvmc.test=pci"})
+    local stored, raised = 0, {}
+    local pci
+    pci = assert(vm:add_pci_device{
+        vendor = 0x1234, device = 0xbeef, class = 0xff0000, msix = 2,
+        bars = {{size = 0x1000, kind = "mem32"}, {size = 0x10, kind = "io"},
+                {size = 0x10000, kind = "mem64"}},
+        read = function(bar, offset)
+            if bar == 0 then return offset == 0 and stored or 0xc0de0000 + offset end
+            return bar == 1 and 0x40 + offset or 0
+        end,
+        write = function(bar, offset, _, value)
+            if bar == 0 and offset == 0 then stored = value end
+            if bar == 0 and offset == 4 then
+                raised[#raised + 1] = value
+                assert(pci:notify(value))
+            end
+        end,
+    })
+    assert(pci.slot == 1, pci.slot)
+    local ok, err = pci:notify(2)
+    assert(ok == nil and err:find("no MSI%-X vector 2"), err)
+    assert(assert(vm:run(60)).clean)
+    local out = vm:console()
+    for _, line in ipairs{"pci: bar sizes 4096 16 65536 0 4096 0", "pci: bar 0 answers: yes",
+                          "pci: bar 1 answers: yes", "pci: msix vector 0 delivered: yes",
+                          "pci: masked vector held pending, delivered on unmask: yes"} do
+        contains(out, line)
+    end
+    assert(stored == 0x5a5a and #raised == 2)
+    vm:close()
+    ok, err = pci:notify(0)
+    assert(ok == nil and err == "the VM is closed", err)
+    -- Bad devices are nil, message.
+    vm = assert(kvmc.vm{kernel = GUEST, memory = "32M"})
+    ok, err = vm:add_pci_device{vendor = 0x1234, bars = {{size = 3000, kind = "mem32"}}}
+    assert(ok == nil and err:find("power of two"), err)
+    ok, err = vm:add_pci_device{vendor = 0x1234, bars = {{size = 4096, kind = "rom"}}}
+    assert(ok == nil and err:find("kind must be"), err)
+    ok, err = vm:add_pci_device{vendor = 0x10000}
+    assert(ok == nil and err:find("vendor"), err)
+    vm:close()
+    -- virtio over PCI.
+    vm = assert(kvmc.vm{kernel = GUEST, memory = "64M", rng = true, transport = "pci",
+                        cmdline = "kvmc.test=virtio"})
+    assert(assert(vm:run(30)).clean)
+    contains(vm:console(), "virtio-rng: 64 bytes")
+    vm:close()
+    ok, err = kvmc.vm{kernel = GUEST, transport = "isa"}
+    assert(ok == nil and err:find("transport"), err)
 end)
 
 test("a device raises an interrupt", function()

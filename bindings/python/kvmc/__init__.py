@@ -27,14 +27,14 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Union
+from typing import Callable, Iterator, List, Optional, Sequence, Union
 
 from ._ffi import ffi, lib
 from .errors import (BusyError, CallbackError, ClosedError, ErrorCode, ImageFormatError,
                      InvalidArgumentError, KVMError, KvmcError, KvmcMemoryError, KvmcOSError,
                      KvmcTimeoutError, NotSupportedError, StateError, error_for)
 
-__all__ = ["VM", "ExitReason", "ExitInfo", "State", "Event", "parse_size", "version", "kick_signal",
+__all__ = ["VM", "PciDevice", "ExitReason", "ExitInfo", "State", "Event", "parse_size", "version", "kick_signal",
            "KvmcError", "ErrorCode", "InvalidArgumentError", "KvmcMemoryError", "KvmcOSError",
            "KVMError", "ImageFormatError", "StateError", "ClosedError", "BusyError",
            "KvmcTimeoutError", "NotSupportedError", "CallbackError"]
@@ -92,6 +92,24 @@ class ExitInfo:
 def version() -> str:
     """The loaded libkvmc's version."""
     return ffi.string(lib.kvmc_version_string()).decode()
+
+
+class PciDevice:
+    """A PCI device added with VM.add_pci_device."""
+
+    def __init__(self, vm: "VM", slot: int):
+        self._vm = vm
+        self.slot = slot  # its device number on bus 0
+
+    def notify(self, vector: int) -> None:
+        """Raises MSI-X vector `vector`, from any thread (a device callback
+        included): delivered, or held while the guest masks it; lost while
+        the guest has MSI-X off."""
+        _check(lib.kvmc_vm_pci_msix_notify(self._vm._handle(), self.slot,
+                                           _int("vector", vector, 0, 0xffffffff)))
+
+    def __repr__(self) -> str:
+        return f"<kvmc.PciDevice slot {self.slot}>"
 
 
 def kick_signal() -> int:
@@ -208,6 +226,7 @@ class VM:
                  nets: Optional[List[str]] = None, vsock: Optional[tuple] = None,
                  vsock_connector: Optional[Callable[[int], object]] = None,
                  virtio_console: Union[None, bool, str] = None,
+                 transport: str = "mmio",
                  on_event: Optional[Callable[["Event"], None]] = None):
         self._vm = ffi.NULL
         self._lock = threading.Lock()
@@ -230,6 +249,10 @@ class VM:
             self._configure(cfg[0], kernel, kernel_image, memory, memory_backing, cpus,
                             cmdline, initrd, boot, disks or [], rng)
             _check(lib.kvmc_config_set_pit(cfg[0], 1 if pit else 0))
+            transports = {"mmio": lib.KVMC_VIRTIO_MMIO, "pci": lib.KVMC_VIRTIO_PCI}
+            if transport not in transports:
+                raise ValueError(f"transport={transport!r}: use mmio or pci")
+            _check(lib.kvmc_config_set_virtio_transport(cfg[0], transports[transport]))
             self._configure_streams(cfg[0], nets or [], vsock, vsock_connector, virtio_console)
             vm = ffi.new("kvmc_vm **")
             _check(lib.kvmc_vm_create(cfg[0], vm))
@@ -421,6 +444,78 @@ class VM:
         _int("size", size, 1, 0x10000 - port)
         _check(lib.kvmc_vm_add_pio_device(self._handle(), port, size,
                                           self._device_ops(read, write), ffi.NULL))
+
+    _BAR_KINDS = {"mem32": 1, "mem64": 2, "io": 3}
+
+    def add_pci_device(self, vendor_id: int, device_id: int, *, class_code: int = 0xff0000,
+                       revision: int = 0, subsystem_vendor_id: int = 0, subsystem_id: int = 0,
+                       bars: Sequence = (), msix_vectors: int = 0,
+                       read: Optional[Callable[[int, int, int], int]] = None,
+                       write: Optional[Callable[[int, int, int, int], None]] = None
+                       ) -> "PciDevice":
+        """A PCI device on kvmc's root complex, which the guest's PCI core
+        enumerates, sizes and maps. bars: up to 6 entries, each None or
+        (size, "mem32" | "mem64" | "io"[, prefetchable]); a mem64 BAR takes
+        the next slot too (leave it None). msix_vectors > 0 adds MSI-X (its
+        table in the first free BAR slot). read(bar, offset, size) -> int and
+        write(bar, offset, size, value) run on vCPU threads. Add before
+        start(); returns a PciDevice whose notify(vector) raises MSI-X."""
+        info = ffi.new("kvmc_pci_device *")
+        info.version = lib.KVMC_PCI_DEVICE_VERSION
+        info.vendor_id = _int("vendor_id", vendor_id, 0, 0xffff)
+        info.device_id = _int("device_id", device_id, 0, 0xffff)
+        info.class_code = _int("class_code", class_code, 0, 0xffffff)
+        info.revision = _int("revision", revision, 0, 0xff)
+        info.subsystem_vendor_id = _int("subsystem_vendor_id", subsystem_vendor_id, 0, 0xffff)
+        info.subsystem_id = _int("subsystem_id", subsystem_id, 0, 0xffff)
+        info.msix_vectors = _int("msix_vectors", msix_vectors, 0, 0xffffffff)
+        bars = list(bars)
+        if len(bars) > lib.KVMC_PCI_MAX_BARS:
+            raise ValueError(f"{len(bars)} BARs: a PCI device has at most 6")
+        for i, bar in enumerate(bars):
+            if bar is None:
+                continue
+            if not isinstance(bar, tuple) or len(bar) not in (2, 3) or bar[1] not in self._BAR_KINDS:
+                raise ValueError(f"bars[{i}] = {bar!r}: use None or (size, 'mem32' | 'mem64' "
+                                 "| 'io'[, prefetchable])")
+            info.bars[i].size = _int(f"bars[{i}] size", bar[0], 1, _U64)
+            info.bars[i].kind = self._BAR_KINDS[bar[1]] | (
+                lib.KVMC_PCI_BAR_PREFETCHABLE if len(bar) == 3 and bar[2] else 0)
+        for name, fn in (("read", read), ("write", write)):
+            if fn is not None and not callable(fn):
+                raise TypeError(f"{name} must be callable, not {type(fn).__name__}")
+        if read:
+            def c_read(_opaque, bar, offset, size):
+                _tls.vm = self
+                try:
+                    value = read(bar, offset, size)
+                    if isinstance(value, bool) or not isinstance(value, int):
+                        raise TypeError(f"PCI read(bar {bar}, {offset:#x}, {size}) returned "
+                                        f"{type(value).__name__}, not an int")
+                    if not -(1 << 63) <= value <= _U64:
+                        raise ValueError(f"PCI read(bar {bar}, {offset:#x}, {size}) returned "
+                                         f"{value:#x}, which does not fit 64 bits")
+                    return (value & _U64) & ((1 << (8 * size)) - 1)
+                finally:
+                    _tls.vm = None
+            r = ffi.callback("uint64_t(void *, unsigned, uint64_t, unsigned)", c_read,
+                             onerror=self._on_read_error)
+            info.read = r
+            self._keep.append(r)
+        if write:
+            def c_write(_opaque, bar, offset, size, value):
+                _tls.vm = self
+                try:
+                    write(bar, offset, size, value)
+                finally:
+                    _tls.vm = None
+            w = ffi.callback("void(void *, unsigned, uint64_t, unsigned, uint64_t)", c_write,
+                             onerror=self._on_callback_error)
+            info.write = w
+            self._keep.append(w)
+        slot = ffi.new("unsigned *")
+        _check(lib.kvmc_vm_add_pci_device(self._handle(), info, ffi.NULL, slot))
+        return PciDevice(self, slot[0])
 
     def set_irq_line(self, gsi: int, level: Union[bool, int]) -> None:
         """Raises (True) or lowers (False) an interrupt line, GSI 0..23; from any

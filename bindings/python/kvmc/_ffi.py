@@ -57,6 +57,26 @@ typedef struct kvmc_regs {
     uint64_t rip, rflags;
 } kvmc_regs;
 
+typedef enum kvmc_virtio_transport {
+    KVMC_VIRTIO_MMIO = 0, KVMC_VIRTIO_PCI = 1
+} kvmc_virtio_transport;
+
+typedef struct kvmc_pci_bar {
+    uint64_t size;
+    unsigned int kind;
+} kvmc_pci_bar;
+typedef struct kvmc_pci_device {
+    unsigned int version;
+    uint16_t vendor_id, device_id;
+    uint16_t subsystem_vendor_id, subsystem_id;
+    uint32_t class_code;
+    uint8_t revision;
+    kvmc_pci_bar bars[6];
+    unsigned int msix_vectors;
+    uint64_t (*read)(void *opaque, unsigned bar, uint64_t offset, unsigned size);
+    void (*write)(void *opaque, unsigned bar, uint64_t offset, unsigned size, uint64_t value);
+} kvmc_pci_device;
+
 typedef void (*kvmc_console_fn)(void *opaque, const uint8_t *data, size_t len);
 typedef void (*kvmc_event_fn)(void *opaque, kvmc_vm *vm, kvmc_event event);
 typedef int (*kvmc_vsock_connect_fn)(void *opaque, uint32_t port);
@@ -69,6 +89,14 @@ typedef int (*kvmc_vsock_connect_fn)(void *opaque, uint32_t port);
 #define KVMC_MAX_VCPUS 64
 #define KVMC_DEVICE_OPS_VERSION 1
 #define KVMC_REGS_VERSION 1
+#define KVMC_PCI_DEVICE_VERSION 1
+#define KVMC_PCI_BAR_NONE 0
+#define KVMC_PCI_BAR_MEM32 1
+#define KVMC_PCI_BAR_MEM64 2
+#define KVMC_PCI_BAR_IO 3
+#define KVMC_PCI_BAR_PREFETCHABLE 256
+#define KVMC_PCI_MAX_BARS 6
+#define KVMC_PCI_MAX_MSIX_VECTORS 2048
 
 const char *kvmc_last_error(void);
 const char *kvmc_strerror(int err);
@@ -101,6 +129,7 @@ int kvmc_config_set_vsock(kvmc_config *cfg, uint32_t guest_cid, const char *uds_
 int kvmc_config_set_vsock_connector(kvmc_config *cfg, kvmc_vsock_connect_fn fn, void *opaque);
 int kvmc_config_add_net(kvmc_config *cfg, const char *spec);
 int kvmc_config_set_pit(kvmc_config *cfg, int enabled);
+int kvmc_config_set_virtio_transport(kvmc_config *cfg, kvmc_virtio_transport transport);
 
 int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out);
 void kvmc_vm_destroy(kvmc_vm *vm);
@@ -125,6 +154,9 @@ int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
 int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
                             const kvmc_device_ops *ops, void *opaque);
 int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level);
+int kvmc_vm_add_pci_device(kvmc_vm *vm, const kvmc_pci_device *dev, void *opaque,
+                           unsigned *slot);
+int kvmc_vm_pci_msix_notify(kvmc_vm *vm, unsigned slot, unsigned vector);
 """
 
 ffi = FFI()

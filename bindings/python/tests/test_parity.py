@@ -82,7 +82,8 @@ def test_every_header_function_is_used_or_excluded():
 
 def test_structs_match():
     header, ours = structs(HEADER), structs(_ffi.CDEF)
-    for name in ("kvmc_exit_info", "kvmc_device_ops", "kvmc_regs"):
+    for name in ("kvmc_exit_info", "kvmc_device_ops", "kvmc_regs", "kvmc_pci_bar",
+                 "kvmc_pci_device"):
         assert header[name] == ours[name], f"{name} differs:\n{header[name]}\n{ours[name]}"
 
 

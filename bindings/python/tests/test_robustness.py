@@ -46,6 +46,7 @@ CALLS = {
     "write_memory": lambda vm: vm.write_memory(0x1800000, b"x"),
     "add_pio_device": lambda vm: vm.add_pio_device(0x700, 4, read=lambda o, s: 0),
     "set_irq_line": lambda vm: vm.set_irq_line(5, False),
+    "add_pci_device": lambda vm: vm.add_pci_device(0x1234, 1, bars=[(4096, "mem32")]),
     "virtio_console_write": lambda vm: vm.virtio_console_write(b"x"),
     "cpus": lambda vm: vm.cpus,
 }
@@ -64,6 +65,7 @@ EXPECT = {
     "write_memory":  (WORKS,  WORKS,   WORKS,   WORKS),
     "add_pio_device": (WORKS, STATE,   STATE,   STATE),
     "set_irq_line":  (WORKS,  WORKS,   WORKS,   WORKS),
+    "add_pci_device": (WORKS, STATE,   STATE,   STATE),
     "virtio_console_write": (STATE, STATE, STATE, STATE),  # this VM has none
     "cpus":          (WORKS,  WORKS,   WORKS,   WORKS),
 }
@@ -287,3 +289,63 @@ def test_a_vsock_connector_routes_guest_connections(tmp_path, guest_elf):
         vm.wait(timeout=30)
         assert "refused ok, guest->host reply 'HELLO VSOCK'" in vm.console_text
     assert asked[:2] == [5001, 5000]
+
+
+def test_a_pci_device_written_in_python(guest_elf):
+    """The guest's PCI core finds, sizes and maps it; its BARs answer from
+    Python; a write asks it to raise MSI-X, which reaches the guest."""
+    stored = {"value": 0}
+    raised = []
+
+    def read(bar, offset, size):
+        if bar == 0:
+            return stored["value"] if offset == 0 else 0xc0de0000 + offset
+        return 0x40 + offset if bar == 1 else 0
+
+    def write(bar, offset, size, value):
+        if bar == 0 and offset == 0:
+            stored["value"] = value
+        elif bar == 0 and offset == 4:
+            raised.append(value)
+            dev.notify(value)
+
+    with kvmc.VM(guest_elf, memory="64M", cmdline="kvmc.test=pci") as vm:
+        dev = vm.add_pci_device(0x1234, 0xbeef, class_code=0xff0000, msix_vectors=2,
+                                bars=[(0x1000, "mem32"), (0x10, "io"), (0x10000, "mem64")],
+                                read=read, write=write)
+        assert dev.slot == 1
+        with pytest.raises(kvmc.InvalidArgumentError):
+            dev.notify(2)
+        assert vm.run(timeout=60).clean
+        text = vm.console_text
+    for line in ("pci: bar sizes 4096 16 65536 0 4096 0",
+                 "pci: bar 0 answers: yes", "pci: bar 1 answers: yes",
+                 "pci: msix vector 0 delivered: yes",
+                 "pci: masked vector held pending, delivered on unmask: yes",
+                 "pci: moved bar 0 answers: yes"):
+        assert line in text, text
+    assert stored["value"] == 0x5A5A and raised == [0, 1]
+    with pytest.raises(kvmc.ClosedError):
+        dev.notify(0)
+
+
+def test_bad_pci_devices_name_the_problem(guest_elf):
+    with kvmc.VM(guest_elf, memory="32M") as vm:
+        with pytest.raises(kvmc.InvalidArgumentError, match="power of two"):
+            vm.add_pci_device(0x1234, 1, bars=[(3000, "mem32")])
+        with pytest.raises(ValueError, match="bars\\[0\\]"):
+            vm.add_pci_device(0x1234, 1, bars=[(4096, "rom")])
+        with pytest.raises(ValueError, match="vendor_id"):
+            vm.add_pci_device(0x10000, 1)
+        with pytest.raises(TypeError):
+            vm.add_pci_device(0x1234, 1, read=42)
+
+
+@pytest.mark.parametrize("transport", ["mmio", "pci"])
+def test_virtio_on_either_transport(guest_elf, transport):
+    with kvmc.VM(guest_elf, memory="64M", rng=True, transport=transport,
+                 cmdline="kvmc.test=virtio") as vm:
+        assert vm.run(timeout=30).clean
+        assert "virtio-rng: 64 bytes" in vm.console_text
+    with pytest.raises(ValueError, match="transport"):
+        kvmc.VM(guest_elf, transport="isa")

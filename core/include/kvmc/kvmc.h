@@ -231,6 +231,18 @@ KVMC_API int kvmc_config_add_net(kvmc_config *cfg, const char *spec);
  * or tick with the PIT. Since 0.3. */
 KVMC_API int kvmc_config_set_pit(kvmc_config *cfg, int enabled);
 
+/* How virtio devices reach the guest: virtio-mmio (described in ACPI, one
+ * interrupt line each) or virtio-pci (modern virtio 1.x on kvmc's PCIe root
+ * complex, an MSI-X vector per queue). Every virtio device of the VM uses
+ * the same one. Since 1.0.
+ * @return KVMC_OK; KVMC_EINVAL (NULL cfg, unknown transport) */
+typedef enum kvmc_virtio_transport {
+    KVMC_VIRTIO_MMIO = 0,
+    KVMC_VIRTIO_PCI = 1,
+} kvmc_virtio_transport;
+KVMC_API int kvmc_config_set_virtio_transport(kvmc_config *cfg,
+                                              kvmc_virtio_transport transport);
+
 #define KVMC_MAX_VIRTIO_DEVICES 8u
 #define KVMC_MIN_MEMORY (4ull << 20)
 #define KVMC_MAX_VCPUS 64u
@@ -418,6 +430,61 @@ KVMC_API int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
                                     const kvmc_device_ops *ops, void *opaque);
 KVMC_API int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
                                      const kvmc_device_ops *ops, void *opaque);
+
+/* A PCI device whose BARs are served by callbacks, on kvmc's PCIe root
+ * complex (bus 0, which every VM has): the guest's PCI core enumerates it
+ * through ECAM or ports 0xcf8/0xcfc, sizes and maps its BARs, and enables
+ * its MSI-X vectors. Start from KVMC_PCI_DEVICE_INIT.
+ *
+ * bars[i].size is a power of two (memory: 16 bytes to 2 GiB, or 1 TiB for
+ * MEM64; I/O: 4 to 256 bytes); a MEM64 BAR takes slot i+1 too, which must
+ * be unused. With msix_vectors > 0 kvmc adds the MSI-X capability and puts
+ * its table in the first unused BAR slot (one must be left).
+ *
+ * read/write get the BAR number and the offset in it; size is 1, 2, 4 or
+ * 8. They run on vCPU threads while the guest has the BAR's decoding on.
+ * Either may be NULL (reads all ones, writes ignored). */
+#define KVMC_PCI_DEVICE_VERSION 1u
+#define KVMC_PCI_BAR_NONE 0u
+#define KVMC_PCI_BAR_MEM32 1u
+#define KVMC_PCI_BAR_MEM64 2u
+#define KVMC_PCI_BAR_IO 3u
+#define KVMC_PCI_BAR_PREFETCHABLE 0x100u /* or-ed into a memory kind */
+#define KVMC_PCI_MAX_BARS 6u
+#define KVMC_PCI_MAX_MSIX_VECTORS 2048u
+typedef struct kvmc_pci_bar {
+    uint64_t size;
+    unsigned int kind; /* KVMC_PCI_BAR_* */
+} kvmc_pci_bar;
+typedef struct kvmc_pci_device {
+    unsigned int version; /* KVMC_PCI_DEVICE_VERSION */
+    uint16_t vendor_id, device_id;
+    uint16_t subsystem_vendor_id, subsystem_id;
+    uint32_t class_code;  /* base class << 16 | subclass << 8 | prog-if */
+    uint8_t revision;
+    kvmc_pci_bar bars[6];
+    unsigned int msix_vectors; /* 0: no MSI-X */
+    uint64_t (*read)(void *opaque, unsigned bar, uint64_t offset, unsigned size);
+    void (*write)(void *opaque, unsigned bar, uint64_t offset, unsigned size, uint64_t value);
+} kvmc_pci_device;
+#define KVMC_PCI_DEVICE_INIT {KVMC_PCI_DEVICE_VERSION, 0, 0, 0, 0, 0, 0, {{0, 0}}, 0, 0, 0}
+
+/* Plugs a PCI device in before kvmc_vm_start(). dev is copied; opaque
+ * must outlive the VM. *slot (may be NULL) gets its device number on bus
+ * 0, which kvmc_vm_pci_msix_notify takes. Since 1.0.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm or dev, version 0, a bad BAR,
+ *   too many vectors or no BAR slot left for the MSI-X table);
+ *   KVMC_ENOTSUP (version newer than the library's); KVMC_ESTATE (the VM
+ *   was started); KVMC_EBUSY (bus 0 is full, or a BAR window is);
+ *   KVMC_ENOMEM */
+KVMC_API int kvmc_vm_add_pci_device(kvmc_vm *vm, const kvmc_pci_device *dev, void *opaque,
+                                    unsigned *slot);
+/* Signals MSI-X vector `vector` of the device in `slot`, from any thread:
+ * delivered at once, or held pending while the guest masks it. Lost if the
+ * guest has not enabled MSI-X (there is no INTx). Since 1.0.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm, no such device added through
+ *   kvmc_vm_add_pci_device, no such vector) */
+KVMC_API int kvmc_vm_pci_msix_notify(kvmc_vm *vm, unsigned slot, unsigned vector);
 
 /* Raises (level=1) or lowers (level=0) a GSI: an I/O APIC pin, 0 to 23.
  * The guest programs each pin edge- or level-triggered. On an edge-triggered

@@ -1,4 +1,5 @@
-/* ACPI tables for a hardware-reduced machine: RSDP, XSDT, FADT, DSDT, MADT.
+/* ACPI tables for a hardware-reduced machine: RSDP, XSDT, FADT, DSDT, MADT,
+ * and MCFG when there is a PCI root complex.
  *
  * Why hardware-reduced: no PM timer, no GPE blocks, no SCI plumbing. The
  * guest powers off by writing SLP_TYP|SLP_EN to the FADT's sleep control
@@ -190,6 +191,10 @@ static void aml_package(struct aml *out, const uint8_t *op, size_t oplen,
 #define AML_PACKAGE_OP 0x12
 #define AML_EXT_PREFIX 0x5b
 #define AML_DEVICE_OP 0x82
+#define AML_METHOD_OP 0x14
+#define AML_RETURN_OP 0xa4
+#define AML_ARG3_OP 0x6b
+#define AML_ZERO_OP 0x00
 
 /* Name(_S5_, Package() {5, 0, 0, 0}): the S5 (soft-off) sleep type. */
 static void aml_s5(struct aml *m)
@@ -295,9 +300,94 @@ static void aml_virtio_mmio(struct aml *scope, unsigned n, const struct mmio_dev
     aml_device(scope, &dev);
 }
 
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Address space descriptors of a host bridge's _CRS, all "ResourceProducer,
+ * PosDecode, MinFixed, MaxFixed" windows (general flags 0x0c). */
+static size_t word_space(uint8_t *p, uint8_t type, uint8_t type_flags, uint64_t min,
+                         uint64_t len)
+{
+    p[0] = 0x88, p[1] = 0x0d, p[2] = 0, p[3] = type, p[4] = 0x0c, p[5] = type_flags;
+    put_le(p + 6, 0, 2);
+    put_le(p + 8, min, 2);
+    put_le(p + 10, min + len - 1, 2);
+    put_le(p + 12, 0, 2);
+    put_le(p + 14, len, 2);
+    return 16;
+}
+
+static size_t dword_memory(uint8_t *p, uint64_t min, uint64_t len)
+{
+    p[0] = 0x87, p[1] = 0x17, p[2] = 0, p[3] = 0, p[4] = 0x0c, p[5] = 0x01; /* RW, uncached */
+    put_le(p + 6, 0, 4);
+    put_le(p + 10, min, 4);
+    put_le(p + 14, min + len - 1, 4);
+    put_le(p + 18, 0, 4);
+    put_le(p + 22, len, 4);
+    return 26;
+}
+
+static size_t qword_memory(uint8_t *p, uint64_t min, uint64_t len)
+{
+    p[0] = 0x8a, p[1] = 0x2b, p[2] = 0, p[3] = 0, p[4] = 0x0c, p[5] = 0x01;
+    put_le(p + 6, 0, 8);
+    put_le(p + 14, min, 8);
+    put_le(p + 22, min + len - 1, 8);
+    put_le(p + 30, 0, 8);
+    put_le(p + 38, len, 8);
+    return 46;
+}
+
+/* Device(PCI0) { Name(_HID, EisaId("PNP0A08")) Name(_CID, EisaId("PNP0A03"))
+ *   Name(_SEG, 0) Name(_BBN, 0) Name(_UID, 0)
+ *   Name(_CRS, ResourceTemplate() { bus 0; IO 0xcf8-0xcff; the I/O, 32-bit
+ *     and 64-bit memory windows })
+ *   Method(_OSC, 4) { Return(Arg3) } }: everything the OS asks to control
+ * (native PCIe, MSI) is granted. */
+static void aml_pci_host(struct aml *scope, const struct pci_host_desc *pci)
+{
+    uint8_t res[128];
+    size_t n = word_space(res, 2, 0, 0, 1); /* WordBusNumber 0-0 */
+    const uint8_t ports[] = {IO_DESCRIPTOR(PORT_PCI_CONFIG, 8)};
+    memcpy(res + n, ports, sizeof(ports));
+    n += sizeof(ports);
+    n += word_space(res + n, 1, 0x03, pci->io_base, pci->io_size); /* WordIO, EntireRange */
+    n += dword_memory(res + n, pci->mmio32_base, pci->mmio32_size);
+    n += qword_memory(res + n, pci->mmio64_base, pci->mmio64_size);
+    const uint8_t pnp0a08[] = {0x0c, 0x41, 0xd0, 0x0a, 0x08}, pnp0a03[] = {0x0c, 0x41, 0xd0,
+                                                                            0x0a, 0x03};
+    struct aml dev = {0};
+    aml_bytes(&dev, "PCI0", 4);
+    aml_byte(&dev, AML_NAME_OP);
+    aml_bytes(&dev, "_HID", 4);
+    aml_bytes(&dev, pnp0a08, sizeof(pnp0a08));
+    aml_byte(&dev, AML_NAME_OP);
+    aml_bytes(&dev, "_CID", 4);
+    aml_bytes(&dev, pnp0a03, sizeof(pnp0a03));
+    static const char *const zero_names[] = {"_SEG", "_BBN", "_UID"};
+    for (unsigned i = 0; i < 3; i++) {
+        aml_byte(&dev, AML_NAME_OP);
+        aml_bytes(&dev, zero_names[i], 4);
+        aml_byte(&dev, AML_ZERO_OP);
+    }
+    aml_crs(&dev, res, n);
+    struct aml osc = {0};
+    aml_bytes(&osc, "_OSC", 4);
+    aml_byte(&osc, 0x04); /* 4 arguments, not serialized */
+    aml_byte(&osc, AML_RETURN_OP);
+    aml_byte(&osc, AML_ARG3_OP);
+    const uint8_t method_op = AML_METHOD_OP;
+    aml_package(&dev, &method_op, 1, &osc);
+    aml_device(scope, &dev);
+}
+
 /* Scope(\_SB) { the platform's devices } */
 static void aml_system_bus(struct aml *m, const struct mmio_device_desc *virtio,
-                           unsigned nvirtio)
+                           unsigned nvirtio, const struct pci_host_desc *pci)
 {
     struct aml scope = {0};
     aml_bytes(&scope, "\\_SB_", 5);
@@ -305,6 +395,8 @@ static void aml_system_bus(struct aml *m, const struct mmio_device_desc *virtio,
     aml_pvpanic(&scope);
     for (unsigned i = 0; i < nvirtio; i++)
         aml_virtio_mmio(&scope, i, &virtio[i]);
+    if (pci && pci->present)
+        aml_pci_host(&scope, pci);
     const uint8_t scope_op = AML_SCOPE_OP;
     aml_package(m, &scope_op, 1, &scope);
 }
@@ -312,11 +404,11 @@ static void aml_system_bus(struct aml *m, const struct mmio_device_desc *virtio,
 /* ------------------------------------------------------------- tables */
 
 static int write_dsdt(struct area *a, const struct mmio_device_desc *virtio,
-                      unsigned nvirtio, uint64_t *gpa)
+                      unsigned nvirtio, const struct pci_host_desc *pci, uint64_t *gpa)
 {
     struct aml body = {0};
     aml_s5(&body);
-    aml_system_bus(&body, virtio, nvirtio);
+    aml_system_bus(&body, virtio, nvirtio, pci);
     if (body.overflow)
         return kvmc_fail(KVMC_EINVAL, "DSDT AML overflows its buffer");
     uint8_t table[sizeof(struct acpi_header) + sizeof(body.buf)];
@@ -393,6 +485,17 @@ static int write_madt(struct area *a, unsigned cpus, bool pic, uint64_t *gpa)
     return place_table(a, table, gpa);
 }
 
+/* MCFG: where ECAM is, for segment 0, bus 0. */
+static int write_mcfg(struct area *a, const struct pci_host_desc *pci, uint64_t *gpa)
+{
+    uint8_t table[sizeof(struct acpi_header) + 8 + 16];
+    memset(table, 0, sizeof(table));
+    uint8_t *e = table + sizeof(struct acpi_header) + 8;
+    put_le(e, pci->ecam_base, 8); /* segment 0, buses 0 to 0 */
+    fill_header((struct acpi_header *)table, "MCFG", sizeof(table), 1);
+    return place_table(a, table, gpa);
+}
+
 static int write_xsdt(struct area *a, const uint64_t *entries, unsigned n, uint64_t *gpa)
 {
     uint8_t table[sizeof(struct acpi_header) + 8 * 8];
@@ -404,8 +507,8 @@ static int write_xsdt(struct area *a, const uint64_t *entries, unsigned n, uint6
 }
 
 int acpi_write_tables(struct guest_memory *gm, unsigned cpus,
-                      const struct mmio_device_desc *virtio, unsigned nvirtio, bool pic,
-                      uint64_t *rsdp_gpa)
+                      const struct mmio_device_desc *virtio, unsigned nvirtio,
+                      const struct pci_host_desc *pci, bool pic, uint64_t *rsdp_gpa)
 {
     struct area a = {.base = gm_ptr(gm, LAYOUT_ACPI_START, ACPI_AREA_SIZE),
                      .gpa = LAYOUT_ACPI_START, .size = ACPI_AREA_SIZE};
@@ -414,12 +517,13 @@ int acpi_write_tables(struct guest_memory *gm, unsigned cpus,
     memset(a.base, 0, a.size);
     size_t rsdp_off = 0;
     int err = area_alloc(&a, sizeof(struct acpi_rsdp), &rsdp_off);
-    uint64_t dsdt, fadt, madt, xsdt;
-    if (err || (err = write_dsdt(&a, virtio, nvirtio, &dsdt)) || (err = write_fadt(&a, dsdt, &fadt)) ||
-        (err = write_madt(&a, cpus, pic, &madt)))
-        return err;
-    const uint64_t entries[] = {fadt, madt};
-    if ((err = write_xsdt(&a, entries, 2, &xsdt)))
+    uint64_t dsdt, xsdt, entries[3];
+    unsigned n = 0;
+    if (err || (err = write_dsdt(&a, virtio, nvirtio, pci, &dsdt)) ||
+        (err = write_fadt(&a, dsdt, &entries[n++])) ||
+        (err = write_madt(&a, cpus, pic, &entries[n++])) ||
+        (pci && pci->present && (err = write_mcfg(&a, pci, &entries[n++]))) ||
+        (err = write_xsdt(&a, entries, n, &xsdt)))
         return err;
     struct acpi_rsdp rsdp;
     memset(&rsdp, 0, sizeof(rsdp));

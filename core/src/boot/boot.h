@@ -33,6 +33,15 @@ struct mmio_device_desc {
     uint32_t gsi;
 };
 
+/* The PCI root complex, described in the MCFG, the DSDT (PNP0A08) and E820. */
+struct pci_host_desc {
+    bool present;
+    uint64_t ecam_base, ecam_size;  /* bus 0 only */
+    uint64_t mmio32_base, mmio32_size;
+    uint64_t mmio64_base, mmio64_size;
+    uint32_t io_base, io_size;
+};
+
 struct boot_request {
     struct image kernel;
     struct image initrd;   /* len 0: none */
@@ -41,6 +50,7 @@ struct boot_request {
     unsigned cpus;
     const struct mmio_device_desc *virtio; /* for the DSDT */
     unsigned nvirtio;
+    struct pci_host_desc pci;
     bool pic; /* an 8259 pair exists (the kernel's full irqchip): MADT PCAT_COMPAT */
 };
 
@@ -60,8 +70,9 @@ struct e820_entry {
     uint32_t type;
 };
 
-/* The memory map of gm; returns the number of entries. */
-unsigned e820_build(const struct guest_memory *gm,
+/* The memory map of gm (with the PCI ECAM window reserved, if pci says
+ * there is one; pci may be NULL); returns the number of entries. */
+unsigned e820_build(const struct guest_memory *gm, const struct pci_host_desc *pci,
                     struct e820_entry out[E820_MAX_ENTRIES]);
 
 /* The byte that makes p[0..len) plus it sum to zero (MP and ACPI tables). */
@@ -74,12 +85,13 @@ static inline uint8_t boot_checksum(const void *p, size_t len)
     return (uint8_t)-sum;
 }
 
-/* Writes the ACPI tables (RSDP, XSDT, FADT, DSDT, MADT) for `cpus` CPUs
- * into the reserved BIOS area; *rsdp_gpa gets the RSDP's address. pic: the
- * MADT says a PC-AT 8259 pair is present. */
+/* Writes the ACPI tables (RSDP, XSDT, FADT, DSDT, MADT, and MCFG with a
+ * PCI host bridge) for `cpus` CPUs into the reserved BIOS area; *rsdp_gpa
+ * gets the RSDP's address. pic: the MADT says a PC-AT 8259 pair is
+ * present. pci may be NULL (no PCI). */
 int acpi_write_tables(struct guest_memory *gm, unsigned cpus,
-                      const struct mmio_device_desc *virtio, unsigned nvirtio, bool pic,
-                      uint64_t *rsdp_gpa);
+                      const struct mmio_device_desc *virtio, unsigned nvirtio,
+                      const struct pci_host_desc *pci, bool pic, uint64_t *rsdp_gpa);
 
 /* Writes an MP table for `cpus` CPUs at LAYOUT_EBDA. */
 int mptable_write(struct guest_memory *gm, unsigned cpus);

@@ -8,7 +8,7 @@ static unsigned add(struct e820_entry *out, unsigned n, uint64_t addr,
     return n + 1;
 }
 
-unsigned e820_build(const struct guest_memory *gm,
+unsigned e820_build(const struct guest_memory *gm, const struct pci_host_desc *pci,
                     struct e820_entry out[E820_MAX_ENTRIES])
 {
     unsigned n = 0;
@@ -19,6 +19,9 @@ unsigned e820_build(const struct guest_memory *gm,
             E820_RESERVED);
     if (low_end > LAYOUT_HIMEM)
         n = add(out, n, LAYOUT_HIMEM, low_end - LAYOUT_HIMEM, E820_RAM);
+    /* Linux uses ECAM only where the firmware reserved it. */
+    if (pci && pci->present)
+        n = add(out, n, pci->ecam_base, pci->ecam_size, E820_RESERVED);
     for (unsigned i = 1; i < gm->nregions; i++)
         n = add(out, n, gm->regions[i].gpa, gm->regions[i].size, E820_RAM);
     return n;

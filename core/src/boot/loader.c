@@ -117,10 +117,11 @@ static int place_initrd(struct guest_memory *gm, const struct boot_request *req,
     return KVMC_OK;
 }
 
-static void fill_zero_page_e820(const struct guest_memory *gm, uint8_t *zp)
+static void fill_zero_page_e820(const struct guest_memory *gm,
+                                const struct pci_host_desc *pci, uint8_t *zp)
 {
     struct e820_entry map[E820_MAX_ENTRIES];
-    unsigned n = e820_build(gm, map);
+    unsigned n = e820_build(gm, pci, map);
     zp[ZP_E820_ENTRIES] = (uint8_t)n;
     for (unsigned i = 0; i < n; i++) {
         struct zp_e820_entry e = {map[i].addr, map[i].size, map[i].type};
@@ -132,8 +133,9 @@ static void fill_zero_page_e820(const struct guest_memory *gm, uint8_t *zp)
  * a bzImage, or a minimal one for an ELF vmlinux. */
 static int write_zero_page(struct guest_memory *gm, const struct bz_setup_header *hdr,
                            size_t hdr_len, const struct boot_entry *entry,
-                           const char *cmdline)
+                           const struct boot_request *req)
 {
+    const char *cmdline = req->cmdline;
     uint8_t zp[ZP_SIZE] = {0};
     struct bz_setup_header h = {0};
     memcpy(&h, hdr, hdr_len);
@@ -146,16 +148,17 @@ static int write_zero_page(struct guest_memory *gm, const struct bz_setup_header
     h.ramdisk_size = (uint32_t)entry->initrd_size;
     memcpy(zp + BZ_OFF_SETUP_HDR, &h, sizeof(h));
     memcpy(zp + ZP_ACPI_RSDP_ADDR, &entry->rsdp, sizeof(entry->rsdp));
-    fill_zero_page_e820(gm, zp);
+    fill_zero_page_e820(gm, &req->pci, zp);
     if (gm_write(gm, LAYOUT_ZERO_PAGE, zp, sizeof(zp)))
         return kvmc_fail(KVMC_EINVAL, "no guest RAM for the zero page");
     return KVMC_OK;
 }
 
-static int write_pvh_start_info(struct guest_memory *gm, const struct boot_entry *entry)
+static int write_pvh_start_info(struct guest_memory *gm, const struct boot_entry *entry,
+                                const struct boot_request *req)
 {
     struct e820_entry map[E820_MAX_ENTRIES];
-    unsigned n = e820_build(gm, map);
+    unsigned n = e820_build(gm, &req->pci, map);
     struct hvm_start_info si = {
         .magic = PVH_MAGIC, .version = 1,
         .cmdline_paddr = LAYOUT_CMDLINE,
@@ -216,7 +219,7 @@ static int load_bzimage(struct guest_memory *gm, const struct boot_request *req,
     if ((err = write_cmdline(gm, req->cmdline, cmdline_max)) ||
         (err = place_initrd(gm, req, initrd_max + 1, entry)))
         return err;
-    return write_zero_page(gm, &bz.hdr, bz.hdr_len, entry, req->cmdline);
+    return write_zero_page(gm, &bz.hdr, bz.hdr_len, entry, req);
 }
 
 static int load_elf(struct guest_memory *gm, const struct boot_request *req,
@@ -239,7 +242,7 @@ static int load_elf(struct guest_memory *gm, const struct boot_request *req,
         entry->mode = BOOT_ENTRY_PVH32;
         entry->rip = info.pvh_entry;
         entry->arg = LAYOUT_PVH_INFO;
-        return write_pvh_start_info(gm, entry);
+        return write_pvh_start_info(gm, entry, req);
     }
     entry->mode = BOOT_ENTRY_LONG64;
     entry->rip = info.entry;
@@ -248,7 +251,7 @@ static int load_elf(struct guest_memory *gm, const struct boot_request *req,
         .boot_flag = 0xaa55, .header = BZ_HDRS_MAGIC, .version = 0x020f,
         .kernel_alignment = 0x1000000, .initrd_addr_max = (uint32_t)LINUX_DEFAULT_INITRD_MAX,
     };
-    return write_zero_page(gm, &hdr, sizeof(hdr), entry, req->cmdline);
+    return write_zero_page(gm, &hdr, sizeof(hdr), entry, req);
 }
 
 int boot_load(struct guest_memory *gm, const struct boot_request *req,
@@ -258,7 +261,7 @@ int boot_load(struct guest_memory *gm, const struct boot_request *req,
     int err;
     if ((err = boot_write_gdt(gm)) || (err = boot_write_page_tables(gm)) ||
         (err = mptable_write(gm, req->cpus)) ||
-        (err = acpi_write_tables(gm, req->cpus, req->virtio, req->nvirtio, req->pic,
+        (err = acpi_write_tables(gm, req->cpus, req->virtio, req->nvirtio, &req->pci, req->pic,
                                  &entry->rsdp)))
         return err;
     uint8_t head[BOOT_HEAD_BYTES];

@@ -38,14 +38,13 @@ static uint32_t read_register(struct virtio_mmio *m, uint64_t offset)
 {
     struct virtio_dev *d = &m->dev;
     struct virtq *q = selected_queue(m);
-    uint64_t features = virtio_offered_features(d);
     switch (offset) {
     case VIRTIO_MMIO_MAGIC_VALUE: return VIRTIO_MMIO_MAGIC;
     case VIRTIO_MMIO_VERSION: return VIRTIO_MMIO_VERSION_2;
     case VIRTIO_MMIO_DEVICE_ID: return d->ops->device_id;
     case VIRTIO_MMIO_VENDOR_ID: return VIRTIO_MMIO_VENDOR;
     case VIRTIO_MMIO_DEVICE_FEATURES:
-        return m->device_features_sel < 2 ? (uint32_t)(features >> (32 * m->device_features_sel)) : 0;
+        return virtio_device_features_word(d, m->device_features_sel);
     case VIRTIO_MMIO_QUEUE_NUM_MAX: return q ? d->ops->queue_max : 0;
     case VIRTIO_MMIO_QUEUE_READY: return q ? q->ready : 0;
     case VIRTIO_MMIO_INTERRUPT_STATUS: return d->interrupt_status;
@@ -79,23 +78,8 @@ static void write_queue_register(struct virtio_mmio *m, uint64_t offset, uint32_
 
 static void write_status(struct virtio_mmio *m, uint32_t v)
 {
-    struct virtio_dev *d = &m->dev;
-    if (v == 0) {
-        virtio_dev_reset_locked(d);
+    if (virtio_write_status_locked(&m->dev, v))
         m->device_features_sel = m->driver_features_sel = m->queue_sel = 0;
-        if (d->ops->reset) {
-            uint64_t one = 1;
-            if (m->reset_fd < 0 || write(m->reset_fd, &one, sizeof(one)) != sizeof(one))
-                m->reset_pending = true;
-        }
-        return;
-    }
-    /* FEATURES_OK only sticks if the driver took nothing we did not offer. */
-    if ((v & VIRTIO_CONFIG_S_FEATURES_OK) &&
-        ((d->driver_features & ~virtio_offered_features(d)) ||
-         !(d->driver_features & (1ull << VIRTIO_F_VERSION_1))))
-        v &= ~VIRTIO_CONFIG_S_FEATURES_OK;
-    d->status = v | (d->status & VIRTIO_CONFIG_S_NEEDS_RESET);
 }
 
 static void write_register(struct virtio_mmio *m, uint64_t offset, uint32_t v)
@@ -105,18 +89,15 @@ static void write_register(struct virtio_mmio *m, uint64_t offset, uint32_t v)
     case VIRTIO_MMIO_DEVICE_FEATURES_SEL: m->device_features_sel = v; break;
     case VIRTIO_MMIO_DRIVER_FEATURES_SEL: m->driver_features_sel = v; break;
     case VIRTIO_MMIO_DRIVER_FEATURES:
-        if (m->driver_features_sel < 2 && !(d->status & VIRTIO_CONFIG_S_FEATURES_OK))
-            set_u64_half(&d->driver_features, m->driver_features_sel == 1, v);
+        virtio_set_driver_features_locked(d, m->driver_features_sel, v);
         break;
     case VIRTIO_MMIO_QUEUE_SEL: m->queue_sel = v; break;
     case VIRTIO_MMIO_QUEUE_READY: {
         struct virtq *q = selected_queue(m);
         if (!q)
             break;
-        if (v == 1 && !q->ready) {
-            if (q->size > d->ops->queue_max)
-                q->size = 0;
-            q->ready = virtq_validate(q, d->mem);
+        if (v == 1) {
+            virtio_enable_queue_locked(d, m->queue_sel);
         } else if (v == 0) {
             q->ready = false;
         }
@@ -160,23 +141,14 @@ static void mmio_write(void *opaque, uint64_t offset, unsigned size, uint64_t va
         return; /* config space is read-only for our devices */
     pthread_mutex_lock(&m->dev.lock);
     write_register(m, offset, (uint32_t)value);
-    bool reset = m->reset_pending;
-    m->reset_pending = false;
     pthread_mutex_unlock(&m->dev.lock);
-    if (reset) /* detached (tests, fuzzing): this thread stands for the I/O thread */
-        m->dev.ops->reset(&m->dev);
+    virtio_run_pending_reset(&m->dev);
 }
 
 static void on_queue_notify(void *opaque)
 {
     struct virtio_mmio_notify *n = opaque;
     n->self->dev.ops->process_queue(&n->self->dev, n->qi);
-}
-
-static void on_reset(void *opaque)
-{
-    struct virtio_mmio *m = opaque;
-    m->dev.ops->reset(&m->dev);
 }
 
 /* One eventfd per queue; KVM signals it on a QueueNotify write of that
@@ -190,7 +162,7 @@ static int setup_notify(struct virtio_mmio *m)
         if (m->notify_fd[qi] < 0)
             return kvmc_fail_errno(KVMC_EIO, errno, "eventfd for %s", m->dev.ops->name);
         if (m->svc->ioeventfd(m->svc->ctx, m->base + VIRTIO_MMIO_QUEUE_NOTIFY, 4, qi,
-                              m->notify_fd[qi]))
+                              m->notify_fd[qi], true))
             m->kernel_notify = false; /* the MMIO handler forwards instead */
         m->notify_ctx[qi].self = m;
         m->notify_ctx[qi].qi = qi;
@@ -198,12 +170,7 @@ static int setup_notify(struct virtio_mmio *m)
         if (err)
             return err;
     }
-    if (!m->dev.ops->reset)
-        return KVMC_OK;
-    m->reset_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (m->reset_fd < 0)
-        return kvmc_fail_errno(KVMC_EIO, errno, "eventfd for %s", m->dev.ops->name);
-    return iothread_watch(io, m->reset_fd, on_reset, m);
+    return virtio_dev_watch_reset(&m->dev, io);
 }
 
 /* An irqfd where the services offer one (the kernel's irqchip); else
@@ -233,7 +200,7 @@ static struct virtio_mmio *new_transport(const struct guest_memory *mem,
     }
     virtio_dev_init(&m->dev, ops, impl, mem);
     m->dev.transport = m;
-    m->irq_fd = m->reset_fd = -1;
+    m->irq_fd = -1;
     for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
         m->notify_fd[i] = -1;
     return m;
@@ -293,8 +260,6 @@ void virtio_mmio_destroy(struct virtio_mmio *m)
             close(m->notify_fd[i]);
     if (m->irq_fd >= 0)
         close(m->irq_fd);
-    if (m->reset_fd >= 0)
-        close(m->reset_fd);
     virtio_dev_destroy(&m->dev);
     free(m);
 }

@@ -26,8 +26,6 @@ struct virtio_mmio {
     int irq_fd;                        /* irqfd, or -1 (KVM_IRQ_LINE pulses) */
     int notify_fd[VIRTIO_MAX_QUEUES];  /* ioeventfd per queue */
     bool kernel_notify;                /* KVM delivers QueueNotify itself */
-    int reset_fd;                      /* tells the I/O thread of a driver reset */
-    bool reset_pending;                /* detached: run ops->reset after the access */
     struct virtio_mmio_notify notify_ctx[VIRTIO_MAX_QUEUES];
 };
 

@@ -1,9 +1,15 @@
 #include "virtio.h"
 
+#include <errno.h>
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "../error.h"
+#include "../iothread.h"
 
 void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops,
                      void *impl, const struct guest_memory *mem)
@@ -12,6 +18,7 @@ void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops
     dev->ops = ops;
     dev->impl = impl;
     dev->mem = mem;
+    dev->reset_fd = -1;
     pthread_mutex_init(&dev->lock, NULL);
 }
 
@@ -19,7 +26,80 @@ void virtio_dev_destroy(struct virtio_dev *dev)
 {
     if (dev->ops && dev->ops->destroy)
         dev->ops->destroy(dev);
+    if (dev->reset_fd >= 0)
+        close(dev->reset_fd);
     pthread_mutex_destroy(&dev->lock);
+}
+
+static void on_reset(void *opaque)
+{
+    struct virtio_dev *dev = opaque;
+    dev->ops->reset(dev);
+}
+
+int virtio_dev_watch_reset(struct virtio_dev *dev, struct iothread *io)
+{
+    if (!dev->ops->reset)
+        return KVMC_OK;
+    dev->reset_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (dev->reset_fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "eventfd for %s", dev->ops->name);
+    return iothread_watch(io, dev->reset_fd, on_reset, dev);
+}
+
+bool virtio_write_status_locked(struct virtio_dev *dev, uint32_t v)
+{
+    if (v == 0) {
+        virtio_dev_reset_locked(dev);
+        if (dev->ops->reset) {
+            uint64_t one = 1;
+            if (dev->reset_fd < 0 || write(dev->reset_fd, &one, sizeof(one)) != sizeof(one))
+                dev->reset_pending = true;
+        }
+        return true;
+    }
+    /* FEATURES_OK only sticks if the driver took nothing we did not offer. */
+    if ((v & VIRTIO_CONFIG_S_FEATURES_OK) &&
+        ((dev->driver_features & ~virtio_offered_features(dev)) ||
+         !(dev->driver_features & (1ull << VIRTIO_F_VERSION_1))))
+        v &= ~VIRTIO_CONFIG_S_FEATURES_OK;
+    dev->status = v | (dev->status & VIRTIO_CONFIG_S_NEEDS_RESET);
+    return false;
+}
+
+void virtio_run_pending_reset(struct virtio_dev *dev)
+{
+    pthread_mutex_lock(&dev->lock);
+    bool reset = dev->reset_pending;
+    dev->reset_pending = false;
+    pthread_mutex_unlock(&dev->lock);
+    if (reset) /* detached (tests, fuzzing): this thread stands for the I/O thread */
+        dev->ops->reset(dev);
+}
+
+void virtio_set_driver_features_locked(struct virtio_dev *dev, unsigned select, uint32_t v)
+{
+    if (select < 2 && !(dev->status & VIRTIO_CONFIG_S_FEATURES_OK)) {
+        unsigned shift = 32 * select;
+        dev->driver_features = (dev->driver_features & ~(0xffffffffull << shift)) |
+                               ((uint64_t)v << shift);
+    }
+}
+
+uint32_t virtio_device_features_word(const struct virtio_dev *dev, unsigned select)
+{
+    return select < 2 ? (uint32_t)(virtio_offered_features(dev) >> (32 * select)) : 0;
+}
+
+bool virtio_enable_queue_locked(struct virtio_dev *dev, unsigned qi)
+{
+    struct virtq *q = &dev->queues[qi];
+    if (q->ready)
+        return true;
+    if (q->size > dev->ops->queue_max)
+        q->size = 0;
+    q->ready = virtq_validate(q, dev->mem);
+    return q->ready;
 }
 
 uint64_t virtio_offered_features(const struct virtio_dev *dev)

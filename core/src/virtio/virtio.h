@@ -86,6 +86,8 @@ struct virtio_dev {
     bool reported_broken;
     virtio_notify_fn notify;           /* set by the transport */
     void *transport;
+    int reset_fd;                      /* tells the I/O thread of a driver reset */
+    bool reset_pending;                /* detached: run ops->reset after the access */
 };
 
 void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops,
@@ -94,6 +96,23 @@ void virtio_dev_destroy(struct virtio_dev *dev);
 uint64_t virtio_offered_features(const struct virtio_dev *dev);
 /* Called with the lock held when the driver writes 0 to the status. */
 void virtio_dev_reset_locked(struct virtio_dev *dev);
+
+/* What both transports do with the common registers (lock held). */
+/* The driver wrote the device status: true if it was a reset (0), which
+ * also queues ops->reset for the I/O thread (see virtio_dev_watch_reset);
+ * the transport then resets its own registers. FEATURES_OK sticks only if
+ * the driver took VERSION_1 and nothing that was not offered. */
+bool virtio_write_status_locked(struct virtio_dev *dev, uint32_t v);
+uint32_t virtio_device_features_word(const struct virtio_dev *dev, unsigned select);
+/* Ignored once FEATURES_OK is set, or for select > 1. */
+void virtio_set_driver_features_locked(struct virtio_dev *dev, unsigned select, uint32_t v);
+/* The driver enabled queue qi: true if its rings are sane (else it stays off). */
+bool virtio_enable_queue_locked(struct virtio_dev *dev, unsigned qi);
+/* Runs ops->reset on the I/O thread after each driver reset. */
+int virtio_dev_watch_reset(struct virtio_dev *dev, struct iothread *io);
+/* Without an I/O thread (detached transports in tests and fuzzers): runs a
+ * reset the last access queued, on the calling thread, without the lock. */
+void virtio_run_pending_reset(struct virtio_dev *dev);
 
 /* Ticket for a popped chain: completing it after a reset is a no-op. */
 struct virtio_ticket {

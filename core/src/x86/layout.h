@@ -24,6 +24,14 @@
 #define LAYOUT_VIRTIO_MMIO 0xc0000000ull /* virtio-mmio windows, 4 KiB each */
 #define LAYOUT_VIRTIO_MMIO_STRIDE 0x1000ull
 #define LAYOUT_VIRTIO_GSI 16           /* first GSI of virtio devices (to 23) */
+#define LAYOUT_PCI_MMIO32 0xc1000000ull  /* PCI BARs below 4 GiB, to the ECAM */
+#define LAYOUT_PCI_MMIO32_END 0xe0000000ull
+#define LAYOUT_PCI_ECAM 0xe0000000ull  /* PCIe config space, bus 0 only */
+#define LAYOUT_PCI_ECAM_SIZE 0x100000ull
+#define LAYOUT_PCI_MMIO64_SIZE (64ull << 30) /* PCI BARs above RAM and 4 GiB */
+#define LAYOUT_PCI_IO 0xc000u          /* PCI I/O BARs, to 0xffff */
+#define LAYOUT_PCI_IO_END 0x10000u
+#define PORT_PCI_CONFIG 0xcf8          /* CONFIG_ADDRESS; CONFIG_DATA at 0xcfc */
 #define LAYOUT_IOAPIC 0xfec00000ull
 #define LAYOUT_LAPIC 0xfee00000ull
 
