@@ -108,3 +108,27 @@ for name, sel, frame, rest in (("query", 1, udp_frame([10, 0, 2, 3], 53, query),
                                ("other", 0, udp_frame([10, 0, 2, 2], 53, query), b"")):
     with open(os.path.join(out, "dns_forward", name), "wb") as f:
         f.write(bytes([sel]) + struct.pack("<H", len(frame)) + frame + rest)
+
+# pci: what Linux does with a device: IDs, BAR sizing, decoding on, MSI-X
+# enabled, a table entry written and unmasked, a vector raised. Operations
+# are [op, a, b, size, value]: for ECAM, device a % 32 and register
+# (a >> 5 | b << 3); for a BAR access, device a % 32 and BAR (a >> 5) % 6.
+os.makedirs(os.path.join(out, "pci"), exist_ok=True)
+def pci_op(op, a, b, size_code, value):
+    return bytes([op, a, b, size_code]) + struct.pack("<I", value & 0xffffffff)
+linux = b"".join([
+    pci_op(1, 0x01, 0, 2, 0),                 # 00:01.0 IDs
+    pci_op(0, 0x01, 2, 2, 0xffffffff),        # size BAR 0
+    pci_op(1, 0x01, 2, 2, 0),
+    pci_op(0, 0x01, 2, 2, 0xc1000000),        # place it
+    pci_op(0, 0x81, 0, 1, 0x0006),            # command: memory, bus master
+    pci_op(0, 0x41, 8, 1, 0x8000),            # MSI-X control: enable
+    pci_op(4, 0x81, 0, 2, 0xfee00000),        # BAR 4 (the table): address
+    pci_op(4, 0x81, 2, 2, 0x80000041),        # data
+    pci_op(4, 0x81, 3, 2, 0x80000000),        # unmask
+    pci_op(5, 0, 0, 0, 0),                    # raise vector 0
+    pci_op(2, 0, 0, 2, 0x80001000),           # 0xcf8: 00:02.0 (virtio-rng), then read
+    pci_op(3, 0, 0, 2, 0),
+])
+with open(os.path.join(out, "pci", "linux"), "wb") as f:
+    f.write(linux)

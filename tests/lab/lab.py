@@ -32,7 +32,8 @@ DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4", "e2fsprog
 KERNEL_META = "linux-image-cloud-amd64"
 L1_TIMEOUT_S = 1100
 SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio", "kvmc-stream",
-             "qemu-microvm", "kvmc-pvh", "kvmc-pit", "kvmc-jail", "kvmc-crash"]
+             "kvmc-pci", "kvmc-lua-pci", "qemu-microvm", "kvmc-pvh", "kvmc-pit", "kvmc-jail",
+             "kvmc-crash"]
 CRASH_KILLS = 20  # SIGKILLs of kvmc while L2 writes and fsyncs records
 DNS_NAME, DNS_ADDRESS = "web.lab.kvmc", "10.0.2.2"
 # L1 is Debian's KVM on QEMU's emulated SVM. Rarely (seen once in about ten
@@ -51,7 +52,9 @@ L2_MODULES = ["drivers/misc/pvpanic/pvpanic.ko", "drivers/misc/pvpanic/pvpanic-m
               "drivers/char/hw_random/virtio-rng.ko",
               "net/core/failover.ko", "drivers/net/net_failover.ko", "drivers/net/virtio_net.ko",
               "net/vmw_vsock/vsock.ko", "net/vmw_vsock/vmw_vsock_virtio_transport_common.ko",
-              "net/vmw_vsock/vmw_vsock_virtio_transport.ko", "drivers/char/virtio_console.ko"]
+              "net/vmw_vsock/vmw_vsock_virtio_transport.ko", "drivers/char/virtio_console.ko",
+              "drivers/virtio/virtio_pci_legacy_dev.ko", "drivers/virtio/virtio_pci_modern_dev.ko",
+              "drivers/virtio/virtio_pci.ko"]
 # L1 gets the lab disk from QEMU over virtio-pci and hands it to kvmc.
 L1_MODULES = ["virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "arch/x86/kvm/kvm-amd.ko",
               "drivers/virtio/virtio.ko", "drivers/virtio/virtio_ring.ko",
@@ -187,7 +190,8 @@ def busybox_stage(stage, init):
     for applet in ("sh", "mount", "cat", "cut", "awk", "nproc", "echo", "sleep",
                    "poweroff", "reboot", "grep", "sed", "tr", "head", "tail", "insmod",
                    "umount", "mkdir", "sync", "wc", "od", "sort", "usleep", "kill", "ls",
-                   "ip", "wget", "httpd", "seq", "tee", "timeout", "nslookup"):
+                   "ip", "wget", "httpd", "seq", "tee", "timeout", "nslookup", "dmesg",
+                   "devmem"):
         os.symlink("busybox", os.path.join(stage, "bin", applet))
     shutil.copy2(init, os.path.join(stage, "init"))
     os.chmod(os.path.join(stage, "init"), 0o755)
@@ -200,6 +204,41 @@ def build_lab_tool(work):
     run(["cc", "-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", out,
          os.path.join(LAB_DIR, "lab-tool.c")])
     return out
+
+
+def build_pcidev_driver(work, kver):
+    """The L2 driver for the lab's Lua PCI device, built against Debian's
+    headers for the lab kernel (linux-headers-KVER, installed on demand)."""
+    pkg = f"linux-headers-{kver}"
+    if subprocess.run(["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True,
+                      text=True).stdout != "install ok installed":
+        log(f"installing {pkg} (to build the L2 test driver)")
+        try:
+            run(as_root(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y",
+                         "-qq", pkg]))
+        except subprocess.CalledProcessError as e:
+            fail_setup(f"apt-get install {pkg} failed ({e})")
+    src = os.path.join(work, "pcidev")
+    shutil.copytree(os.path.join(LAB_DIR, "pcidev"), src)
+    run(["make", "-s", "-C", f"/usr/src/linux-headers-{kver}", f"M={src}", "modules"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return os.path.join(src, "kvmc_lab_pcidev.ko")
+
+
+def stage_lua(l1, kvmc):
+    """lua5.4, kvmc's Lua binding (built next to the kvmc binary) and the
+    lab's Lua device, into L1."""
+    build = os.path.dirname(os.path.dirname(os.path.abspath(kvmc)))
+    lua_dir = os.path.join(build, "bindings", "lua")
+    core = os.path.join(lua_dir, "kvmc_core.so")
+    if not os.path.exists(core):
+        fail_setup(f"{core} is missing: build the Lua binding (scripts/dev build)")
+    copy_with_libs("/usr/bin/lua5.4", l1)
+    os.makedirs(os.path.join(l1, "lua"))
+    copy_with_libs(core, l1)
+    os.symlink(core, os.path.join(l1, "lua", "kvmc_core.so"))
+    shutil.copy2(os.path.join(lua_dir, "kvmc.lua"), os.path.join(l1, "lua"))
+    shutil.copy2(os.path.join(LAB_DIR, "lab-pcidev.lua"), os.path.join(l1, "lua"))
 
 
 def build_images(work, kernel_root, kver, kvmc):
@@ -217,6 +256,7 @@ def build_images(work, kernel_root, kver, kvmc):
         shutil.copy2(os.path.join(mods, rel), os.path.join(l2, "modules"))
     lab_tool = build_lab_tool(work)
     shutil.copy2(lab_tool, os.path.join(l2, "bin", "lab-tool"))
+    shutil.copy2(build_pcidev_driver(work, kver), os.path.join(l2, "modules"))
     l2_cpio = os.path.join(work, "l2-initrd.cpio")
     make_cpio(l2, l2_cpio)
 
@@ -232,6 +272,7 @@ def build_images(work, kernel_root, kver, kvmc):
     # kvmc loads libslirp with dlopen, only for --net user: ldd cannot see it.
     copy_with_libs(find_library("libslirp.so.0"), l1)
     os.symlink(os.path.abspath(kvmc), os.path.join(l1, "bin", "kvmc"))
+    stage_lua(l1, kvmc)
     os.makedirs(os.path.join(l1, "l2"))
     shutil.copy2(vmlinuz, os.path.join(l1, "l2", "vmlinuz"))
     shutil.copy2(vmlinux, os.path.join(l1, "l2", "vmlinux"))
@@ -455,6 +496,46 @@ def main():
     check("lab.slirp-dns", f"dns=[{DNS_ADDRESS}]" in stream,
           f"L2 resolved {DNS_NAME} through 10.0.2.3 (kvmc's forwarder, seccomp on, to a "
           f"server in L1's resolv.conf): {stream or 'no result'}")
+
+    # virtio-pci: the same devices, the same checks, over kvmc's PCIe root
+    # complex with MSI-X.
+    pci = next((l for _, l in lines if "KVMC-LAB-L2-PCI " in l), "")
+    pci_virtio = next((l for _, l in lines if "KVMC-LAB-L2-PCI-VIRTIO" in l), "")
+    pci_stream = next((l for _, l in lines if "KVMC-LAB-L2-PCI-STREAM" in l), "")
+    pci_host = next((l for _, l in lines if l.startswith("LAB-PCI-STREAM ")), "")
+    m = re.search(r"devices=(\d+) msix_vectors=(\d+) msix_interrupts=(\d+) pci_fatal=(\d+)", pci)
+    check("lab.pci-enumerated", bool(m) and int(m.group(1)) == 6 and m.group(4) == "0" and
+          "bridge=[0x1b36 0x0008 ]" in pci and "MMCONFIG" in pci,
+          f"L2's PCI core found the host bridge and 5 virtio functions through ECAM, no "
+          f"'PCI: Fatal': {pci or results.get('kvmc-pci') or 'no result'}")
+    check("lab.virtio-pci-msix", bool(m) and int(m.group(2)) >= 10 and int(m.group(3)) > 0,
+          f"MSI-X vectors in L2's /proc/interrupts and interrupts taken: "
+          f"{m.group(0) if m else 'none'}")
+    check("lab.virtio-pci-blk", f"from_host=[{DISK_HELLO}]" in pci_virtio and
+          "disk_serial=kvmc-lab-pci" in pci_virtio, pci_virtio or "no result")
+    m = re.search(r"hwrng_bytes=(\d+) hwrng_distinct=(\d+)", pci_virtio)
+    check("lab.virtio-pci-rng", bool(m) and int(m.group(1)) == 4096 and int(m.group(2)) > 100,
+          m.group(0) if m else "no hwrng result")
+    check("lab.virtio-pci-net-vsock-console",
+          "http=[hello over slirp]" in pci_stream and "vsock=[reply=[HELLO-FROM-L2]]" in pci_stream
+          and "served=yes" in pci_stream and "host_connect=[reply=[HELLO-FROM-L1]]" in pci_host
+          and "hvc=[console line from L2]" in pci_host and f"dns=[{DNS_ADDRESS}]" in pci_stream,
+          f"{pci_stream or 'no result'}; host side: {pci_host or 'nothing'}")
+
+    # A PCI device written in Lua: L2 enumerates, sizes and maps it, reads
+    # and writes its BAR with devmem, and a driver takes its MSI-X vector.
+    dev = next((l for _, l in lines if "KVMC-LAB-L2-PCIDEV" in l), "")
+    lua = next((l for _, l in lines if "LAB-LUA-PCI " in l), "")
+    check("lab.lua-pci-device-enumerated",
+          "class=[0xff0000]" in dev and "sizes=[ 4096 16 65536 0 4096 0]" in dev,
+          f"L2 sysfs: {dev or results.get('kvmc-lua-pci') or 'no result'}")
+    check("lab.lua-pci-device-bar", "bar0_8=[0xC0DE0008]" in dev and "bar0_0=[0x00005A5A]" in dev
+          and "stored=0x5a5a" in lua, f"devmem through the Lua callbacks: {dev}; {lua}")
+    m = re.search(r"irqs=\[(\d+)\]", dev)
+    check("lab.lua-pci-device-msix", bool(m) and int(m.group(1)) == 3 and "raised=3" in lua and
+          "3 of 3 MSI-X interrupts" in dev,
+          f"kvmc_lab_pcidev.ko asked for vector 0 three times; /proc/interrupts counted "
+          f"{m.group(1) if m else 'none'}: {lua}")
 
     crashes = [dict(re.findall(r"(\w+)=(\S+)", l)) for _, l in lines if l.startswith("LAB-CRASH ")]
     good = [c for c in crashes if c.get("fsck") == "0" and c.get("records_ok") == "1"]
