@@ -129,8 +129,9 @@ def make_image(path, mib):
 def block_throughput(kvmc, guest, image, mib, reps, tsc_hz):
     """MB/s per phase for kvmc and QEMU, medians of reps runs each."""
     cmdline = f"kvmc.test=blkbench kvmc.blkbench={mib}"
-    cmds = {"kvmc": [kvmc, "run", "--kernel", guest, "--mem", "64M", "--disk", image,
-                     "--cmdline", cmdline],
+    kvmc_cmd = [kvmc, "run", "--kernel", guest, "--mem", "64M", "--disk", image,
+                "--cmdline", cmdline]
+    cmds = {"kvmc": kvmc_cmd, "kvmcpci": kvmc_cmd + ["--transport", "pci"],
             "qemu": QEMU + QEMU_VIRTIO + [
                 "-drive", f"file={image},if=none,id=d0,format=raw",
                 "-device", "virtio-blk-device,drive=d0", "-kernel", guest, "-append", cmdline]}
@@ -147,7 +148,7 @@ def net_throughput(kvmc, guest, frames, reps, tsc_hz):
     """Guest-to-host UDP: MB/s of payload the guest got through its transmit
     queue (start to done), and the share a host sink received."""
     out = {}
-    for name in ("kvmc", "qemu"):
+    for name in ("kvmc", "kvmcpci", "qemu"):
         rates, delivered = [], []
         for _ in range(reps):
             sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -157,7 +158,8 @@ def net_throughput(kvmc, guest, frames, reps, tsc_hz):
             cmdline = (f"kvmc.test=netbench kvmc.netbench={frames} "
                        f"kvmc.net=10.0.2.15,10.0.2.2,{sink.getsockname()[1]}")
             cmd = ([kvmc, "run", "--kernel", guest, "--mem", "64M", "--net", "user",
-                    "--cmdline", cmdline] if name == "kvmc" else
+                    "--cmdline", cmdline] + (["--transport", "pci"] if name == "kvmcpci" else [])
+                   if name.startswith("kvmc") else
                    QEMU + QEMU_VIRTIO + ["-netdev", "user,id=n0",
                                          "-device", "virtio-net-device,netdev=n0",
                                          "-kernel", guest, "-append", cmdline])
@@ -184,6 +186,21 @@ def net_throughput(kvmc, guest, frames, reps, tsc_hz):
             delivered.append(got / r[0])
         out[f"net_tx_mbs_{name}"] = statistics.median(rates)
         out[f"net_tx_delivered_{name}"] = min(delivered)
+    return out
+
+
+def notify_round_trip(kvmc, guest, n, reps, tsc_hz):
+    """Microseconds per virtio notification round trip (a one-byte rng
+    request, notified and polled for), per transport and for QEMU."""
+    cmdline = f"kvmc.test=notifybench kvmc.notifybench={n}"
+    kvmc_cmd = [kvmc, "run", "--kernel", guest, "--mem", "64M", "--rng", "--cmdline", cmdline]
+    cmds = {"kvmc": kvmc_cmd, "kvmcpci": kvmc_cmd + ["--transport", "pci"],
+            "qemu": QEMU + QEMU_VIRTIO + ["-device", "virtio-rng-device", "-kernel", guest,
+                                         "-append", cmdline]}
+    out = {}
+    for name, cmd in cmds.items():
+        runs = [timed_phases(cmd, "notifybench", tsc_hz)["rng"] for _ in range(reps)]
+        out[f"notify_us_{name}"] = statistics.median(1e6 * t / count for count, t in runs)
     return out
 
 
@@ -337,6 +354,18 @@ def result_rows(r, many):
          r["blk_randread_mbs_qemu"]),
         ("virtio-net UDP transmit, user networking", "MB/s", r["net_tx_mbs_kvmc"], None,
          r["net_tx_mbs_qemu"]),
+        ("virtio notify round trip (rng, 1 byte)", "us", r["notify_us_kvmc"], None,
+         r["notify_us_qemu"]),
+        ("virtio-pci: notify round trip (rng, 1 byte)", "us", r["notify_us_kvmcpci"], None,
+         r["notify_us_qemu"]),
+        ("virtio-pci: blk sequential write, 128 KiB", "MB/s", r["blk_seqwrite_mbs_kvmcpci"], None,
+         r["blk_seqwrite_mbs_qemu"]),
+        ("virtio-pci: blk sequential read, 128 KiB", "MB/s", r["blk_seqread_mbs_kvmcpci"], None,
+         r["blk_seqread_mbs_qemu"]),
+        ("virtio-pci: blk random read, 4 KiB", "MB/s", r["blk_randread_mbs_kvmcpci"], None,
+         r["blk_randread_mbs_qemu"]),
+        ("virtio-pci: net UDP transmit, user networking", "MB/s", r["net_tx_mbs_kvmcpci"], None,
+         r["net_tx_mbs_qemu"]),
     ]
 
 
@@ -469,6 +498,8 @@ def main():
         os.unlink(image)
     r.update(net_throughput(kvmc, guest, 2000 if args.quick else 20000, 1 if args.quick else 5,
                             tsc_hz))
+    r.update(notify_round_trip(kvmc, guest, 2000 if args.quick else 20000,
+                               1 if args.quick else 5, tsc_hz))
 
     rows = result_rows(r, many)
     r["vms_per_s_cli_note"] = r["vms_per_s_cli"]
@@ -483,7 +514,8 @@ def main():
     print()
     print(table)
     print(f"\nCLI: {r['vms_per_s_cli']:.1f} VMs/s sequentially, each a new process")
-    print(f"net: the host sink received {100 * r['net_tx_delivered_kvmc']:.0f}% (kvmc) and "
+    print(f"net: the host sink received {100 * r['net_tx_delivered_kvmc']:.0f}% (kvmc), "
+          f"{100 * r['net_tx_delivered_kvmcpci']:.0f}% (kvmc, virtio-pci) and "
           f"{100 * r['net_tx_delivered_qemu']:.0f}% (QEMU) of the datagrams sent")
 
     with open(os.path.join(args.out, "results.json"), "w") as f:

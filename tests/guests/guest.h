@@ -114,6 +114,7 @@ void test_virtio_net(const char *cmdline);
 void test_virtio_net_ports(const char *cmdline);
 /* Throughput benchmarks (bench/run.py): block and net, driven at CPL3. */
 void bench_virtio_blk(const char *cmdline);
+void bench_virtio_notify(const char *cmdline);
 void bench_virtio_net(const char *cmdline);
 /* Free guest RAM for benchmark buffers: [32 MiB, 48 MiB). */
 #define BENCH_SCRATCH 0x2000000ull

@@ -823,6 +823,8 @@ void guest_main(void)
         test_virtio_console();
     } else if (starts_with(test, "vsock")) {
         test_virtio_vsock();
+    } else if (starts_with(test, "notifybench")) {
+        bench_virtio_notify(b.cmdline);
     } else if (starts_with(test, "blkbench")) {
         bench_virtio_blk(b.cmdline);
     } else if (starts_with(test, "netbench")) {

@@ -31,8 +31,8 @@ LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4", "e2fsprogs"]
 KERNEL_META = "linux-image-cloud-amd64"
 L1_TIMEOUT_S = 1100
-SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio", "kvmc-stream",
-             "kvmc-pci", "kvmc-lua-pci", "qemu-microvm", "kvmc-pvh", "kvmc-pit", "kvmc-jail",
+SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio",
+             "kvmc-virtio-pci", "kvmc-stream", "kvmc-pci", "kvmc-lua-pci", "qemu-microvm", "kvmc-pvh", "kvmc-pit", "kvmc-jail",
              "kvmc-crash"]
 CRASH_KILLS = 20  # SIGKILLs of kvmc while L2 writes and fsyncs records
 DNS_NAME, DNS_ADDRESS = "web.lab.kvmc", "10.0.2.2"
@@ -500,7 +500,7 @@ def main():
     # virtio-pci: the same devices, the same checks, over kvmc's PCIe root
     # complex with MSI-X.
     pci = next((l for _, l in lines if "KVMC-LAB-L2-PCI " in l), "")
-    pci_virtio = next((l for _, l in lines if "KVMC-LAB-L2-PCI-VIRTIO" in l), "")
+    pci_virtio = next((l for _, l in lines if "KVMC-LAB-L2-PCI-VIRTIO " in l), "")
     pci_stream = next((l for _, l in lines if "KVMC-LAB-L2-PCI-STREAM" in l), "")
     pci_host = next((l for _, l in lines if l.startswith("LAB-PCI-STREAM ")), "")
     m = re.search(r"devices=(\d+) msix_vectors=(\d+) msix_interrupts=(\d+) pci_fatal=(\d+)", pci)
@@ -511,6 +511,10 @@ def main():
     check("lab.virtio-pci-msix", bool(m) and int(m.group(2)) >= 10 and int(m.group(3)) > 0,
           f"MSI-X vectors in L2's /proc/interrupts and interrupts taken: "
           f"{m.group(0) if m else 'none'}")
+    only = next((l for _, l in lines if "KVMC-LAB-L2-PCI-VIRTIO-ONLY" in l), "")
+    check("lab.virtio-pci-boot", results.get("kvmc-virtio-pci", {}).get("status") == 0 and
+          f"from_host=[{DISK_HELLO}]" in only, f"disk and rng over virtio-pci: "
+          f"{only or results.get('kvmc-virtio-pci') or 'no result'}")
     check("lab.virtio-pci-blk", f"from_host=[{DISK_HELLO}]" in pci_virtio and
           "disk_serial=kvmc-lab-pci" in pci_virtio, pci_virtio or "no result")
     m = re.search(r"hwrng_bytes=(\d+) hwrng_distinct=(\d+)", pci_virtio)
@@ -553,6 +557,10 @@ def main():
     k, q = results.get("kvmc-bzimage"), results.get("qemu-microvm")
     print(f"lab: {'(L1 seconds, same run)':40s} {k['boot'] if k else '-':<9} "
           f"{q['boot'] if q else '-'}")
+    vm_, vp_ = results.get("kvmc-virtio"), results.get("kvmc-virtio-pci")
+    print(f"lab: {'L2 with a disk and rng, start to marker':40s} virtio-mmio  virtio-pci")
+    print(f"lab: {'(L1 seconds, same run)':40s} {vm_['boot'] if vm_ else '-':<12} "
+          f"{vp_['boot'] if vp_ else '-'}")
     print(f"lab: whole lab run {time.monotonic() - t0:.1f}s (L1 {l1_total:.1f}s)")
     passed = sum(checks)
     print(f"{passed} passed, {len(checks) - passed} failed")
