@@ -23,12 +23,12 @@ Test(cli_options, sizes)
 
 static bool parse(struct run_options *o, char *err, ...)
 {
-    char *argv[16] = {"run"};
+    char *argv[32] = {"run"};
     int argc = 1;
     va_list ap;
     va_start(ap, err);
     while ((argv[argc] = va_arg(ap, char *)))
-        argc++;
+        cr_assert_lt(++argc, 32, "more arguments than this helper holds");
     va_end(ap);
     return parse_run_options(argc, argv, o, err, 256);
 }
