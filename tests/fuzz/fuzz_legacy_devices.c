@@ -21,6 +21,8 @@
 #include "console.h"
 #include "devices/ioapic.h"
 #include "devmgr.h"
+#include "guest_memory.h"
+#include "kvmc/kvmc.h"
 #include "services.h"
 #include "x86/layout.h"
 
@@ -61,7 +63,8 @@ static uint16_t port_of(uint16_t a)
 }
 
 struct shell {
-    struct bus pio;
+    struct bus pio, mmio;
+    struct guest_memory mem;
     struct console_out console;
     struct ioapic *ioapic;
     struct vm_services svc;
@@ -111,11 +114,14 @@ static struct shell *new_shell(void)
     const struct console_sink console = {.kind = CONSOLE_CALLBACK, .fn = sink, .fd = -1};
     struct ioapic_host host = {.signal_msi = count_msi, .set_level_routes = accept_routes};
     sh->ioapic = ioapic_new(&host);
+    /* The device manager also builds the PCI root complex (on both buses)
+     * above the guest's RAM: give it what a VM gives it. */
     if (!sh->ioapic || kvmc_config_new(&sh->cfg) || bus_init(&sh->pio, "PIO", 0) ||
+        bus_init(&sh->mmio, "MMIO", 0) || gm_init(&sh->mem, KVMC_MIN_MEMORY, 0) ||
         console_out_init(&sh->console, &console, NULL, 0))
         abort();
     sh->svc = (struct vm_services){
-        .pio = &sh->pio, .console = &sh->console, .set_irq = shell_set_irq,
+        .mem = &sh->mem, .mmio = &sh->mmio, .pio = &sh->pio, .console = &sh->console, .set_irq = shell_set_irq,
         .pulse_irq = shell_pulse_irq, .irqfd = shell_irqfd, .ioeventfd = shell_ioeventfd,
         .request_exit = shell_exit, .ctx = sh,
     };
@@ -130,6 +136,8 @@ static void free_shell(struct shell *sh)
     console_out_close(&sh->console);
     ioapic_free(sh->ioapic);
     bus_destroy(&sh->pio);
+    bus_destroy(&sh->mmio);
+    gm_destroy(&sh->mem);
     kvmc_config_free(sh->cfg);
     free(sh);
 }

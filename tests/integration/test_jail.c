@@ -118,6 +118,20 @@ Test(jail, user_networking_keeps_the_host_network_namespace)
     cr_assert_not(strstr(r.err, "netifs=[lo] "), "host interfaces stay visible:\n%s", r.err);
 }
 
+/* PCI from inside the jail: the guest moves BARs and enables MSI-X (the
+ * vCPU thread registers ioeventfds and signals MSIs under its seccomp
+ * list), and virtio-pci devices work. */
+Test(jail, virtio_pci_and_a_scribbled_root_complex_work_inside)
+{
+    char *argv[] = {KVMC_CLI, "run", "--jail", "--mem", "64M", "--transport", "pci", "--rng",
+                    "--cmdline", "kvmc.test=pci-scribble", NULL};
+    static struct cli_result r;
+    cli_run(&r, argv);
+    cr_assert_eq(r.status, 0, "stdout:\n%s\nstderr:\n%s", r.out, r.err);
+    cr_assert(strstr(r.out, "pci: host bridge intact: yes\n"), "%s", r.out);
+    cr_assert(strstr(r.out, "virtio-rng: 64 bytes"), "%s", r.out);
+}
+
 Test(jail, bad_jail_user_is_one_line)
 {
     char *argv[] = {KVMC_CLI, "run", "--jail", "--jail-user", "0", NULL};
