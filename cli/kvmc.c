@@ -45,7 +45,7 @@ static const char usage_run[] =
     "                [--boot auto|linux|pvh] [--mem-backing anon|memfd|hugetlb]\n"
     "                [--disk PATH[,ro][,nolock][,serial=ID]]... [--rng] [--net SPEC]...\n"
     "                [--vsock cid=N,uds=PATH] [--virtio-console socket:PATH] [--pit]\n"
-    "                [--transport mmio|pci]\n"
+    "                [--transport mmio|pci] [--vfio ADDRESS]...\n"
     "                [--seccomp on|off] [--jail] [--jail-user UID[:GID]] [--jail-report]\n"
     "\n"
     "Boots a guest and waits until it powers off, resets or fails.\n"
@@ -71,7 +71,8 @@ static const char usage_run_after[] =
     "  kvmc run --kernel bzImage --initrd initrd.cpio --cmdline \"console=ttyS0\" \\\n"
     "           --mem 512M --cpus 2\n"
     "  kvmc run --kernel bzImage --initrd initrd.cpio --disk rootfs.ext4 --rng \\\n"
-    "           --net user,hostfwd=tcp::2222-:22 --vsock cid=3,uds=/tmp/vm.sock\n";
+    "           --net user,hostfwd=tcp::2222-:22 --vsock cid=3,uds=/tmp/vm.sock\n"
+    "  kvmc run --kernel bzImage --initrd initrd.cpio --vfio 0000:00:03.0\n";
 
 /* A thread that turns SIGINT, SIGTERM and SIGHUP into kvmc_vm_stop(). */
 struct signal_watch {
@@ -138,6 +139,8 @@ static int configure(const struct run_options *o, struct jail *jail, int console
         err = kvmc_config_set_vsock_connector(cfg, jail_vsock_connect, jail);
     for (unsigned i = 0; i < o->nnets && !err; i++)
         err = kvmc_config_add_net(cfg, o->nets[i]);
+    for (unsigned i = 0; i < o->nvfio && !err; i++)
+        err = kvmc_config_add_vfio(cfg, o->vfio[i]);
     if (!err)
         err = kvmc_config_set_cpus(cfg, o->cpus);
     if (!err)

@@ -283,6 +283,16 @@ static bool set_transport(struct run_options *o, struct parse *p)
     return library(p, kvmc_config_set_virtio_transport(p->probe, o->transport));
 }
 
+/* --vfio ADDRESS: the library checks the address (and, at VM creation,
+ * the host). */
+static bool add_vfio(struct run_options *o, struct parse *p)
+{
+    if (!library(p, kvmc_config_add_vfio(p->probe, p->arg)))
+        return false;
+    o->vfio[o->nvfio++] = p->arg;
+    return true;
+}
+
 static bool set_seccomp(struct run_options *o, struct parse *p)
 {
     static const char *const names[] = {"on", "off"};
@@ -418,6 +428,15 @@ static const struct run_option options[] = {
      "how virtio devices reach the guest: mmio (default:\n"
      "virtio-mmio windows listed in ACPI) or pci (virtio-pci\n"
      "on kvmc's PCIe root complex, with MSI-X).", false},
+    {"vfio", 0, "ADDRESS", add_vfio,
+     "pass a host PCI device through (VFIO), by its PCI\n"
+     "address (0000:00:03.0, see lspci -D). Bind it to\n"
+     "vfio-pci first: echo vfio-pci > /sys/bus/pci/devices/\n"
+     "ADDRESS/driver_override, unbind its driver, echo\n"
+     "ADDRESS > /sys/bus/pci/drivers_probe. Needs the host's\n"
+     "IOMMU on (intel_iommu=on), MSI-X on the device, and\n"
+     "pins all guest RAM. The guest finds it on its PCI bus\n"
+     "with its own IDs. Repeat for more (up to 8).", false},
     {"seccomp", 0, "on|off", set_seccomp,
      "confine kvmc's threads with seccomp allow-lists\n"
      "(default on; a forbidden system call kills kvmc).", false},

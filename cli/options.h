@@ -40,6 +40,8 @@ struct run_options {
     unsigned vsock_cid;       /* 0: no vsock */
     const char *vsock_path;
     const char *vconsole_socket;
+    const char *vfio[KVMC_MAX_VFIO_DEVICES]; /* --vfio BDF */
+    unsigned nvfio;
     bool seccomp_off; /* --seccomp off */
     bool jail;                /* --jail */
     bool jail_report;         /* --jail-report: print the jail as seen from inside */

@@ -45,6 +45,8 @@ set(KVMC_CORE_SOURCES
   src/pci/host.c
   src/pci/msix.c
   src/pci/user_device.c
+  src/vfio/vfio.c
+  src/vfio/vfio_pci.c
   src/iothread.c
   src/iopool.c
 )

@@ -179,6 +179,11 @@ type Config struct {
 	// Transport is how virtio devices reach the guest: "mmio" (default) or
 	// "pci" (virtio-pci with MSI-X on kvmc's PCIe root complex).
 	Transport string
+	// VFIO passes host PCI devices through, by address ("0000:00:03.0"),
+	// each bound to vfio-pci first (see kvmc_config_add_vfio). The host is
+	// checked by New: an error matching ErrInvalid names a device that is
+	// not bound to vfio-pci, ErrBusy one that another VM has.
+	VFIO []string
 	// Console receives the guest's COM1 output (from vCPU threads); input
 	// goes through VM.ConsoleWrite.
 	Console io.Writer
@@ -386,6 +391,14 @@ func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 		})
 	default:
 		return invalid("Transport %q: use \"mmio\" or \"pci\"", c.Transport)
+	}
+	for _, address := range c.VFIO {
+		address := address
+		steps = append(steps, func() C.int {
+			p := C.CString(address)
+			defer C.free(unsafe.Pointer(p))
+			return C.kvmc_config_add_vfio(cfg, p)
+		})
 	}
 	if c.Console != nil {
 		h := vm.newHandle(&consoleSink{vm: vm, w: c.Console})

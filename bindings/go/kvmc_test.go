@@ -302,6 +302,25 @@ func TestVirtioOverPCI(t *testing.T) {
 	}
 }
 
+// The VFIO checks that need no IOMMU: a bad address, the same device twice,
+// and a device the host does not have, each an ErrInvalid naming it (the
+// lab passes a real device through).
+func TestVFIOErrorsNameTheDevice(t *testing.T) {
+	for _, c := range []struct {
+		vfio []string
+		want string
+	}{
+		{[]string{"zz"}, "'zz' is not a PCI address"},
+		{[]string{"00:1f.7", "0000:00:1f.7"}, "added twice"},
+		{[]string{"0000:7f:1f.7"}, "VFIO device 0000:7f:1f.7: no such PCI device"},
+	} {
+		_, err := NewVM(Config{Kernel: testGuest(t), VFIO: c.vfio})
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("VFIO %v: %v, want ErrInvalid with %q", c.vfio, err, c.want)
+		}
+	}
+}
+
 func TestBadPCIDevicesAreErrors(t *testing.T) {
 	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 32 << 20})
 	_, err := vm.AddPCIDevice(PCIDevice{VendorID: 0x1234, BARs: [6]PCIBar{{Size: 3000, Kind: PCIBarMem32}}})

@@ -136,6 +136,12 @@ local function configure(cfg, opts)
     for _, spec in ipairs(opts.nets or {}) do
         steps[#steps + 1] = function() return core.kvmc_config_add_net(cfg, spec) end
     end
+    if opts.vfio ~= nil and type(opts.vfio) ~= "table" then
+        return nil, "vfio: a list of PCI addresses, e.g. {\"0000:00:03.0\"}"
+    end
+    for _, address in ipairs(opts.vfio or {}) do
+        steps[#steps + 1] = function() return core.kvmc_config_add_vfio(cfg, address) end
+    end
     if opts.vsock then
         steps[#steps + 1] = function()
             return core.kvmc_config_set_vsock(cfg, opts.vsock.cid or 0, opts.vsock.uds or "")
@@ -158,7 +164,10 @@ end
 -- kvmc.vm{kernel=, kernel_image=, memory=, memory_backing=, cpus=, cmdline=,
 --         initrd=, boot=, disks=, rng=, pit=, transport = "mmio" | "pci",
 --         nets = {"user", "tap=tap0", ...},
---         vsock = {cid = 3, uds = PATH}, virtio_console = "socket:PATH" | true}
+--         vsock = {cid = 3, uds = PATH}, virtio_console = "socket:PATH" | true,
+--         vfio = {"0000:00:03.0", ...}}
+-- vfio passes host PCI devices (bound to vfio-pci) through; the host is
+-- checked here: nil and a message naming the device if it cannot be had.
 -- With virtio_console = true, vm:virtio_console() is what the guest wrote to
 -- hvc0 and vm:virtio_console_write(data) sends it input.
 function M.vm(opts)

@@ -4,6 +4,7 @@
 #include <sys/un.h>
 
 #include "config.h"
+#include "vfio/vfio.h"
 #include "devmgr.h"
 #include "error.h"
 
@@ -241,6 +242,24 @@ int kvmc_config_set_virtio_transport(kvmc_config *cfg, kvmc_virtio_transport tra
         return kvmc_fail(KVMC_EINVAL, "unknown virtio transport %d (0: mmio, 1: pci)",
                          (int)transport);
     cfg->transport = transport;
+    return KVMC_OK;
+}
+
+int kvmc_config_add_vfio(kvmc_config *cfg, const char *address)
+{
+    CHECK_CFG(cfg);
+    char bdf[VFIO_BDF_LEN];
+    if (!vfio_parse_bdf(address, bdf))
+        return kvmc_fail(KVMC_EINVAL, "VFIO device '%s' is not a PCI address "
+                         "(domain:bus:device.function, e.g. 0000:00:03.0)",
+                         address ? address : "(null)");
+    for (unsigned i = 0; i < cfg->nvfio; i++)
+        if (strcmp(cfg->vfio[i], bdf) == 0)
+            return kvmc_fail(KVMC_EINVAL, "VFIO device %s is added twice", bdf);
+    if (cfg->nvfio == KVMC_MAX_VFIO_DEVICES)
+        return kvmc_fail(KVMC_EINVAL, "VFIO device %s: at most %u VFIO devices", bdf,
+                         KVMC_MAX_VFIO_DEVICES);
+    memcpy(cfg->vfio[cfg->nvfio++], bdf, sizeof(bdf));
     return KVMC_OK;
 }
 

@@ -57,6 +57,8 @@ struct kvmc_config {
     struct net_config nets[KVMC_MAX_NETS];
     unsigned nnets;
     kvmc_virtio_transport transport;
+    char vfio[KVMC_MAX_VFIO_DEVICES][16]; /* canonical PCI addresses */
+    unsigned nvfio;
 };
 
 #endif

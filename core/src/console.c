@@ -121,7 +121,7 @@ int console_out_start(struct console_out *c, bool seccomp)
     pthread_attr_t attr;
     pthread_attr_init(&attr);
     pthread_attr_setstacksize(&attr, 64 * 1024);
-    int err = pthread_create(&c->thread, &attr, writer_main, c);
+    int err = kick_thread_create(&c->thread, &attr, writer_main, c);
     pthread_attr_destroy(&attr);
     if (err)
         return kvmc_fail_errno(KVMC_EIO, err, "starting the console output thread");

@@ -9,6 +9,7 @@
 #include "services.h"
 #include "virtio/mmio.h"
 #include "virtio/virtio.h"
+#include "vfio/vfio_pci.h"
 #include "virtio/virtio_pci.h"
 #include "x86/layout.h"
 
@@ -108,6 +109,26 @@ static int create_virtio(struct devmgr *m, const kvmc_config *cfg)
     return KVMC_OK;
 }
 
+/* Passed-through devices last: their BARs go after the emulated ones', and
+ * a device that cannot be had stops the VM before anything runs. */
+static int create_vfio(struct devmgr *m, const kvmc_config *cfg)
+{
+    vfio_container_init(&m->vfio, m->svc->mem, NULL, NULL);
+    m->vfio_ready = true;
+    for (unsigned i = 0; i < cfg->nvfio; i++) {
+        struct vfio_host_device hd;
+        int err = vfio_device_open(&m->vfio, cfg->vfio[i], &hd);
+        if (!err)
+            err = vfio_pci_create(&m->pci, &hd, &m->vfio_dev[m->nvfio]);
+        else
+            vfio_device_close(&hd);
+        if (err)
+            return err;
+        m->nvfio++;
+    }
+    return KVMC_OK;
+}
+
 int devmgr_create(struct devmgr *m, const struct vm_services *svc, const kvmc_config *cfg)
 {
     memset(m, 0, sizeof(*m));
@@ -121,7 +142,9 @@ int devmgr_create(struct devmgr *m, const struct vm_services *svc, const kvmc_co
     int err = create_platform(m, cfg);
     if (!err)
         err = pci_host_create(&m->pci, svc, ram_top);
-    return err ? err : create_virtio(m, cfg);
+    if (!err)
+        err = create_virtio(m, cfg);
+    return err ? err : create_vfio(m, cfg);
 }
 
 int devmgr_start(struct devmgr *m, bool seccomp)
@@ -138,6 +161,12 @@ int devmgr_start(struct devmgr *m, bool seccomp)
 void devmgr_destroy(struct devmgr *m)
 {
     pci_host_destroy(&m->pci); /* every BAR off the bus first */
+    for (unsigned i = m->nvfio; i-- > 0;)
+        vfio_pci_destroy(m->vfio_dev[i]);
+    if (m->vfio_ready)
+        vfio_container_close(&m->vfio); /* unmaps the DMA of guest RAM */
+    m->vfio_ready = false;
+    m->nvfio = 0;
     for (unsigned i = m->nuser_pci; i-- > 0;)
         pci_user_device_destroy(m->user_pci[i]);
     for (unsigned i = m->nvirtio; i-- > 0;) {

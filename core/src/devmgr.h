@@ -27,6 +27,9 @@
 #include "boot/boot.h"
 #include "kvmc/kvmc.h"
 #include "pci/host.h"
+#include "vfio/vfio.h"
+
+struct vfio_pci;
 
 struct vm_services;
 struct virtio_mmio;
@@ -77,6 +80,10 @@ struct devmgr {
     struct pci_host pci;
     struct pci_user_device *user_pci[PCI_MAX_DEVICES];
     unsigned nuser_pci;
+    struct vfio_container vfio;  /* valid once vfio_ready */
+    bool vfio_ready;
+    struct vfio_pci *vfio_dev[KVMC_MAX_VFIO_DEVICES];
+    unsigned nvfio;
 };
 
 /* Creates every device cfg asks for. On failure the devices created so far

@@ -5,6 +5,7 @@
 
 #include "error.h"
 #include "seccomp.h"
+#include "kick.h"
 
 void iopool_init(struct iopool *p)
 {
@@ -55,7 +56,7 @@ int iopool_start(struct iopool *p, bool seccomp)
 {
     p->seccomp = seccomp;
     while (p->started < p->wanted) {
-        int err = pthread_create(&p->workers[p->started], NULL, worker_main, p);
+        int err = kick_thread_create(&p->workers[p->started], NULL, worker_main, p);
         if (err)
             return kvmc_fail_errno(KVMC_EIO, err, "starting an I/O worker");
         pthread_setname_np(p->workers[p->started], "kvmc-io-worker");

@@ -12,6 +12,7 @@
 #include "error.h"
 #include "seccomp.h"
 #include "thread_role.h"
+#include "kick.h"
 
 int iothread_init(struct iothread *t)
 {
@@ -118,7 +119,7 @@ int iothread_start(struct iothread *t)
     int err = iopool_start(&t->pool, t->seccomp);
     if (err)
         return err;
-    err = pthread_create(&t->thread, NULL, iothread_main, t);
+    err = kick_thread_create(&t->thread, NULL, iothread_main, t);
     if (err)
         return kvmc_fail_errno(KVMC_EIO, err, "starting the I/O thread");
     pthread_setname_np(t->thread, "kvmc-io");

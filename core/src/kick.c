@@ -29,4 +29,21 @@ void kick_unblock(void)
     pthread_sigmask(SIG_UNBLOCK, &set, NULL);
 }
 
+int kick_thread_create(pthread_t *thread, const pthread_attr_t *attr, void *(*fn)(void *),
+                       void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    /* Faults are the thread's own and cannot wait. */
+    sigdelset(&all, SIGSEGV);
+    sigdelset(&all, SIGBUS);
+    sigdelset(&all, SIGFPE);
+    sigdelset(&all, SIGILL);
+    sigdelset(&all, SIGSYS); /* seccomp's kill must not be held back */
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    int err = pthread_create(thread, attr, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return err;
+}
+
 void kick_thread(pthread_t thread) { pthread_kill(thread, kick_signal()); }

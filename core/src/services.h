@@ -43,6 +43,23 @@ struct vm_services {
                      bool assign);
     /* Delivers one message-signalled interrupt (KVM_SIGNAL_MSI). */
     int (*signal_msi)(void *ctx, uint64_t address, uint32_t data);
+    /* MSI routes, for interrupts that reach KVM without kvmc (VFIO's
+     * eventfds): *gsi < 0 allocates a GSI (KVMC_ENOTSUP when all are
+     * taken), then routes it to this message. A rewrite of KVM's table:
+     * call it when a vector changes, never per interrupt. */
+    int (*msi_route)(void *ctx, int *gsi, uint64_t address, uint32_t data);
+    void (*msi_route_free)(void *ctx, unsigned gsi);
+    /* KVM_IRQFD on an MSI route (also with kvmc's I/O APIC): a write to fd
+     * interrupts inside the kernel. assign=false detaches it; the eventfd
+     * keeps counting, and KVM delivers what it counted when attached again
+     * (how a masked vector's interrupt stays pending). */
+    int (*msi_irqfd)(void *ctx, int fd, unsigned gsi, bool assign);
+    /* Maps host memory (a device's BAR, mmapped) into the guest at gpa as a
+     * KVM memory slot, so accesses never exit. KVMC_EINVAL if the range is
+     * not page-aligned or overlaps guest RAM, KVMC_EBUSY when no slot is
+     * left. unmap_host takes the slot away again. */
+    int (*map_host)(void *ctx, uint64_t gpa, uint64_t size, void *host, unsigned *slot);
+    void (*unmap_host)(void *ctx, unsigned slot);
     /* Ends the run with this reason (first one wins). */
     void (*request_exit)(void *ctx, const kvmc_exit_info *info);
     void *ctx;

@@ -251,7 +251,7 @@ static void *vcpu_main(void *arg)
 
 int vcpu_start_thread(struct vcpu *vcpu)
 {
-    int err = pthread_create(&vcpu->thread, NULL, vcpu_main, vcpu);
+    int err = kick_thread_create(&vcpu->thread, NULL, vcpu_main, vcpu);
     if (err)
         return kvmc_fail_errno(KVMC_EIO, err, "starting the thread of vCPU %u",
                                vcpu->index);

@@ -166,6 +166,89 @@ static int svc_signal_msi(void *ctx, uint64_t address, uint32_t data)
     return ioctl(vm->vm_fd, KVM_SIGNAL_MSI, &msi) < 0 ? KVMC_EKVM : KVMC_OK;
 }
 
+static int svc_msi_route(void *ctx, int *gsi, uint64_t address, uint32_t data)
+{
+    struct kvmc_vm *vm = ctx;
+    if (*gsi < 0) {
+        unsigned got;
+        int err = gsi_routes_alloc_msi(&vm->irq.routes, &got);
+        if (err)
+            return err;
+        *gsi = (int)got;
+    }
+    const struct gsi_msi_route route = {.address = address, .data = data};
+    return gsi_routes_set_msi(&vm->irq.routes, (unsigned)*gsi, &route);
+}
+
+static void svc_msi_route_free(void *ctx, unsigned gsi)
+{
+    struct kvmc_vm *vm = ctx;
+    gsi_routes_free_msi(&vm->irq.routes, gsi);
+}
+
+static int svc_msi_irqfd(void *ctx, int fd, unsigned gsi, bool assign)
+{
+    struct kvmc_vm *vm = ctx;
+    struct kvm_irqfd irqfd = {.fd = (uint32_t)fd, .gsi = gsi,
+                              .flags = assign ? 0 : KVM_IRQFD_FLAG_DEASSIGN};
+    if (ioctl(vm->vm_fd, KVM_IRQFD, &irqfd) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_IRQFD %s gsi %u",
+                               assign ? "on" : "off", gsi);
+    return KVMC_OK;
+}
+
+static int set_slot(struct kvmc_vm *vm, unsigned slot, uint64_t gpa, uint64_t size, void *host)
+{
+    struct kvm_userspace_memory_region region = {
+        .slot = slot, .guest_phys_addr = gpa, .memory_size = size,
+        .userspace_addr = (uint64_t)(uintptr_t)host,
+    };
+    return ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region);
+}
+
+static int svc_map_host(void *ctx, uint64_t gpa, uint64_t size, void *host, unsigned *slot)
+{
+    struct kvmc_vm *vm = ctx;
+    if (!size || ((gpa | size | (uintptr_t)host) & 4095) || gpa + size < gpa)
+        return kvmc_fail(KVMC_EINVAL, "device memory at 0x%llx+0x%llx is not page-aligned",
+                         (unsigned long long)gpa, (unsigned long long)size);
+    for (unsigned i = 0; i < vm->mem.nregions; i++) {
+        const struct gm_region *r = &vm->mem.regions[i];
+        if (gpa < r->gpa + r->size && r->gpa < gpa + size)
+            return kvmc_fail(KVMC_EINVAL, "device memory at 0x%llx+0x%llx overlaps guest RAM",
+                             (unsigned long long)gpa, (unsigned long long)size);
+    }
+    pthread_mutex_lock(&vm->slot_lock);
+    int err = kvmc_fail(KVMC_EBUSY, "all %d KVM slots for device memory are in use", 64);
+    for (unsigned i = 0; i < 64; i++) {
+        if (vm->host_slots >> i & 1)
+            continue;
+        if (set_slot(vm, VM_HOST_SLOT_BASE + i, gpa, size, host) < 0) {
+            err = kvmc_fail_errno(KVMC_EKVM, errno, "KVM_SET_USER_MEMORY_REGION for device "
+                                  "memory at 0x%llx", (unsigned long long)gpa);
+        } else {
+            vm->host_slots |= 1ull << i;
+            *slot = VM_HOST_SLOT_BASE + i;
+            err = KVMC_OK;
+        }
+        break;
+    }
+    pthread_mutex_unlock(&vm->slot_lock);
+    return err;
+}
+
+static void svc_unmap_host(void *ctx, unsigned slot)
+{
+    struct kvmc_vm *vm = ctx;
+    unsigned i = slot - VM_HOST_SLOT_BASE;
+    pthread_mutex_lock(&vm->slot_lock);
+    if (slot >= VM_HOST_SLOT_BASE && i < 64 && (vm->host_slots >> i & 1)) {
+        set_slot(vm, slot, 0, 0, NULL);
+        vm->host_slots &= ~(1ull << i);
+    }
+    pthread_mutex_unlock(&vm->slot_lock);
+}
+
 static void svc_request_exit(void *ctx, const kvmc_exit_info *info)
 {
     vm_request_exit(ctx, info);
@@ -177,6 +260,8 @@ static int create_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
         .mem = &vm->mem, .pio = &vm->pio, .mmio = &vm->mmio, .io = &vm->io,
         .console = &vm->console, .set_irq = svc_set_irq, .pulse_irq = svc_pulse_irq,
         .irqfd = svc_irqfd, .ioeventfd = svc_ioeventfd, .signal_msi = svc_signal_msi,
+        .msi_route = svc_msi_route, .msi_route_free = svc_msi_route_free,
+        .msi_irqfd = svc_msi_irqfd, .map_host = svc_map_host, .unmap_host = svc_unmap_host,
         .request_exit = svc_request_exit,
         .ctx = vm,
     };
@@ -233,6 +318,7 @@ int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
     vm->ncpus = cfg->cpus;
     vm->io.epoll_fd = vm->io.stop_fd = -1;
     pthread_mutex_init(&vm->lock, NULL);
+    pthread_mutex_init(&vm->slot_lock, NULL);
     pthread_condattr_t attr;
     pthread_condattr_init(&attr);
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
@@ -511,6 +597,7 @@ void kvmc_vm_destroy(kvmc_vm *vm)
         close(vm->kvm_fd);
     pthread_cond_destroy(&vm->cond);
     pthread_mutex_destroy(&vm->lock);
+    pthread_mutex_destroy(&vm->slot_lock);
     free(vm);
 }
 

@@ -30,6 +30,8 @@ struct vcpu {
     bool exited; /* its thread left the run loop (under vm->lock): no more kicks */
 };
 
+#define VM_HOST_SLOT_BASE 16 /* below: guest RAM */
+
 struct kvmc_vm {
     int kvm_fd;
     int vm_fd;
@@ -47,6 +49,8 @@ struct kvmc_vm {
     struct vm_services svc;  /* what the devices see of this VM */
     struct devmgr devices;
     bool seccomp;            /* kvmc's threads confine themselves at start */
+    pthread_mutex_t slot_lock;
+    uint64_t host_slots;     /* KVM slots VM_HOST_SLOT_BASE + i used by map_host */
 
     pthread_mutex_t lock;   /* guards everything below */
     pthread_cond_t cond;    /* state changes, parked and finished vCPUs */

@@ -16,6 +16,7 @@
  * Usage: kvmc_seccomp_policy OUTPUT.c */
 #include <errno.h>
 #include <linux/kvm.h>
+#include <linux/vfio.h>
 #include <seccomp.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -70,7 +71,13 @@ static const unsigned long vcpu_ioctls[] = {
     KVM_RUN, KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS, KVM_IRQ_LINE,
     KVM_SIGNAL_MSI, KVM_SET_GSI_ROUTING, /* kvmc's I/O APIC, from guest MMIO */
     KVM_IOEVENTFD, /* a guest moving a virtio-pci BAR moves its notify eventfds */
+    /* VFIO: the guest turning MSI-X on or off (VFIO_DEVICE_SET_IRQS), moving
+     * a vector (KVM_IRQFD on its MSI route) or a BAR (its memory slot). */
+    VFIO_DEVICE_SET_IRQS, KVM_IRQFD, KVM_SET_USER_MEMORY_REGION,
 };
+/* VFIO: BAR and config accesses the guest makes are pread/pwrite on the
+ * device's fd, from the vCPU that exited. */
+static const int vcpu_syscalls[] = {SCMP_SYS(pread64), SCMP_SYS(pwrite64)};
 static const unsigned long io_ioctls[] = {KVM_IRQ_LINE, KVM_SIGNAL_MSI};
 /* TCGETS/TCSETS*: the CLI puts its terminal back (tcsetattr) on the way out. */
 static const unsigned long control_ioctls[] = {KVM_GET_REGS, KVM_SET_REGS, KVM_GET_SREGS,
@@ -91,7 +98,7 @@ struct filter_spec {
 };
 
 static const struct filter_spec specs[] = {
-    {"VCPU", NULL, 0, LIST(vcpu_ioctls), NO_SOCKETS},
+    {"VCPU", LIST(vcpu_syscalls), LIST(vcpu_ioctls), NO_SOCKETS},
     {"IO", LIST(io_syscalls), LIST(io_ioctls), NO_SOCKETS},
     {"IO_UNIX", LIST(io_syscalls), LIST(io_ioctls), UNIX_SOCKETS},
     {"IO_INET", LIST(io_syscalls), LIST(io_ioctls),

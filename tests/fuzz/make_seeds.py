@@ -132,3 +132,33 @@ linux = b"".join([
 ])
 with open(os.path.join(out, "pci", "linux"), "wb") as f:
     f.write(linux)
+
+# vfio_pci: an NVMe-like device's config space (64-bit BAR 0, PM, MSI and
+# MSI-X capabilities, the table at 0x2000 and the PBA at 0x3000 of BAR 0),
+# then what Linux does: size and place BAR 0, decode, enable MSI-X, write
+# and unmask vector 0, touch a register. Operations are [op, a, b, size,
+# value]: ECAM register a; BAR 0 offset ((a | b << 8) << 2).
+os.makedirs(os.path.join(out, "vfio_pci"), exist_ok=True)
+cfg = bytearray(256)
+struct.pack_into("<HHHH", cfg, 0, 0x1b36, 0x0010, 0, 0x0010)   # IDs, status: caps
+cfg[8:12] = bytes([2, 0x02, 0x08, 0x01])                       # NVMe
+struct.pack_into("<I", cfg, 0x10, 0x4)                          # 64-bit memory
+cfg[0x34] = 0x40
+cfg[0x40:0x42] = bytes([0x01, 0x50])                            # PM
+cfg[0x50:0x52] = bytes([0x05, 0x60])                            # MSI
+cfg[0x60:0x62] = bytes([0x11, 0x00])                            # MSI-X, 8 vectors
+struct.pack_into("<HII", cfg, 0x62, 7, 0x2000, 0x3000)
+def vop(op, reg_or_offset, value, size_code=2):
+    a, b = reg_or_offset & 0xff, reg_or_offset >> 8
+    return bytes([op, a, b, size_code]) + struct.pack("<I", value & 0xffffffff)
+linux = b"".join([
+    vop(1, 0x00, 0), vop(0, 0x10, 0xffffffff), vop(1, 0x10, 0),
+    vop(0, 0x10, 0xc1000004), vop(0, 0x04, 0x0006, 1),
+    vop(0, 0x42, 0x8000 << 16),                                 # MSI-X enable (cap at 0x40)
+    vop(2, 0x2000 >> 2, 0x80000000 | 0xfee00000 >> 1),         # table: written (bit 31)
+    vop(2, (0x2000 + 8) >> 2, 0x80000041),
+    vop(2, (0x2000 + 12) >> 2, 0x80000000),
+    vop(2, 0x14 >> 2, 0x80460001), vop(2, 0x1c >> 2, 0),
+])
+with open(os.path.join(out, "vfio_pci", "linux"), "wb") as f:
+    f.write(bytes(cfg) + linux)

@@ -13,6 +13,11 @@ qemu-system-x86, busybox-static, cpio, lz4 and linux-image-*-cloud-amd64.
 usage: lab.py --kvmc PATH-TO-KVMC [--cache DIR] [--work DIR] [--only SCENARIOS]
               [--boot-loop N]
 
+A second L1 (q35, QEMU's emulated Intel IOMMU, an emulated NVMe drive) has
+the NVMe passed through to L2 with VFIO, by kvmc (--vfio) and by QEMU as the
+reference; the host writes the drive's first sector before and reads L2's
+sectors after.
+
 --boot-loop N boots L2 N times under kvmc, N times under kvmc --pit and N
 times under QEMU microvm in one L1 (and nothing else), and reports how many
 boots of each failed and how (the rare mid-boot triple fault seen in some lab
@@ -34,6 +39,10 @@ L1_TIMEOUT_S = 1100
 SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio",
              "kvmc-virtio-pci", "kvmc-stream", "kvmc-pci", "kvmc-lua-pci", "qemu-microvm", "kvmc-pvh", "kvmc-pit", "kvmc-jail",
              "kvmc-crash"]
+# The second L1: q35 with QEMU's Intel IOMMU and an NVMe drive that kvmc
+# (and QEMU, the reference) pass through to L2 with VFIO.
+VFIO_SCENARIOS = ["kvmc-vfio", "qemu-vfio"]
+NVME_HELLO = "hello nvme from the lab host"
 CRASH_KILLS = 20  # SIGKILLs of kvmc while L2 writes and fsyncs records
 DNS_NAME, DNS_ADDRESS = "web.lab.kvmc", "10.0.2.2"
 # L1 is Debian's KVM on QEMU's emulated SVM. Rarely (seen once in about ten
@@ -56,6 +65,10 @@ L2_MODULES = ["drivers/misc/pvpanic/pvpanic.ko", "drivers/misc/pvpanic/pvpanic-m
               "drivers/virtio/virtio_pci_legacy_dev.ko", "drivers/virtio/virtio_pci_modern_dev.ko",
               "drivers/virtio/virtio_pci.ko"]
 # L1 gets the lab disk from QEMU over virtio-pci and hands it to kvmc.
+# VFIO for the passthrough L1 (Debian builds them as modules).
+VFIO_MODULES = ["drivers/vfio/vfio.ko", "drivers/vfio/vfio_iommu_type1.ko",
+                "drivers/vfio/vfio_virqfd.ko", "drivers/vfio/pci/vfio-pci-core.ko",
+                "drivers/vfio/pci/vfio-pci.ko"]
 L1_MODULES = ["virt/lib/irqbypass.ko", "arch/x86/kvm/kvm.ko", "arch/x86/kvm/kvm-amd.ko",
               "drivers/virtio/virtio.ko", "drivers/virtio/virtio_ring.ko",
               "drivers/virtio/virtio_pci_legacy_dev.ko",
@@ -263,7 +276,7 @@ def build_images(work, kernel_root, kver, kvmc):
     l1 = os.path.join(work, "l1-stage")
     busybox_stage(l1, os.path.join(LAB_DIR, "l1-init"))
     os.makedirs(os.path.join(l1, "modules"))
-    for rel in L1_MODULES:
+    for rel in L1_MODULES + VFIO_MODULES:
         shutil.copy2(os.path.join(mods, rel), os.path.join(l1, "modules"))
     shutil.copy2(lab_tool, os.path.join(l1, "bin", "lab-tool"))
     copy_with_libs(os.path.abspath(kvmc), l1)
@@ -278,6 +291,9 @@ def build_images(work, kernel_root, kver, kvmc):
     shutil.copy2(vmlinux, os.path.join(l1, "l2", "vmlinux"))
     shutil.copy2(l2_cpio, os.path.join(l1, "l2", "initrd.cpio"))
     copy_with_libs("/usr/bin/qemu-system-x86_64-microvm", l1)
+    # The full QEMU for the VFIO reference (the microvm-only build has no
+    # vfio-pci).
+    copy_with_libs("/usr/bin/qemu-system-x86_64", l1)
     os.makedirs(os.path.join(l1, "qemu"))
     shutil.copy2("/usr/share/qemu/bios-microvm.bin", os.path.join(l1, "qemu"))
     os.makedirs(os.path.join(l1, "etc"), exist_ok=True)
@@ -304,18 +320,39 @@ def make_disk_at(disk):
     return disk
 
 
+def make_nvme(work):
+    """The NVMe drive's image: NVME_HELLO in sector 0, zeros elsewhere."""
+    nvme = os.path.join(work, "nvme.img")
+    with open(nvme, "wb") as f:
+        f.write(NVME_HELLO.encode())
+        f.truncate(32 << 20)
+    return nvme
+
+
+def read_sector(image, sector):
+    with open(image, "rb") as f:
+        f.seek(sector * 512)
+        return f.read(512).rstrip(b"\0").decode(errors="replace").strip()
+
+
 def read_from_disk(disk, path):
     out = subprocess.run(["debugfs", "-R", f"cat {path}", disk], capture_output=True,
                          text=True)
     return out.stdout.strip()
 
 
-def run_l1(vmlinuz, l1_cpio, disks, logfile, only, loop=0):
+def run_l1(vmlinuz, l1_cpio, disks, logfile, only, loop=0, nvme=None):
     append = "console=ttyS0 panic=-1 quiet" + (f" lab.only={only}" if only else "") + \
         (f" lab.loop={loop}" if loop else "") + f" lab.kills={CRASH_KILLS}"
+    if nvme:
+        append += " intel_iommu=on iommu=pt lab.vfio=1"
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "EPYC,+svm", "-m", "2048",
            "-smp", "3", "-nographic", "-no-reboot", "-kernel", vmlinuz,
            "-initrd", l1_cpio, "-append", append]
+    if nvme:  # HOST-FACTS: QEMU's Intel IOMMU works for VFIO under TCG
+        cmd += ["-M", "q35", "-device", "intel-iommu,intremap=on,caching-mode=on",
+                "-drive", f"file={nvme},format=raw,if=none,id=nv",
+                "-device", "nvme,serial=kvmc-lab-nvme,drive=nv"]
     for disk in disks:
         cmd += ["-drive", f"file={disk},format=raw,if=virtio"]
     timeout = L1_TIMEOUT_S + loop * 3 * 60
@@ -416,7 +453,7 @@ def main():
     wanted = [n for n in SCENARIOS if not args.only or n in args.only.split(",")]
     lines, l1_total = run_l1(vmlinuz, l1_cpio, [disk, crash_disk],
                              os.path.join(work, "l1-console.log"),
-                             ",".join(wanted) if args.only else "")
+                             ",".join(wanted) if args.only else "") if wanted else ([], 0.0)
     results = parse_results(lines)
     missing = [n for n in wanted if n not in results]
     if missing and l1_failed(lines):
@@ -430,6 +467,21 @@ def main():
         lines += more
         l1_total += more_total
         results.update(parse_results(more))
+    vfio_wanted = [n for n in VFIO_SCENARIOS if not args.only or n in args.only.split(",")]
+    vlines, vfio_total = [], 0.0
+    nvme = make_nvme(work)
+    if vfio_wanted:
+        vlines, vfio_total = run_l1(vmlinuz, l1_cpio, [], os.path.join(work, "l1-vfio-console.log"),
+                                    ",".join(vfio_wanted) if args.only else "", nvme=nvme)
+        vresults = parse_results(vlines)
+        if any(n not in vresults for n in vfio_wanted) and l1_failed(vlines):
+            log(f"VFIO L1 failed ({l1_failed(vlines)}); rerunning it once")
+            nvme = make_nvme(work)
+            vlines, more = run_l1(vmlinuz, l1_cpio, [], os.path.join(work, "l1-vfio-console-rerun.log"),
+                                  ",".join(vfio_wanted) if args.only else "", nvme=nvme)
+            vfio_total += more
+    lines += vlines
+    results.update(parse_results(vlines))
     l1_init = next((float(m.group(1)) for _, l in lines
                     for m in [re.search(r"LAB-L1: init reached at (\S+)s", l)] if m), None)
 
@@ -549,6 +601,10 @@ def main():
           f"passes e2fsck -fn with every record L2 had fsync'ed (records synced per run: "
           f"{[int(c.get('synced', 0)) for c in crashes]}; L2 boots that never wrote: {noboot})")
 
+    # VFIO: the NVMe of a q35 L1 with QEMU's Intel IOMMU, passed through.
+    if vfio_wanted:
+        vfio_checks(lines, results, nvme, check)
+
     print()
     print(f"lab: kernel {pkg} {version}")
     print(f"lab: L1 boot (L1 kernel start to its init): {l1_init:.1f}s" if l1_init
@@ -561,10 +617,72 @@ def main():
     print(f"lab: {'L2 with a disk and rng, start to marker':40s} virtio-mmio  virtio-pci")
     print(f"lab: {'(L1 seconds, same run)':40s} {vm_['boot'] if vm_ else '-':<12} "
           f"{vp_['boot'] if vp_ else '-'}")
-    print(f"lab: whole lab run {time.monotonic() - t0:.1f}s (L1 {l1_total:.1f}s)")
+    kv, qv = results.get("kvmc-vfio"), results.get("qemu-vfio")
+    if vfio_wanted:
+        rate = {n: re.search(r"read_mb_s=(\S+)", next((l for _, l in lines if "KVMC-LAB-L2-NVME "
+                                                       in l and f"vmm={n} " in l), ""))
+                for n in ("kvmc", "qemu")}
+        print(f"lab: {'L2 with a VFIO NVMe, start to marker':40s} kvmc      qemu")
+        print(f"lab: {'(L1 seconds, same run)':40s} {kv['boot'] if kv else '-':<9} "
+              f"{qv['boot'] if qv else '-'}")
+        print(f"lab: {'16 MiB read in L2 (MB/s, same run)':40s} "
+              f"{rate['kvmc'].group(1) if rate['kvmc'] else '-':<9} "
+              f"{rate['qemu'].group(1) if rate['qemu'] else '-'}")
+    print(f"lab: whole lab run {time.monotonic() - t0:.1f}s (L1 {l1_total:.1f}s, "
+          f"VFIO L1 {vfio_total:.1f}s)")
     passed = sum(checks)
     print(f"{passed} passed, {len(checks) - passed} failed")
     return 0 if passed == len(checks) else 1
+
+
+def vfio_checks(lines, results, nvme, check):
+    def line(prefix, text=""):
+        return next((l for _, l in lines if l.startswith(prefix) and text in l), "")
+
+    host = line("LAB-VFIO-HOST ")
+    errors = {m.group(1): (m.group(2), m.group(3)) for _, l in lines
+              for m in [re.match(r"LAB-VFIO-ERROR name=(\S+) status=(\d+) message=\[(.*)\]", l)]
+              if m}
+    bdf = re.search(r"bdf=(\S+)", host)
+    bdf = bdf.group(1) if bdf else "?"
+
+    def refused(name, text):
+        status, message = errors.get(name, ("-", ""))
+        check(f"lab.vfio-error-{name}", status == "2" and text in message and
+              message.count("kvmc:") == 1, f"status {status}: [{message}]")
+
+    check("lab.vfio-l1-iommu", "driver=nvme" in host and "group=" in host and
+          "DMAR-IR: Enabled IRQ remapping" in host, host or "no LAB-VFIO-HOST line")
+    refused("bound-to-nvme", f"VFIO device {bdf} is bound to nvme, not vfio-pci")
+    refused("no-such-device", "VFIO device 0000:00:1f.7: no such PCI device")
+    refused("not-an-address", "'00:03' is not a PCI address")
+    hold = line("LAB-VFIO-HOLD ")
+    refused("busy", f"VFIO device {bdf}: IOMMU group")
+    check("lab.vfio-busy-second-vm", "guest_up=1" in hold and
+          "in use by another process" in errors.get("busy", ("", ""))[1],
+          f"a VM holds the device ({hold or 'no holder'}); a second kvmc asked for it")
+    killed = line("LAB-VFIO-KILLED ")
+    check("lab.vfio-kill-9", "still=[]" in killed and "driver=vfio-pci" in killed and
+          results.get("kvmc-vfio", {}).get("status") == 0,
+          f"kill -9 of the holder: {killed or 'nothing'}; the next VM got the device")
+    for vmm, sector in (("kvmc", 2048), ("qemu", 4096)):
+        nv = next((l for _, l in lines if "KVMC-LAB-L2-NVME " in l and f"vmm={vmm} " in l), "")
+        r = results.get(f"{vmm}-vfio")
+        m = re.search(r"vectors=(\d+) irqs=(\d+) chip=(\S*)", nv)
+        check(f"lab.vfio-{vmm}-nvme", bool(r) and r["status"] == 0 and
+              f"first=[{NVME_HELLO}]" in nv and f"back=[written by L2 through {vmm} vfio]" in nv,
+              f"L2's nvme driver read the host's sector and its own write: {nv or r or 'no result'}")
+        check(f"lab.vfio-{vmm}-msix", bool(m) and int(m.group(1)) >= 2 and int(m.group(2)) > 0
+              and "MSI" in m.group(3), f"nvme queues on MSI-X in L2: {m.group(0) if m else 'none'}")
+        back = read_sector(nvme, sector)
+        check(f"lab.vfio-{vmm}-host-reads-back", back == f"written by L2 through {vmm} vfio",
+              f"the host read sector {sector} of the image after both VMs: [{back}]")
+    retries = [l for _, l in lines if l.startswith("LAB-VFIO-RETRY ")]
+    for r in retries:
+        print(f"  note: an L2 died before its marker and was booted again: {r}", flush=True)
+    again = line("LAB-VFIO-HOST-AGAIN ")
+    check("lab.vfio-host-gets-it-back", "driver=nvme" in again and f"read=[{NVME_HELLO}" in again,
+          f"rebound to the host's nvme driver after both VMs: {again or 'nothing'}")
 
 
 def boot_loop(vmlinuz, l1_cpio, disk, crash_disk, work, n, t0):

@@ -32,6 +32,15 @@ struct fake {
     unsigned ioeventfds;
     uint64_t ioeventfd_addr[FAKE_MAX_RECORDS], ioeventfd_match[FAKE_MAX_RECORDS];
     unsigned pulses, last_gsi;
+    /* MSI routes (by GSI - 24), irqfds attached per GSI, host mappings. */
+    unsigned routes_set, next_route;
+    uint64_t route_addr[FAKE_MAX_RECORDS];
+    uint32_t route_data[FAKE_MAX_RECORDS];
+    bool route_freed[FAKE_MAX_RECORDS];
+    int irqfd_on[FAKE_MAX_RECORDS]; /* the eventfd attached to GSI 24 + i, or -1 */
+    unsigned irqfd_calls;
+    unsigned maps, live_maps;
+    uint64_t map_gpa[FAKE_MAX_RECORDS], map_size[FAKE_MAX_RECORDS];
 };
 
 static inline void f_set_irq(void *ctx, unsigned gsi, int level)
@@ -79,6 +88,58 @@ static inline int f_signal_msi(void *ctx, uint64_t addr, uint32_t data)
     return 0;
 }
 
+static inline int f_msi_route(void *ctx, int *gsi, uint64_t address, uint32_t data)
+{
+    struct fake *f = ctx;
+    if (*gsi < 0) {
+        if (f->next_route == FAKE_MAX_RECORDS)
+            return KVMC_ENOTSUP;
+        *gsi = 24 + (int)f->next_route++;
+    }
+    f->route_addr[*gsi - 24] = address;
+    f->route_data[*gsi - 24] = data;
+    f->routes_set++;
+    return KVMC_OK;
+}
+
+static inline void f_msi_route_free(void *ctx, unsigned gsi)
+{
+    struct fake *f = ctx;
+    f->route_freed[gsi - 24] = true;
+}
+
+static inline int f_msi_irqfd(void *ctx, int fd, unsigned gsi, bool assign)
+{
+    struct fake *f = ctx;
+    cr_assert(gsi >= 24 && gsi < 24 + FAKE_MAX_RECORDS, "irqfd on GSI %u: not a route", gsi);
+    cr_assert_eq(f->irqfd_on[gsi - 24], assign ? -1 : fd, "GSI %u attached twice or "
+                 "detached while not attached", gsi);
+    f->irqfd_on[gsi - 24] = assign ? fd : -1;
+    f->irqfd_calls++;
+    return KVMC_OK;
+}
+
+static inline int f_map_host(void *ctx, uint64_t gpa, uint64_t size, void *host, unsigned *slot)
+{
+    struct fake *f = ctx;
+    cr_assert(host && !(gpa & 4095) && !(size & 4095) && size, "unaligned host mapping");
+    if (f->maps < FAKE_MAX_RECORDS) {
+        f->map_gpa[f->maps] = gpa;
+        f->map_size[f->maps] = size;
+    }
+    *slot = 100 + f->maps++;
+    f->live_maps++;
+    return KVMC_OK;
+}
+
+static inline void f_unmap_host(void *ctx, unsigned slot)
+{
+    struct fake *f = ctx;
+    (void)slot;
+    cr_assert(f->live_maps > 0, "unmapping slot %u that is not mapped", slot);
+    f->live_maps--;
+}
+
 static inline void f_exit(void *ctx, const kvmc_exit_info *info)
 {
     struct fake *f = ctx;
@@ -101,8 +162,12 @@ static inline struct fake *fake_new(void)
         .mem = &f->mem, .pio = &f->pio, .mmio = &f->mmio, .io = &f->io,
         .console = &f->console, .set_irq = f_set_irq, .pulse_irq = f_pulse,
         .irqfd = f_irqfd, .ioeventfd = f_ioeventfd, .signal_msi = f_signal_msi,
+        .msi_route = f_msi_route, .msi_route_free = f_msi_route_free,
+        .msi_irqfd = f_msi_irqfd, .map_host = f_map_host, .unmap_host = f_unmap_host,
         .request_exit = f_exit, .ctx = f,
     };
+    for (unsigned i = 0; i < FAKE_MAX_RECORDS; i++)
+        f->irqfd_on[i] = -1;
     return f;
 }
 

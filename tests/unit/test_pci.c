@@ -187,20 +187,21 @@ Test(pci, bars_are_sized_placed_and_decoded_as_the_command_register_says)
     cr_assert_not(on_bus(&f->mmio, 0xd0000000));
     cr_assert_not(on_bus(&f->pio, bar1 & ~3u));
     pci_host_destroy(&host);
+    pci_host_unplug(&host, &u->pci);
     pci_user_device_destroy(u);
     pci_host_create(&host, &f->svc, 64ull << 20); /* for teardown */
 }
 
 static uint64_t msix_table(struct pci_user_device *u)
 {
-    return pci_bar_address(&u->pci, u->msix.bar);
+    return pci_bar_address(&u->pci, u->msix.table_bar);
 }
 
 Test(pci, msix_delivers_masks_and_remembers_pending_vectors)
 {
     struct pci_user_device *u = plug(4);
     unsigned s = u->pci.slot;
-    cr_assert_eq(u->msix.bar, 4, "the first free BAR (2 and 3 are the 64-bit one)");
+    cr_assert_eq(u->msix.table_bar, 4, "the first free BAR (2 and 3 are the 64-bit one)");
     /* Find the capability by walking the list, as a guest does. */
     unsigned cap = ecam_rd(s, 0x34, 1);
     while (cap && ecam_rd(s, cap, 1) != PCI_CAP_ID_MSIX)
@@ -252,6 +253,7 @@ Test(pci, msix_delivers_masks_and_remembers_pending_vectors)
     bus_read(&f->mmio, NR, table + 8, 4, &v);
     cr_assert_eq(v, 0x41);
     pci_host_destroy(&host);
+    pci_host_unplug(&host, &u->pci);
     pci_user_device_destroy(u);
     pci_host_create(&host, &f->svc, 64ull << 20);
 }
@@ -374,7 +376,7 @@ Test(pci, virtio_pci_brings_up_a_device_and_interrupts_per_queue)
     unsigned mcap = ecam_rd(s, 0x34, 1);
     while (ecam_rd(s, mcap, 1) != PCI_CAP_ID_MSIX)
         mcap = ecam_rd(s, mcap + 1, 1);
-    uint64_t table = pci_bar_address(&p->pci, p->msix.bar);
+    uint64_t table = pci_bar_address(&p->pci, p->msix.table_bar);
     bus_write(&f->mmio, NR, table + 16, 4, 0xfee00000);
     bus_write(&f->mmio, NR, table + 24, 4, 0x51);
     bus_write(&f->mmio, NR, table + 28, 4, 0);
@@ -410,6 +412,7 @@ Test(pci, virtio_pci_brings_up_a_device_and_interrupts_per_queue)
     cr_assert_eq(v, 0xffff);
 #undef CC
     pci_host_destroy(&host);
+    pci_host_unplug(&host, &p->pci);
     virtio_pci_destroy(p);
     pci_host_create(&host, &f->svc, 64ull << 20);
 }

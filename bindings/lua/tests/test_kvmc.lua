@@ -343,6 +343,18 @@ test("a PCI device written in Lua: enumerated, sized, mapped, raising MSI-X", fu
     assert(ok == nil and err:find("transport"), err)
 end)
 
+test("VFIO errors name the device", function()
+    -- The checks that need no IOMMU; the lab passes a real device through.
+    local ok, err = kvmc.vm{kernel = GUEST, vfio = {"zz"}}
+    assert(ok == nil and err:find("'zz' is not a PCI address", 1, true), err)
+    ok, err = kvmc.vm{kernel = GUEST, vfio = {"00:1f.7", "0000:00:1f.7"}}
+    assert(ok == nil and err:find("added twice", 1, true), err)
+    ok, err = kvmc.vm{kernel = GUEST, vfio = {"0000:7f:1f.7"}}
+    assert(ok == nil and err:find("VFIO device 0000:7f:1f.7: no such PCI device", 1, true), err)
+    ok, err = kvmc.vm{kernel = GUEST, vfio = "0000:00:03.0"}
+    assert(ok == nil and err:find("list of PCI addresses", 1, true), err)
+end)
+
 test("a device raises an interrupt", function()
     local vm = assert(kvmc.vm{kernel = GUEST, memory = "32M", cmdline = "kvmc.test=irq"})
     assert(vm:add_pio_device(0x600, 4, {write = function(_, _, gsi)

@@ -209,6 +209,11 @@ class VM:
     vsock_connector: port -> socket (or fd, or None to refuse), called on
     kvmc's I/O thread for each guest connection to the host (instead of
     connecting to "<uds_path>_<port>").
+    transport: "mmio" (default) or "pci", how virtio devices reach the guest.
+    vfio: host PCI devices to pass through, by address (["0000:00:03.0"]),
+    each bound to vfio-pci first; the host is checked when the VM is created
+    (InvalidArgumentError naming the device if it is not bound to vfio-pci,
+    BusyError if another VM has it).
     on_event: a callable that gets each lifecycle Event.
 
     Every method may be called in every state; one that does not apply
@@ -226,7 +231,7 @@ class VM:
                  nets: Optional[List[str]] = None, vsock: Optional[tuple] = None,
                  vsock_connector: Optional[Callable[[int], object]] = None,
                  virtio_console: Union[None, bool, str] = None,
-                 transport: str = "mmio",
+                 transport: str = "mmio", vfio: Optional[List[str]] = None,
                  on_event: Optional[Callable[["Event"], None]] = None):
         self._vm = ffi.NULL
         self._lock = threading.Lock()
@@ -253,6 +258,10 @@ class VM:
             if transport not in transports:
                 raise ValueError(f"transport={transport!r}: use mmio or pci")
             _check(lib.kvmc_config_set_virtio_transport(cfg[0], transports[transport]))
+            if isinstance(vfio, str):
+                raise TypeError("vfio must be a list of PCI addresses, e.g. [\"0000:00:03.0\"]")
+            for address in vfio or []:
+                _check(lib.kvmc_config_add_vfio(cfg[0], _text("vfio", address)))
             self._configure_streams(cfg[0], nets or [], vsock, vsock_connector, virtio_console)
             vm = ffi.new("kvmc_vm **")
             _check(lib.kvmc_vm_create(cfg[0], vm))

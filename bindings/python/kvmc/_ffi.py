@@ -85,6 +85,7 @@ typedef int (*kvmc_vsock_connect_fn)(void *opaque, uint32_t port);
 #define KVMC_MEM_HUGEPAGES 2
 #define KVMC_DISK_READ_ONLY 1
 #define KVMC_DISK_NO_LOCK 2
+#define KVMC_MAX_VFIO_DEVICES 8
 #define KVMC_MAX_VIRTIO_DEVICES 8
 #define KVMC_MAX_VCPUS 64
 #define KVMC_DEVICE_OPS_VERSION 1
@@ -130,6 +131,7 @@ int kvmc_config_set_vsock_connector(kvmc_config *cfg, kvmc_vsock_connect_fn fn, 
 int kvmc_config_add_net(kvmc_config *cfg, const char *spec);
 int kvmc_config_set_pit(kvmc_config *cfg, int enabled);
 int kvmc_config_set_virtio_transport(kvmc_config *cfg, kvmc_virtio_transport transport);
+int kvmc_config_add_vfio(kvmc_config *cfg, const char *address);
 
 int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out);
 void kvmc_vm_destroy(kvmc_vm *vm);

@@ -341,6 +341,19 @@ def test_bad_pci_devices_name_the_problem(guest_elf):
             vm.add_pci_device(0x1234, 1, read=42)
 
 
+@pytest.mark.parametrize("vfio, message", [
+    (["zz"], "'zz' is not a PCI address"),
+    (["00:1f.7", "0000:00:1f.7"], "added twice"),
+    (["0000:7f:1f.7"], "VFIO device 0000:7f:1f.7: no such PCI device"),
+])
+def test_vfio_errors_name_the_device(guest_elf, vfio, message):
+    """The checks that need no IOMMU (the lab passes a real device through)."""
+    with pytest.raises(kvmc.InvalidArgumentError, match=message):
+        kvmc.VM(guest_elf, vfio=vfio)
+    with pytest.raises(TypeError, match="list of PCI addresses"):
+        kvmc.VM(guest_elf, vfio="0000:00:03.0")
+
+
 @pytest.mark.parametrize("transport", ["mmio", "pci"])
 def test_virtio_on_either_transport(guest_elf, transport):
     with kvmc.VM(guest_elf, memory="64M", rng=True, transport=transport,

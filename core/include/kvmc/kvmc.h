@@ -72,7 +72,8 @@ typedef enum kvmc_error {
     KVMC_EKVM = -4,      /* /dev/kvm is missing or an ioctl failed */
     KVMC_EFORMAT = -5,   /* a kernel or initrd image is malformed */
     KVMC_ESTATE = -6,    /* the call is not valid in the VM's current state */
-    KVMC_EBUSY = -7,     /* a bus range overlaps an existing device */
+    KVMC_EBUSY = -7,     /* a bus range overlaps an existing device, or a host
+                          * device is in use elsewhere */
     KVMC_ETIMEDOUT = -8, /* a wait ran out of time */
     KVMC_ENOTSUP = -9,   /* the host or the image lacks a needed feature */
 } kvmc_error;
@@ -243,6 +244,20 @@ typedef enum kvmc_virtio_transport {
 KVMC_API int kvmc_config_set_virtio_transport(kvmc_config *cfg,
                                               kvmc_virtio_transport transport);
 
+/* Passes the host PCI device at `address` ("0000:00:03.0", or "00:03.0"
+ * for domain 0) through to the guest with VFIO: the device must be bound
+ * to vfio-pci, alone in its IOMMU group (or with the rest of the group
+ * bound to vfio-pci too), and have MSI-X. It appears on the guest's PCI
+ * bus with its own IDs and BARs; all guest RAM is mapped for its DMA (and
+ * so pinned) when the VM is created, which is also when the device is
+ * opened and reset. At most KVMC_MAX_VFIO_DEVICES. The checks of the host
+ * (driver, IOMMU, group, permission, busy) happen in kvmc_vm_create, whose
+ * error names the device. Since 1.1.
+ * @return KVMC_OK; KVMC_EINVAL (NULL cfg, not a PCI address, the same
+ *   device twice, too many devices); KVMC_ENOMEM */
+KVMC_API int kvmc_config_add_vfio(kvmc_config *cfg, const char *address);
+
+#define KVMC_MAX_VFIO_DEVICES 8u
 #define KVMC_MAX_VIRTIO_DEVICES 8u
 #define KVMC_MIN_MEMORY (4ull << 20)
 #define KVMC_MAX_VCPUS 64u

@@ -10,6 +10,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "../kick.h"
 #include "serial.h"
 
 #include "../bus.h"
@@ -270,7 +271,7 @@ int serial_start_input(struct serial *s, bool seccomp)
     s->stop_fd = eventfd(0, EFD_CLOEXEC);
     if (s->stop_fd < 0)
         return kvmc_fail_errno(KVMC_EIO, errno, "eventfd for serial input");
-    int err = pthread_create(&s->input_thread, NULL, input_main, s);
+    int err = kick_thread_create(&s->input_thread, NULL, input_main, s);
     if (err)
         return kvmc_fail_errno(KVMC_EIO, err, "starting the serial input thread");
     s->input_started = true;

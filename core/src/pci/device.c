@@ -217,6 +217,6 @@ void pci_config_write(struct pci_device *d, unsigned offset, unsigned size, uint
         place_bars(d);
     if (offset >= FIRST_CAP && d->msix)
         pci_msix_config_written(d->msix, offset, size);
-    if (offset >= FIRST_CAP && d->ops && d->ops->config_written)
+    if (d->ops && d->ops->config_written)
         d->ops->config_written(d, offset, size);
 }

@@ -200,6 +200,16 @@ int pci_host_add(struct pci_host *h, struct pci_device *d)
     return err;
 }
 
+void pci_host_unplug(struct pci_host *h, struct pci_device *d)
+{
+    pthread_mutex_lock(&h->lock);
+    if (d->slot && d->slot < PCI_MAX_DEVICES && h->slots[d->slot] == d) {
+        pci_device_unmap(d);
+        h->slots[d->slot] = NULL;
+    }
+    pthread_mutex_unlock(&h->lock);
+}
+
 struct pci_device *pci_host_device(struct pci_host *h, unsigned slot)
 {
     pthread_mutex_lock(&h->lock);

@@ -44,6 +44,8 @@ void pci_host_destroy(struct pci_host *h);
 /* Plugs d into the first free slot and places its BARs: KVMC_EBUSY when
  * the bus or a window is full. d->svc is set. */
 int pci_host_add(struct pci_host *h, struct pci_device *d);
+/* Takes d off the bus (its BARs, its slot) before its owner frees it. */
+void pci_host_unplug(struct pci_host *h, struct pci_device *d);
 struct pci_device *pci_host_device(struct pci_host *h, unsigned slot);
 
 void pci_host_describe(const struct pci_host *h, struct pci_host_desc *out);

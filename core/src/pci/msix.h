@@ -1,6 +1,8 @@
 /* MSI-X for a PCI function: the capability, its vector table and
- * pending-bit array in a BAR of their own, per-vector and function-wide
- * masking, and delivery through KVM (KVM_SIGNAL_MSI).
+ * pending-bit array (in a BAR of their own, or for a passed-through device
+ * where the device has them), per-vector and function-wide masking, and
+ * delivery through KVM (KVM_SIGNAL_MSI), or word of every change to a
+ * device that delivers by itself (VFIO: irqfds on MSI routes).
  *
  * A hostile guest may write anything to the table: a vector whose address
  * is not the local APICs' window (0xfee00000-0xfeefffff) is dropped (and
@@ -24,13 +26,20 @@ struct pci_msix_entry {
     uint32_t addr_lo, addr_hi, data, ctrl;
 };
 
+/* Told (without the lock) that vectors [first, first+count) may deliver
+ * differently now: an entry, its mask, or the enable and function mask
+ * bits changed. */
+typedef void (*pci_msix_changed_fn)(void *opaque, unsigned first, unsigned count);
+
 struct pci_msix {
     pthread_mutex_t lock;
     struct pci_device *dev;
     unsigned cap;       /* config offset of the capability */
     unsigned nvectors;
-    unsigned bar;
-    uint64_t pba_offset; /* within the BAR; the table is at 0 */
+    unsigned table_bar, pba_bar;
+    uint64_t table_offset, pba_offset; /* within their BARs */
+    pci_msix_changed_fn changed;
+    void *changed_opaque;
     struct pci_msix_entry *table;
     uint64_t *pba;
     bool enabled, function_masked;
@@ -40,7 +49,24 @@ struct pci_msix {
 /* Adds the capability and a 32-bit memory BAR (number `bar`) holding the
  * table and the PBA. KVMC_EINVAL/ENOMEM. */
 int pci_msix_init(struct pci_msix *x, struct pci_device *d, unsigned nvectors, unsigned bar);
+/* The capability only, for a device whose BARs already hold the table and
+ * the PBA at these places (a VFIO device): the device's BAR handlers pass
+ * accesses there to pci_msix_access. changed (may be NULL) hears of every
+ * change; pci_msix_notify stays usable. */
+int pci_msix_init_at(struct pci_msix *x, struct pci_device *d, unsigned nvectors,
+                     unsigned table_bar, uint64_t table_offset, unsigned pba_bar,
+                     uint64_t pba_offset, pci_msix_changed_fn changed, void *opaque);
 void pci_msix_destroy(struct pci_msix *x);
+
+/* An access to BAR bar at offset: true if it falls in the table or the PBA
+ * (then handled: *value read or written), false if it is the device's. */
+bool pci_msix_access(struct pci_msix *x, unsigned bar, uint64_t offset, unsigned size,
+                     uint64_t *value, bool write);
+
+/* Where vector v delivers now: false if it does not exist, MSI-X is
+ * disabled, the function or the vector is masked, or the guest pointed it
+ * anywhere but the local APICs (a hostile address never reaches KVM). */
+bool pci_msix_target(struct pci_msix *x, unsigned v, uint64_t *address, uint32_t *data);
 
 /* The guest wrote config space at [offset, offset+size): picks up enable
  * and function mask changes (and delivers what an unmask releases). */

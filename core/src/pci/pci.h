@@ -74,9 +74,10 @@ struct pci_bar {
 };
 
 struct pci_device_ops {
-    /* Optional: a config write within [offset, offset+size) to a register
-     * the generic code does not own (a capability's), after the generic
-     * code stored the writable bits. */
+    /* Optional: a config write within [offset, offset+size), after the
+     * generic code stored the writable bits and acted on what it owns (the
+     * command register, BARs, MSI-X): for capabilities' registers, and for
+     * a device that mirrors the command register (VFIO). */
     void (*config_written)(struct pci_device *d, unsigned offset, unsigned size);
     /* Optional: a config read is about to return these bytes (for
      * registers that reflect device state). */
