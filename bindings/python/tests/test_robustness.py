@@ -203,8 +203,12 @@ def run_script(guest_elf, body, timeout=20, signal_after=None):
     env = dict(os.environ)
     env["PYTHONPATH"] = str(pathlib.Path(kvmc.__file__).parents[1])
     cmdline = "kvmc.test=flood" if "flood" in body else IDLE
+    # SIGINT back to its default in the child: a runner that starts the
+    # suite in the background (CI does) passes SIGINT ignored, and Python
+    # then installs no KeyboardInterrupt handler at all.
     proc = subprocess.Popen([sys.executable, "-c", script, cmdline], env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     if signal_after is not None:
         time.sleep(signal_after)
         proc.send_signal(signal.SIGINT)
