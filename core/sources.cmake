@@ -30,6 +30,7 @@ set(KVMC_CORE_SOURCES
   src/services.c
   src/x86/gsi_routes.c
   src/x86/vcpu_setup.c
+  src/x86/vcpu_state.c
   src/net/slirp.c
   src/net/tap.c
   src/net/dns_forward.c

@@ -18,6 +18,7 @@
 #include "seccomp.h"
 #include "thread_role.h"
 #include "vm.h"
+#include "eintr.h"
 
 /* ------------------------------------------------------------ kick signal */
 
@@ -39,7 +40,7 @@ int vcpu_create(struct kvmc_vm *vm, unsigned index)
     struct vcpu *vcpu = &vm->vcpus[index];
     vcpu->vm = vm;
     vcpu->index = index;
-    vcpu->fd = ioctl(vm->vm_fd, KVM_CREATE_VCPU, (unsigned long)index);
+    vcpu->fd = ioctl_retry(vm->vm_fd, KVM_CREATE_VCPU, (void *)(uintptr_t)index);
     if (vcpu->fd < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_CREATE_VCPU %u", index);
     vcpu->run = mmap(NULL, vm->run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
@@ -226,9 +227,17 @@ static void *vcpu_main(void *arg)
         __atomic_store_n(&vcpu->run->immediate_exit, 0, __ATOMIC_SEQ_CST);
         if (__atomic_load_n(&vm->stop_requested, __ATOMIC_SEQ_CST))
             break;
-        if (__atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST) &&
-            !park_if_paused(vcpu))
-            break;
+        if (__atomic_load_n(&vm->pause_requested, __ATOMIC_SEQ_CST)) {
+            /* Let KVM finish the instruction of the last exit first (a
+             * port write's RIP moves on when KVM_RUN is entered again):
+             * with immediate_exit set it does that and returns at once,
+             * so a paused vCPU's state is whole, as a snapshot needs. */
+            __atomic_store_n(&vcpu->run->immediate_exit, 1, __ATOMIC_SEQ_CST);
+            (void)ioctl(vcpu->fd, KVM_RUN, 0);
+            if (!park_if_paused(vcpu))
+                break;
+            continue;
+        }
         if (ioctl(vcpu->fd, KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN)
                 continue;

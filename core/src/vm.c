@@ -18,6 +18,7 @@
 #include "thread_role.h"
 #include "vm.h"
 #include "x86/cpuid.h"
+#include "eintr.h"
 
 #define MAX_KERNEL_SIZE (512ull << 20)
 
@@ -57,7 +58,7 @@ static int open_kvm(struct kvmc_vm *vm, unsigned cpus)
 
 static int create_kvm_vm(struct kvmc_vm *vm)
 {
-    vm->vm_fd = ioctl(vm->kvm_fd, KVM_CREATE_VM, 0);
+    vm->vm_fd = ioctl_retry(vm->kvm_fd, KVM_CREATE_VM, NULL);
     if (vm->vm_fd < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_CREATE_VM");
     return KVMC_OK;
@@ -84,7 +85,7 @@ static int map_memory(struct kvmc_vm *vm, const kvmc_config *cfg)
             .slot = i, .guest_phys_addr = r->gpa, .memory_size = r->size,
             .userspace_addr = (uint64_t)(uintptr_t)r->host,
         };
-        if (ioctl(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
+        if (ioctl_retry(vm->vm_fd, KVM_SET_USER_MEMORY_REGION, &region) < 0)
             return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_SET_USER_MEMORY_REGION %u", i);
     }
     return KVMC_OK;

@@ -12,6 +12,7 @@
 #include "../devices/ioapic.h"
 #include "../error.h"
 #include "layout.h"
+#include "../eintr.h"
 
 #define KVM_TSS_ADDR 0xfffbd000ul
 
@@ -49,7 +50,7 @@ static int create_split(struct irqchip *c, int kvm_fd, struct bus *mmio)
     if (err)
         return err;
     struct kvm_enable_cap cap = {.cap = KVM_CAP_SPLIT_IRQCHIP, .args = {IOAPIC_PINS}};
-    if (ioctl(c->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
+    if (ioctl_retry(c->vm_fd, KVM_ENABLE_CAP, &cap) < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_ENABLE_CAP(KVM_CAP_SPLIT_IRQCHIP)");
     struct ioapic_host host = {.signal_msi = signal_msi, .set_level_routes = set_level_routes,
                                .ctx = c};
@@ -62,13 +63,13 @@ static int create_split(struct irqchip *c, int kvm_fd, struct bus *mmio)
 
 static int create_full_with_pit(struct irqchip *c, int kvm_fd)
 {
-    if (ioctl(c->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+    if (ioctl_retry(c->vm_fd, KVM_CREATE_IRQCHIP, NULL) < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_CREATE_IRQCHIP");
     int err = kvm_require(kvm_fd, KVM_CAP_PIT2, "KVM_CAP_PIT2");
     if (err)
         return err;
     struct kvm_pit_config pit = {.flags = KVM_PIT_SPEAKER_DUMMY};
-    if (ioctl(c->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+    if (ioctl_retry(c->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_CREATE_PIT2");
     return KVMC_OK;
 }

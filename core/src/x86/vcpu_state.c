@@ -1,0 +1,109 @@
+#include "vcpu_state.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+
+#include "../error.h"
+
+int vcpu_state_msr_list(int kvm_fd, uint32_t *out, unsigned max)
+{
+    struct kvm_msr_list *list = calloc(1, sizeof(*list) + max * sizeof(uint32_t));
+    if (!list)
+        return kvmc_fail(KVMC_ENOMEM, "MSR index list");
+    list->nmsrs = max;
+    int rc = ioctl(kvm_fd, KVM_GET_MSR_INDEX_LIST, list);
+    int e = errno;
+    unsigned n = list->nmsrs;
+    if (rc == 0)
+        memcpy(out, list->indices, n * sizeof(uint32_t));
+    free(list);
+    if (rc < 0)
+        return kvmc_fail_errno(KVMC_EKVM, e, "KVM_GET_MSR_INDEX_LIST (%u entries)", max);
+    return (int)n;
+}
+
+/* KVM_GET_MSRS stops at the first MSR it cannot read: read them one group
+ * at a time, skipping the refused one. */
+static void save_msrs(int fd, const uint32_t *index, unsigned n, struct vcpu_state *s)
+{
+    struct {
+        struct kvm_msrs head;
+        struct kvm_msr_entry entries[VCPU_STATE_MAX_MSRS];
+    } buf;
+    unsigned at = 0;
+    s->nmsrs = 0;
+    if (n > VCPU_STATE_MAX_MSRS)
+        n = VCPU_STATE_MAX_MSRS;
+    while (at < n) {
+        memset(&buf, 0, sizeof(buf));
+        buf.head.nmsrs = n - at;
+        for (unsigned i = 0; i < n - at; i++)
+            buf.entries[i].index = index[at + i];
+        int got = ioctl(fd, KVM_GET_MSRS, &buf);
+        if (got < 0)
+            got = 0;
+        memcpy(&s->msrs[s->nmsrs], buf.entries, (size_t)got * sizeof(buf.entries[0]));
+        s->nmsrs += (uint32_t)got;
+        at += (unsigned)got + 1; /* past the one it could not read */
+    }
+}
+
+#define GET(req, field, what)                                                        \
+    do {                                                                             \
+        if (ioctl(vcpu_fd, req, field) < 0)                                          \
+            return kvmc_fail_errno(KVMC_EKVM, errno, "saving the vCPU's %s", what);   \
+    } while (0)
+
+int vcpu_state_save(int vcpu_fd, const uint32_t *msrs, unsigned nmsrs, struct vcpu_state *s)
+{
+    memset(s, 0, sizeof(*s));
+    GET(KVM_GET_REGS, &s->regs, "registers");
+    GET(KVM_GET_SREGS, &s->sregs, "special registers");
+    GET(KVM_GET_XSAVE, &s->xsave, "XSAVE area");
+    GET(KVM_GET_XCRS, &s->xcrs, "XCRs");
+    GET(KVM_GET_LAPIC, &s->lapic, "local APIC");
+    GET(KVM_GET_VCPU_EVENTS, &s->events, "pending events");
+    GET(KVM_GET_DEBUGREGS, &s->debugregs, "debug registers");
+    GET(KVM_GET_MP_STATE, &s->mp_state, "MP state");
+    save_msrs(vcpu_fd, msrs, nmsrs, s);
+    return KVMC_OK;
+}
+
+#define SET(req, field, what)                                                         \
+    do {                                                                              \
+        if (ioctl(vcpu_fd, req, field) < 0)                                           \
+            return kvmc_fail_errno(KVMC_EKVM, errno, "restoring the vCPU's %s", what); \
+    } while (0)
+
+int vcpu_state_restore(int vcpu_fd, const struct vcpu_state *s)
+{
+    if (s->nmsrs > VCPU_STATE_MAX_MSRS)
+        return kvmc_fail(KVMC_EINVAL, "vCPU state with %u MSRs (at most %u)", s->nmsrs,
+                         VCPU_STATE_MAX_MSRS);
+    SET(KVM_SET_SREGS, &s->sregs, "special registers");
+    SET(KVM_SET_REGS, &s->regs, "registers");
+    SET(KVM_SET_XSAVE, &s->xsave, "XSAVE area");
+    SET(KVM_SET_XCRS, &s->xcrs, "XCRs");
+    SET(KVM_SET_DEBUGREGS, &s->debugregs, "debug registers");
+    SET(KVM_SET_LAPIC, &s->lapic, "local APIC");
+    struct {
+        struct kvm_msrs head;
+        struct kvm_msr_entry entries[VCPU_STATE_MAX_MSRS];
+    } buf;
+    memset(&buf, 0, sizeof(buf));
+    buf.head.nmsrs = s->nmsrs;
+    memcpy(buf.entries, s->msrs, s->nmsrs * sizeof(s->msrs[0]));
+    int set = ioctl(vcpu_fd, KVM_SET_MSRS, &buf);
+    if (set < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "restoring the vCPU's MSRs");
+    if ((uint32_t)set != s->nmsrs)
+        return kvmc_fail(KVMC_EKVM, "restoring the vCPU's MSRs: KVM refused MSR 0x%x",
+                         s->msrs[set].index);
+    SET(KVM_SET_MP_STATE, &s->mp_state, "MP state");
+    struct kvm_vcpu_events events = s->events;
+    events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
+    SET(KVM_SET_VCPU_EVENTS, &events, "pending events");
+    return KVMC_OK;
+}
