@@ -162,3 +162,15 @@ linux = b"".join([
 ])
 with open(os.path.join(out, "vfio_pci", "linux"), "wb") as f:
     f.write(bytes(cfg) + linux)
+
+# snapshot: a valid state file (the container's format, docs in
+# core/src/snapshot/format.h): three sections, the CRC over the body.
+import zlib
+os.makedirs(os.path.join(out, "snapshot"), exist_ok=True)
+body = b"".join(struct.pack("<II", tag, len(data)) + data for tag, data in
+                [(0x55415254, struct.pack("<IQ", 0xdeadbeef, 0x0123456789abcdef)),
+                 (0x4d454d21, b"hello"), (7, b"")])
+header = (b"KVMCSNAP" + struct.pack("<II", 1, 0) + b"1.1.0".ljust(16, b"\0") +
+          struct.pack("<QII", len(body), zlib.crc32(body), 0))
+with open(os.path.join(out, "snapshot", "valid"), "wb") as f:
+    f.write(header + body)

@@ -605,6 +605,10 @@ def main():
     if vfio_wanted:
         vfio_checks(lines, results, nvme, check)
 
+    retries = [l for _, l in lines if l.startswith("LAB-RETRY ")]
+    for r in retries:
+        print(f"note: an L2 died before its marker and was booted once more: {r}", flush=True)
+
     print()
     print(f"lab: kernel {pkg} {version}")
     print(f"lab: L1 boot (L1 kernel start to its init): {l1_init:.1f}s" if l1_init
@@ -628,6 +632,7 @@ def main():
         print(f"lab: {'16 MiB read in L2 (MB/s, same run)':40s} "
               f"{rate['kvmc'].group(1) if rate['kvmc'] else '-':<9} "
               f"{rate['qemu'].group(1) if rate['qemu'] else '-'}")
+    print(f"lab: L2 boots retried after dying before their marker: {len(retries)}")
     print(f"lab: whole lab run {time.monotonic() - t0:.1f}s (L1 {l1_total:.1f}s, "
           f"VFIO L1 {vfio_total:.1f}s)")
     passed = sum(checks)
@@ -677,9 +682,6 @@ def vfio_checks(lines, results, nvme, check):
         back = read_sector(nvme, sector)
         check(f"lab.vfio-{vmm}-host-reads-back", back == f"written by L2 through {vmm} vfio",
               f"the host read sector {sector} of the image after both VMs: [{back}]")
-    retries = [l for _, l in lines if l.startswith("LAB-VFIO-RETRY ")]
-    for r in retries:
-        print(f"  note: an L2 died before its marker and was booted again: {r}", flush=True)
     again = line("LAB-VFIO-HOST-AGAIN ")
     check("lab.vfio-host-gets-it-back", "driver=nvme" in again and f"read=[{NVME_HELLO}" in again,
           f"rebound to the host's nvme driver after both VMs: {again or 'nothing'}")

@@ -116,7 +116,7 @@ Test(vcpu_state, a_new_vm_given_the_state_continues_byte_for_byte, .timeout = 60
     cr_assert_eq(vcpu_state_save(vm2->vcpus[0].fd, msrs, (unsigned)nmsrs, now), KVMC_OK);
     cr_assert_eq(now->regs.rip, saved->regs.rip);
     cr_assert_eq(memcmp(&now->sregs, &saved->sregs, sizeof(now->sregs)), 0, "sregs differ");
-    cr_assert_eq(memcmp(now->xsave.region, saved->xsave.region, 512), 0,
+    cr_assert_eq(memcmp(now->xsave, saved->xsave, 512), 0,
                  "the FXSAVE part (x87, XMM) differs");
     cr_assert_eq(now->xcrs.xcrs[0].value, saved->xcrs.xcrs[0].value, "XCR0 differs");
     cr_assert_eq(kvmc_vm_start(vm2), KVMC_OK);

@@ -26,12 +26,15 @@ int vcpu_state_msr_list(int kvm_fd, uint32_t *out, unsigned max)
 
 /* KVM_GET_MSRS stops at the first MSR it cannot read: read them one group
  * at a time, skipping the refused one. */
+/* struct kvm_msrs ends in a flexible array: room for ours behind it. */
+union msr_buf {
+    struct kvm_msrs head;
+    uint8_t bytes[sizeof(struct kvm_msrs) + VCPU_STATE_MAX_MSRS * sizeof(struct kvm_msr_entry)];
+};
+
 static void save_msrs(int fd, const uint32_t *index, unsigned n, struct vcpu_state *s)
 {
-    struct {
-        struct kvm_msrs head;
-        struct kvm_msr_entry entries[VCPU_STATE_MAX_MSRS];
-    } buf;
+    union msr_buf buf;
     unsigned at = 0;
     s->nmsrs = 0;
     if (n > VCPU_STATE_MAX_MSRS)
@@ -40,11 +43,11 @@ static void save_msrs(int fd, const uint32_t *index, unsigned n, struct vcpu_sta
         memset(&buf, 0, sizeof(buf));
         buf.head.nmsrs = n - at;
         for (unsigned i = 0; i < n - at; i++)
-            buf.entries[i].index = index[at + i];
+            buf.head.entries[i].index = index[at + i];
         int got = ioctl(fd, KVM_GET_MSRS, &buf);
         if (got < 0)
             got = 0;
-        memcpy(&s->msrs[s->nmsrs], buf.entries, (size_t)got * sizeof(buf.entries[0]));
+        memcpy(&s->msrs[s->nmsrs], buf.head.entries, (size_t)got * sizeof(s->msrs[0]));
         s->nmsrs += (uint32_t)got;
         at += (unsigned)got + 1; /* past the one it could not read */
     }
@@ -61,7 +64,7 @@ int vcpu_state_save(int vcpu_fd, const uint32_t *msrs, unsigned nmsrs, struct vc
     memset(s, 0, sizeof(*s));
     GET(KVM_GET_REGS, &s->regs, "registers");
     GET(KVM_GET_SREGS, &s->sregs, "special registers");
-    GET(KVM_GET_XSAVE, &s->xsave, "XSAVE area");
+    GET(KVM_GET_XSAVE, (struct kvm_xsave *)s->xsave, "XSAVE area");
     GET(KVM_GET_XCRS, &s->xcrs, "XCRs");
     GET(KVM_GET_LAPIC, &s->lapic, "local APIC");
     GET(KVM_GET_VCPU_EVENTS, &s->events, "pending events");
@@ -84,17 +87,14 @@ int vcpu_state_restore(int vcpu_fd, const struct vcpu_state *s)
                          VCPU_STATE_MAX_MSRS);
     SET(KVM_SET_SREGS, &s->sregs, "special registers");
     SET(KVM_SET_REGS, &s->regs, "registers");
-    SET(KVM_SET_XSAVE, &s->xsave, "XSAVE area");
+    SET(KVM_SET_XSAVE, (const struct kvm_xsave *)s->xsave, "XSAVE area");
     SET(KVM_SET_XCRS, &s->xcrs, "XCRs");
     SET(KVM_SET_DEBUGREGS, &s->debugregs, "debug registers");
     SET(KVM_SET_LAPIC, &s->lapic, "local APIC");
-    struct {
-        struct kvm_msrs head;
-        struct kvm_msr_entry entries[VCPU_STATE_MAX_MSRS];
-    } buf;
+    union msr_buf buf;
     memset(&buf, 0, sizeof(buf));
     buf.head.nmsrs = s->nmsrs;
-    memcpy(buf.entries, s->msrs, s->nmsrs * sizeof(s->msrs[0]));
+    memcpy(buf.head.entries, s->msrs, s->nmsrs * sizeof(s->msrs[0]));
     int set = ioctl(vcpu_fd, KVM_SET_MSRS, &buf);
     if (set < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "restoring the vCPU's MSRs");

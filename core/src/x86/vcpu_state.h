@@ -21,7 +21,9 @@
 struct vcpu_state {
     struct kvm_regs regs;
     struct kvm_sregs sregs;
-    struct kvm_xsave xsave; /* the legacy 4 KiB area: what PVM offers */
+    /* The legacy 4 KiB XSAVE area (struct kvm_xsave, whose header ends in
+     * a flexible array): what PVM offers. */
+    uint32_t xsave[1024];
     struct kvm_xcrs xcrs;
     struct kvm_lapic_state lapic;
     struct kvm_vcpu_events events;
