@@ -39,7 +39,8 @@ Test(vfio, pci_addresses_are_checked_and_made_canonical)
     cr_assert_str_eq(out, "abcd:0a:1f.2");
     const char *bad[] = {"", "zz", "0000:00:20.0", "0000:00:03.8", "0000:00:03",
                          "0000:00:03.0x", "1:2:3:4.0", "00000:00:03.0", "0000:00:03.0 ",
-                         "../../etc", "0000:00:03.-1"};
+                         "../../etc", "0000:00:03.-1",
+                         "-000:00:03.0", "+000:00:03.0", "0x0:00:03.0", " 000:00:03.0"};
     for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         cr_assert(!vfio_parse_bdf(bad[i], out), "'%s' accepted", bad[i]);
     cr_assert(!vfio_parse_bdf(NULL, out));

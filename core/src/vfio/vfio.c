@@ -19,7 +19,9 @@ bool vfio_parse_bdf(const char *text, char out[VFIO_BDF_LEN])
 {
     unsigned domain = 0, bus, dev, fn;
     char tail;
-    if (!text)
+    /* Hex digits and separators only: sscanf's %x would also take a sign,
+     * "0x" or spaces. */
+    if (!text || strspn(text, "0123456789abcdefABCDEF:.") != strlen(text))
         return false;
     bool full = sscanf(text, "%4x:%2x:%2x.%1x%c", &domain, &bus, &dev, &fn, &tail) == 4;
     if (!full && sscanf(text, "%2x:%2x.%1x%c", &bus, &dev, &fn, &tail) != 3)

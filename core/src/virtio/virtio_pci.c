@@ -250,35 +250,39 @@ static void bar_moved(struct pci_device *d, unsigned bar, bool mapped, uint64_t 
 
 /* VIRTIO_PCI_CAP_PCI_CFG: a window into the BARs through config space, for
  * drivers that cannot map them (the spec requires one; Linux does not use
- * it). Accesses go to BAR 0 only. */
-static bool cfg_window(struct virtio_pci *p, uint64_t *offset, unsigned *len)
+ * it). Whether a config access at [offset, offset+size) touches the
+ * window's data register, and where in BAR 0 (the only BAR it reaches) the
+ * window points. */
+static bool cfg_window(struct virtio_pci *p, unsigned offset, unsigned size, uint64_t *bar_off,
+                       unsigned *len)
 {
     const struct pci_device *d = &p->pci;
-    unsigned c = p->cfg_cap;
-    *offset = pci_cfg32(d, c + 8);
+    unsigned c = p->cfg_cap, data = c + 16;
+    if (offset >= data + 4 || data >= offset + size)
+        return false;
+    *bar_off = pci_cfg32(d, c + 8);
     *len = pci_cfg32(d, c + 12);
     return d->cfg[c + 4] == VIRTIO_BAR && (*len == 1 || *len == 2 || *len == 4) &&
-           !(*offset & (*len - 1)) && *offset + *len <= VIRTIO_PCI_BAR_SIZE;
+           !(*bar_off & (*len - 1)) && *bar_off + *len <= VIRTIO_PCI_BAR_SIZE;
 }
 
 static void config_written(struct pci_device *d, unsigned offset, unsigned size)
 {
     struct virtio_pci *p = d->opaque;
-    unsigned data = p->cfg_cap + 16;
     uint64_t off;
     unsigned len;
-    if (offset < data + 4 && data < offset + size && cfg_window(p, &off, &len))
-        bar_write(p, off, len, pci_cfg32(d, data) & (len == 4 ? ~0u : (1u << (8 * len)) - 1));
+    if (cfg_window(p, offset, size, &off, &len))
+        bar_write(p, off, len, pci_cfg32(d, p->cfg_cap + 16) &
+                                   (len == 4 ? ~0u : (1u << (8 * len)) - 1));
 }
 
 static void config_reading(struct pci_device *d, unsigned offset, unsigned size)
 {
     struct virtio_pci *p = d->opaque;
-    unsigned data = p->cfg_cap + 16;
     uint64_t off;
     unsigned len;
-    if (offset < data + 4 && data < offset + size && cfg_window(p, &off, &len))
-        pci_set32(d, data, (uint32_t)bar_read(p, off, len));
+    if (cfg_window(p, offset, size, &off, &len))
+        pci_set32(d, p->cfg_cap + 16, (uint32_t)bar_read(p, off, len));
 }
 
 static const struct pci_device_ops virtio_pci_ops = {
