@@ -12,6 +12,10 @@
                reads of a raw image through virtio-blk, vs QEMU's virtio-blk
   net          UDP transmit through virtio-net and user-mode networking
                (libslirp in both) to a sink on the host, vs QEMU's virtio-net
+  snapshots    save a paused guest of 64 MiB, 1 GiB and 4 GiB; restore into a
+               new VM, and from start to its first console byte; fast reset
+               with 1 MiB dirtied (bench/snapshot_bench.py). QEMU: migrate to
+               a file and -incoming from it, the same guest
 
 usage: bench/run.py [--build build] [--quick] [--out bench/results]
 Timings on these shared machines are noisy: read the ratios, not the numbers.
@@ -325,6 +329,151 @@ def build_go_exitbench(build):
     return out
 
 
+class Qmp:
+    """Just enough of QEMU's QMP for the snapshot reference."""
+    def __init__(self, path):
+        for _ in range(500):
+            try:
+                self.sock = socket.socket(socket.AF_UNIX)
+                self.sock.connect(path)
+                break
+            except OSError:
+                time.sleep(0.01)
+        self.f = self.sock.makefile("rw")
+        self.f.readline()  # greeting
+        self.call("qmp_capabilities")
+
+    def call(self, cmd, **args):
+        self.f.write(json.dumps({"execute": cmd, "arguments": args}) + "\n")
+        self.f.flush()
+        while True:
+            reply = json.loads(self.f.readline())
+            if "return" in reply or "error" in reply:
+                return reply.get("return", reply.get("error"))
+
+    def wait_migration(self):
+        while self.call("query-migrate").get("status") not in ("completed", "failed"):
+            time.sleep(0.001)
+
+
+def read_until(stream, text, buf):
+    """Reads stream into buf (bytearray) until text appears."""
+    while text not in buf:
+        chunk = os.read(stream.fileno(), 65536)
+        if not chunk:
+            raise RuntimeError(f"QEMU ended before printing {text!r}")
+        buf += chunk
+
+
+def qemu_snapshot(guest, mib, work, reps):
+    """QEMU's save (stop, migrate to a file) and restore (-incoming from it,
+    to the first console byte after cont) of the same counting guest."""
+    state = os.path.join(work, "qemu.mig")
+    qmp = os.path.join(work, "qmp.sock")
+    base = [a if a != "64" else str(mib) for a in QEMU] + ["-kernel", guest, "-append",
+                                                          "kvmc.test=flood",
+                                                          "-qmp", f"unix:{qmp},server=on,wait=off"]
+    save, restore, first = [], [], []
+    for _ in range(reps):
+        for path in (qmp, state):
+            if os.path.exists(path):
+                os.unlink(path)
+        p = subprocess.Popen(base, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        read_until(p.stdout, b"flood line 50 ", bytearray())
+        q = Qmp(qmp)
+        q.call("stop")
+        t0 = time.perf_counter()
+        q.call("migrate", uri=f"exec:cat > {state}")
+        q.wait_migration()
+        save.append(time.perf_counter() - t0)
+        q.call("quit")
+        p.wait()
+        if os.path.exists(qmp):
+            os.unlink(qmp)
+        t0 = time.perf_counter()
+        p = subprocess.Popen(base + ["-incoming", f"exec:cat {state}"], stdout=subprocess.PIPE,
+                             stdin=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        q = Qmp(qmp)
+        while q.call("query-status").get("status") == "inmigrate":
+            time.sleep(0.0005)
+        restore.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        q.call("cont")
+        os.read(p.stdout.fileno(), 1)
+        first.append(time.perf_counter() - t0)
+        q.call("quit")
+        p.wait()
+    os.unlink(state)
+    return {f"qemu_snapshot_save_ms_{mib}": 1000 * statistics.median(save),
+            f"qemu_snapshot_restore_ms_{mib}": 1000 * statistics.median(restore),
+            f"qemu_snapshot_first_byte_ms_{mib}": 1000 * statistics.median(first)}
+
+
+def kvmc_cli_restore(kvmc, guest, mib, work, reps):
+    """kvmc run --restore: exec to the restored guest's first console byte
+    (a new process, as QEMU's -incoming is)."""
+    snap = os.path.join(work, "cli-snap")
+    subprocess.run(["rm", "-rf", snap], check=True)
+    p = subprocess.Popen([kvmc, "run", "--kernel", guest, "--mem", f"{mib}M", "--cmdline",
+                          "kvmc.test=flood", "--snapshot-on-signal", snap],
+                         stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    read_until(p.stdout, b"flood line 50 ", bytearray())
+    p.send_signal(12)  # SIGUSR2
+    p.stdout.read()
+    if p.wait() != 5:
+        raise RuntimeError("kvmc did not save the snapshot")
+    times = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        p = subprocess.Popen([kvmc, "run", "--mem", f"{mib}M", "--restore", snap],
+                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        os.read(p.stdout.fileno(), 1)
+        times.append(time.perf_counter() - t0)
+        p.kill()
+        p.wait()
+    subprocess.run(["rm", "-rf", snap], check=True)
+    return 1000 * statistics.median(times)
+
+
+def snapshots(build, guest, work, env, reps, sizes):
+    script = os.path.join(ROOT, "bench", "snapshot_bench.py")
+    out = subprocess.run([sys.executable, script, guest, work, str(reps)] +
+                         [str(m) for m in sizes], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise RuntimeError(f"snapshot_bench.py failed: {out.stderr[-500:]}")
+    r = json.loads(out.stdout)
+    kvmc = os.path.join(build, "cli", "kvmc")
+    for mib in sizes:
+        r.update(qemu_snapshot(guest, mib, work, reps))
+        r[f"snapshot_cli_restore_ms_{mib}"] = kvmc_cli_restore(kvmc, guest, mib, work, reps)
+        r[f"qemu_snapshot_exec_to_byte_ms_{mib}"] = (r[f"qemu_snapshot_restore_ms_{mib}"] +
+                                                     r[f"qemu_snapshot_first_byte_ms_{mib}"])
+    return r
+
+
+def snapshot_rows(r, sizes):
+    rows = []
+    for mib in sizes:
+        size = f"{mib} MiB" if mib < 1024 else f"{mib >> 10} GiB"
+        rows += [
+            (f"snapshot: save a paused {size} guest", "ms", r[f"snapshot_save_ms_{mib}"], None,
+             r.get(f"qemu_snapshot_save_ms_{mib}")),
+            (f"snapshot: restore {size}, exec to first console byte (CLI)", "ms",
+             r[f"snapshot_cli_restore_ms_{mib}"], None,
+             r.get(f"qemu_snapshot_exec_to_byte_ms_{mib}")),
+            (f"snapshot: restore {size} into a created VM (library)", "ms",
+             r[f"snapshot_restore_ms_{mib}"], None, None),
+            (f"snapshot: {size} restored, start to first byte", "ms",
+             r[f"snapshot_first_byte_ms_{mib}"], None, r.get(f"qemu_snapshot_first_byte_ms_{mib}")),
+            (f"snapshot: fast reset of {size}, 1 MiB dirtied", "ms",
+             r[f"snapshot_reset_1mib_ms_{mib}"], None, None),
+        ]
+    return rows
+
+
 def result_rows(r, many):
     """(measurement, unit, kvmc, floor, QEMU) for each row of the table."""
     return [
@@ -501,7 +650,11 @@ def main():
     r.update(notify_round_trip(kvmc, guest, 2000 if args.quick else 20000,
                                1 if args.quick else 5, tsc_hz))
 
-    rows = result_rows(r, many)
+    print("snapshots ...", flush=True)
+    sizes = [64, 1024] if args.quick else [64, 1024, 4096]
+    r.update(snapshots(b, guest, args.out, env, 1 if args.quick else 5, sizes))
+
+    rows = result_rows(r, many) + snapshot_rows(r, sizes)
     r["vms_per_s_cli_note"] = r["vms_per_s_cli"]
     lines = ["| measurement | unit | kvmc | floor | QEMU microvm | kvmc/floor | kvmc/QEMU |",
              "| --- | --- | --- | --- | --- | --- | --- |"]

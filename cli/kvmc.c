@@ -23,6 +23,7 @@ enum {
     EXIT_USAGE = 2,          /* bad option or configuration */
     EXIT_VM_ERROR = 3,       /* triple fault, KVM or VMM error */
     EXIT_GUEST_PANIC = 4,    /* the guest kernel panicked (pvpanic) */
+    EXIT_SNAPSHOT = 5,       /* saved on SIGUSR2 (--snapshot-on-signal) and stopped */
     EXIT_INTERRUPTED = 130,  /* SIGINT/SIGTERM stopped the VM */
 };
 
@@ -64,6 +65,8 @@ static const char usage_run_after[] =
     "  3    the VM failed: triple fault, KVM internal or emulation error\n"
     "  4    the guest kernel panicked (reported through the pvpanic device;\n"
     "       Linux needs its pvpanic-mmio driver)\n"
+    "  5    saved on SIGUSR2 (--snapshot-on-signal) and stopped; continue it\n"
+    "       with kvmc run --restore DIR and the same options\n"
     "  130  interrupted by SIGINT, SIGTERM or SIGHUP\n"
     "\n"
     "examples:\n"
@@ -72,15 +75,36 @@ static const char usage_run_after[] =
     "           --mem 512M --cpus 2\n"
     "  kvmc run --kernel bzImage --initrd initrd.cpio --disk rootfs.ext4 --rng \\\n"
     "           --net user,hostfwd=tcp::2222-:22 --vsock cid=3,uds=/tmp/vm.sock\n"
-    "  kvmc run --kernel bzImage --initrd initrd.cpio --vfio 0000:00:03.0\n";
+    "  kvmc run --kernel bzImage --initrd initrd.cpio --vfio 0000:00:03.0\n"
+    "  kvmc run --mem 512M --snapshot-on-signal /tmp/snap &   # later: kill -USR2 $!\n"
+    "  kvmc run --mem 512M --restore /tmp/snap\n";
 
-/* A thread that turns SIGINT, SIGTERM and SIGHUP into kvmc_vm_stop(). */
+/* A thread that turns SIGINT, SIGTERM and SIGHUP into kvmc_vm_stop(), and
+ * SIGUSR2 into a snapshot (--snapshot-on-signal). */
 struct signal_watch {
     kvmc_vm *vm;
     bool confine;
+    const char *snapshot_dir;
     sigset_t set;
     volatile sig_atomic_t interrupted;
+    volatile sig_atomic_t saved;
 };
+
+/* Pause, save, stop; or, if saving fails, say why and run on. */
+static bool snapshot_and_stop(struct signal_watch *w)
+{
+    if (kvmc_vm_pause(w->vm) != KVMC_OK)
+        return false; /* it exited meanwhile: nothing to save */
+    if (kvmc_vm_snapshot(w->vm, w->snapshot_dir) != KVMC_OK) {
+        fprintf(stderr, "kvmc: %s; the guest runs on\n", kvmc_last_error());
+        kvmc_vm_resume(w->vm);
+        return false;
+    }
+    fprintf(stderr, "kvmc: saved the guest into %s\n", w->snapshot_dir);
+    w->saved = 1;
+    kvmc_vm_stop(w->vm);
+    return true;
+}
 
 /* Ctrl-A x on the console (terminal.h). */
 static void quit_from_console(void *opaque)
@@ -93,12 +117,20 @@ static void quit_from_console(void *opaque)
 static void *signal_thread(void *arg)
 {
     struct signal_watch *w = arg;
-    if (w->confine && kvmc_seccomp_confine_control_thread() != KVMC_OK)
+    /* Writing a snapshot takes more than the control thread's list allows
+     * (files, KVM's state ioctls): that thread stays unconfined. */
+    if (w->confine && !w->snapshot_dir && kvmc_seccomp_confine_control_thread() != KVMC_OK)
         fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
     int sig;
-    if (sigwait(&w->set, &sig) == 0 && sig != SIGUSR1) {
+    while (sigwait(&w->set, &sig) == 0 && sig != SIGUSR1) {
+        if (sig == SIGUSR2) {
+            if (snapshot_and_stop(w))
+                break;
+            continue;
+        }
         w->interrupted = 1;
         kvmc_vm_stop(w->vm);
+        break;
     }
     return NULL;
 }
@@ -260,6 +292,13 @@ static int cmd_run(int argc, char **argv)
     }
     kvmc_config_free(cfg);
     watch.vm = vm;
+    watch.snapshot_dir = o.snapshot_dir;
+    if (o.restore && kvmc_vm_restore(vm, o.restore) != KVMC_OK) {
+        terminal_restore();
+        fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
+        fflush(NULL);
+        _exit(EXIT_USAGE);
+    }
     if (o.jail && jail_lock_down(&jail, err, sizeof(err)) < 0) {
         terminal_restore();
         fprintf(stderr, "kvmc: %s\n", err);
@@ -283,6 +322,8 @@ static int cmd_run(int argc, char **argv)
     sigaddset(&watch.set, SIGTERM);
     sigaddset(&watch.set, SIGHUP); /* the terminal went away: stop as for SIGTERM */
     sigaddset(&watch.set, SIGUSR1); /* used to end the watcher */
+    if (o.snapshot_dir)
+        sigaddset(&watch.set, SIGUSR2);
     pthread_sigmask(SIG_BLOCK, &watch.set, NULL);
     pthread_t watcher;
     bool watching = pthread_create(&watcher, NULL, signal_thread, &watch) == 0;
@@ -301,7 +342,7 @@ static int cmd_run(int argc, char **argv)
         fprintf(stderr, "kvmc: %s\n", kvmc_last_error());
         status = EXIT_VM_ERROR;
     } else {
-        status = exit_status_for(&info, watch.interrupted);
+        status = watch.saved ? EXIT_SNAPSHOT : exit_status_for(&info, watch.interrupted);
     }
     if (watching) {
         pthread_kill(watcher, SIGUSR1);

@@ -303,6 +303,22 @@ static bool set_seccomp(struct run_options *o, struct parse *p)
     return true;
 }
 
+static bool set_restore(struct run_options *o, struct parse *p)
+{
+    if (!*p->arg)
+        return fail(p, "needs a snapshot directory");
+    o->restore = p->arg;
+    return true;
+}
+
+static bool set_snapshot_dir(struct run_options *o, struct parse *p)
+{
+    if (!*p->arg)
+        return fail(p, "needs a directory");
+    o->snapshot_dir = p->arg;
+    return true;
+}
+
 static bool set_jail(struct run_options *o, struct parse *p)
 {
     (void)p;
@@ -437,6 +453,17 @@ static const struct run_option options[] = {
      "IOMMU on (intel_iommu=on), MSI-X on the device, and\n"
      "pins all guest RAM. The guest finds it on its PCI bus\n"
      "with its own IDs. Repeat for more (up to 8).", false},
+    {"restore", 0, "DIR", set_restore,
+     "continue a guest from the snapshot in DIR instead of\n"
+     "booting: give the options it was taken with (--mem,\n"
+     "--cpus, --pit, devices); --kernel, --initrd and\n"
+     "--cmdline are not needed. A VM that differs from the\n"
+     "snapshot's is refused, naming the difference.", false},
+    {"snapshot-on-signal", 0, "DIR", set_snapshot_dir,
+     "on SIGUSR2, pause the guest, save it into DIR (made if\n"
+     "missing: DIR/state and DIR/memory) and exit with status\n"
+     "5; if saving fails, say why and let the guest run on.\n"
+     "Not with --jail, nor yet with virtio or PCI devices.", false},
     {"seccomp", 0, "on|off", set_seccomp,
      "confine kvmc's threads with seccomp allow-lists\n"
      "(default on; a forbidden system call kills kvmc).", false},
@@ -546,6 +573,11 @@ bool parse_run_options(int argc, char **argv, struct run_options *o, char *err,
         }
     }
     kvmc_config_free(p.probe);
+    if (ok && !stop && o->snapshot_dir && o->jail) {
+        snprintf(err, errlen, "--snapshot-on-signal cannot be used with --jail yet (the jailed "
+                 "VMM sees no host directory to write to)");
+        ok = false;
+    }
     if (ok && !stop && optind < argc) {
         snprintf(err, errlen, "unexpected argument '%s' (see kvmc run --help)", argv[optind]);
         ok = false;

@@ -42,6 +42,8 @@ struct run_options {
     const char *vconsole_socket;
     const char *vfio[KVMC_MAX_VFIO_DEVICES]; /* --vfio BDF */
     unsigned nvfio;
+    const char *restore;      /* --restore DIR */
+    const char *snapshot_dir; /* --snapshot-on-signal DIR */
     bool seccomp_off; /* --seccomp off */
     bool jail;                /* --jail */
     bool jail_report;         /* --jail-report: print the jail as seen from inside */

@@ -32,6 +32,7 @@ set(KVMC_CORE_SOURCES
   src/x86/vcpu_setup.c
   src/x86/vcpu_state.c
   src/snapshot/format.c
+  src/snapshot/snapshot.c
   src/net/slirp.c
   src/net/tap.c
   src/net/dns_forward.c
@@ -45,6 +46,7 @@ set(KVMC_CORE_SOURCES
   src/virtio/virtio_pci.c
   src/pci/device.c
   src/pci/host.c
+  src/pci/msi.c
   src/pci/msix.c
   src/pci/user_device.c
   src/vfio/vfio.c

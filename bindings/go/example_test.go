@@ -156,3 +156,49 @@ func ExampleError() {
 type writer func([]byte)
 
 func (w writer) Write(p []byte) (int, error) { w(p); return len(p), nil }
+
+// Save a running guest and bring it back in a new VM: the test guest
+// counts lines, and the restored one counts on from where it was saved.
+func ExampleRestoreVM() {
+	dir, _ := os.MkdirTemp("", "kvmc-example-")
+	defer os.RemoveAll(dir)
+	var out strings.Builder
+	var mu sync.Mutex
+	console := writer(func(p []byte) { mu.Lock(); out.Write(p); mu.Unlock() })
+	seen := func(text string) bool { mu.Lock(); defer mu.Unlock(); return strings.Contains(out.String(), text) }
+	vm, err := kvmc.NewVM(kvmc.Config{Kernel: kernel, Memory: 32 << 20,
+		Cmdline: "kvmc.test=flood", Console: console})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	vm.Start()
+	for !seen("flood line 100 ") {
+		time.Sleep(time.Millisecond)
+	}
+	vm.Pause()
+	fmt.Println("snapshot:", vm.Snapshot(dir))
+	vm.Close()
+
+	mu.Lock()
+	out.Reset()
+	mu.Unlock()
+	vm, err = kvmc.RestoreVM(dir, kvmc.Config{Memory: 32 << 20, Console: console})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer vm.Close()
+	vm.Start()
+	for !seen("flood line 200 ") {
+		time.Sleep(time.Millisecond)
+	}
+	vm.Stop()
+	mu.Lock()
+	restarted := strings.Contains(out.String(), "flood line 0 ")
+	mu.Unlock()
+	fmt.Println("started over:", restarted)
+	// Output:
+	// snapshot: <nil>
+	// started over: false
+}

@@ -340,9 +340,10 @@ func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 			return C.kvmc_config_set_kernel_image(cfg, unsafe.Pointer(&c.KernelImage[0]),
 				C.size_t(len(c.KernelImage)))
 		})
-	default:
+	case c.Kernel != "":
 		steps = append(steps, cstring(c.Kernel, func(p *C.char) C.int { return C.kvmc_config_set_kernel(cfg, p) }))
 	}
+	// Neither: an empty VM, for LoadSnapshot (Start refuses it otherwise).
 	steps = append(steps, func() C.int { return C.kvmc_config_set_memory_flags(cfg, flags) },
 		func() C.int { return C.kvmc_config_set_boot_protocol(cfg, boot) })
 	if c.Memory != 0 {
@@ -806,6 +807,60 @@ func (vm *VM) SetRegs(vcpu uint, g Regs) error {
 		r12: C.uint64_t(g.R12), r13: C.uint64_t(g.R13), r14: C.uint64_t(g.R14),
 		r15: C.uint64_t(g.R15), rip: C.uint64_t(g.RIP), rflags: C.uint64_t(g.RFLAGS)}
 	return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_set_regs(v, C.unsigned(vcpu), &r) })
+}
+
+// Snapshot saves the paused VM into directory dir (made if missing):
+// dir/state and dir/memory. The VM stays paused: Resume or Close it after.
+// Virtio, PCI and Go-served devices cannot be saved yet (ErrNotSupported,
+// naming the device); a VM that is not paused gets ErrState. Format:
+// docs/snapshots.md.
+func (vm *VM) Snapshot(dir string) error {
+	if vm.onCallbackThread() {
+		return ErrInCallback
+	}
+	return vm.do(func(v *C.kvmc_vm) C.int {
+		return cstring(dir, func(p *C.char) C.int { return C.kvmc_vm_snapshot(v, p) })()
+	})
+}
+
+// LoadSnapshot, before Start, loads the snapshot in directory dir into a VM
+// created with the configuration the snapshot was taken with (Memory,
+// CPUs, PIT, devices; no kernel needed); Start then continues the guest
+// where it was saved. A bad or mismatched snapshot is an error naming what
+// is wrong (ErrFormat, ErrInvalid, ErrNotSupported, ErrIO) and leaves a VM
+// that cannot start: Close it.
+func (vm *VM) LoadSnapshot(dir string) error {
+	if vm.onCallbackThread() {
+		return ErrInCallback
+	}
+	return vm.do(func(v *C.kvmc_vm) C.int {
+		return cstring(dir, func(p *C.char) C.int { return C.kvmc_vm_restore(v, p) })()
+	})
+}
+
+// Reset puts the VM back to the snapshot it last took or was restored
+// from, without recreating it (fast: only the RAM pages written since are
+// dropped). A running VM is paused for it and runs on after; a paused one
+// stays paused. ErrState if there is no snapshot or the VM exited.
+func (vm *VM) Reset() error {
+	if vm.onCallbackThread() {
+		return ErrInCallback
+	}
+	return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_reset_to_snapshot(v) })
+}
+
+// RestoreVM is NewVM(c) then LoadSnapshot(dir): a VM that continues, once
+// started, the guest saved in dir.
+func RestoreVM(dir string, c Config) (*VM, error) {
+	vm, err := NewVM(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := vm.LoadSnapshot(dir); err != nil {
+		vm.Close()
+		return nil, err
+	}
+	return vm, nil
 }
 
 // Close stops the guest if it runs and frees the VM. Idempotent. Not from a

@@ -80,6 +80,9 @@ func TestEveryCallInEveryState(t *testing.T) {
 			return err
 		},
 		"ConsoleWrite": func(vm *VM) error { _, err := vm.ConsoleWrite([]byte("x")); return err },
+		"Snapshot":     func(vm *VM) error { return vm.Snapshot(t.TempDir()) },
+		"LoadSnapshot": func(vm *VM) error { return vm.LoadSnapshot(t.TempDir()) }, // none there
+		"Reset":        func(vm *VM) error { return vm.Reset() },                  // none taken
 	}
 	var ok error
 	deadline := context.DeadlineExceeded
@@ -98,6 +101,9 @@ func TestEveryCallInEveryState(t *testing.T) {
 		"AddPCIDevice":       {ok, ErrState, ErrState, ErrState},
 		"VirtioConsoleWrite": {ErrState, ErrState, ErrState, ErrState},
 		"ConsoleWrite":       {ok, ok, ok, ok},
+		"Snapshot":           {ErrState, ErrState, ok, ErrState},
+		"LoadSnapshot":       {ErrIO, ErrState, ErrState, ErrState},
+		"Reset":              {ErrState, ErrState, ErrState, ErrState},
 	}
 	for i, state := range []string{"created", "running", "paused", "exited", "closed"} {
 		for name, f := range calls {

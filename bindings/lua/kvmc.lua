@@ -79,8 +79,8 @@ local VM = {}
 VM.__index = VM
 
 local function configure(cfg, opts)
-    if (opts.kernel == nil) == (opts.kernel_image == nil) then
-        return nil, "give kernel (a path) or kernel_image (a string), one of them"
+    if opts.kernel ~= nil and opts.kernel_image ~= nil then
+        return nil, "give kernel (a path) or kernel_image (a string), not both"
     end
     local memory, err = M.parse_size(opts.memory or "256M")
     if not memory then return nil, err end
@@ -101,7 +101,8 @@ local function configure(cfg, opts)
     local steps = {
         function()
             if opts.kernel_image then return core.set_kernel_image(cfg, opts.kernel_image) end
-            return core.kvmc_config_set_kernel(cfg, opts.kernel)
+            if opts.kernel then return core.kvmc_config_set_kernel(cfg, opts.kernel) end
+            return core.KVMC_OK -- neither: an empty VM, for vm:load_snapshot
         end,
         function() return core.kvmc_config_set_memory(cfg, memory) end,
         function() return core.kvmc_config_set_memory_flags(cfg, backing) end,
@@ -170,6 +171,19 @@ end
 -- checked here: nil and a message naming the device if it cannot be had.
 -- With virtio_console = true, vm:virtio_console() is what the guest wrote to
 -- hvc0 and vm:virtio_console_write(data) sends it input.
+-- kvmc.restore(dir, {memory =, ...}): a new VM from those options (no
+-- kernel needed) with the snapshot in dir loaded; nil, message on failure.
+function M.restore(dir, opts)
+    local vm, err = M.vm(opts or {})
+    if not vm then return nil, err end
+    local ok, lerr = vm:load_snapshot(dir)
+    if not ok then
+        vm:close()
+        return nil, lerr
+    end
+    return vm
+end
+
 function M.vm(opts)
     if type(opts) ~= "table" then return nil, "kvmc.vm takes a table of options" end
     local rc, cfg = core.kvmc_config_new()
@@ -313,6 +327,39 @@ end
 function VM:resume()
     if not self.handle then return nil, CLOSED end
     return result(core.kvmc_vm_resume(self.handle))
+end
+
+-- Saves the paused VM into directory dir (made if missing): dir/state and
+-- dir/memory. The VM stays paused. Virtio, PCI and Lua devices cannot be
+-- saved yet (the message names the device).
+function VM:snapshot(dir)
+    if not self.handle then return nil, CLOSED end
+    local ok, err = refuse_in_callback("snapshot")
+    if not ok then return nil, err end
+    local d, derr = string_arg("dir", dir)
+    if not d then return nil, derr end
+    return result(core.kvmc_vm_snapshot(self.handle, d))
+end
+
+-- Before start: loads the snapshot in dir into this VM, which must have the
+-- options the snapshot was taken with (memory, cpus, pit, devices); start
+-- then continues the guest where it was saved. A failed load leaves a VM
+-- that cannot start: close it.
+function VM:load_snapshot(dir)
+    if not self.handle then return nil, CLOSED end
+    local d, derr = string_arg("dir", dir)
+    if not d then return nil, derr end
+    return result(core.kvmc_vm_restore(self.handle, d))
+end
+
+-- Fast reset: back to the snapshot this VM last took or was restored from
+-- (only the RAM pages written since are dropped). A running VM is paused
+-- for it and runs on after; a paused one stays paused.
+function VM:reset()
+    if not self.handle then return nil, CLOSED end
+    local ok, err = refuse_in_callback("reset")
+    if not ok then return nil, err end
+    return result(core.kvmc_vm_reset_to_snapshot(self.handle))
 end
 
 function VM:state()

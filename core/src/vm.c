@@ -17,6 +17,7 @@
 #include "files.h"
 #include "thread_role.h"
 #include "vm.h"
+#include "snapshot/snapshot.h"
 #include "x86/cpuid.h"
 #include "eintr.h"
 
@@ -99,7 +100,8 @@ static int load_kernel(struct kvmc_vm *vm, const kvmc_config *cfg)
     struct image initrd = image_mem(NULL, 0);
     int err = KVMC_OK;
     if (!cfg->kernel_image && !cfg->kernel_path)
-        return kvmc_fail(KVMC_EINVAL, "no kernel configured");
+        return KVMC_OK; /* an empty VM, for kvmc_vm_restore */
+    vm->bootable = true;
     if (!cfg->kernel_image)
         err = image_open(&kernel, cfg->kernel_path, MAX_KERNEL_SIZE, "kernel");
     if (!err && cfg->initrd_path)
@@ -401,6 +403,14 @@ int kvmc_vm_start(kvmc_vm *vm)
         pthread_mutex_unlock(&vm->lock);
         return kvmc_fail(KVMC_ESTATE, "VM was already started (or stopped before it started)");
     }
+    if (vm->snapshotting || vm->restore_failed || !vm->bootable) {
+        pthread_mutex_unlock(&vm->lock);
+        return kvmc_fail(KVMC_ESTATE,
+                         vm->snapshotting    ? "VM is being restored on another thread"
+                         : vm->restore_failed ? "VM's restore failed: it cannot start (destroy it)"
+                                              : "VM has no kernel and no snapshot restored: "
+                                                "nothing to run");
+    }
     vm->state = KVMC_STATE_RUNNING;
     vm->io.seccomp = vm->seccomp;
     int err = console_out_start(&vm->console, vm->seccomp);
@@ -540,12 +550,93 @@ int kvmc_vm_resume(kvmc_vm *vm)
         pthread_mutex_unlock(&vm->lock);
         return kvmc_fail(KVMC_ESTATE, "VM is not paused");
     }
+    if (vm->snapshotting) {
+        pthread_mutex_unlock(&vm->lock);
+        return kvmc_fail(KVMC_ESTATE, "VM is being snapshotted on another thread");
+    }
     __atomic_store_n(&vm->pause_requested, false, __ATOMIC_SEQ_CST);
     vm->state = KVMC_STATE_RUNNING;
     pthread_cond_broadcast(&vm->cond);
     pthread_mutex_unlock(&vm->lock);
     vm_emit_event(vm, KVMC_EVENT_RESUMED);
     return KVMC_OK;
+}
+
+/* ------------------------------------------------------------- snapshots */
+
+static int begin_busy(kvmc_vm *vm, kvmc_vm_state want, const char *call);
+
+/* Marks the VM busy for a snapshot (in `want` state), restore or reset. */
+static int begin_snapshot(kvmc_vm *vm, const char *dir, kvmc_vm_state want, const char *call)
+{
+    if (!vm || !dir)
+        return kvmc_fail(KVMC_EINVAL, "%s: VM and directory must not be NULL", call);
+    return begin_busy(vm, want, call);
+}
+
+static int begin_busy(kvmc_vm *vm, kvmc_vm_state want, const char *call)
+{
+    int err = refuse_on_own_thread(vm, call);
+    if (err)
+        return err;
+    pthread_mutex_lock(&vm->lock);
+    if (vm->state != want || vm->snapshotting || vm->stop_requested) {
+        pthread_mutex_unlock(&vm->lock);
+        return kvmc_fail(KVMC_ESTATE, want == KVMC_STATE_PAUSED
+                                          ? "%s: the VM is not paused (pause it first)"
+                                          : "%s: the VM was started already (restore into a "
+                                            "new VM)", call);
+    }
+    vm->snapshotting = true;
+    pthread_mutex_unlock(&vm->lock);
+    return KVMC_OK;
+}
+
+static int end_snapshot(kvmc_vm *vm, int err, bool restore)
+{
+    pthread_mutex_lock(&vm->lock);
+    vm->snapshotting = false;
+    if (restore && err)
+        vm->restore_failed = true;
+    else if (restore)
+        vm->bootable = true;
+    pthread_mutex_unlock(&vm->lock);
+    return err;
+}
+
+int kvmc_vm_snapshot(kvmc_vm *vm, const char *dir)
+{
+    int err = begin_snapshot(vm, dir, KVMC_STATE_PAUSED, "kvmc_vm_snapshot");
+    return err ? err : end_snapshot(vm, snapshot_vm_save(vm, dir), false);
+}
+
+int kvmc_vm_restore(kvmc_vm *vm, const char *dir)
+{
+    int err = begin_snapshot(vm, dir, KVMC_STATE_CREATED, "kvmc_vm_restore");
+    return err ? err : end_snapshot(vm, snapshot_vm_restore(vm, dir), true);
+}
+
+int kvmc_vm_reset_to_snapshot(kvmc_vm *vm)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "kvmc_vm_reset_to_snapshot: VM is NULL");
+    kvmc_vm_state state = kvmc_vm_get_state(vm);
+    bool resume = state == KVMC_STATE_RUNNING;
+    if (resume) {
+        int err = kvmc_vm_pause(vm);
+        if (err)
+            return err;
+        state = KVMC_STATE_PAUSED;
+    }
+    if (state != KVMC_STATE_CREATED && state != KVMC_STATE_PAUSED)
+        return kvmc_fail(KVMC_ESTATE, "kvmc_vm_reset_to_snapshot: the VM exited (restore "
+                         "into a new VM)");
+    int err = begin_busy(vm, state, "kvmc_vm_reset_to_snapshot");
+    if (!err)
+        err = end_snapshot(vm, snapshot_vm_reset(vm), false);
+    if (resume && kvmc_vm_resume(vm) != KVMC_OK && !err)
+        err = KVMC_ESTATE; /* resumed by another thread meanwhile: message set */
+    return err;
 }
 
 kvmc_vm_state kvmc_vm_get_state(const kvmc_vm *vm)
@@ -579,6 +670,7 @@ void kvmc_vm_destroy(kvmc_vm *vm)
     } else if (vm->state == KVMC_STATE_EXITED) {
         kvmc_vm_wait(vm, -1, NULL); /* joins threads once */
     }
+    snapshot_keep_free(vm->snapshot);
     iothread_destroy(&vm->io); /* before the devices it serves */
     devmgr_destroy(&vm->devices);
     console_out_close(&vm->console);
@@ -650,7 +742,10 @@ int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,
         return kvmc_fail(KVMC_EINVAL, "PIO range 0x%x+0x%x goes past port 0xffff",
                          base, size);
     struct bus_ops b = {.read = ops->read, .write = ops->write};
-    return bus_add(&vm->pio, base, size, &b, opaque, "user PIO device");
+    err = bus_add(&vm->pio, base, size, &b, opaque, "user PIO device");
+    if (!err)
+        vm->user_devices++;
+    return err;
 }
 
 int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
@@ -666,7 +761,10 @@ int kvmc_vm_add_mmio_device(kvmc_vm *vm, uint64_t base, uint64_t size,
                              (unsigned long long)base, (unsigned long long)size);
     }
     struct bus_ops b = {.read = ops->read, .write = ops->write};
-    return bus_add(&vm->mmio, base, size, &b, opaque, "user MMIO device");
+    err = bus_add(&vm->mmio, base, size, &b, opaque, "user MMIO device");
+    if (!err)
+        vm->user_devices++;
+    return err;
 }
 
 int kvmc_vm_set_irq_line(kvmc_vm *vm, unsigned gsi, int level)

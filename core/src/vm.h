@@ -18,6 +18,7 @@
 #include "x86/irqchip.h"
 
 struct kvm_run;
+struct snapshot_keep;
 struct kvm_cpuid2;
 
 struct vcpu {
@@ -49,6 +50,7 @@ struct kvmc_vm {
     struct vm_services svc;  /* what the devices see of this VM */
     struct devmgr devices;
     bool seccomp;            /* kvmc's threads confine themselves at start */
+    unsigned user_devices;   /* kvmc_vm_add_pio_device/mmio_device (no save hooks) */
     pthread_mutex_t slot_lock;
     uint64_t host_slots;     /* KVM slots VM_HOST_SLOT_BASE + i used by map_host */
 
@@ -60,6 +62,10 @@ struct kvmc_vm {
     unsigned parked;        /* vCPU threads waiting in a pause */
     unsigned live_threads;  /* vCPU threads that have not returned */
     bool joined;
+    bool snapshotting;      /* a snapshot or restore runs: no resume or start */
+    bool restore_failed;    /* half restored: never starts */
+    bool bootable;          /* a kernel was loaded or a snapshot restored */
+    struct snapshot_keep *snapshot; /* the last one taken or restored, for resets */
     kvmc_exit_info exit;
     kvmc_event_fn event_fn;
     void *event_opaque;

@@ -1,15 +1,46 @@
-/* libFuzzer: a hostile snapshot state file against the container reader:
- * the whole input is the file; every section is read in chunks whose sizes
- * come from the section's own bytes. A read past the input (ASan) or a
- * section read beyond its length is a bug. Seeds: a valid file written by
- * snapshot_writer (make_seeds.py builds it the same way). */
+/* libFuzzer: a hostile snapshot state file.
+ *
+ * 1. The container reader on the input as it is: every section is read in
+ *    chunks whose sizes come from the section's own bytes; a read past the
+ *    input (ASan) or past a section is a bug.
+ * 2. The parser (snapshot_parse) on the input with its header's length
+ *    and checksum made right, so the fuzzer reaches the sections' meaning
+ *    instead of stopping at the CRC; what it accepts must be consistent
+ *    (as many vCPU states as vCPUs, device sections inside the file), and
+ *    an accepted I/O APIC section is fed to the model's restore.
+ * Seeds: make_seeds.py (a container, and a real state file kvmc wrote). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "devices/ioapic.h"
 #include "snapshot/format.h"
+#include "snapshot/snapshot.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static int no_msi(void *ctx, const struct ioapic_msi *msi)
+{
+    (void)ctx;
+    if ((msi->address & 0xfff00000u) != 0xfee00000u)
+        abort(); /* the model made an MSI outside the local APICs' window */
+    return 0;
+}
+
+static int no_routes(void *ctx, const unsigned *pins, const struct ioapic_msi *msis, unsigned n)
+{
+    (void)ctx, (void)msis;
+    for (unsigned i = 0; i < n; i++)
+        if (pins[i] >= IOAPIC_PINS)
+            abort();
+    return 0;
+}
+
+static void put_le(uint8_t *p, uint64_t v, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -27,6 +58,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 want = (uint8_t)(chunk[0] | 1);
             if (r.sec_at > r.sec_len)
                 abort();
+        }
+    }
+
+    if (size >= SNAPSHOT_HEADER_SIZE) {
+        put_le(file + 32, size - SNAPSHOT_HEADER_SIZE, 8);
+        put_le(file + 40, snapshot_crc32(file + SNAPSHOT_HEADER_SIZE, size - SNAPSHOT_HEADER_SIZE),
+               4);
+        struct snapshot_image img;
+        if (snapshot_parse(file, size, &img) == 0) {
+            if (!img.vcpus || img.ncpus == 0 || img.ncpus > SNAPSHOT_MAX_CPUS ||
+                img.ndevices > SNAPSHOT_MAX_DEVICES)
+                abort();
+            for (unsigned i = 0; i < img.ncpus; i++)
+                if (img.vcpus[i].nmsrs > VCPU_STATE_MAX_MSRS)
+                    abort();
+            for (unsigned i = 0; i < img.ndevices; i++)
+                if (img.devices[i].state < file || img.devices[i].state + img.devices[i].len >
+                                                       file + size)
+                    abort();
+            if (!img.kernel_irqchip) {
+                struct ioapic_host host = {.signal_msi = no_msi, .set_level_routes = no_routes};
+                struct ioapic *io = ioapic_new(&host);
+                struct snapshot_reader ir;
+                snapshot_reader_section(&ir, SNAP_IOAPIC, img.irq, img.irq_len);
+                if (io && ioapic_restore(io, &ir) == 0)
+                    for (unsigned pin = 0; pin < IOAPIC_PINS; pin++)
+                        ioapic_set_irq(io, pin, 1); /* deliveries from a restored state */
+                ioapic_free(io);
+            }
+            snapshot_image_free(&img);
         }
     }
     free(file);

@@ -110,9 +110,11 @@ static void checked_unmap(void *ctx, unsigned slot)
 }
 static void no_exit(void *ctx, const kvmc_exit_info *info) { (void)ctx, (void)info; }
 
-static int set_msix(struct vfio_host_device *d, const int *fds, unsigned count)
+static int set_irqs(struct vfio_host_device *d, bool msix, const int *fds, unsigned count)
 {
     (void)d;
+    if (count > (msix ? 64u : 8u))
+        abort(); /* more vectors than VFIO offers */
     for (unsigned i = 0; i < count; i++)
         if (fds[i] < 0)
             abort();
@@ -123,7 +125,7 @@ static int reset(struct vfio_host_device *d)
     (void)d;
     return KVMC_OK;
 }
-static const struct vfio_device_io io = {.set_msix = set_msix, .reset = reset};
+static const struct vfio_device_io io = {.set_irqs = set_irqs, .reset = reset};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -146,7 +148,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fd < 0 || ftruncate(fd, BAR0_OFFSET + BAR0_SIZE) ||
         pwrite(fd, data, PCI_CFG_SIZE, 0) != PCI_CFG_SIZE)
         abort();
-    struct vfio_host_device d = {.bdf = "0000:00:03.0", .fd = fd, .msix_count = 64, .io = &io};
+    struct vfio_host_device d = {.bdf = "0000:00:03.0", .fd = fd, .msix_count = 64,
+                                 .msi_count = 8, .io = &io};
     d.regions[0] = (struct vfio_region){BAR0_OFFSET, BAR0_SIZE, VFIO_REGION_INFO_FLAG_READ |
                                         VFIO_REGION_INFO_FLAG_WRITE |
                                         VFIO_REGION_INFO_FLAG_MMAP};

@@ -174,3 +174,25 @@ header = (b"KVMCSNAP" + struct.pack("<II", 1, 0) + b"1.1.0".ljust(16, b"\0") +
           struct.pack("<QII", len(body), zlib.crc32(body), 0))
 with open(os.path.join(out, "snapshot", "valid"), "wb") as f:
     f.write(header + body)
+
+# snapshot: a real state file, written by kvmc (the test guest counting,
+# saved on SIGUSR2), once with kvmc's I/O APIC and once with the kernel's
+# irqchip and PIT. Needs /dev/kvm, as the rest of CI does.
+import signal
+import subprocess
+import tempfile
+import time
+for extra in ([], ["--pit", "--cpus", "2"]):
+    with tempfile.TemporaryDirectory() as tmp:
+        snap = os.path.join(tmp, "snap")
+        proc = subprocess.Popen([os.path.join(build, "cli", "kvmc"), "run", "--kernel",
+                                 os.path.join(build, "tests", "guests", "kvmc-test-guest.elf"),
+                                 "--mem", "16M", "--cmdline", "kvmc.test=flood",
+                                 "--console", "none", "--snapshot-on-signal", snap] + extra,
+                                stderr=subprocess.DEVNULL)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGUSR2)
+        if proc.wait(timeout=30) != 5:
+            sys.exit(f"make_seeds: kvmc did not save its snapshot (status {proc.returncode})")
+        name = "kvmc-pit" if extra else "kvmc"
+        shutil.copy(os.path.join(snap, "state"), os.path.join(out, "snapshot", name))

@@ -145,13 +145,18 @@ Test(bad_inputs, too_many_cpus_for_kvm)
     kvmc_config_free(cfg);
 }
 
+/* Without a kernel the VM is created empty (for kvmc_vm_restore) and
+ * refuses to start, saying why. */
 Test(bad_inputs, no_kernel_configured)
 {
     kvmc_config *cfg = NULL;
     kvmc_vm *vm = NULL;
     cr_assert_eq(kvmc_config_new(&cfg), KVMC_OK);
-    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_EINVAL);
-    cr_assert(strstr(kvmc_last_error(), "no kernel"), "%s", kvmc_last_error());
-    cr_assert_null(vm);
+    cr_assert_eq(kvmc_config_set_memory(cfg, 16u << 20), KVMC_OK);
+    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_ESTATE);
+    cr_assert(strstr(kvmc_last_error(), "no kernel and no snapshot"), "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_get_state(vm), KVMC_STATE_CREATED);
+    kvmc_vm_destroy(vm);
     kvmc_config_free(cfg);
 }

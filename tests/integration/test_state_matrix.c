@@ -4,6 +4,7 @@
  * none may crash or hang. scripts/dev runs this suite with glibc's thread
  * stack cache off, so a call that touches a joined thread faults at once. */
 #include <criterion/criterion.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -91,6 +92,20 @@ static void non_transitions(kvmc_vm *vm, enum vm_kind kind)
     cr_expect_eq(kvmc_vm_cpu_count(vm), 2u);
     cr_expect_eq(kvmc_vm_memory_size(vm), 64ull << 20);
     EXPECT(kvmc_vm_set_event_callback(vm, NULL, NULL), KVMC_OK);
+    /* Snapshots: saved only while paused, restored only into a new VM (a
+     * created VM's failed restore would keep it from starting: tested in
+     * test_snapshot.c). */
+    char dir[] = "/tmp/kvmc-matrix-XXXXXX";
+    cr_assert(mkdtemp(dir));
+    EXPECT(kvmc_vm_snapshot(vm, dir), paused ? KVMC_OK : KVMC_ESTATE);
+    if (!created)
+        EXPECT(kvmc_vm_restore(vm, dir), KVMC_ESTATE);
+    char file[64];
+    snprintf(file, sizeof(file), "%s/state", dir);
+    unlink(file);
+    snprintf(file, sizeof(file), "%s/memory", dir);
+    unlink(file);
+    rmdir(dir);
     EXPECT(kvmc_vm_start(vm), created ? KVMC_OK : KVMC_ESTATE);
     if (created) { /* that started it: back to a created VM is not possible, so stop here */
         kvmc_vm_stop(vm);
@@ -201,6 +216,8 @@ Test(state_matrix, null_handles_are_refused)
     cr_expect_eq(kvmc_vm_add_pio_device(NULL, 0x700, 1, &ops, NULL), KVMC_EINVAL);
     cr_expect_eq(kvmc_vm_add_mmio_device(NULL, 0xd0000000, 1, &ops, NULL), KVMC_EINVAL);
     cr_expect_eq(kvmc_vm_set_irq_line(NULL, 0, 1), KVMC_EINVAL);
+    cr_expect_eq(kvmc_vm_snapshot(NULL, "/tmp"), KVMC_EINVAL);
+    cr_expect_eq(kvmc_vm_restore(NULL, "/tmp"), KVMC_EINVAL);
     kvmc_vm_destroy(NULL);
     cr_expect_eq(kvmc_config_set_kernel(NULL, "x"), KVMC_EINVAL);
     cr_expect_eq(kvmc_vm_create(NULL, NULL), KVMC_EINVAL);

@@ -12,10 +12,12 @@
  *   lab-tool records FILE              L2: appends "record N" lines, each
  *                                      fsync'ed, printing "SYNCED N" after
  *                                      each fsync returned, forever
+ *   lab-tool as-nobody PATH ARGS...    L1: exec PATH as uid/gid 65534
  * The connecting modes print "reply=[...]". */
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <linux/vm_sockets.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -202,6 +204,12 @@ int main(int argc, char **argv)
         dns_serve(argv[2], argv[3], argv[4]);
     } else if (argc == 3 && !strcmp(argv[1], "records")) {
         records(argv[2]);
+    } else if (argc >= 3 && !strcmp(argv[1], "as-nobody")) {
+        /* as-nobody COMMAND...: runs COMMAND as uid/gid 65534, no groups. */
+        if (setgroups(0, NULL) || setgid(65534) || setuid(65534))
+            die("dropping to uid 65534");
+        execv(argv[2], argv + 2);
+        die("execv");
     } else {
         fprintf(stderr, "usage: see the comment in lab-tool.c\n");
         return 2;

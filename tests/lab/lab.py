@@ -11,7 +11,7 @@ Everything comes from Debian packages, fetched and cached by this script:
 qemu-system-x86, busybox-static, cpio, lz4 and linux-image-*-cloud-amd64.
 
 usage: lab.py --kvmc PATH-TO-KVMC [--cache DIR] [--work DIR] [--only SCENARIOS]
-              [--boot-loop N]
+              [--boot-loop N [--loop-devices]]
 
 A second L1 (q35, QEMU's emulated Intel IOMMU, an emulated NVMe drive) has
 the NVMe passed through to L2 with VFIO, by kvmc (--vfio) and by QEMU as the
@@ -21,7 +21,8 @@ sectors after.
 --boot-loop N boots L2 N times under kvmc, N times under kvmc --pit and N
 times under QEMU microvm in one L1 (and nothing else), and reports how many
 boots of each failed and how (the rare mid-boot triple fault seen in some lab
-runs: is it kvmc's?).
+runs: is it kvmc's?). With --loop-devices every L2 also has a virtio-blk disk
+and a virtio-rng (the kvmc-virtio scenario's devices; QEMU's as virtio-mmio).
 """
 import argparse
 import os
@@ -37,7 +38,7 @@ DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4", "e2fsprog
 KERNEL_META = "linux-image-cloud-amd64"
 L1_TIMEOUT_S = 1100
 SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio",
-             "kvmc-virtio-pci", "kvmc-stream", "kvmc-pci", "kvmc-lua-pci", "qemu-microvm", "kvmc-pvh", "kvmc-pit", "kvmc-jail",
+             "kvmc-virtio-pci", "kvmc-stream", "kvmc-pci", "kvmc-lua-pci", "qemu-microvm", "kvmc-pvh", "kvmc-pit", "kvmc-jail", "kvmc-snapshot",
              "kvmc-crash"]
 # The second L1: q35 with QEMU's Intel IOMMU and an NVMe drive that kvmc
 # (and QEMU, the reference) pass through to L2 with VFIO.
@@ -341,9 +342,10 @@ def read_from_disk(disk, path):
     return out.stdout.strip()
 
 
-def run_l1(vmlinuz, l1_cpio, disks, logfile, only, loop=0, nvme=None):
+def run_l1(vmlinuz, l1_cpio, disks, logfile, only, loop=0, nvme=None, loop_devices=False):
     append = "console=ttyS0 panic=-1 quiet" + (f" lab.only={only}" if only else "") + \
-        (f" lab.loop={loop}" if loop else "") + f" lab.kills={CRASH_KILLS}"
+        (f" lab.loop={loop}" if loop else "") + (" lab.loopdev=1" if loop_devices else "") + \
+        f" lab.kills={CRASH_KILLS}"
     if nvme:
         append += " intel_iommu=on iommu=pt lab.vfio=1"
     cmd = ["qemu-system-x86_64", "-accel", "tcg", "-cpu", "EPYC,+svm", "-m", "2048",
@@ -352,7 +354,18 @@ def run_l1(vmlinuz, l1_cpio, disks, logfile, only, loop=0, nvme=None):
     if nvme:  # HOST-FACTS: QEMU's Intel IOMMU works for VFIO under TCG
         cmd += ["-M", "q35", "-device", "intel-iommu,intremap=on,caching-mode=on",
                 "-drive", f"file={nvme},format=raw,if=none,id=nv",
-                "-device", "nvme,serial=kvmc-lab-nvme,drive=nv"]
+                "-device", "nvme,serial=kvmc-lab-nvme,drive=nv",
+                # MSI without MSI-X
+                "-device", "edu",
+                # two NVMe behind a conventional PCI bridge share an IOMMU
+                # group: one for vfio-pci, one the host's (not viable)
+                "-device", "pci-bridge,id=br1,chassis_nr=1"]
+        for b in (1, 2):
+            small = nvme + f".b{b}"
+            with open(small, "wb") as f:
+                f.truncate(1 << 20)
+            cmd += ["-drive", f"file={small},format=raw,if=none,id=nb{b}",
+                    "-device", f"nvme,serial=kvmc-lab-nvme-b{b},drive=nb{b},bus=br1,addr={b}"]
     for disk in disks:
         cmd += ["-drive", f"file={disk},format=raw,if=virtio"]
     timeout = L1_TIMEOUT_S + loop * 3 * 60
@@ -439,6 +452,8 @@ def main():
     ap.add_argument("--only", default="", help="comma-separated scenarios (debugging)")
     ap.add_argument("--boot-loop", type=int, default=0, metavar="N",
                     help="only boot L2 N times under kvmc and N times under QEMU microvm")
+    ap.add_argument("--loop-devices", action="store_true",
+                    help="with --boot-loop: every L2 has a virtio-blk disk and a virtio-rng")
     args = ap.parse_args()
     work = args.work or os.path.join(os.path.dirname(os.path.abspath(args.kvmc)), "lab")
 
@@ -449,7 +464,8 @@ def main():
     vmlinuz, l1_cpio, disk, crash_disk = build_images(work, root, kver, args.kvmc)
     log(f"images built in {time.monotonic() - t0:.1f}s")
     if args.boot_loop:
-        return boot_loop(vmlinuz, l1_cpio, disk, crash_disk, work, args.boot_loop, t0)
+        return boot_loop(vmlinuz, l1_cpio, disk, crash_disk, work, args.boot_loop, t0,
+                         args.loop_devices)
     wanted = [n for n in SCENARIOS if not args.only or n in args.only.split(",")]
     lines, l1_total = run_l1(vmlinuz, l1_cpio, [disk, crash_disk],
                              os.path.join(work, "l1-console.log"),
@@ -511,6 +527,21 @@ def main():
           bool(procs) and int(procs.group(1)) >= 1 and "cgroup=/sys/fs/cgroup/kvmc-" in jail,
           jail or "no LAB-JAIL line")
     check("lab.jail-cgroup-removed", "cgroups_left=0" in after, after or "no LAB-JAIL-AFTER line")
+    snap = next((l for _, l in lines if l.startswith("LAB-SNAPSHOT ")), "")
+
+    def count(field):
+        m = re.search(rf"{field}=\[LAB-COUNT i=(\d+) uptime=([\d.]+)\]", snap)
+        return (int(m.group(1)), float(m.group(2))) if m else (None, None)
+    saved, first, last = count("saved"), count("first"), count("last")
+    check("lab.snapshot-save", "save_status=5 " in snap and saved[0] is not None and
+          saved[0] >= 10, f"SIGUSR2 saved the counting L2 and kvmc exited 5: {snap or 'nothing'}")
+    check("lab.snapshot-restore", "restore_status=0 " in snap and first[0] is not None and
+          saved[0] is not None and first[0] == saved[0] + 1 and first[1] >= saved[1] and
+          first[1] < saved[1] + 5 and last[0] == 40 and "powered_off=1" in snap and
+          "tsc_unstable=0" in snap,
+          "a new kvmc restored it: the count went on from the next number, the uptime from "
+          "where it was (TSC and kvm-clock together: no clocksource watchdog complaint), to "
+          f"40 and a clean power-off: {snap or 'nothing'}")
     check("lab.kvmc-acpi-poweroff", said("kvmc-bzimage", "reboot: Power down"),
           "the guest powered off through ACPI S5")
     r = results.get("kvmc-reboot")
@@ -632,6 +663,12 @@ def main():
         print(f"lab: {'16 MiB read in L2 (MB/s, same run)':40s} "
               f"{rate['kvmc'].group(1) if rate['kvmc'] else '-':<9} "
               f"{rate['qemu'].group(1) if rate['qemu'] else '-'}")
+    snap = next((l for _, l in lines if l.startswith("LAB-SNAPSHOT ")), "")
+    if snap:
+        f = dict(re.findall(r"(\w+)=(\S+)", snap))
+        print(f"lab: {'L2 snapshot (256 MiB guest, SIGUSR2)':40s} save {f.get('save_s', '-')} s, "
+              f"memory file {f.get('memory_kb', '-')} KiB used, state {f.get('state_bytes', '-')}"
+              f" bytes; restored run to power-off {f.get('restored_run_s', '-')} s")
     print(f"lab: L2 boots retried after dying before their marker: {len(retries)}")
     print(f"lab: whole lab run {time.monotonic() - t0:.1f}s (L1 {l1_total:.1f}s, "
           f"VFIO L1 {vfio_total:.1f}s)")
@@ -660,6 +697,14 @@ def vfio_checks(lines, results, nvme, check):
           "DMAR-IR: Enabled IRQ remapping" in host, host or "no LAB-VFIO-HOST line")
     refused("bound-to-nvme", f"VFIO device {bdf} is bound to nvme, not vfio-pci")
     refused("no-such-device", "VFIO device 0000:00:1f.7: no such PCI device")
+    group = line("LAB-VFIO-GROUP ")
+    b1 = re.search(r"bridged=(\S+)", line("LAB-VFIO-DEVICES "))
+    b1 = b1.group(1) if b1 else "?"
+    refused("not-viable", f"VFIO device {b1}: IOMMU group")
+    check("lab.vfio-not-viable-why", "b1=vfio-pci" in group and
+          "is not viable" in errors.get("not-viable", ("", ""))[1],
+          f"its group-mate behind the bridge is the host's ({group or 'no group line'})")
+    refused("no-permission", f"VFIO device {bdf}: no permission to open /dev/vfio/")
     refused("not-an-address", "'00:03' is not a PCI address")
     hold = line("LAB-VFIO-HOLD ")
     refused("busy", f"VFIO device {bdf}: IOMMU group")
@@ -679,6 +724,10 @@ def vfio_checks(lines, results, nvme, check):
               f"L2's nvme driver read the host's sector and its own write: {nv or r or 'no result'}")
         check(f"lab.vfio-{vmm}-msix", bool(m) and int(m.group(1)) >= 2 and int(m.group(2)) > 0
               and "MSI" in m.group(3), f"nvme queues on MSI-X in L2: {m.group(0) if m else 'none'}")
+        edu = next((l for _, l in lines if "KVMC-LAB-L2-EDU " in l and f"vmm={vmm} " in l), "")
+        check(f"lab.vfio-{vmm}-msi", "chip=[PCI-MSI" in edu and "irqs=[3]" in edu and
+              "ident 0x10000ed, 3 of 3 MSI interrupts" in edu,
+              f"QEMU's edu device (MSI, no MSI-X) raised 3 interrupts in L2: {edu or 'nothing'}")
         back = read_sector(nvme, sector)
         check(f"lab.vfio-{vmm}-host-reads-back", back == f"written by L2 through {vmm} vfio",
               f"the host read sector {sector} of the image after both VMs: [{back}]")
@@ -687,11 +736,12 @@ def vfio_checks(lines, results, nvme, check):
           f"rebound to the host's nvme driver after both VMs: {again or 'nothing'}")
 
 
-def boot_loop(vmlinuz, l1_cpio, disk, crash_disk, work, n, t0):
+def boot_loop(vmlinuz, l1_cpio, disk, crash_disk, work, n, t0, devices=False):
     """N boots of L2 under kvmc and N under QEMU microvm in one L1: how often
     does each fail, and how?"""
     lines, l1_total = run_l1(vmlinuz, l1_cpio, [disk, crash_disk],
-                             os.path.join(work, "l1-console-loop.log"), "", loop=n)
+                             os.path.join(work, "l1-console-loop.log"), "", loop=n,
+                             loop_devices=devices)
     runs = [dict(re.findall(r"(\w+)=(\S+)", l)) for _, l in lines if l.startswith("LAB-LOOP ")]
     print()
     for vmm in ("kvmc", "kvmc-pit", "qemu"):

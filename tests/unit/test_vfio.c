@@ -152,14 +152,18 @@ static int dev_fd = -1;
 static struct {
     unsigned calls;
     unsigned count; /* of the last call */
+    bool msix;      /* of the last call */
     int fds[NVEC];
 } wired;
 
-static int fake_set_msix(struct vfio_host_device *d, const int *fds, unsigned count)
+static int fake_set_irqs(struct vfio_host_device *d, bool msix, const int *fds, unsigned count)
 {
     (void)d;
+    cr_assert(!count || !wired.count || wired.msix,
+              "MSI re-enabled with a new count without being turned off first");
     wired.calls++;
     wired.count = count;
+    wired.msix = msix;
     for (unsigned i = 0; i < count && i < NVEC; i++)
         wired.fds[i] = fds[i];
     return KVMC_OK;
@@ -171,7 +175,7 @@ static int fake_reset(struct vfio_host_device *d)
     return KVMC_OK;
 }
 
-static const struct vfio_device_io fake_io = {.set_msix = fake_set_msix, .reset = fake_reset};
+static const struct vfio_device_io fake_io = {.set_irqs = fake_set_irqs, .reset = fake_reset};
 
 static void put(uint8_t *cfg, unsigned off, uint32_t v, unsigned size)
 {
@@ -211,6 +215,7 @@ static struct vfio_host_device fake_device(const uint8_t *cfg)
     cr_assert_eq(ftruncate(dev_fd, BAR0_OFFSET + BAR0_SIZE), 0);
     cr_assert_eq(pwrite(dev_fd, cfg, PCI_CFG_SIZE, 0), PCI_CFG_SIZE);
     struct vfio_host_device d = {.bdf = "0000:00:03.0", .fd = dev_fd, .msix_count = NVEC,
+                                 .msi_count = NVEC,
                                  .io = &fake_io};
     d.regions[0] = (struct vfio_region){BAR0_OFFSET, BAR0_SIZE, VFIO_REGION_INFO_FLAG_READ |
                                         VFIO_REGION_INFO_FLAG_WRITE |
@@ -463,10 +468,16 @@ Test(vfio_pci, broken_devices_are_refused_with_a_reason)
     cr_assert(strstr(kvmc_last_error(), "lies outside its BARs"), "%s", kvmc_last_error());
 
     default_config(cfg);
-    put(cfg, 0x41, 0x40, 1); /* the capability list loops before MSI-X */
+    put(cfg, 0x41, 0x40, 1); /* the capability list loops before MSI and MSI-X */
     d = fake_device(cfg);
     cr_assert_eq(vfio_pci_create(&host, &d, &v), KVMC_ENOTSUP);
-    cr_assert(strstr(kvmc_last_error(), "has no MSI-X"), "%s", kvmc_last_error());
+    cr_assert(strstr(kvmc_last_error(), "has neither MSI-X nor MSI"), "%s", kvmc_last_error());
+
+    default_config(cfg);
+    d = fake_device(cfg);
+    d.msix_count = d.msi_count = 0; /* VFIO offers INTx only */
+    cr_assert_eq(vfio_pci_create(&host, &d, &v), KVMC_ENOTSUP);
+    cr_assert(strstr(kvmc_last_error(), "has neither MSI-X nor MSI"), "%s", kvmc_last_error());
 
     default_config(cfg);
     put(cfg, 0x0e, 0x01, 1); /* a bridge */
@@ -479,4 +490,83 @@ Test(vfio_pci, broken_devices_are_refused_with_a_reason)
     d.regions[VFIO_REGION_CONFIG].size = 64; /* config space cannot be read */
     cr_assert_eq(vfio_pci_create(&host, &d, &v), KVMC_EIO);
     cr_assert_eq(host.slots[1], NULL, "nothing left plugged in");
+}
+
+/* An edu-like function: MSI (4 vectors, 32-bit, not maskable) and no MSI-X. */
+static void msi_only_config(uint8_t *cfg)
+{
+    default_config(cfg);
+    put(cfg, 0x50, 0x05 | 0x00 << 8, 2); /* MSI ends the list */
+    put(cfg, 0x52, 2 << 1, 2);           /* Multiple Message Capable: 4 */
+    memset(cfg + 0x60, 0, 12);           /* no MSI-X */
+}
+
+static void msi_wr(struct vfio_pci *v, unsigned reg, unsigned size, uint32_t value)
+{
+    ecam_wr(v->pci.slot, v->msi.cap + reg, size, value);
+}
+
+Test(vfio_pci, msi_vectors_become_irqfds_for_a_device_without_msix)
+{
+    uint8_t cfg[PCI_CFG_SIZE];
+    msi_only_config(cfg);
+    struct vfio_host_device d = fake_device(cfg);
+    d.msix_count = 0;
+    struct vfio_pci *v = NULL;
+    cr_assert_eq(vfio_pci_create(&host, &d, &v), KVMC_OK, "%s", kvmc_last_error());
+    unsigned s = v->pci.slot;
+    cr_assert(v->has_msi && !v->has_msix);
+    /* The guest sees one capability: MSI, 4 vectors, 64-bit, maskable. */
+    unsigned cap = ecam_rd(s, 0x34, 1);
+    cr_assert_eq(ecam_rd(s, cap, 1), 0x05);
+    cr_assert_eq(ecam_rd(s, cap + 1, 1), 0, "MSI is the only capability");
+    cr_assert_eq(ecam_rd(s, cap + 2, 2), 2 << 1 | 0x80 | 0x100);
+
+    ecam_wr(s, 0x04, 2, 0x0006);
+    msi_wr(v, 4, 4, 0xfee01003); /* the low two bits are not writable */
+    msi_wr(v, 8, 4, 0);
+    msi_wr(v, 12, 2, 0x4043);
+    cr_assert_eq(ecam_rd(s, cap + 4, 4), 0xfee01000);
+    cr_assert_eq(wired.calls, 0, "nothing wired while MSI is off");
+    msi_wr(v, 2, 2, 0x0001 | 1 << 4); /* enable, 2 vectors */
+    cr_assert_eq(wired.calls, 1);
+    cr_assert(!wired.msix, "MSI's index, not MSI-X's");
+    cr_assert_eq(wired.count, 2);
+    cr_assert_eq(f->route_addr[0], 0xfee01000);
+    cr_assert_eq(f->route_data[0], 0x4042, "vector 0: the data's low bit is the vector's");
+    cr_assert_eq(f->route_data[1], 0x4043);
+    cr_assert_eq(f->irqfd_on[0], wired.fds[0]);
+    cr_assert_eq(f->irqfd_on[1], wired.fds[1]);
+    /* Per-vector mask: detached while masked, back when unmasked. */
+    msi_wr(v, 16, 4, 0x2);
+    cr_assert_eq(f->irqfd_on[1], -1);
+    cr_assert_eq(f->irqfd_on[0], wired.fds[0]);
+    msi_wr(v, 16, 4, 0xffffffff);
+    cr_assert_eq(ecam_rd(s, cap + 16, 4), 0xf, "mask bits only for the 4 offered vectors");
+    msi_wr(v, 16, 4, 0);
+    cr_assert_eq(f->irqfd_on[1], wired.fds[1]);
+    /* More vectors than offered (32): cut to 4, MSI turned off and on
+     * again with the new count (VFIO cannot resize MSI while on). */
+    msi_wr(v, 2, 2, 0x0001 | 5 << 4);
+    cr_assert_eq(wired.count, 4);
+    cr_assert_eq(f->irqfd_on[3], wired.fds[3]);
+    /* A hostile address: every vector detached, nothing routed there. */
+    uint64_t routes = f->routes_set;
+    msi_wr(v, 4, 4, 0xdead0000);
+    cr_assert_eq(f->routes_set, routes, "a hostile address reached KVM's routing");
+    for (unsigned i = 0; i < 4; i++)
+        cr_assert_eq(f->irqfd_on[i], -1);
+    msi_wr(v, 4, 4, 0xfee00000);
+    cr_assert_eq(f->irqfd_on[2], wired.fds[2]);
+    /* Disabled: off at the device and in KVM. */
+    msi_wr(v, 2, 2, 0);
+    cr_assert_eq(wired.count, 0);
+    for (unsigned i = 0; i < 4; i++)
+        cr_assert_eq(f->irqfd_on[i], -1);
+    /* None of it reached the device's own config space. */
+    uint8_t after[PCI_CFG_SIZE];
+    cr_assert_eq(pread(dev_fd, after, PCI_CFG_SIZE, 0), PCI_CFG_SIZE);
+    cr_assert_eq(memcmp(after + 0x40, cfg + 0x40, PCI_CFG_SIZE - 0x40), 0);
+    unplug(v);
+    cr_assert(f->route_freed[0] && f->route_freed[1], "the routes go with the device");
 }

@@ -190,6 +190,17 @@ local CALLS = {
     end,
     console_write = function(vm) return vm:console_write("x") end,
     virtio_console_write = function(vm) return vm:virtio_console_write("x") end,
+    snapshot = function(vm)
+        local dir = os.tmpname()
+        os.remove(dir)
+        local ok, err = vm:snapshot(dir)
+        os.remove(dir .. "/state")
+        os.remove(dir .. "/memory")
+        os.remove(dir)
+        return ok, err
+    end,
+    load_snapshot = function(vm) return vm:load_snapshot("/nonexistent-kvmc-snapshot") end,
+    reset = function(vm) return vm:reset() end, -- none taken
 }
 local OK = true
 local EXPECT = {
@@ -207,6 +218,9 @@ local EXPECT = {
     add_pci_device = {OK,               "devices must",   "devices must",   "devices must"},
     console_write =  {OK,               OK,               OK,               OK},
     virtio_console_write = {"this VM has no", "this VM has no", "this VM has no", "this VM has no"},
+    snapshot =       {"kvmc_vm_snapshot", "kvmc_vm_snapshot", OK,           "kvmc_vm_snapshot"},
+    load_snapshot =  {"restore:",       "kvmc_vm_restore", "kvmc_vm_restore", "kvmc_vm_restore"},
+    reset =          {"reset:",         "reset:",         "reset:",         "kvmc_vm_reset"},
 }
 
 test("every call in every state, closed included: a result or nil, message", function()
@@ -251,7 +265,10 @@ test("bad arguments are nil, message, never an error raised", function()
         {function() return kvmc.vm{kernel = 42} end, "kernel must be a string"},
         {function() return kvmc.vm{kernel = GUEST, disks = {{path = {}}}} end, "expected 'char const *' got 'table'"},
         {function() return kvmc.vm("x") end, "kvmc.vm takes a table"},
-        {function() return kvmc.vm{} end, "give kernel"},
+        {function() return kvmc.vm{kernel = GUEST, kernel_image = "x"} end, "not both"},
+        {function() return vm:snapshot(42) end, "dir must be a string"},
+        {function() return kvmc.restore("/nonexistent-kvmc-snapshot", {memory = "32M"}) end,
+         "restore: /nonexistent-kvmc-snapshot/state"},
     }
     for _, c in ipairs(cases) do
         local ok, got, err = pcall(c[1])
@@ -260,6 +277,54 @@ test("bad arguments are nil, message, never an error raised", function()
                ("want nil, %q; got %s, %s"):format(c[2], tostring(got), tostring(err)))
     end
     vm:close()
+end)
+
+-- The test guest counts; saved while paused, its VM closed, a VM restored
+-- from the files counts on where it stopped.
+test("a snapshot restored into a new VM continues the count", function()
+    local dir = os.tmpname()
+    os.remove(dir)
+    local vm = assert(kvmc.vm{kernel = GUEST, memory = "32M", cmdline = "kvmc.test=flood"})
+    assert(vm:start())
+    wait_for_console(vm, "flood line 300 ")
+    local ok, err = vm:snapshot(dir)
+    assert(ok == nil and err:find("not paused", 1, true), tostring(err))
+    assert(vm:pause())
+    assert(vm:snapshot(dir))
+    local before = vm:console()
+    vm:close()
+    local bad, berr = kvmc.restore(dir, {memory = "64M"})
+    assert(bad == nil and berr:find("32 MiB", 1, true), tostring(berr))
+    local vm2 = assert(kvmc.restore(dir, {memory = "32M"}))
+    assert(vm2:start())
+    wait_for_console(vm2, "flood line 700 ")
+    assert(vm2:pause())
+    local after = vm2:console()
+    -- Fast reset: the count goes on again from the snapshot's line.
+    assert(vm2:reset())
+    assert(vm2:state() == "paused")
+    local mark = #vm2:console()
+    assert(vm2:resume())
+    for _ = 1, 2000 do
+        if vm2:console():sub(mark + 1):find("flood line 400 ", 1, true) then break end
+        os.execute("sleep 0.01")
+    end
+    local first_after = after:match("\n(flood line %d+ )")
+    local first_again = vm2:console():sub(mark + 1):match("\n(flood line %d+ )")
+    assert(first_after and first_after == first_again,
+           ("after the reset: %s, after the restore: %s"):format(tostring(first_again), tostring(first_after)))
+    vm2:close()
+    local last
+    for n in (before .. after):gmatch("flood line (%d+) %.+\n") do
+        n = math.tointeger(tonumber(n))
+        assert(last == nil or n == last + 1, ("line %d after %s"):format(n, tostring(last)))
+        last = n
+    end
+    assert(last and last >= 650, tostring(last))
+    assert(not after:find("flood line 0 ", 1, true), "the restored guest started over")
+    os.remove(dir .. "/state")
+    os.remove(dir .. "/memory")
+    os.remove(dir)
 end)
 
 test("integers come back as integers, 64-bit registers whole", function()

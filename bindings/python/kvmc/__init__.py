@@ -246,8 +246,8 @@ class VM:
                          ("on_event", on_event)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"{name} must be callable")
-        if (kernel is None) == (kernel_image is None):
-            raise TypeError("give kernel (a path) or kernel_image (bytes), one of them")
+        if kernel is not None and kernel_image is not None:
+            raise TypeError("give kernel (a path) or kernel_image (bytes), not both")
         cfg = ffi.new("kvmc_config **")
         _check(lib.kvmc_config_new(cfg))
         try:
@@ -287,7 +287,7 @@ class VM:
             raise ValueError(f"memory_backing={memory_backing!r}: use anon, memfd or hugetlb")
         if kernel is not None:
             _check(lib.kvmc_config_set_kernel(cfg, _path("kernel", kernel, True)))
-        else:
+        elif kernel_image is not None:  # neither: an empty VM, for load_snapshot()
             image = bytes(kernel_image)
             _check(lib.kvmc_config_set_kernel_image(cfg, image, len(image)))
         _check(lib.kvmc_config_set_memory(cfg, _int("memory", parse_size(memory), 0, _U64)))
@@ -644,6 +644,49 @@ class VM:
         for name, value in changes.items():
             setattr(regs, name, value)
         _check(lib.kvmc_vm_set_regs(self._handle(), vcpu, regs))
+
+    # ---- snapshots --------------------------------------------------------
+
+    def snapshot(self, path: PathLike) -> None:
+        """Saves the paused VM into directory path (made if missing): path/state
+        and path/memory. The VM stays paused: resume() or close() it after.
+        Virtio, PCI and Python-callback devices cannot be saved yet
+        (UnsupportedError naming the device). Format: docs/snapshots.md."""
+        vm = self._handle()
+        self._refuse_in_callback("snapshot()")
+        _check(lib.kvmc_vm_snapshot(vm, _path("path", path, False)))
+
+    def load_snapshot(self, path: PathLike) -> "VM":
+        """Before start(): loads the snapshot in directory path into this VM,
+        which must have the configuration the snapshot was taken with (memory,
+        cpus, pit, devices); start() then continues the guest where it was
+        saved. A bad or mismatched snapshot raises (the message says what is
+        wrong) and leaves a VM that cannot start: close it."""
+        vm = self._handle()
+        self._refuse_in_callback("load_snapshot()")
+        _check(lib.kvmc_vm_restore(vm, _path("path", path, True)))
+        return self
+
+    def reset(self) -> None:
+        """Fast reset: back to the snapshot this VM last took or was restored
+        from, in well under a millisecond (only the RAM pages written since
+        are dropped). A running VM is paused for it and runs on after; a
+        paused one stays paused. StateError if there is no snapshot."""
+        vm = self._handle()
+        self._refuse_in_callback("reset()")
+        _check(lib.kvmc_vm_reset_to_snapshot(vm))
+
+    @classmethod
+    def restore(cls, path: PathLike, **config) -> "VM":
+        """A new VM, from the keyword arguments VM() takes (the ones the
+        snapshot was taken with; no kernel needed), with the snapshot in
+        directory path loaded: run() or start() continues the guest."""
+        vm = cls(**config)
+        try:
+            return vm.load_snapshot(path)
+        except BaseException:
+            vm.close()
+            raise
 
     @property
     def cpus(self) -> int:

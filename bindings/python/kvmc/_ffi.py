@@ -149,6 +149,9 @@ int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len, size
 int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf, size_t len);
 int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
 int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);
+int kvmc_vm_snapshot(kvmc_vm *vm, const char *dir);
+int kvmc_vm_restore(kvmc_vm *vm, const char *dir);
+int kvmc_vm_reset_to_snapshot(kvmc_vm *vm);
 int kvmc_vm_set_seccomp(kvmc_vm *vm, int enabled);
 int kvmc_seccomp_confine_control_thread(void);
 int kvmc_vm_add_pio_device(kvmc_vm *vm, uint16_t base, uint16_t size,

@@ -53,7 +53,7 @@ class KVMError(KvmcError, OSError):
 
 
 class ImageFormatError(KvmcError, ValueError):
-    """KVMC_EFORMAT: a kernel or initrd image is malformed."""
+    """KVMC_EFORMAT: a kernel, initrd or snapshot file is malformed."""
 
 
 class StateError(KvmcError, RuntimeError):

@@ -6,6 +6,7 @@ import pathlib
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 
@@ -49,6 +50,9 @@ CALLS = {
     "add_pci_device": lambda vm: vm.add_pci_device(0x1234, 1, bars=[(4096, "mem32")]),
     "virtio_console_write": lambda vm: vm.virtio_console_write(b"x"),
     "cpus": lambda vm: vm.cpus,
+    "snapshot": lambda vm: vm.snapshot(tempfile.mkdtemp(prefix="kvmc-matrix-")),
+    "load_snapshot": lambda vm: vm.load_snapshot("/"),  # no snapshot there
+    "reset": lambda vm: vm.reset(),  # none taken
 }
 WORKS, STATE, CLOSED, TIMEOUT = None, kvmc.StateError, kvmc.ClosedError, TimeoutError
 EXPECT = {
@@ -68,6 +72,9 @@ EXPECT = {
     "add_pci_device": (WORKS, STATE,   STATE,   STATE),
     "virtio_console_write": (STATE, STATE, STATE, STATE),  # this VM has none
     "cpus":          (WORKS,  WORKS,   WORKS,   WORKS),
+    "snapshot":      (STATE,  STATE,   WORKS,   STATE),
+    "load_snapshot": (kvmc.KvmcOSError, STATE, STATE, STATE),
+    "reset":         (STATE,  STATE,   STATE,   STATE),
 }
 STATES = ("created", "running", "paused", "exited")
 
@@ -123,8 +130,11 @@ def test_arguments_get_python_errors_that_name_them(tmp_path, guest_elf):
         kvmc.VM(guest_elf, cpus="2")
     with pytest.raises(TypeError, match="kernel must be a path"):
         kvmc.VM(42)
-    with pytest.raises(TypeError, match="one of them"):
-        kvmc.VM()
+    with pytest.raises(TypeError, match="not both"):
+        kvmc.VM(guest_elf, kernel_image=b"\x7fELF")
+    with kvmc.VM(memory="16M") as empty:  # no kernel: for load_snapshot() only
+        with pytest.raises(kvmc.StateError, match="no kernel and no snapshot"):
+            empty.start()
     with pytest.raises(FileNotFoundError):
         kvmc.VM(guest_elf, disks=[tmp_path / "missing.img"])
     with kvmc.VM(pathlib.Path(guest_elf), memory="32M") as vm:

@@ -316,9 +316,11 @@ typedef enum kvmc_event {
 typedef void (*kvmc_event_fn)(void *opaque, kvmc_vm *vm, kvmc_event event);
 
 /* Creates the KVM VM, guest memory, vCPUs and devices, and loads the
- * kernel. The config is only read; it may be freed afterwards.
+ * kernel. The config is only read; it may be freed afterwards. Without a
+ * kernel (since 1.2) the VM is created empty, for kvmc_vm_restore;
+ * kvmc_vm_start refuses it until a snapshot is restored.
  * @return KVMC_OK;
- *   KVMC_EINVAL   cfg or out is NULL, no kernel, memory beyond the host's;
+ *   KVMC_EINVAL   cfg or out is NULL, memory beyond the host's;
  *   KVMC_ENOMEM;
  *   KVMC_EIO      a kernel, initrd or disk file cannot be opened or read,
  *                 a socket path cannot be bound;
@@ -339,7 +341,8 @@ KVMC_API int kvmc_vm_set_event_callback(kvmc_vm *vm, kvmc_event_fn fn,
 
 /* Starts all vCPUs. Valid once, in state CREATED.
  * @return KVMC_OK; KVMC_EINVAL (vm is NULL); KVMC_ESTATE (already started
- *   or stopped); KVMC_EIO (a thread could not be started: the VM then
+ *   or stopped, no kernel and no snapshot restored, or a failed restore);
+ *   KVMC_EIO (a thread could not be started: the VM then
  *   exits with KVMC_EXIT_VMM_ERROR) */
 KVMC_API int kvmc_vm_start(kvmc_vm *vm);
 /* Waits until the VM has exited. timeout_ms < 0 waits forever. On success
@@ -401,6 +404,50 @@ typedef struct kvmc_regs {
  *   library's); KVMC_ESTATE (vCPUs running); KVMC_EKVM */
 KVMC_API int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
 KVMC_API int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);
+
+/* ------------------------------------------------------------- snapshots */
+
+/* Saves a paused VM into directory `dir` (made if missing, mode 0700):
+ * `dir/state` (every vCPU, the clock, the interrupt controllers, the
+ * devices) and `dir/memory` (guest RAM, sparse). Each file is written
+ * under a temporary name and renamed, `state` last, so a snapshot that
+ * fails leaves nothing half-written. The VM stays paused; resume or
+ * destroy it after. Not yet savable, and refused naming them: virtio
+ * devices, PCI devices, VFIO devices and devices added by
+ * kvmc_vm_add_pio_device/mmio_device. Format: docs/snapshots.md. Not on
+ * the VM's own threads. Since 1.2.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm or dir); KVMC_ESTATE (not paused,
+ *   or on one of the VM's threads); KVMC_ENOTSUP (a device that cannot be
+ *   saved); KVMC_EIO (writing the files); KVMC_EKVM; KVMC_ENOMEM */
+KVMC_API int kvmc_vm_snapshot(kvmc_vm *vm, const char *dir);
+/* Loads the snapshot in `dir` into a VM created (kvmc_vm_create) from the
+ * configuration the snapshot was taken with, and not started: the same
+ * memory size, vCPU count, PIT choice and devices (the kernel and command
+ * line do not matter; the snapshot replaces them). kvmc_vm_start then
+ * continues the guest where it was saved. RAM is the memory file mapped
+ * copy-on-write, so restoring costs the same for any RAM size (copied
+ * instead for memfd or hugepage RAM). A file that is truncated, corrupt,
+ * of a newer format or of another VM is refused with one message naming
+ * what is wrong; a failed restore leaves a VM that cannot start (destroy
+ * it). Since 1.2.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm or dir, or the VM differs from the
+ *   snapshot's); KVMC_ESTATE (started already); KVMC_EFORMAT (a bad state
+ *   or memory file); KVMC_ENOTSUP (a newer format, a device that cannot be
+ *   restored, or CPU features this host lacks); KVMC_EIO; KVMC_EKVM (KVM
+ *   refused a saved register); KVMC_ENOMEM */
+KVMC_API int kvmc_vm_restore(kvmc_vm *vm, const char *dir);
+/* Fast reset for test harnesses: puts the VM back to the snapshot it last
+ * took (kvmc_vm_snapshot) or was restored from (kvmc_vm_restore), without
+ * recreating it. After either, guest RAM is the snapshot's memory file
+ * mapped copy-on-write, so a reset drops only the pages the guest wrote
+ * since (memfd or hugepage RAM is copied back whole); then every vCPU, the
+ * clock, the interrupt controllers and the devices are put back. A running
+ * VM is paused for it and resumed after; a paused one stays paused. Not on
+ * the VM's own threads. Since 1.2.
+ * @return KVMC_OK; KVMC_EINVAL (vm is NULL); KVMC_ESTATE (no snapshot
+ *   taken or restored in this VM, the VM exited, or called on one of its
+ *   threads); KVMC_EIO; KVMC_EKVM */
+KVMC_API int kvmc_vm_reset_to_snapshot(kvmc_vm *vm);
 
 /* ---------------------------------------------------------------- seccomp */
 

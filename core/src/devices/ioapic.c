@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../error.h"
+#include "../snapshot/format.h"
 
 #define IOREGSEL 0x00
 #define IOWIN 0x10
@@ -252,4 +253,53 @@ void ioapic_eoi(struct ioapic *io, uint8_t vector)
             try_deliver(io, pin); /* still asserted: once more */
     }
     pthread_mutex_unlock(&io->lock);
+}
+
+/* Saved: IOREGSEL, the ID, every redirection entry (remote IRR included),
+ * the lines' levels and the latched edges. */
+#define IOAPIC_STATE_VERSION 1u
+
+int ioapic_save(struct ioapic *io, struct snapshot_writer *w)
+{
+    pthread_mutex_lock(&io->lock);
+    snapshot_put_u32(w, IOAPIC_STATE_VERSION);
+    snapshot_put_u32(w, io->ioregsel);
+    snapshot_put_u32(w, io->id);
+    for (unsigned pin = 0; pin < IOAPIC_PINS; pin++)
+        snapshot_put_u64(w, io->redir[pin]);
+    snapshot_put_u32(w, io->lines);
+    snapshot_put_u32(w, io->irr);
+    pthread_mutex_unlock(&io->lock);
+    return w->err;
+}
+
+int ioapic_restore(struct ioapic *io, struct snapshot_reader *r)
+{
+    uint32_t version, ioregsel, id, lines, irr;
+    uint64_t redir[IOAPIC_PINS];
+    if (snapshot_get_u32(r, &version) || snapshot_get_u32(r, &ioregsel) ||
+        snapshot_get_u32(r, &id))
+        return KVMC_EFORMAT;
+    for (unsigned pin = 0; pin < IOAPIC_PINS; pin++)
+        if (snapshot_get_u64(r, &redir[pin]))
+            return KVMC_EFORMAT;
+    if (snapshot_get_u32(r, &lines) || snapshot_get_u32(r, &irr))
+        return KVMC_EFORMAT;
+    const uint32_t pins = (1u << IOAPIC_PINS) - 1;
+    bool bad = version != IOAPIC_STATE_VERSION || (lines & ~pins) || (irr & ~pins) ||
+               (id & ~0x0f000000u);
+    for (unsigned pin = 0; pin < IOAPIC_PINS; pin++)
+        bad |= (redir[pin] & ~(RTE_WRITABLE | RTE_REMOTE_IRR)) != 0;
+    if (bad)
+        return kvmc_fail(KVMC_EFORMAT, "I/O APIC state (version %u): reserved bits set or "
+                         "pins past %u", version, IOAPIC_PINS - 1);
+    pthread_mutex_lock(&io->lock);
+    io->ioregsel = ioregsel & 0xff;
+    io->id = id;
+    memcpy(io->redir, redir, sizeof(redir));
+    io->lines = lines;
+    io->irr = irr;
+    sync_level_routes(io);
+    pthread_mutex_unlock(&io->lock);
+    return KVMC_OK;
 }

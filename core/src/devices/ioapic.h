@@ -68,4 +68,13 @@ void ioapic_pulse(struct ioapic *io, unsigned pin);
 /* The guest ended an interrupt with this vector (KVM_EXIT_IOAPIC_EOI). */
 void ioapic_eoi(struct ioapic *io, uint8_t vector);
 
+struct snapshot_writer;
+struct snapshot_reader;
+/* The model's whole state into a snapshot section, and back (restoring
+ * rewrites KVM's level-triggered routes). Restore refuses, with
+ * KVMC_EFORMAT, an entry with reserved bits set or pins that do not
+ * exist. */
+int ioapic_save(struct ioapic *io, struct snapshot_writer *w);
+int ioapic_restore(struct ioapic *io, struct snapshot_reader *r);
+
 #endif

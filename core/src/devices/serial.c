@@ -19,6 +19,7 @@
 #include "../error.h"
 #include "../seccomp.h"
 #include "../services.h"
+#include "../snapshot/format.h"
 
 #define COM1_PORT 0x3f8
 #define COM1_IRQ 4
@@ -310,5 +311,52 @@ static int com1_create(const struct vm_services *svc, const kvmc_config *cfg, vo
 static int com1_start(void *state, bool seccomp) { return serial_start_input(state, seccomp); }
 static void com1_destroy(void *state) { serial_destroy(state); }
 
+/* Saved: the registers, the pending THR-empty interrupt, the line's level,
+ * and the bytes received but not read yet, oldest first. */
+#define SERIAL_STATE_VERSION 1u
+
+static int com1_save(void *state, struct snapshot_writer *w)
+{
+    struct serial *s = state;
+    pthread_mutex_lock(&s->lock);
+    const uint8_t regs[] = {s->ier, s->lcr, s->mcr, s->scr, s->fcr, s->dll, s->dlm,
+                            s->thre_pending, (uint8_t)s->irq_level};
+    snapshot_put_u32(w, SERIAL_STATE_VERSION);
+    snapshot_put(w, regs, sizeof(regs));
+    snapshot_put_u32(w, s->rx_count);
+    for (unsigned i = 0; i < s->rx_count; i++)
+        snapshot_put(w, &s->rx[(s->rx_head + i) % RX_CAPACITY], 1);
+    pthread_mutex_unlock(&s->lock);
+    return w->err;
+}
+
+static int com1_restore(void *state, struct snapshot_reader *r)
+{
+    struct serial *s = state;
+    uint32_t version, count;
+    uint8_t regs[9], rx[RX_CAPACITY];
+    if (snapshot_get_u32(r, &version) || snapshot_get(r, regs, sizeof(regs)) ||
+        snapshot_get_u32(r, &count))
+        return KVMC_EFORMAT;
+    if (version != SERIAL_STATE_VERSION || count > RX_CAPACITY || (regs[0] & ~IER_MASK) ||
+        regs[7] > 1 || regs[8] > 1)
+        return kvmc_fail(KVMC_EFORMAT, "serial port state: version %u, %u bytes received, "
+                         "IER 0x%x: not a state this kvmc writes", version, count, regs[0]);
+    if (snapshot_get(r, rx, count))
+        return KVMC_EFORMAT;
+    pthread_mutex_lock(&s->lock);
+    s->ier = regs[0], s->lcr = regs[1], s->mcr = regs[2], s->scr = regs[3];
+    s->fcr = regs[4], s->dll = regs[5], s->dlm = regs[6];
+    s->thre_pending = regs[7];
+    s->irq_level = regs[8]; /* the line's level is the interrupt controller's state */
+    memcpy(s->rx, rx, count);
+    s->rx_head = 0;
+    s->rx_count = count;
+    pthread_cond_broadcast(&s->rx_space);
+    pthread_mutex_unlock(&s->lock);
+    return KVMC_OK;
+}
+
 const struct platform_device_type serial_device = {
-    .name = "serial", .create = com1_create, .start = com1_start, .destroy = com1_destroy};
+    .name = "serial", .create = com1_create, .start = com1_start, .save = com1_save,
+    .restore = com1_restore, .destroy = com1_destroy};

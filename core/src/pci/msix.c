@@ -6,13 +6,12 @@
 
 #include "../error.h"
 #include "../services.h"
+#include "msi.h"
 
 #define MSIX_CAP_LEN 12
 #define MSIX_CTRL_ENABLE 0x8000
 #define MSIX_CTRL_MASKALL 0x4000
 #define MSIX_ENTRY_MASKED 0x1
-#define MSI_ADDRESS_MASK 0xfff00000u
-#define MSI_ADDRESS_LAPIC 0xfee00000u
 
 static uint64_t bar_size_for(unsigned nvectors, uint64_t pba_offset)
 {
@@ -39,11 +38,6 @@ static bool take_locked(struct pci_msix *x, unsigned v, uint64_t *addr, uint32_t
     return true;
 }
 
-static bool lapic_address(uint64_t addr)
-{
-    return !(addr >> 32) && (addr & MSI_ADDRESS_MASK) == MSI_ADDRESS_LAPIC;
-}
-
 static void warn_address(struct pci_msix *x, unsigned v, uint64_t addr)
 {
     if (!__atomic_exchange_n(&x->warned, true, __ATOMIC_RELAXED))
@@ -54,7 +48,7 @@ static void warn_address(struct pci_msix *x, unsigned v, uint64_t addr)
 
 static void signal(struct pci_msix *x, unsigned v, uint64_t addr, uint32_t data)
 {
-    if (!lapic_address(addr)) {
+    if (!pci_msi_address_ok(addr)) {
         warn_address(x, v, addr);
         return;
     }
@@ -78,7 +72,7 @@ bool pci_msix_target(struct pci_msix *x, unsigned v, uint64_t *address, uint32_t
     *address = addr;
     *data = e->data;
     pthread_mutex_unlock(&x->lock);
-    if (on && !lapic_address(addr)) {
+    if (on && !pci_msi_address_ok(addr)) {
         warn_address(x, v, addr);
         return false;
     }

@@ -161,6 +161,9 @@ int snapshot_open(struct snapshot_reader *r, const uint8_t *file, size_t len)
     if (get_le(file + 12, 4) != 0)
         return kvmc_fail(KVMC_ENOTSUP, "snapshot flags 0x%llx are unknown",
                          (unsigned long long)get_le(file + 12, 4));
+    if (get_le(file + 44, 4) != 0)
+        return kvmc_fail(KVMC_EFORMAT, "snapshot header: reserved bytes are not zero "
+                         "(corrupted)");
     uint64_t body = get_le(file + 32, 8);
     if (body != len - SNAPSHOT_HEADER_SIZE)
         return kvmc_fail(KVMC_EFORMAT, "snapshot state is %zu bytes, its header says %llu "
@@ -222,6 +225,16 @@ int snapshot_get_u64(struct snapshot_reader *r, uint64_t *v)
     if (!err)
         *v = get_le(b, 8);
     return err;
+}
+
+void snapshot_reader_section(struct snapshot_reader *r, uint32_t tag, const uint8_t *data,
+                             size_t len)
+{
+    static const uint8_t empty;
+    memset(r, 0, sizeof(*r));
+    r->tag = tag;
+    r->sec = data ? data : &empty;
+    r->sec_len = data ? len : 0;
 }
 
 bool snapshot_section_done(const struct snapshot_reader *r)

@@ -10,7 +10,7 @@
  *         16   char[16] kvmc version that wrote it (NUL-padded)
  *         32   u64 body length       bytes after the header
  *         40   u32 CRC-32 of the body (IEEE, as zlib's)
- *         44   u32 reserved          0
+ *         44   u32 reserved          0 (a reader refuses anything else)
  *         48   body: sections { u32 tag, u32 length, bytes[length] }
  * All integers little-endian.
  *
@@ -69,6 +69,10 @@ int snapshot_next(struct snapshot_reader *r, uint32_t *tag);
 int snapshot_get(struct snapshot_reader *r, void *out, size_t len);
 int snapshot_get_u32(struct snapshot_reader *r, uint32_t *v);
 int snapshot_get_u64(struct snapshot_reader *r, uint64_t *v);
+/* A reader over one section's bytes (already framed and checked), for a
+ * device reading its own section. */
+void snapshot_reader_section(struct snapshot_reader *r, uint32_t tag, const uint8_t *data,
+                             size_t len);
 /* Whether the current section has been read to its end. */
 bool snapshot_section_done(const struct snapshot_reader *r);
 

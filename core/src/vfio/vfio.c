@@ -149,8 +149,11 @@ static int join_group(struct vfio_container *c, const char *bdf, unsigned id, in
         if (e == EBUSY)
             return kvmc_fail(KVMC_EBUSY, "VFIO device %s: IOMMU group %u (%s) is in use by "
                              "another process (another VM has the device)", bdf, id, path);
-        return kvmc_fail_errno(e == EACCES || e == EPERM ? KVMC_EIO : KVMC_EINVAL, e,
-                               "VFIO device %s: %s", bdf, path);
+        if (e == EACCES || e == EPERM)
+            return kvmc_fail(KVMC_EIO, "VFIO device %s: no permission to open %s: run kvmc "
+                             "as root, or give its user that file (chown, or a udev rule)",
+                             bdf, path);
+        return kvmc_fail_errno(KVMC_EINVAL, e, "VFIO device %s: %s", bdf, path);
     }
     struct vfio_group_status status = {.argsz = sizeof(status)};
     int err = KVMC_OK;
@@ -178,7 +181,7 @@ static int join_group(struct vfio_container *c, const char *bdf, unsigned id, in
     return KVMC_OK;
 }
 
-static int set_msix(struct vfio_host_device *d, const int *fds, unsigned count)
+static int set_irqs(struct vfio_host_device *d, bool msix, const int *fds, unsigned count)
 {
     size_t len = sizeof(struct vfio_irq_set) + sizeof(int32_t) * count;
     struct vfio_irq_set *set = calloc(1, len);
@@ -187,15 +190,16 @@ static int set_msix(struct vfio_host_device *d, const int *fds, unsigned count)
     set->argsz = (uint32_t)len;
     set->flags = VFIO_IRQ_SET_ACTION_TRIGGER |
                  (count ? VFIO_IRQ_SET_DATA_EVENTFD : VFIO_IRQ_SET_DATA_NONE);
-    set->index = VFIO_PCI_MSIX_IRQ_INDEX;
+    set->index = msix ? VFIO_PCI_MSIX_IRQ_INDEX : VFIO_PCI_MSI_IRQ_INDEX;
     set->count = count;
     memcpy(set->data, fds, sizeof(int32_t) * count);
     int rc = ioctl(d->fd, VFIO_DEVICE_SET_IRQS, set);
     int e = errno;
     free(set);
     if (rc < 0)
-        return kvmc_fail_errno(KVMC_EIO, e, "VFIO device %s: %s MSI-X (%u vectors)", d->bdf,
-                               count ? "enabling" : "disabling", count);
+        return kvmc_fail_errno(KVMC_EIO, e, "VFIO device %s: %s %s (%u vectors)", d->bdf,
+                               count ? "enabling" : "disabling", msix ? "MSI-X" : "MSI",
+                               count);
     return KVMC_OK;
 }
 
@@ -208,7 +212,7 @@ static int reset(struct vfio_host_device *d)
                : KVMC_OK;
 }
 
-static const struct vfio_device_io kernel_io = {.set_msix = set_msix, .reset = reset};
+static const struct vfio_device_io kernel_io = {.set_irqs = set_irqs, .reset = reset};
 
 static int describe(struct vfio_host_device *d)
 {
@@ -229,6 +233,10 @@ static int describe(struct vfio_host_device *d)
     if (ioctl(d->fd, VFIO_DEVICE_GET_IRQ_INFO, &irq) == 0 &&
         (irq.flags & VFIO_IRQ_INFO_EVENTFD))
         d->msix_count = irq.count;
+    irq = (struct vfio_irq_info){.argsz = sizeof(irq), .index = VFIO_PCI_MSI_IRQ_INDEX};
+    if (ioctl(d->fd, VFIO_DEVICE_GET_IRQ_INFO, &irq) == 0 &&
+        (irq.flags & VFIO_IRQ_INFO_EVENTFD))
+        d->msi_count = irq.count;
     return KVMC_OK;
 }
 

@@ -38,9 +38,9 @@ struct vfio_host_device;
 
 /* What the PCI model needs of a device beyond its fd; tests replace it. */
 struct vfio_device_io {
-    /* Wires MSI-X vectors 0..count-1 to these eventfds; count 0 turns
-     * MSI-X off at the device. */
-    int (*set_msix)(struct vfio_host_device *d, const int *fds, unsigned count);
+    /* Wires MSI-X (msix true) or MSI vectors 0..count-1 to these
+     * eventfds; count 0 turns them off at the device. */
+    int (*set_irqs)(struct vfio_host_device *d, bool msix, const int *fds, unsigned count);
     /* A function-level reset, where the device has one. */
     int (*reset)(struct vfio_host_device *d);
 };
@@ -49,7 +49,8 @@ struct vfio_host_device {
     char bdf[VFIO_BDF_LEN];
     int fd;
     struct vfio_region regions[VFIO_REGIONS];
-    unsigned msix_count; /* vectors VFIO offers */
+    unsigned msix_count; /* MSI-X vectors VFIO offers */
+    unsigned msi_count;  /* MSI vectors VFIO offers */
     bool can_reset;
     const struct vfio_device_io *io;
 };

@@ -140,10 +140,12 @@ static int read_config(struct vfio_pci *v, uint8_t *cfg)
 static void config_written(struct pci_device *d, unsigned offset, unsigned size)
 {
     struct vfio_pci *v = d->opaque;
+    if (v->has_msi)
+        pci_msi_config_written(&v->msi, offset, size);
     if (offset >= PCI_COMMAND + 2 || offset + size <= PCI_COMMAND)
         return;
     /* Only decoding and bus mastering reach the device; its INTx stays off
-     * (kvmc offers MSI-X only). */
+     * (kvmc offers MSI-X and MSI only). */
     uint16_t cmd = (uint16_t)((pci_cfg16(d, PCI_COMMAND) &
                                (PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER)) |
                               PCI_COMMAND_INTX_DISABLE);
@@ -156,16 +158,16 @@ static const struct pci_device_ops vfio_pci_ops = {
     .bar_moved = bar_moved,
 };
 
-/* The device's MSI-X capability, if its list has one (walked with a bound:
- * config space comes from the device, and a hostile or broken one may
- * loop). 0 if none. */
-static unsigned find_msix(const uint8_t *cfg)
+/* The device's capability with this ID, if its list has one (walked with a
+ * bound: config space comes from the device, and a hostile or broken one
+ * may loop). 0 if none. */
+static unsigned find_cap(const uint8_t *cfg, uint8_t id)
 {
     if (!(cfg[PCI_STATUS] & PCI_STATUS_CAP_LIST))
         return 0;
     unsigned at = cfg[PCI_CAPABILITY_LIST] & 0xfc;
     for (unsigned hops = 0; at >= 0x40 && at <= PCI_CFG_SIZE - 12 && hops < MAX_CAPS; hops++) {
-        if (cfg[at] == PCI_CAP_ID_MSIX)
+        if (cfg[at] == id)
             return at;
         at = cfg[at + 1] & 0xfc;
     }
@@ -200,19 +202,24 @@ static int add_bars(struct vfio_pci *v, const uint8_t *cfg)
 
 /* ----------------------------------------------------------- interrupts */
 
-static void wire_locked(struct vfio_pci *v, bool on)
+/* Gives VFIO the first `count` eventfds (0: interrupts off at the device).
+ * MSI cannot change its vector count while on: off first. */
+static void wire_locked(struct vfio_pci *v, unsigned count)
 {
-    if (on == v->msix_wired)
+    if (count == v->wired)
         return;
-    int *fds = on ? calloc(v->nvectors, sizeof(int)) : NULL;
-    if (on && !fds)
+    bool msix = v->has_msix;
+    if (v->wired && count && v->host.io->set_irqs(&v->host, msix, NULL, 0) == KVMC_OK)
+        v->wired = 0;
+    int *fds = count ? calloc(count, sizeof(int)) : NULL;
+    if (count && !fds)
         return;
-    for (unsigned i = 0; on && i < v->nvectors; i++)
+    for (unsigned i = 0; i < count; i++)
         fds[i] = v->vectors[i].efd;
-    if (v->host.io->set_msix(&v->host, fds, on ? v->nvectors : 0) == KVMC_OK)
-        v->msix_wired = on;
+    if (v->host.io->set_irqs(&v->host, msix, fds, count) == KVMC_OK)
+        v->wired = count;
     else
-        warn(v, on ? "enabling MSI-X" : "disabling MSI-X");
+        warn(v, count ? "enabling interrupts" : "disabling interrupts");
     free(fds);
 }
 
@@ -222,7 +229,8 @@ static void update_vector_locked(struct vfio_pci *v, unsigned i)
     struct vfio_pci_vector *vec = &v->vectors[i];
     uint64_t address;
     uint32_t data;
-    bool on = pci_msix_target(&v->msix, i, &address, &data);
+    bool on = v->has_msix ? pci_msix_target(&v->msix, i, &address, &data)
+                          : pci_msi_target(&v->msi, i, &address, &data);
     if (!on) {
         if (vec->attached && svc->msi_irqfd(svc->ctx, vec->efd, (unsigned)vec->gsi, false) == 0)
             vec->attached = false;
@@ -230,7 +238,7 @@ static void update_vector_locked(struct vfio_pci *v, unsigned i)
     }
     if (vec->gsi < 0 || vec->address != address || vec->data != data) {
         if (svc->msi_route(svc->ctx, &vec->gsi, address, data) != KVMC_OK) {
-            warn(v, "routing an MSI-X vector");
+            warn(v, "routing an MSI vector");
             return;
         }
         vec->address = address;
@@ -240,7 +248,7 @@ static void update_vector_locked(struct vfio_pci *v, unsigned i)
         if (svc->msi_irqfd(svc->ctx, vec->efd, (unsigned)vec->gsi, true) == KVMC_OK)
             vec->attached = true;
         else
-            warn(v, "attaching an MSI-X vector");
+            warn(v, "attaching an MSI vector");
     }
 }
 
@@ -248,18 +256,41 @@ static void msix_changed(void *opaque, unsigned first, unsigned count)
 {
     struct vfio_pci *v = opaque;
     pthread_mutex_lock(&v->lock);
-    wire_locked(v, pci_msix_enabled(&v->msix));
+    wire_locked(v, pci_msix_enabled(&v->msix) ? v->nvectors : 0);
     for (unsigned i = first; i < first + count && i < v->nvectors; i++)
         update_vector_locked(v, i);
     pthread_mutex_unlock(&v->lock);
 }
 
-static int add_msix(struct vfio_pci *v, const uint8_t *cfg)
+static void msi_changed(void *opaque)
 {
-    unsigned cap = find_msix(cfg);
-    if (!cap || !v->host.msix_count)
-        return kvmc_fail(KVMC_ENOTSUP, "VFIO device %s has no MSI-X: kvmc passes through "
-                         "devices with MSI-X only (no INTx or MSI)", v->host.bdf);
+    struct vfio_pci *v = opaque;
+    pthread_mutex_lock(&v->lock);
+    wire_locked(v, pci_msi_enabled_vectors(&v->msi));
+    for (unsigned i = 0; i < v->nvectors; i++)
+        update_vector_locked(v, i);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static int make_vectors(struct vfio_pci *v, unsigned n)
+{
+    v->vectors = calloc(n, sizeof(*v->vectors));
+    if (!v->vectors)
+        return kvmc_fail(KVMC_ENOMEM, "VFIO device %s: interrupt vectors", v->host.bdf);
+    for (unsigned i = 0; i < n; i++) {
+        v->vectors[i].gsi = -1;
+        v->vectors[i].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (v->vectors[i].efd < 0) {
+            v->nvectors = i;
+            return kvmc_fail_errno(KVMC_EIO, errno, "VFIO device %s: eventfd", v->host.bdf);
+        }
+    }
+    v->nvectors = n;
+    return KVMC_OK;
+}
+
+static int add_msix(struct vfio_pci *v, const uint8_t *cfg, unsigned cap)
+{
     unsigned n = (unsigned)((cfg[cap + 2] | cfg[cap + 3] << 8) & 0x7ff) + 1;
     uint32_t table = (uint32_t)cfg[cap + 4] | (uint32_t)cfg[cap + 5] << 8 |
                      (uint32_t)cfg[cap + 6] << 16 | (uint32_t)cfg[cap + 7] << 24;
@@ -275,21 +306,40 @@ static int add_msix(struct vfio_pci *v, const uint8_t *cfg)
         return kvmc_fail(KVMC_ENOTSUP, "VFIO device %s: its MSI-X table (BAR %u + 0x%llx) or "
                          "PBA (BAR %u + 0x%llx) lies outside its BARs", v->host.bdf, tbar,
                          (unsigned long long)toff, pbar, (unsigned long long)poff);
-    v->vectors = calloc(n, sizeof(*v->vectors));
-    if (!v->vectors)
-        return kvmc_fail(KVMC_ENOMEM, "VFIO device %s: MSI-X vectors", v->host.bdf);
-    for (unsigned i = 0; i < n; i++) {
-        v->vectors[i].gsi = -1;
-        v->vectors[i].efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (v->vectors[i].efd < 0) {
-            v->nvectors = i;
-            return kvmc_fail_errno(KVMC_EIO, errno, "VFIO device %s: eventfd", v->host.bdf);
-        }
-    }
-    v->nvectors = n;
-    int err = pci_msix_init_at(&v->msix, &v->pci, n, tbar, toff, pbar, poff, msix_changed, v);
+    int err = make_vectors(v, n);
+    if (err)
+        return err;
+    err = pci_msix_init_at(&v->msix, &v->pci, n, tbar, toff, pbar, poff, msix_changed, v);
     v->has_msix = err == KVMC_OK;
     return err;
+}
+
+static int add_msi(struct vfio_pci *v, const uint8_t *cfg, unsigned cap)
+{
+    /* Multiple Message Capable: log2 of what the device can do. */
+    unsigned n = 1u << ((cfg[cap + 2] >> 1) & 7);
+    while (n > v->host.msi_count || n > PCI_MSI_MAX_VECTORS)
+        n >>= 1; /* msi_count >= 1 here */
+    int err = make_vectors(v, n);
+    if (!err)
+        err = pci_msi_init(&v->msi, &v->pci, n, msi_changed, v);
+    v->has_msi = err == KVMC_OK;
+    return err;
+}
+
+/* MSI-X where the device has it, else MSI; a device with neither (INTx
+ * only) is refused. */
+static int add_interrupts(struct vfio_pci *v, const uint8_t *cfg)
+{
+    unsigned cap = find_cap(cfg, PCI_CAP_ID_MSIX);
+    if (cap && v->host.msix_count)
+        return add_msix(v, cfg, cap);
+    cap = find_cap(cfg, PCI_CAP_ID_MSI);
+    if (cap && v->host.msi_count)
+        return add_msi(v, cfg, cap);
+    return kvmc_fail(KVMC_ENOTSUP, "VFIO device %s has neither MSI-X nor MSI: kvmc passes "
+                     "through devices that have one of them (INTx is not offered)",
+                     v->host.bdf);
 }
 
 /* --------------------------------------------------------------- create */
@@ -324,7 +374,7 @@ int vfio_pci_create(struct pci_host *host, struct vfio_host_device *hd, struct v
         err = add_bars(v, cfg);
     }
     if (!err)
-        err = add_msix(v, cfg);
+        err = add_interrupts(v, cfg);
     if (!err)
         err = pci_host_add(host, &v->pci);
     if (err) {
@@ -343,7 +393,7 @@ void vfio_pci_destroy(struct vfio_pci *v)
         pci_device_unmap(&v->pci); /* takes the direct mappings away too */
     pthread_mutex_lock(&v->lock);
     if (v->host.fd >= 0)
-        wire_locked(v, false);
+        wire_locked(v, 0);
     for (unsigned i = 0; i < v->nvectors; i++) {
         struct vfio_pci_vector *vec = &v->vectors[i];
         if (vec->attached)

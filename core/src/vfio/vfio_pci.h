@@ -5,10 +5,11 @@
  * BAR types are the device's; the guest may write only the command
  * register (memory, I/O, bus master; passed on to the device, always with
  * INTx disabled), the BARs (kvmc places them; the device's own addresses
- * never change) and MSI-X's enable and mask bits. The one capability
- * offered is MSI-X: the PCIe, power-management, MSI and vendor
- * capabilities, the expansion ROM and extended config space are hidden,
- * so no guest write reaches the device's config space beyond those bits.
+ * never change) and MSI-X's (or MSI's) registers. The one capability
+ * offered is MSI-X, or MSI (pci/msi.c) for a device without MSI-X: the
+ * PCIe, power-management and vendor capabilities, the other interrupt
+ * capability, the expansion ROM and extended config space are hidden, so
+ * no guest write reaches the device's config space beyond those bits.
  *
  * BARs: accesses go to the device (pread/pwrite on its VFIO fd); where VFIO
  * lets a BAR be mmapped, it is also a KVM memory slot wherever the guest
@@ -16,11 +17,12 @@
  * MSI-X table and PBA, which stay trapped: the table is kvmc's
  * (pci/msix.c), and the device's real table is programmed by VFIO.
  *
- * Interrupts: MSI-X only (a device without it is refused). Each vector is
- * an eventfd VFIO signals, attached by KVM_IRQFD to an MSI route that
- * follows the guest's table entry: an interrupt goes from the host's IRQ
- * handler to the guest without kvmc's threads. A masked vector's irqfd is
- * detached, and KVM delivers what its eventfd counted when it is unmasked.
+ * Interrupts: MSI-X, else MSI (a device with INTx only is refused). Each
+ * vector is an eventfd VFIO signals, attached by KVM_IRQFD to an MSI route
+ * that follows the guest's table entry (or MSI registers): an interrupt
+ * goes from the host's IRQ handler to the guest without kvmc's threads. A
+ * masked vector's irqfd is detached, and KVM delivers what its eventfd
+ * counted when it is unmasked.
  *
  * Threads: BAR and config accesses come from vCPUs (the host lock
  * serialises config); vector changes take the device's lock. */
@@ -30,6 +32,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 
+#include "../pci/msi.h"
 #include "../pci/msix.h"
 #include "../pci/pci.h"
 #include "vfio.h"
@@ -57,19 +60,20 @@ struct vfio_pci {
     struct pci_device pci;
     struct vfio_host_device host;
     struct pci_msix msix;
-    bool has_msix;
+    struct pci_msi msi;
+    bool has_msix, has_msi; /* the one offered: MSI-X if the device has it */
     struct vfio_pci_bar bars[PCI_NUM_BARS];
-    pthread_mutex_t lock; /* the vectors and msix_wired */
+    pthread_mutex_t lock; /* the vectors and wired */
     struct vfio_pci_vector *vectors;
     unsigned nvectors;
-    bool msix_wired; /* VFIO has the eventfds */
+    unsigned wired; /* how many eventfds VFIO has (0: interrupts off) */
     bool warned;
     char name[32];
 };
 
 /* Builds the function from an open host device (taken over, also on
  * failure) and plugs it into host. KVMC_ENOTSUP for a bridge or a device
- * without MSI-X, KVMC_EIO if its config space cannot be read. */
+ * with neither MSI-X nor MSI, KVMC_EIO if its config space cannot be read. */
 int vfio_pci_create(struct pci_host *host, struct vfio_host_device *hd, struct vfio_pci **out);
 void vfio_pci_destroy(struct vfio_pci *v);
 

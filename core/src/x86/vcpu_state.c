@@ -1,5 +1,7 @@
 #include "vcpu_state.h"
 
+#define MSR_TSC 0x10u
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,5 +107,20 @@ int vcpu_state_restore(int vcpu_fd, const struct vcpu_state *s)
     struct kvm_vcpu_events events = s->events;
     events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;
     SET(KVM_SET_VCPU_EVENTS, &events, "pending events");
+    return KVMC_OK;
+}
+
+int vcpu_state_restore_tsc(int vcpu_fd, const struct vcpu_state *s)
+{
+    for (uint32_t i = 0; i < s->nmsrs && i < VCPU_STATE_MAX_MSRS; i++) {
+        if (s->msrs[i].index != MSR_TSC)
+            continue;
+        union msr_buf buf;
+        memset(&buf, 0, sizeof(buf));
+        buf.head.nmsrs = 1;
+        buf.head.entries[0] = s->msrs[i];
+        if (ioctl(vcpu_fd, KVM_SET_MSRS, &buf) != 1)
+            return kvmc_fail_errno(KVMC_EKVM, errno, "restoring the vCPU's TSC");
+    }
     return KVMC_OK;
 }

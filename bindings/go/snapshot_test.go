@@ -1,0 +1,142 @@
+package kvmc
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+var floodLine = regexp.MustCompile(`^flood line (\d+) (\.+)$`)
+
+// floodNumbers: the numbers of the whole flood lines in text.
+func floodNumbers(t *testing.T, text string) []int {
+	t.Helper()
+	lines := strings.Split(text, "\n")
+	var out []int
+	for _, line := range lines[1 : len(lines)-1] {
+		m := floodLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if len(m[2]) != 48 {
+			t.Fatalf("a torn line: %q", line)
+		}
+		n, _ := strconv.Atoi(m[1])
+		out = append(out, n)
+	}
+	return out
+}
+
+// The test guest counts; paused and saved, its VM closed, a VM restored
+// from the files counts on from where it stopped.
+func TestSnapshotThenRestoreContinuesTheCount(t *testing.T) {
+	guest := testGuest(t)
+	dir := filepath.Join(t.TempDir(), "snap")
+	var before, after syncBuffer
+	vm, err := NewVM(Config{Kernel: guest, Memory: 32 << 20, Cmdline: "kvmc.test=flood",
+		Console: &before})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForText(t, &before, "flood line 300 ")
+	if err := vm.Snapshot(dir); !errors.Is(err, ErrState) {
+		t.Fatalf("Snapshot while running: %v, want ErrState", err)
+	}
+	if err := vm.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if err := vm.Snapshot(dir); err != nil {
+		t.Fatal(err)
+	}
+	vm.Close()
+
+	if _, err := RestoreVM(dir, Config{Memory: 64 << 20}); !errors.Is(err, ErrInvalid) ||
+		!strings.Contains(err.Error(), "32 MiB") {
+		t.Fatalf("a VM of another size: %v, want ErrInvalid naming the sizes", err)
+	}
+	if _, err := RestoreVM(filepath.Join(dir, "missing"), Config{Memory: 32 << 20}); !errors.Is(err, ErrIO) {
+		t.Fatalf("no snapshot there: %v, want ErrIO", err)
+	}
+	vm2, err := RestoreVM(dir, Config{Memory: 32 << 20, Console: &after})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm2.Close()
+	if err := vm2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForText(t, &after, "flood line 700 ")
+	vm2.Pause()
+	both := floodNumbers(t, before.String()+after.String())
+	for i := 1; i < len(both); i++ {
+		if both[i] != both[i-1]+1 {
+			t.Fatalf("line %d after line %d", both[i], both[i-1])
+		}
+	}
+	first := floodNumbers(t, after.String())[0]
+	if first <= 300 {
+		t.Fatalf("the restored guest started at line %d", first)
+	}
+
+	// Reset: back to the snapshot, the count again from the same line.
+	if err := vm2.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if vm2.State() != StatePaused {
+		t.Fatalf("a paused VM is %v after Reset", vm2.State())
+	}
+	again := len(after.String())
+	if err := vm2.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	waitForTextFrom(t, &after, again, "flood line 400 ")
+	restarted := floodNumbers(t, after.String()[again:])[0]
+	if restarted != first {
+		t.Fatalf("after Reset the count went on from line %d, not from the snapshot's",
+			restarted)
+	}
+	vm2.Stop()
+
+	// A damaged state file: ErrFormat, and that VM cannot start.
+	state := filepath.Join(dir, "state")
+	data, _ := os.ReadFile(state)
+	os.WriteFile(state, data[:len(data)-1], 0o600)
+	if _, err := RestoreVM(dir, Config{Memory: 32 << 20}); !errors.Is(err, ErrFormat) {
+		t.Fatalf("a truncated state file: %v, want ErrFormat", err)
+	}
+}
+
+// A VM with devices kvmc cannot save yet says which.
+func TestSnapshotNamesWhatCannotBeSaved(t *testing.T) {
+	vm, err := NewVM(Config{Kernel: testGuest(t), Memory: 32 << 20, Cmdline: idle, RNG: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	vm.Start()
+	vm.Pause()
+	if err := vm.Snapshot(t.TempDir()); !errors.Is(err, ErrNotSupported) ||
+		!strings.Contains(err.Error(), "virtio-rng") {
+		t.Fatalf("%v, want ErrNotSupported naming virtio-rng", err)
+	}
+}
+
+// waitForTextFrom waits until b holds text after its first from bytes.
+func waitForTextFrom(t *testing.T, b *syncBuffer, from int, text string) {
+	t.Helper()
+	for i := 0; i < 2000; i++ {
+		if s := b.String(); len(s) > from && strings.Contains(s[from:], text) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatalf("never saw %q after byte %d", text, from)
+}

@@ -1,0 +1,736 @@
+/* A whole VM to a snapshot directory and back; see snapshot.h. */
+#include "snapshot.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../devices/ioapic.h"
+#include "../error.h"
+#include "../virtio/virtio.h"
+#include "../vm.h"
+
+#define META_VERSION 1u
+#define MAX_STATE_FILE (256u << 20)
+#define PAGE 4096u
+
+/* The CPUID leaves whose feature bits the guest may rely on. */
+static const uint32_t feature_leaves[SNAPSHOT_CPUID_LEAVES] = {0x1, 0x7, 0x80000001};
+
+/* ---------------------------------------------------------------- parse */
+
+static int bad(const char *what)
+{
+    return kvmc_fail(KVMC_EFORMAT, "snapshot state: %s", what);
+}
+
+static int parse_meta(struct snapshot_reader *r, struct snapshot_image *img)
+{
+    uint32_t version, irq;
+    if (snapshot_get_u32(r, &version) || snapshot_get_u64(r, &img->ram_size) ||
+        snapshot_get_u32(r, &img->ncpus) || snapshot_get_u32(r, &irq))
+        return KVMC_EFORMAT;
+    if (version != META_VERSION)
+        return bad("unknown VM description version");
+    if (img->ram_size < KVMC_MIN_MEMORY || img->ram_size % (1u << 20) ||
+        img->ram_size > (1ull << 40))
+        return bad("RAM size out of range");
+    if (img->ncpus == 0 || img->ncpus > SNAPSHOT_MAX_CPUS)
+        return bad("vCPU count out of range");
+    if (irq > 1)
+        return bad("unknown interrupt controller");
+    img->kernel_irqchip = irq;
+    img->vcpus = calloc(img->ncpus, sizeof(*img->vcpus));
+    return img->vcpus ? KVMC_OK : kvmc_fail(KVMC_ENOMEM, "snapshot: vCPU states");
+}
+
+static int parse_cpuid(struct snapshot_reader *r, struct snapshot_image *img)
+{
+    for (unsigned i = 0; i < SNAPSHOT_CPUID_LEAVES; i++) {
+        struct snapshot_cpuid *c = &img->cpuid[i];
+        if (snapshot_get_u32(r, &c->function) || snapshot_get_u32(r, &c->index) ||
+            snapshot_get_u32(r, &c->eax) || snapshot_get_u32(r, &c->ebx) ||
+            snapshot_get_u32(r, &c->ecx) || snapshot_get_u32(r, &c->edx))
+            return KVMC_EFORMAT;
+        if (c->function != feature_leaves[i] || c->index != 0)
+            return bad("CPUID leaves out of order");
+    }
+    return KVMC_OK;
+}
+
+static int parse_vcpu(struct snapshot_reader *r, struct snapshot_image *img, unsigned seen)
+{
+    uint32_t index;
+    if (snapshot_get_u32(r, &index))
+        return KVMC_EFORMAT;
+    if (index != seen || index >= img->ncpus)
+        return bad("vCPU sections out of order or too many");
+    struct vcpu_state *s = &img->vcpus[index];
+    if (snapshot_get(r, s, sizeof(*s)))
+        return KVMC_EFORMAT;
+    if (s->nmsrs > VCPU_STATE_MAX_MSRS)
+        return bad("a vCPU with more MSRs than kvmc saves");
+    return KVMC_OK;
+}
+
+static int parse_device(struct snapshot_reader *r, struct snapshot_image *img)
+{
+    uint32_t n;
+    if (img->ndevices == SNAPSHOT_MAX_DEVICES)
+        return bad("too many devices");
+    struct snapshot_device *d = &img->devices[img->ndevices];
+    if (snapshot_get_u32(r, &n))
+        return KVMC_EFORMAT;
+    if (n == 0 || n >= sizeof(d->name))
+        return bad("a device name of bad length");
+    if (snapshot_get(r, d->name, n))
+        return KVMC_EFORMAT;
+    d->name[n] = 0;
+    for (unsigned i = 0; i < n; i++)
+        if (d->name[i] < 0x21 || d->name[i] > 0x7e)
+            return bad("a device name that is not printable");
+    d->state = r->sec + r->sec_at;
+    d->len = r->sec_len - r->sec_at;
+    r->sec_at = r->sec_len;
+    img->ndevices++;
+    return KVMC_OK;
+}
+
+static int parse_kernel_irqchip(struct snapshot_reader *r, struct snapshot_image *img)
+{
+    for (unsigned i = 0; i < 3; i++) {
+        if (snapshot_get(r, &img->chips[i], sizeof(img->chips[i])))
+            return KVMC_EFORMAT;
+        if (img->chips[i].chip_id != i)
+            return bad("interrupt controller chips out of order");
+    }
+    return snapshot_get(r, &img->pit, sizeof(img->pit)) ? KVMC_EFORMAT : KVMC_OK;
+}
+
+static int parse_sections(struct snapshot_reader *r, struct snapshot_image *img)
+{
+    uint32_t tag;
+    unsigned vcpus = 0;
+    bool meta = false, cpuid = false, clock = false, irq = false;
+    int more, err = KVMC_OK;
+    while (!err && (more = snapshot_next(r, &tag)) == 1) {
+        if (!meta && tag != SNAP_META)
+            return bad("the VM description does not come first");
+        switch (tag) {
+        case SNAP_META:
+            err = meta ? bad("two VM descriptions") : parse_meta(r, img);
+            meta = true;
+            break;
+        case SNAP_CPUID:
+            err = cpuid ? bad("two CPUID sections") : parse_cpuid(r, img);
+            cpuid = true;
+            break;
+        case SNAP_CLOCK: {
+            uint64_t ns;
+            uint32_t flags;
+            err = clock                                                      ? bad("two clocks")
+                  : snapshot_get_u64(r, &ns) || snapshot_get_u32(r, &flags) ? KVMC_EFORMAT
+                  : flags                                                    ? bad("clock flags")
+                                                                             : KVMC_OK;
+            img->clock.clock = ns;
+            clock = true;
+            break;
+        }
+        case SNAP_VCPU:
+            err = parse_vcpu(r, img, vcpus++);
+            break;
+        case SNAP_IOAPIC:
+        case SNAP_KERNEL_IRQCHIP:
+            if (irq || (tag == SNAP_KERNEL_IRQCHIP) != img->kernel_irqchip)
+                return bad("interrupt controller state missing, twice, or of the wrong kind");
+            irq = true;
+            img->irq = r->sec;
+            img->irq_len = r->sec_len;
+            if (tag == SNAP_KERNEL_IRQCHIP)
+                err = parse_kernel_irqchip(r, img);
+            else
+                r->sec_at = r->sec_len; /* the I/O APIC model reads its own */
+            break;
+        case SNAP_DEVICE:
+            err = parse_device(r, img);
+            break;
+        default:
+            return kvmc_fail(KVMC_EFORMAT, "snapshot state: unknown section 0x%08x", tag);
+        }
+        if (!err && !snapshot_section_done(r))
+            return kvmc_fail(KVMC_EFORMAT, "snapshot state: section 0x%08x has %zu bytes "
+                             "left over", tag, r->sec_len - r->sec_at);
+    }
+    if (err)
+        return err;
+    if (more < 0)
+        return more;
+    if (!meta || !cpuid || !clock || !irq)
+        return bad("a VM description, CPUID, clock or interrupt controller is missing");
+    if (vcpus != img->ncpus)
+        return kvmc_fail(KVMC_EFORMAT, "snapshot state: %u vCPU states for %u vCPUs", vcpus,
+                         img->ncpus);
+    return KVMC_OK;
+}
+
+int snapshot_parse(const uint8_t *file, size_t len, struct snapshot_image *img)
+{
+    memset(img, 0, sizeof(*img));
+    struct snapshot_reader r;
+    int err = snapshot_open(&r, file, len);
+    if (!err) {
+        memcpy(img->written_by, r.written_by, sizeof(img->written_by));
+        err = parse_sections(&r, img);
+    }
+    if (err)
+        snapshot_image_free(img);
+    return err;
+}
+
+void snapshot_image_free(struct snapshot_image *img)
+{
+    free(img->vcpus);
+    img->vcpus = NULL;
+}
+
+/* ------------------------------------------------------ what can be saved */
+
+/* KVMC_ENOTSUP naming the first device whose state kvmc cannot save yet. */
+static int check_savable(struct kvmc_vm *vm, const char *what)
+{
+    const struct devmgr *m = &vm->devices;
+    if (m->nvirtio)
+        return kvmc_fail(KVMC_ENOTSUP, "%s: the VM has virtio devices (%s first), whose "
+                         "state kvmc cannot save yet", what, m->virtio[0].type->name);
+    if (m->nuser_pci || m->nvfio)
+        return kvmc_fail(KVMC_ENOTSUP, "%s: the VM has PCI devices (%s), whose state kvmc "
+                         "cannot save yet", what, m->nvfio ? "VFIO" : "from the program");
+    if (vm->user_devices)
+        return kvmc_fail(KVMC_ENOTSUP, "%s: the VM has %u devices added by the program "
+                         "(kvmc_vm_add_pio_device/mmio_device), which have no save hooks",
+                         what, vm->user_devices);
+    for (unsigned i = 0; i < m->nplatform; i++)
+        if (m->platform[i].state && !m->platform[i].type->save)
+            return kvmc_fail(KVMC_ENOTSUP, "%s: device %s cannot be saved", what,
+                             m->platform[i].type->name);
+    return KVMC_OK;
+}
+
+static struct kvm_cpuid2 *vcpu_cpuid(int vcpu_fd)
+{
+    unsigned n = 256;
+    struct kvm_cpuid2 *c = calloc(1, sizeof(*c) + n * sizeof(struct kvm_cpuid_entry2));
+    if (!c) {
+        kvmc_fail(KVMC_ENOMEM, "CPUID table");
+        return NULL;
+    }
+    c->nent = n;
+    if (ioctl(vcpu_fd, KVM_GET_CPUID2, c) < 0) {
+        kvmc_fail_errno(KVMC_EKVM, errno, "KVM_GET_CPUID2");
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void features_of(const struct kvm_cpuid2 *c, struct snapshot_cpuid out[])
+{
+    for (unsigned i = 0; i < SNAPSHOT_CPUID_LEAVES; i++) {
+        out[i] = (struct snapshot_cpuid){.function = feature_leaves[i]};
+        for (unsigned e = 0; e < c->nent; e++)
+            if (c->entries[e].function == feature_leaves[i] && c->entries[e].index == 0) {
+                out[i].eax = c->entries[e].eax;
+                out[i].ebx = c->entries[e].ebx;
+                out[i].ecx = c->entries[e].ecx;
+                out[i].edx = c->entries[e].edx;
+            }
+    }
+}
+
+/* ------------------------------------------------------------------ save */
+
+static int write_file(const char *dir, const char *name, const void *data, size_t len,
+                      const struct guest_memory *ram)
+{
+    char tmp[PATH_MAX], final[PATH_MAX];
+    if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name) >= (int)sizeof(tmp) ||
+        snprintf(final, sizeof(final), "%s/%s", dir, name) >= (int)sizeof(final))
+        return kvmc_fail(KVMC_EINVAL, "snapshot directory name too long: %s", dir);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "snapshot: creating %s", tmp);
+    int err = KVMC_OK;
+    if (ram) {
+        /* Sparse: pages the guest never wrote stay holes. */
+        static const uint8_t zero[PAGE];
+        if (ftruncate(fd, (off_t)ram->mapping_size) < 0)
+            err = kvmc_fail_errno(KVMC_EIO, errno, "snapshot: sizing %s", tmp);
+        const uint8_t *p = ram->mapping;
+        for (size_t at = 0; !err && at < ram->mapping_size; at += PAGE) {
+            if (!memcmp(p + at, zero, PAGE))
+                continue;
+            size_t run = PAGE;
+            while (at + run < ram->mapping_size && memcmp(p + at + run, zero, PAGE))
+                run += PAGE;
+            for (size_t done = 0; !err && done < run;) {
+                ssize_t n = pwrite(fd, p + at + done, run - done, (off_t)(at + done));
+                if (n <= 0)
+                    err = kvmc_fail_errno(KVMC_EIO, n < 0 ? errno : ENOSPC,
+                                          "snapshot: writing %s", tmp);
+                else
+                    done += (size_t)n;
+            }
+            at += run - PAGE;
+        }
+    } else {
+        const uint8_t *p = data;
+        for (size_t done = 0; !err && done < len;) {
+            ssize_t n = write(fd, p + done, len - done);
+            if (n <= 0)
+                err = kvmc_fail_errno(KVMC_EIO, n < 0 ? errno : ENOSPC,
+                                      "snapshot: writing %s", tmp);
+            else
+                done += (size_t)n;
+        }
+    }
+    if (!err && fsync(fd) < 0)
+        err = kvmc_fail_errno(KVMC_EIO, errno, "snapshot: fsync of %s", tmp);
+    close(fd);
+    if (!err && rename(tmp, final) < 0)
+        err = kvmc_fail_errno(KVMC_EIO, errno, "snapshot: renaming %s to %s", tmp, final);
+    if (err)
+        unlink(tmp);
+    return err;
+}
+
+static int save_vcpus(struct kvmc_vm *vm, struct snapshot_writer *w)
+{
+    uint32_t msrs[VCPU_STATE_MAX_MSRS];
+    int n = vcpu_state_msr_list(vm->kvm_fd, msrs, VCPU_STATE_MAX_MSRS);
+    if (n < 0)
+        return n;
+    struct vcpu_state *s = malloc(sizeof(*s));
+    if (!s)
+        return kvmc_fail(KVMC_ENOMEM, "snapshot: a vCPU's state");
+    int err = KVMC_OK;
+    for (unsigned i = 0; i < vm->ncpus && !err; i++) {
+        memset(s, 0, sizeof(*s)); /* padding too: the file holds no stray bytes */
+        err = vcpu_state_save(vm->vcpus[i].fd, msrs, (unsigned)n, s);
+        if (!err) {
+            snapshot_begin(w, SNAP_VCPU);
+            snapshot_put_u32(w, i);
+            snapshot_put(w, s, sizeof(*s));
+        }
+    }
+    free(s);
+    return err;
+}
+
+static int save_irqchip(struct kvmc_vm *vm, struct snapshot_writer *w)
+{
+    if (vm->irq.ioapic) {
+        snapshot_begin(w, SNAP_IOAPIC);
+        return ioapic_save(vm->irq.ioapic, w);
+    }
+    snapshot_begin(w, SNAP_KERNEL_IRQCHIP);
+    for (unsigned i = 0; i < 3; i++) {
+        struct kvm_irqchip chip;
+        memset(&chip, 0, sizeof(chip));
+        chip.chip_id = i;
+        if (ioctl(vm->vm_fd, KVM_GET_IRQCHIP, &chip) < 0)
+            return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_GET_IRQCHIP %u", i);
+        snapshot_put(w, &chip, sizeof(chip));
+    }
+    struct kvm_pit_state2 pit;
+    memset(&pit, 0, sizeof(pit));
+    if (ioctl(vm->vm_fd, KVM_GET_PIT2, &pit) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "KVM_GET_PIT2");
+    snapshot_put(w, &pit, sizeof(pit));
+    return KVMC_OK;
+}
+
+static int save_devices(struct kvmc_vm *vm, struct snapshot_writer *w)
+{
+    const struct devmgr *m = &vm->devices;
+    for (unsigned i = 0; i < m->nplatform; i++) {
+        if (!m->platform[i].state)
+            continue; /* stateless */
+        const char *name = m->platform[i].type->name;
+        snapshot_begin(w, SNAP_DEVICE);
+        snapshot_put_u32(w, (uint32_t)strlen(name));
+        snapshot_put(w, name, strlen(name));
+        int err = m->platform[i].type->save(m->platform[i].state, w);
+        if (err)
+            return err;
+    }
+    return KVMC_OK;
+}
+
+static int build_state(struct kvmc_vm *vm, struct snapshot_writer *w)
+{
+    snapshot_begin(w, SNAP_META);
+    snapshot_put_u32(w, META_VERSION);
+    snapshot_put_u64(w, vm->mem.ram_size);
+    snapshot_put_u32(w, vm->ncpus);
+    snapshot_put_u32(w, vm->irq.ioapic ? 0 : 1);
+
+    struct kvm_cpuid2 *c = vcpu_cpuid(vm->vcpus[0].fd);
+    if (!c)
+        return KVMC_EKVM;
+    struct snapshot_cpuid f[SNAPSHOT_CPUID_LEAVES];
+    features_of(c, f);
+    free(c);
+    snapshot_begin(w, SNAP_CPUID);
+    for (unsigned i = 0; i < SNAPSHOT_CPUID_LEAVES; i++) {
+        const uint32_t words[] = {f[i].function, f[i].index, f[i].eax, f[i].ebx, f[i].ecx,
+                                  f[i].edx};
+        for (unsigned k = 0; k < 6; k++)
+            snapshot_put_u32(w, words[k]);
+    }
+
+    /* The clock right after the vCPUs, whose TSC is read last: the two
+     * are taken as close together as they are put back. */
+    int err = save_vcpus(vm, w);
+    struct kvm_clock_data clock;
+    memset(&clock, 0, sizeof(clock));
+    if (!err && ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
+        err = kvmc_fail_errno(KVMC_EKVM, errno, "KVM_GET_CLOCK");
+    if (!err) {
+        snapshot_begin(w, SNAP_CLOCK);
+        snapshot_put_u64(w, clock.clock);
+        snapshot_put_u32(w, 0); /* flags: the clock value alone is restored */
+        err = save_irqchip(vm, w);
+    }
+    if (!err)
+        err = save_devices(vm, w);
+    return err ? err : snapshot_finish(w, KVMC_VERSION_STRING);
+}
+
+static int open_memory(struct kvmc_vm *vm, const char *dir, int *out);
+static int map_file_over_ram(struct kvmc_vm *vm, int fd, const char *what);
+
+/* After a snapshot: RAM becomes the memory file just written (the same
+ * bytes, the guest being paused), mapped copy-on-write, and the state is
+ * kept, so that a reset to it costs only what the guest writes after. */
+static int keep_saved(struct kvmc_vm *vm, const char *dir, struct snapshot_writer *w)
+{
+    struct snapshot_keep *k = calloc(1, sizeof(*k));
+    if (!k)
+        return kvmc_fail(KVMC_ENOMEM, "snapshot: keeping it for resets");
+    k->file = w->buf;
+    k->len = w->len;
+    w->buf = NULL; /* the keep owns it now */
+    w->len = w->cap = 0;
+    k->mem_fd = -1;
+    int err = snapshot_parse(k->file, k->len, &k->img);
+    if (!err)
+        err = open_memory(vm, dir, &k->mem_fd);
+    if (!err && vm->mem.memfd < 0) {
+        err = map_file_over_ram(vm, k->mem_fd, "snapshot");
+        k->mapped = !err;
+    }
+    if (err) {
+        snapshot_keep_free(k);
+        return err;
+    }
+    snapshot_keep_free(vm->snapshot);
+    vm->snapshot = k;
+    return KVMC_OK;
+}
+
+int snapshot_vm_save(struct kvmc_vm *vm, const char *dir)
+{
+    int err = check_savable(vm, "snapshot");
+    if (err)
+        return err;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+        return kvmc_fail_errno(KVMC_EIO, errno, "snapshot: creating the directory %s", dir);
+    struct snapshot_writer w;
+    snapshot_writer_init(&w);
+    err = build_state(vm, &w);
+    /* Memory first: a state file means the snapshot is whole. */
+    if (!err)
+        err = write_file(dir, "memory", NULL, 0, &vm->mem);
+    if (!err)
+        err = write_file(dir, "state", w.buf, w.len, NULL);
+    if (!err)
+        err = keep_saved(vm, dir, &w);
+    snapshot_writer_free(&w);
+    return err;
+}
+
+/* --------------------------------------------------------------- restore */
+
+static int read_state(const char *dir, uint8_t **out, size_t *len)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/state", dir) >= (int)sizeof(path))
+        return kvmc_fail(KVMC_EINVAL, "snapshot directory name too long: %s", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "restore: %s", path);
+    struct stat st;
+    int err = KVMC_OK;
+    uint8_t *buf = NULL;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        err = kvmc_fail(KVMC_EIO, "restore: %s is not a regular file", path);
+    else if (st.st_size > MAX_STATE_FILE)
+        err = kvmc_fail(KVMC_EFORMAT, "restore: %s is %lld bytes, more than any snapshot "
+                        "state", path, (long long)st.st_size);
+    else if (!(buf = malloc((size_t)st.st_size + 1)))
+        err = kvmc_fail(KVMC_ENOMEM, "restore: reading %s", path);
+    size_t got = 0;
+    while (!err && got < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+        if (n <= 0)
+            err = kvmc_fail_errno(KVMC_EIO, n < 0 ? errno : EIO, "restore: reading %s", path);
+        else
+            got += (size_t)n;
+    }
+    close(fd);
+    if (err) {
+        free(buf);
+        return err;
+    }
+    *out = buf;
+    *len = got;
+    return KVMC_OK;
+}
+
+/* The VM must be the one the snapshot was taken of, as far as the guest
+ * can tell. */
+static int check_matches(struct kvmc_vm *vm, const struct snapshot_image *img)
+{
+    if (img->ram_size != vm->mem.ram_size || img->ncpus != vm->ncpus)
+        return kvmc_fail(KVMC_EINVAL, "restore: the snapshot is of a VM with %llu MiB and %u "
+                         "vCPUs; this one has %llu MiB and %u",
+                         (unsigned long long)(img->ram_size >> 20), img->ncpus,
+                         (unsigned long long)(vm->mem.ram_size >> 20), vm->ncpus);
+    if (img->kernel_irqchip != !vm->irq.ioapic)
+        return kvmc_fail(KVMC_EINVAL, "restore: the snapshot's VM %s a PIT; this one %s",
+                         img->kernel_irqchip ? "had" : "had no",
+                         vm->irq.ioapic ? "has none" : "has one");
+    const struct devmgr *m = &vm->devices;
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->nplatform; i++) {
+        if (!m->platform[i].state)
+            continue;
+        if (n >= img->ndevices || strcmp(img->devices[n].name, m->platform[i].type->name))
+            return kvmc_fail(KVMC_EINVAL, "restore: this VM has device %s where the "
+                             "snapshot has %s", m->platform[i].type->name,
+                             n < img->ndevices ? img->devices[n].name : "none");
+        n++;
+    }
+    if (n != img->ndevices)
+        return kvmc_fail(KVMC_EINVAL, "restore: the snapshot has device %s, which this VM "
+                         "lacks", img->devices[n].name);
+    return KVMC_OK;
+}
+
+static int check_cpu(struct kvmc_vm *vm, const struct snapshot_image *img)
+{
+    struct kvm_cpuid2 *c = vcpu_cpuid(vm->vcpus[0].fd);
+    if (!c)
+        return KVMC_EKVM;
+    struct snapshot_cpuid now[SNAPSHOT_CPUID_LEAVES];
+    features_of(c, now);
+    free(c);
+    static const char *reg[] = {"EBX", "ECX", "EDX"};
+    for (unsigned i = 0; i < SNAPSHOT_CPUID_LEAVES; i++) {
+        const uint32_t had[] = {img->cpuid[i].ebx, img->cpuid[i].ecx, img->cpuid[i].edx};
+        const uint32_t has[] = {now[i].ebx, now[i].ecx, now[i].edx};
+        for (unsigned k = 0; k < 3; k++) {
+            /* Leaf 1 EBX is the APIC ID and counts, not features. */
+            if (feature_leaves[i] == 1 && k == 0)
+                continue;
+            if (had[k] & ~has[k])
+                return kvmc_fail(KVMC_ENOTSUP, "restore: the guest saw CPU features this "
+                                 "host lacks (CPUID 0x%x %s bits 0x%08x): restore on a host "
+                                 "with the same CPU", feature_leaves[i], reg[k],
+                                 had[k] & ~has[k]);
+        }
+    }
+    return KVMC_OK;
+}
+
+/* Opens dir/memory, which must hold exactly the VM's RAM. */
+static int open_memory(struct kvmc_vm *vm, const char *dir, int *out)
+{
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof(path), "%s/memory", dir) >= (int)sizeof(path))
+        return kvmc_fail(KVMC_EINVAL, "snapshot directory name too long: %s", dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "restore: %s", path);
+    struct stat st;
+    int err = KVMC_OK;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        err = kvmc_fail(KVMC_EIO, "restore: %s is not a regular file", path);
+    else if ((uint64_t)st.st_size != vm->mem.mapping_size)
+        err = kvmc_fail(KVMC_EFORMAT, "restore: %s is %lld bytes; the snapshot's RAM is %zu",
+                        path, (long long)st.st_size, vm->mem.mapping_size);
+    if (err) {
+        close(fd);
+        return err;
+    }
+    *out = fd;
+    return KVMC_OK;
+}
+
+/* Maps fd copy-on-write where guest RAM is, in one step that leaves RAM as
+ * it was if it fails: mapped elsewhere first, then moved over it. */
+static int map_file_over_ram(struct kvmc_vm *vm, int fd, const char *what)
+{
+    void *p = mmap(NULL, vm->mem.mapping_size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_NORESERVE, fd, 0);
+    if (p == MAP_FAILED)
+        return kvmc_fail_errno(KVMC_ENOMEM, errno, "%s: mapping the memory file", what);
+    void *q = mremap(p, vm->mem.mapping_size, vm->mem.mapping_size,
+                     MREMAP_MAYMOVE | MREMAP_FIXED, vm->mem.mapping);
+    if (q == MAP_FAILED) {
+        int e = errno;
+        munmap(p, vm->mem.mapping_size);
+        return kvmc_fail_errno(KVMC_ENOMEM, e, "%s: moving the memory file over RAM", what);
+    }
+    return KVMC_OK;
+}
+
+/* Guest RAM from the memory file: mapped copy-on-write over the VM's RAM
+ * (KVM's slots keep their addresses, and only pages the guest touches are
+ * read), or copied for memfd RAM (*mapped false). */
+static int load_ram(struct kvmc_vm *vm, int fd, bool *mapped)
+{
+    *mapped = vm->mem.memfd < 0;
+    if (*mapped)
+        return map_file_over_ram(vm, fd, "restore");
+    uint8_t *p = vm->mem.mapping;
+    for (size_t done = 0; done < vm->mem.mapping_size;) {
+        ssize_t n = pread(fd, p + done, vm->mem.mapping_size - done, (off_t)done);
+        if (n <= 0)
+            return kvmc_fail_errno(KVMC_EIO, n < 0 ? errno : EIO,
+                                   "restore: reading the memory file");
+        done += (size_t)n;
+    }
+    return KVMC_OK;
+}
+
+static int apply(struct kvmc_vm *vm, const struct snapshot_image *img)
+{
+    int err = KVMC_OK;
+    if (img->kernel_irqchip) {
+        for (unsigned i = 0; i < 3; i++)
+            if (ioctl(vm->vm_fd, KVM_SET_IRQCHIP, &img->chips[i]) < 0)
+                return kvmc_fail_errno(KVMC_EKVM, errno, "restore: KVM_SET_IRQCHIP %u", i);
+        if (ioctl(vm->vm_fd, KVM_SET_PIT2, &img->pit) < 0)
+            return kvmc_fail_errno(KVMC_EKVM, errno, "restore: KVM_SET_PIT2");
+    } else {
+        struct snapshot_reader r;
+        snapshot_reader_section(&r, SNAP_IOAPIC, img->irq, img->irq_len);
+        err = ioapic_restore(vm->irq.ioapic, &r);
+        if (!err && !snapshot_section_done(&r))
+            err = bad("I/O APIC state too long");
+        if (err)
+            return err;
+    }
+    const struct devmgr *m = &vm->devices;
+    unsigned n = 0;
+    for (unsigned i = 0; i < m->nplatform && !err; i++) {
+        if (!m->platform[i].state)
+            continue;
+        struct snapshot_reader r;
+        snapshot_reader_section(&r, SNAP_DEVICE, img->devices[n].state, img->devices[n].len);
+        err = m->platform[i].type->restore(m->platform[i].state, &r);
+        if (!err && !snapshot_section_done(&r))
+            err = kvmc_fail(KVMC_EFORMAT, "restore: device %s's state is too long",
+                            img->devices[n].name);
+        n++;
+    }
+    for (unsigned i = 0; i < vm->ncpus && !err; i++)
+        err = vcpu_state_restore(vm->vcpus[i].fd, &img->vcpus[i]);
+    /* The TSCs once more, then the clock, back to back (vcpu_state.h). */
+    for (unsigned i = 0; i < vm->ncpus && !err; i++)
+        err = vcpu_state_restore_tsc(vm->vcpus[i].fd, &img->vcpus[i]);
+    if (err)
+        return err;
+    struct kvm_clock_data clock;
+    memset(&clock, 0, sizeof(clock));
+    clock.clock = img->clock.clock;
+    if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+        return kvmc_fail_errno(KVMC_EKVM, errno, "restore: KVM_SET_CLOCK");
+    return KVMC_OK;
+}
+
+int snapshot_vm_restore(struct kvmc_vm *vm, const char *dir)
+{
+    int err = check_savable(vm, "restore");
+    if (err)
+        return err;
+    uint8_t *file = NULL;
+    size_t len = 0;
+    err = read_state(dir, &file, &len);
+    if (err)
+        return err;
+    struct snapshot_keep *k = calloc(1, sizeof(*k));
+    if (!k) {
+        free(file);
+        return kvmc_fail(KVMC_ENOMEM, "restore: the snapshot's state");
+    }
+    k->file = file;
+    k->len = len;
+    k->mem_fd = -1;
+    err = snapshot_parse(file, len, &k->img);
+    if (!err)
+        err = check_matches(vm, &k->img);
+    if (!err)
+        err = check_cpu(vm, &k->img);
+    if (!err)
+        err = open_memory(vm, dir, &k->mem_fd);
+    if (!err)
+        err = load_ram(vm, k->mem_fd, &k->mapped);
+    if (!err)
+        err = apply(vm, &k->img);
+    if (err) {
+        snapshot_keep_free(k);
+        return err;
+    }
+    snapshot_keep_free(vm->snapshot);
+    vm->snapshot = k;
+    return KVMC_OK;
+}
+
+void snapshot_keep_free(struct snapshot_keep *k)
+{
+    if (!k)
+        return;
+    snapshot_image_free(&k->img);
+    free(k->file);
+    if (k->mem_fd >= 0)
+        close(k->mem_fd);
+    free(k);
+}
+
+int snapshot_vm_reset(struct kvmc_vm *vm)
+{
+    struct snapshot_keep *k = vm->snapshot;
+    if (!k)
+        return kvmc_fail(KVMC_ESTATE, "reset: this VM has taken no snapshot and was restored "
+                         "from none");
+    int err = KVMC_OK;
+    if (k->mapped) {
+        /* Private pages the guest wrote go; the file's come back on the
+         * next touch. Costs what was written, not the RAM's size. */
+        if (madvise(vm->mem.mapping, vm->mem.mapping_size, MADV_DONTNEED) < 0)
+            err = kvmc_fail_errno(KVMC_EIO, errno, "reset: dropping the RAM written since");
+    } else {
+        bool mapped;
+        err = load_ram(vm, k->mem_fd, &mapped);
+    }
+    return err ? err : apply(vm, &k->img);
+}

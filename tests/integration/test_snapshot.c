@@ -1,0 +1,592 @@
+/* Snapshot and restore through the public API and the CLI: the test guest
+ * counts numbered lines on COM1 (kvmc.test=flood); it is paused, saved,
+ * its VM (or process) ends, and a new one restored from the files must
+ * continue the count where it stopped, byte for byte. Then what must be
+ * refused: every state but paused, a VM that differs from the snapshot's,
+ * truncated or corrupt files, devices that cannot be saved yet. Needs
+ * /dev/kvm (fails without it). */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "kvmc/kvmc.h"
+
+#define RAM (32u << 20)
+#define OUT_MAX (4u << 20)
+
+struct capture {
+    pthread_mutex_t lock;
+    char *text;
+    size_t len;
+};
+
+static void capture(void *opaque, const uint8_t *data, size_t len)
+{
+    struct capture *c = opaque;
+    pthread_mutex_lock(&c->lock);
+    if (c->len + len <= OUT_MAX) {
+        memcpy(c->text + c->len, data, len);
+        c->len += len;
+    }
+    pthread_mutex_unlock(&c->lock);
+}
+
+static size_t out_len(struct capture *c)
+{
+    pthread_mutex_lock(&c->lock);
+    size_t n = c->len;
+    pthread_mutex_unlock(&c->lock);
+    return n;
+}
+
+static void wait_for(struct capture *c, size_t len)
+{
+    for (int i = 0; i < 3000 && out_len(c) < len; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    cr_assert_geq(out_len(c), len, "the guest stopped writing (%zu bytes)", out_len(c));
+}
+
+static double ms_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+struct vm_opts {
+    unsigned cpus;
+    uint64_t memory;
+    bool pit, rng;
+};
+
+static kvmc_vm *flood_vm(struct capture *c, struct vm_opts o)
+{
+    kvmc_config *cfg;
+    kvmc_vm *vm;
+    if (c) {
+        c->text = malloc(OUT_MAX);
+        c->len = 0;
+        pthread_mutex_init(&c->lock, NULL);
+    }
+    cr_assert_eq(kvmc_config_new(&cfg), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_kernel(cfg, KVMC_TEST_GUEST_ELF), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_memory(cfg, o.memory ? o.memory : RAM), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_cpus(cfg, o.cpus ? o.cpus : 1), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_pit(cfg, o.pit), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_rng(cfg, o.rng), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_cmdline(cfg, "kvmc.test=flood"), KVMC_OK);
+    if (c)
+        cr_assert_eq(kvmc_config_set_console_callback(cfg, capture, c), KVMC_OK);
+    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "/dev/kvm is needed: %s",
+                 kvmc_last_error());
+    kvmc_config_free(cfg);
+    return vm;
+}
+
+/* text is flood output: "flood line N " and 48 dots per line, cut
+ * anywhere at both ends. Checks that the lines it holds are consecutive
+ * and whole; returns how many whole lines. */
+static unsigned assert_consecutive(const char *text, size_t len)
+{
+    const char *p = memchr(text, '\n', len), *end = text + len;
+    cr_assert(p, "no line in [%.80s]", text);
+    p++;
+    /* The guest's banner comes first. */
+    while (p < end && strncmp(p, "flood line ", 11) != 0) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        cr_assert(nl, "no flood line in the output");
+        p = nl + 1;
+    }
+    long last = -1;
+    unsigned lines = 0;
+    for (;;) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (!nl)
+            break;
+        long n;
+        int used = 0;
+        cr_assert_eq(sscanf(p, "flood line %ld %n", &n, &used), 1, "not a flood line: [%.*s]",
+                     (int)(nl - p), p);
+        cr_assert(last < 0 || n == last + 1, "line %ld after line %ld: [%.*s]", n, last,
+                  (int)(nl - p), p);
+        for (const char *d = p + used; d < nl; d++)
+            cr_assert_eq(*d, '.', "a torn line: [%.*s]", (int)(nl - p), p);
+        last = n;
+        lines++;
+        p = nl + 1;
+    }
+    return lines;
+}
+
+static char *temp_dir(void)
+{
+    char *dir = strdup("/tmp/kvmc-snap-XXXXXX");
+    cr_assert(mkdtemp(dir));
+    return dir;
+}
+
+static void remove_dir(const char *dir)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/memory", dir);
+    unlink(path);
+    rmdir(dir);
+}
+
+/* Saves a paused VM of options o into a new directory and returns it; the
+ * guest's output up to the pause is in *c. */
+static char *save_flood(struct capture *c, struct vm_opts o)
+{
+    kvmc_vm *vm = flood_vm(c, o);
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    wait_for(c, 20000);
+    cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
+    char *dir = temp_dir();
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(kvmc_vm_snapshot(vm, dir), KVMC_OK, "%s", kvmc_last_error());
+    cr_log_info("snapshot of %u MiB: %.2f ms", (unsigned)((o.memory ? o.memory : RAM) >> 20),
+                ms_since(&t0));
+    kvmc_vm_destroy(vm); /* never resumed: nothing after the pause is written */
+    return dir;
+}
+
+/* Restores dir into a new VM of options o and checks the guest goes on
+ * from where the saved one's output in c1 ended. */
+static void restore_and_check(const char *dir, struct capture *c1, struct vm_opts o)
+{
+    struct capture c2;
+    kvmc_vm *vm = flood_vm(&c2, o);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(kvmc_vm_restore(vm, dir), KVMC_OK, "%s", kvmc_last_error());
+    cr_log_info("restore: %.2f ms", ms_since(&t0));
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    wait_for(&c2, 20000);
+    kvmc_vm_stop(vm);
+    kvmc_vm_wait(vm, -1, NULL);
+    kvmc_vm_destroy(vm);
+    size_t len = c1->len + c2.len;
+    char *both = malloc(len);
+    memcpy(both, c1->text, c1->len);
+    memcpy(both + c1->len, c2.text, c2.len);
+    unsigned lines = assert_consecutive(both, len);
+    cr_assert_gt(lines, 600, "only %u lines", lines);
+    cr_assert_neq(memcmp(c2.text, "flood line 0 ", 13), 0, "the restored guest started over");
+    free(both);
+    free(c2.text);
+}
+
+Test(snapshot, a_restored_vm_continues_the_count_where_the_saved_one_paused, .timeout = 60)
+{
+    struct capture c1;
+    struct vm_opts o = {0};
+    char *dir = save_flood(&c1, o);
+    struct stat st;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/memory", dir);
+    cr_assert_eq(stat(path, &st), 0);
+    cr_assert_eq((uint64_t)st.st_size, RAM, "the memory file holds all RAM");
+    cr_assert_lt((uint64_t)st.st_blocks * 512, RAM / 2,
+                 "pages the guest never wrote are holes (%llu bytes used)",
+                 (unsigned long long)st.st_blocks * 512);
+    restore_and_check(dir, &c1, o);
+    /* A snapshot restores as often as one likes. */
+    restore_and_check(dir, &c1, o);
+    remove_dir(dir);
+    free(dir);
+    free(c1.text);
+}
+
+Test(snapshot, two_vcpus_and_the_kernels_irqchip_with_a_pit_restore_too, .timeout = 60)
+{
+    struct capture c1;
+    struct vm_opts o = {.cpus = 2, .pit = true};
+    char *dir = save_flood(&c1, o);
+    restore_and_check(dir, &c1, o);
+    remove_dir(dir);
+    free(dir);
+    free(c1.text);
+}
+
+Test(snapshot, memfd_ram_is_restored_by_copy, .timeout = 60)
+{
+    struct capture c1;
+    struct vm_opts o = {0};
+    char *dir = save_flood(&c1, o);
+    struct capture c2;
+    kvmc_config *cfg;
+    kvmc_vm *vm;
+    c2.text = malloc(OUT_MAX);
+    c2.len = 0;
+    pthread_mutex_init(&c2.lock, NULL);
+    cr_assert_eq(kvmc_config_new(&cfg), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_kernel(cfg, KVMC_TEST_GUEST_ELF), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_memory(cfg, RAM), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_memory_flags(cfg, KVMC_MEM_MEMFD), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_console_callback(cfg, capture, &c2), KVMC_OK);
+    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_config_free(cfg);
+    cr_assert_eq(kvmc_vm_restore(vm, dir), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    wait_for(&c2, 20000);
+    kvmc_vm_stop(vm);
+    kvmc_vm_wait(vm, -1, NULL);
+    kvmc_vm_destroy(vm);
+    char *both = malloc(c1.len + c2.len);
+    memcpy(both, c1.text, c1.len);
+    memcpy(both + c1.len, c2.text, c2.len);
+    assert_consecutive(both, c1.len + c2.len);
+    free(both);
+    free(c2.text);
+    remove_dir(dir);
+    free(dir);
+    free(c1.text);
+}
+
+static void assert_fails(int rc, int want, const char *text)
+{
+    cr_assert_eq(rc, want, "got %d (%s), wanted %d", rc, kvmc_last_error(), want);
+    cr_assert(strstr(kvmc_last_error(), text), "message [%s] lacks [%s]", kvmc_last_error(),
+              text);
+}
+
+Test(snapshot, only_a_paused_vm_is_saved_and_only_a_new_one_restored, .timeout = 60)
+{
+    char *dir = temp_dir();
+    assert_fails(kvmc_vm_snapshot(NULL, dir), KVMC_EINVAL, "NULL");
+    assert_fails(kvmc_vm_restore(NULL, dir), KVMC_EINVAL, "NULL");
+    kvmc_vm *vm = flood_vm(NULL, (struct vm_opts){0});
+    assert_fails(kvmc_vm_snapshot(vm, NULL), KVMC_EINVAL, "NULL");
+    assert_fails(kvmc_vm_snapshot(vm, dir), KVMC_ESTATE, "not paused");
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    assert_fails(kvmc_vm_snapshot(vm, dir), KVMC_ESTATE, "not paused");
+    assert_fails(kvmc_vm_restore(vm, dir), KVMC_ESTATE, "started already");
+    cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
+    assert_fails(kvmc_vm_restore(vm, dir), KVMC_ESTATE, "started already");
+    cr_assert_eq(kvmc_vm_snapshot(vm, dir), KVMC_OK, "%s", kvmc_last_error());
+    /* Saving again overwrites; the VM stays paused and runs on after. */
+    cr_assert_eq(kvmc_vm_snapshot(vm, dir), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_get_state(vm), KVMC_STATE_PAUSED);
+    cr_assert_eq(kvmc_vm_resume(vm), KVMC_OK);
+    kvmc_vm_stop(vm);
+    kvmc_vm_wait(vm, -1, NULL);
+    assert_fails(kvmc_vm_snapshot(vm, dir), KVMC_ESTATE, "not paused");
+    kvmc_vm_destroy(vm);
+    remove_dir(dir);
+    free(dir);
+}
+
+/* A fresh VM of options o must refuse dir with `want` and `text`, and then
+ * refuse to start. */
+static void assert_refused(const char *dir, struct vm_opts o, int want, const char *text)
+{
+    kvmc_vm *vm = flood_vm(NULL, o);
+    assert_fails(kvmc_vm_restore(vm, dir), want, text);
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_ESTATE, "a VM whose restore failed started");
+    kvmc_vm_destroy(vm);
+}
+
+static void rewrite(const char *dir, const char *name, long at, const void *bytes, size_t n,
+                    off_t truncate_to)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    int fd = open(path, O_RDWR);
+    cr_assert(fd >= 0, "%s", path);
+    if (bytes)
+        cr_assert_eq(pwrite(fd, bytes, n, at), (ssize_t)n);
+    if (truncate_to >= 0)
+        cr_assert_eq(ftruncate(fd, truncate_to), 0);
+    close(fd);
+}
+
+static void copy_file(const char *from_dir, const char *to_dir, const char *name)
+{
+    char a[1024], b[1024], buf[65536];
+    snprintf(a, sizeof(a), "%s/%s", from_dir, name);
+    snprintf(b, sizeof(b), "%s/%s", to_dir, name);
+    int in = open(a, O_RDONLY), out = open(b, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    cr_assert(in >= 0 && out >= 0);
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        cr_assert_eq(write(out, buf, (size_t)n), n);
+    close(in);
+    close(out);
+}
+
+Test(snapshot, a_different_vm_or_a_bad_file_is_refused_naming_why, .timeout = 60)
+{
+    struct capture c1;
+    struct vm_opts o = {0};
+    char *dir = save_flood(&c1, o);
+    assert_refused(dir, (struct vm_opts){.memory = 64u << 20}, KVMC_EINVAL, "32 MiB");
+    assert_refused(dir, (struct vm_opts){.cpus = 2}, KVMC_EINVAL, "1 vCPUs");
+    assert_refused(dir, (struct vm_opts){.pit = true}, KVMC_EINVAL, "PIT");
+    assert_refused(dir, (struct vm_opts){.rng = true}, KVMC_ENOTSUP, "virtio");
+    assert_refused("/nonexistent/kvmc-snapshot", o, KVMC_EIO, "/nonexistent/kvmc-snapshot/state");
+
+    /* Damage copies of the files, one way each. */
+    char *bad = temp_dir();
+    struct stat st;
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    cr_assert_eq(stat(path, &st), 0);
+    copy_file(dir, bad, "memory");
+    copy_file(dir, bad, "state");
+    rewrite(bad, "state", 0, NULL, 0, st.st_size - 1);
+    assert_refused(bad, o, KVMC_EFORMAT, "truncated");
+    copy_file(dir, bad, "state");
+    rewrite(bad, "state", st.st_size / 2, "\xff", 1, -1);
+    assert_refused(bad, o, KVMC_EFORMAT, "checksum");
+    copy_file(dir, bad, "state");
+    rewrite(bad, "state", 8, "\x09", 1, -1);
+    assert_refused(bad, o, KVMC_ENOTSUP, "format 9");
+    copy_file(dir, bad, "state");
+    rewrite(bad, "state", 0, "KVMCSNAQ", 8, -1);
+    assert_refused(bad, o, KVMC_EFORMAT, "not a kvmc snapshot");
+    copy_file(dir, bad, "state");
+    rewrite(bad, "memory", 0, NULL, 0, RAM / 2);
+    assert_refused(bad, o, KVMC_EFORMAT, "the snapshot's RAM is");
+    snprintf(path, sizeof(path), "%s/memory", bad);
+    unlink(path);
+    assert_refused(bad, o, KVMC_EIO, "memory");
+    remove_dir(bad);
+    free(bad);
+
+    /* The undamaged snapshot still restores after all that. */
+    restore_and_check(dir, &c1, o);
+    remove_dir(dir);
+    free(dir);
+    free(c1.text);
+}
+
+static uint64_t no_read(void *opaque, uint64_t offset, unsigned size)
+{
+    (void)opaque, (void)offset, (void)size;
+    return 0;
+}
+
+Test(snapshot, devices_that_cannot_be_saved_yet_are_named, .timeout = 60)
+{
+    char *dir = temp_dir();
+    kvmc_vm *vm = flood_vm(NULL, (struct vm_opts){.rng = true});
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
+    assert_fails(kvmc_vm_snapshot(vm, dir), KVMC_ENOTSUP, "virtio devices (virtio-rng");
+    kvmc_vm_destroy(vm);
+
+    vm = flood_vm(NULL, (struct vm_opts){0});
+    kvmc_device_ops ops = KVMC_DEVICE_OPS_INIT;
+    ops.read = no_read;
+    cr_assert_eq(kvmc_vm_add_pio_device(vm, 0x700, 4, &ops, NULL), KVMC_OK);
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
+    assert_fails(kvmc_vm_snapshot(vm, dir), KVMC_ENOTSUP, "kvmc_vm_add_pio_device");
+    kvmc_vm_destroy(vm);
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/state", dir);
+    cr_assert_neq(access(path, F_OK), 0, "a refused snapshot left a state file");
+    remove_dir(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------ the CLI */
+
+static size_t file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (size_t)st.st_size : 0;
+}
+
+static pid_t spawn_cli(char *const argv[])
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int null = open("/dev/null", O_RDWR);
+        dup2(null, 0);
+        dup2(null, 1);
+        signal(SIGINT, SIG_DFL);
+        execv(KVMC_CLI, argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+static void wait_file(const char *path, size_t bytes)
+{
+    for (int i = 0; i < 3000 && file_size(path) < bytes; i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    cr_assert_geq(file_size(path), bytes, "%s stayed at %zu bytes", path, file_size(path));
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY);
+    cr_assert(fd >= 0, "%s", path);
+    size_t n = file_size(path);
+    char *buf = malloc(n + 1);
+    cr_assert_eq(read(fd, buf, n), (ssize_t)n);
+    close(fd);
+    *len = n;
+    return buf;
+}
+
+Test(snapshot, the_cli_saves_on_sigusr2_and_a_new_process_restores, .timeout = 60)
+{
+    char *dir = temp_dir();
+    char snap[512], out1[512], out2[512], console1[600], console2[600];
+    snprintf(snap, sizeof(snap), "%s/snap", dir);
+    snprintf(out1, sizeof(out1), "%s/out1", dir);
+    snprintf(out2, sizeof(out2), "%s/out2", dir);
+    snprintf(console1, sizeof(console1), "file:%s", out1);
+    snprintf(console2, sizeof(console2), "file:%s", out2);
+    char *run[] = {KVMC_CLI, "run", "--kernel", KVMC_TEST_GUEST_ELF, "--mem", "32M",
+                   "--cmdline", "kvmc.test=flood", "--console", console1,
+                   "--snapshot-on-signal", snap, NULL};
+    pid_t pid = spawn_cli(run);
+    wait_file(out1, 20000);
+    kill(pid, SIGUSR2);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 5, "status 0x%x", status);
+
+    char *again[] = {KVMC_CLI, "run", "--mem", "32M", "--console", console2, "--restore", snap,
+                     NULL};
+    pid = spawn_cli(again);
+    wait_file(out2, 20000);
+    kill(pid, SIGTERM);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 130, "status 0x%x", status);
+
+    size_t l1, l2;
+    char *a = slurp(out1, &l1), *b = slurp(out2, &l2);
+    char *both = malloc(l1 + l2);
+    memcpy(both, a, l1);
+    memcpy(both + l1, b, l2);
+    cr_assert_gt(assert_consecutive(both, l1 + l2), 600);
+
+    /* A VM that differs: one line, status 2. */
+    char *wrong[] = {KVMC_CLI, "run", "--mem", "64M", "--console", "none", "--restore", snap,
+                     NULL};
+    pid = spawn_cli(wrong);
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 2, "status 0x%x", status);
+
+    free(a);
+    free(b);
+    free(both);
+    unlink(out1);
+    unlink(out2);
+    remove_dir(snap);
+    rmdir(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------- fast reset */
+
+static void pause_mark(kvmc_vm *vm, struct capture *c, size_t *mark)
+{
+    cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK, "%s", kvmc_last_error());
+    *mark = out_len(c);
+}
+
+/* The guest after a reset writes exactly what it wrote the first time
+ * after the snapshot, its registers are the snapshot's, and what the host
+ * wrote into its RAM since is gone. Many times over, on the VM that took
+ * the snapshot and on one restored from it. */
+static void reset_loop(kvmc_vm *vm, struct capture *c, const char *ref, size_t ref_len,
+                       const kvmc_regs *at_snapshot, unsigned rounds)
+{
+    double total_ms = 0;
+    for (unsigned i = 0; i < rounds; i++) {
+        size_t mark;
+        pause_mark(vm, c, &mark);
+        uint64_t junk = 0x5a5a5a5a5a5a5a5aull;
+        cr_assert_eq(kvmc_vm_write_memory(vm, 0x1000000, &junk, 8), KVMC_OK);
+        struct timespec t0;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cr_assert_eq(kvmc_vm_reset_to_snapshot(vm), KVMC_OK, "%s", kvmc_last_error());
+        total_ms += ms_since(&t0);
+        cr_assert_eq(kvmc_vm_get_state(vm), KVMC_STATE_PAUSED, "a paused VM stays paused");
+        kvmc_regs regs = KVMC_REGS_INIT;
+        cr_assert_eq(kvmc_vm_get_regs(vm, 0, &regs), KVMC_OK);
+        cr_assert_eq(memcmp(&regs, at_snapshot, sizeof(regs)), 0,
+                     "round %u: registers differ from the snapshot's (rip 0x%llx, not 0x%llx)",
+                     i, (unsigned long long)regs.rip, (unsigned long long)at_snapshot->rip);
+        uint64_t back;
+        cr_assert_eq(kvmc_vm_read_memory(vm, 0x1000000, &back, 8), KVMC_OK);
+        cr_assert_neq(back, junk, "round %u: RAM written after the snapshot survived", i);
+        cr_assert_eq(kvmc_vm_resume(vm), KVMC_OK);
+        wait_for(c, mark + ref_len);
+        pthread_mutex_lock(&c->lock);
+        int same = memcmp(c->text + mark, ref, ref_len);
+        pthread_mutex_unlock(&c->lock);
+        cr_assert_eq(same, 0, "round %u: after the reset the guest wrote [%.40s...], the first "
+                     "time [%.40s...]", i, c->text + mark, ref);
+        if (c->len > OUT_MAX - 2 * ref_len) { /* keep the capture from filling */
+            pthread_mutex_lock(&c->lock);
+            c->len = 0;
+            pthread_mutex_unlock(&c->lock);
+        }
+    }
+    cr_log_info("%u resets, %.3f ms each on average", rounds, total_ms / rounds);
+}
+
+Test(snapshot, reset_puts_the_vm_back_to_its_snapshot_again_and_again, .timeout = 120)
+{
+    struct capture c;
+    kvmc_vm *vm = flood_vm(&c, (struct vm_opts){0});
+    char *dir = temp_dir();
+    assert_fails(kvmc_vm_reset_to_snapshot(vm), KVMC_ESTATE, "no snapshot");
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    wait_for(&c, 20000);
+    size_t mark;
+    pause_mark(vm, &c, &mark);
+    cr_assert_eq(kvmc_vm_snapshot(vm, dir), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_regs at_snapshot = KVMC_REGS_INIT;
+    cr_assert_eq(kvmc_vm_get_regs(vm, 0, &at_snapshot), KVMC_OK);
+    cr_assert_eq(kvmc_vm_resume(vm), KVMC_OK);
+    const size_t ref_len = 1500;
+    wait_for(&c, mark + ref_len);
+    char *ref = malloc(ref_len);
+    pthread_mutex_lock(&c.lock);
+    memcpy(ref, c.text + mark, ref_len);
+    pthread_mutex_unlock(&c.lock);
+
+    reset_loop(vm, &c, ref, ref_len, &at_snapshot, 100);
+    /* A running VM: paused for the reset, running after. */
+    cr_assert_eq(kvmc_vm_reset_to_snapshot(vm), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_get_state(vm), KVMC_STATE_RUNNING);
+    kvmc_vm_stop(vm);
+    kvmc_vm_wait(vm, -1, NULL);
+    assert_fails(kvmc_vm_reset_to_snapshot(vm), KVMC_ESTATE, "exited");
+    assert_fails(kvmc_vm_reset_to_snapshot(NULL), KVMC_EINVAL, "NULL");
+    kvmc_vm_destroy(vm);
+
+    /* A VM restored from the files resets to them too. */
+    struct capture c2;
+    kvmc_vm *vm2 = flood_vm(&c2, (struct vm_opts){0});
+    cr_assert_eq(kvmc_vm_restore(vm2, dir), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_start(vm2), KVMC_OK);
+    wait_for(&c2, ref_len);
+    cr_assert_eq(memcmp(c2.text, ref, ref_len), 0, "the restored VM wrote something else");
+    reset_loop(vm2, &c2, ref, ref_len, &at_snapshot, 25);
+    kvmc_vm_destroy(vm2);
+    remove_dir(dir);
+    free(dir);
+    free(ref);
+    free(c.text);
+    free(c2.text);
+}
