@@ -463,7 +463,8 @@ static const struct run_option options[] = {
      "on SIGUSR2, pause the guest, save it into DIR (made if\n"
      "missing: DIR/state and DIR/memory) and exit with status\n"
      "5; if saving fails, say why and let the guest run on.\n"
-     "Not with --jail, nor yet with virtio or PCI devices.", false},
+     "Not with --jail, nor yet with --net, --vsock,\n"
+     "--virtio-console, --transport pci or --vfio.", false},
     {"seccomp", 0, "on|off", set_seccomp,
      "confine kvmc's threads with seccomp allow-lists\n"
      "(default on; a forbidden system call kills kvmc).", false},

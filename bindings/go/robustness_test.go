@@ -82,7 +82,7 @@ func TestEveryCallInEveryState(t *testing.T) {
 		"ConsoleWrite": func(vm *VM) error { _, err := vm.ConsoleWrite([]byte("x")); return err },
 		"Snapshot":     func(vm *VM) error { return vm.Snapshot(t.TempDir()) },
 		"LoadSnapshot": func(vm *VM) error { return vm.LoadSnapshot(t.TempDir()) }, // none there
-		"Reset":        func(vm *VM) error { return vm.Reset() },                  // none taken
+		"Reset":        func(vm *VM) error { return vm.Reset() },                   // none taken
 	}
 	var ok error
 	deadline := context.DeadlineExceeded

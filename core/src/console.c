@@ -7,6 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cond.h"
 #include "error.h"
 #include "kick.h"
 #include "seccomp.h"
@@ -19,11 +20,7 @@ int console_out_init(struct console_out *c, const struct console_sink *sink,
     c->sink = *sink;
     c->file_limit = file_limit;
     pthread_mutex_init(&c->lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&c->cond, &attr);
-    pthread_condattr_destroy(&attr);
+    cond_init_monotonic(&c->cond);
     if (sink->kind == CONSOLE_FILE) {
         c->sink.fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (c->sink.fd < 0) {

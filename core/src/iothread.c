@@ -7,17 +7,24 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "cond.h"
 #include "error.h"
 #include "seccomp.h"
 #include "thread_role.h"
 #include "kick.h"
 
+/* The epoll tag of suspend_fd (watches are tagged with their struct). */
+static char suspend_tag;
+
 int iothread_init(struct iothread *t)
 {
     memset(t, 0, sizeof(*t));
-    t->stop_fd = -1;
+    t->stop_fd = t->suspend_fd = -1;
+    pthread_mutex_init(&t->suspend_lock, NULL);
+    cond_init_monotonic(&t->suspend_cond);
     iopool_init(&t->pool);
     t->epoll_fd = epoll_create1(EPOLL_CLOEXEC);
     if (t->epoll_fd < 0)
@@ -28,7 +35,56 @@ int iothread_init(struct iothread *t)
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = NULL};
     if (epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->stop_fd, &ev) < 0)
         return kvmc_fail_errno(KVMC_EIO, errno, "epoll_ctl");
+    t->suspend_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (t->suspend_fd < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "eventfd for the I/O thread");
+    ev = (struct epoll_event){.events = EPOLLIN, .data.ptr = &suspend_tag};
+    if (epoll_ctl(t->epoll_fd, EPOLL_CTL_ADD, t->suspend_fd, &ev) < 0)
+        return kvmc_fail_errno(KVMC_EIO, errno, "epoll_ctl");
     return KVMC_OK;
+}
+
+/* On the I/O thread: held until iothread_resume. */
+static void hold(struct iothread *t)
+{
+    uint64_t count;
+    if (read(t->suspend_fd, &count, sizeof(count)) != sizeof(count))
+        return;
+    pthread_mutex_lock(&t->suspend_lock);
+    t->suspended = true;
+    pthread_cond_broadcast(&t->suspend_cond);
+    while (t->suspend_wanted)
+        pthread_cond_wait(&t->suspend_cond, &t->suspend_lock);
+    t->suspended = false;
+    pthread_mutex_unlock(&t->suspend_lock);
+}
+
+int iothread_suspend(struct iothread *t)
+{
+    if (!t->started)
+        return KVMC_OK;
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += 10;
+    pthread_mutex_lock(&t->suspend_lock);
+    t->suspend_wanted = true;
+    uint64_t one = 1;
+    int err = write(t->suspend_fd, &one, sizeof(one)) == sizeof(one) ? 0 : EIO;
+    while (!err && !t->suspended)
+        err = pthread_cond_timedwait(&t->suspend_cond, &t->suspend_lock, &deadline);
+    if (err)
+        t->suspend_wanted = false;
+    pthread_mutex_unlock(&t->suspend_lock);
+    return err ? kvmc_fail(KVMC_ETIMEDOUT, "the VM's I/O thread did not stop for a "
+                           "snapshot within 10 s") : KVMC_OK;
+}
+
+void iothread_resume(struct iothread *t)
+{
+    pthread_mutex_lock(&t->suspend_lock);
+    t->suspend_wanted = false;
+    pthread_cond_broadcast(&t->suspend_cond);
+    pthread_mutex_unlock(&t->suspend_lock);
 }
 
 int iothread_watch(struct iothread *t, int fd, iothread_fn fn, void *opaque)
@@ -63,6 +119,10 @@ static bool dispatch_watches(struct iothread *t, int timeout_ms)
         struct iothread_watch *w = events[i].data.ptr;
         if (!w)
             return false;
+        if ((void *)w == (void *)&suspend_tag) {
+            hold(t);
+            continue;
+        }
         uint64_t count;
         if (read(w->fd, &count, sizeof(count)) == sizeof(count))
             w->fn(w->opaque);
@@ -140,7 +200,11 @@ void iothread_destroy(struct iothread *t)
     iopool_destroy(&t->pool); /* after the thread: nothing submits any more */
     if (t->stop_fd >= 0)
         close(t->stop_fd);
+    if (t->suspend_fd >= 0)
+        close(t->suspend_fd);
     if (t->epoll_fd >= 0)
         close(t->epoll_fd);
-    t->stop_fd = t->epoll_fd = -1;
+    t->stop_fd = t->epoll_fd = t->suspend_fd = -1;
+    pthread_cond_destroy(&t->suspend_cond);
+    pthread_mutex_destroy(&t->suspend_lock);
 }

@@ -54,6 +54,11 @@ struct iothread {
     struct iothread_source sources[IOTHREAD_MAX_SOURCES];
     unsigned seccomp_extras; /* SECCOMP_IO_* the sources need */
     struct iopool pool;      /* workers for blocking I/O, started with the thread */
+    /* Suspension (snapshots): the thread waits in suspend_lock/cond. */
+    int suspend_fd;
+    pthread_mutex_t suspend_lock;
+    pthread_cond_t suspend_cond;
+    bool suspend_wanted, suspended;
 };
 
 int iothread_init(struct iothread *t);
@@ -63,5 +68,12 @@ int iothread_watch(struct iothread *t, int fd, iothread_fn fn, void *opaque);
 int iothread_add_source(struct iothread *t, const struct iothread_source *s);
 int iothread_start(struct iothread *t);
 void iothread_destroy(struct iothread *t);
+/* Holds the I/O thread between two wakeups, and returns once it is held
+ * (at once if it never started): no queue is processed and no device
+ * backend runs until iothread_resume. The worker pool keeps running the
+ * jobs it has. KVMC_ETIMEDOUT if the thread does not answer in 10 s (it
+ * died: its seccomp list refused it). For snapshots and resets. */
+int iothread_suspend(struct iothread *t);
+void iothread_resume(struct iothread *t);
 
 #endif

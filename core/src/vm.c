@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cond.h"
 #include "config.h"
 #include "devices/virtio_console.h"
 #include "error.h"
@@ -319,14 +320,10 @@ int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
     vm->kvm_fd = vm->vm_fd = -1;
     vm->mem.memfd = -1;
     vm->ncpus = cfg->cpus;
-    vm->io.epoll_fd = vm->io.stop_fd = -1;
+    vm->io.epoll_fd = vm->io.stop_fd = vm->io.suspend_fd = -1;
     pthread_mutex_init(&vm->lock, NULL);
     pthread_mutex_init(&vm->slot_lock, NULL);
-    pthread_condattr_t attr;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&vm->cond, &attr);
-    pthread_condattr_destroy(&attr);
+    cond_init_monotonic(&vm->cond);
     vm->state = KVMC_STATE_CREATED;
 
     /* Devices before the kernel: the firmware tables describe what was

@@ -7,13 +7,19 @@
  *    and checksum made right, so the fuzzer reaches the sections' meaning
  *    instead of stopping at the CRC; what it accepts must be consistent
  *    (as many vCPU states as vCPUs, device sections inside the file), and
- *    an accepted I/O APIC section is fed to the model's restore.
+ *    an accepted I/O APIC section is fed to the model's restore, and each
+ *    virtio section to a virtio-rng's (a detached virtio-mmio transport
+ *    over 16 MiB of RAM, as the seeds' VMs had), which then serves its queue once.
  * Seeds: make_seeds.py (a container, and a real state file kvmc wrote). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "devices/ioapic.h"
+#include "devices/virtio_rng.h"
+#include "guest_memory.h"
+#include "virtio/mmio.h"
 #include "snapshot/format.h"
 #include "snapshot/snapshot.h"
 
@@ -34,6 +40,30 @@ static int no_routes(void *ctx, const unsigned *pins, const struct ioapic_msi *m
         if (pins[i] >= IOAPIC_PINS)
             abort();
     return 0;
+}
+
+/* A virtio section into a fresh virtio-rng: whatever it accepts, the queue
+ * it restored must be safe to serve. */
+static void restore_virtio(const struct snapshot_device *d)
+{
+    static struct guest_memory mem;
+    static bool have_mem;
+    if (!have_mem && gm_init(&mem, 16u << 20, 0) == 0) /* as the seeds' VMs */
+        have_mem = true;
+    if (!have_mem)
+        return;
+    kvmc_config cfg = {.rng = 1};
+    const struct virtio_device_ops *ops;
+    void *impl;
+    struct virtio_mmio *m;
+    if (virtio_rng_device.open(&cfg, 0, &ops, &impl) ||
+        virtio_mmio_create_detached(&mem, ops, impl, &m))
+        return;
+    struct snapshot_reader r;
+    snapshot_reader_section(&r, SNAP_VIRTIO, d->state, d->len);
+    if (virtio_mmio_restore(m, &r) == 0)
+        m->dev.ops->process_queue(&m->dev, 0);
+    virtio_mmio_destroy(m);
 }
 
 static void put_le(uint8_t *p, uint64_t v, unsigned n)
@@ -87,6 +117,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         ioapic_set_irq(io, pin, 1); /* deliveries from a restored state */
                 ioapic_free(io);
             }
+            for (unsigned i = 0; i < img.nvirtio; i++)
+                restore_virtio(&img.virtio[i]);
             snapshot_image_free(&img);
         }
     }

@@ -182,17 +182,23 @@ import signal
 import subprocess
 import tempfile
 import time
-for extra in ([], ["--pit", "--cpus", "2"]):
+for name, extra in (("kvmc", ["--cmdline", "kvmc.test=flood"]),
+                    ("kvmc-pit", ["--cmdline", "kvmc.test=flood", "--pit", "--cpus", "2"]),
+                    ("kvmc-virtio", ["--cmdline", "kvmc.test=disk-count", "--rng", "--disk"])):
     with tempfile.TemporaryDirectory() as tmp:
         snap = os.path.join(tmp, "snap")
+        if extra[-1] == "--disk":
+            disk = os.path.join(tmp, "disk.img")
+            with open(disk, "wb") as f:
+                f.truncate(1 << 20)
+            extra = extra + [disk]
         proc = subprocess.Popen([os.path.join(build, "cli", "kvmc"), "run", "--kernel",
                                  os.path.join(build, "tests", "guests", "kvmc-test-guest.elf"),
-                                 "--mem", "16M", "--cmdline", "kvmc.test=flood",
-                                 "--console", "none", "--snapshot-on-signal", snap] + extra,
+                                 "--mem", "16M", "--console", "none",
+                                 "--snapshot-on-signal", snap] + extra,
                                 stderr=subprocess.DEVNULL)
         time.sleep(0.5)
         proc.send_signal(signal.SIGUSR2)
         if proc.wait(timeout=30) != 5:
             sys.exit(f"make_seeds: kvmc did not save its snapshot (status {proc.returncode})")
-        name = "kvmc-pit" if extra else "kvmc"
         shutil.copy(os.path.join(snap, "state"), os.path.join(out, "snapshot", name))

@@ -134,6 +134,7 @@ uint8_t vpci_isr(uint64_t dev);
 void test_pci(void);
 void test_pci_scribble(void);
 void run_virtio_tests(_Bool hostile);
+void disk_count(void);
 #endif
 
 #endif

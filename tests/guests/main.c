@@ -825,6 +825,8 @@ void guest_main(void)
         test_virtio_vsock();
     } else if (starts_with(test, "notifybench")) {
         bench_virtio_notify(b.cmdline);
+    } else if (starts_with(test, "disk-count")) {
+        disk_count();
     } else if (starts_with(test, "blkbench")) {
         bench_virtio_blk(b.cmdline);
     } else if (starts_with(test, "netbench")) {

@@ -300,6 +300,41 @@ void run_virtio_tests(bool hostile)
     puts_serial(" devices\n");
 }
 
+/* kvmc.test=disk-count: forever, line i writes sector 16 + i % 64 with a
+ * pattern of i, reads it back, checks it, takes 16 bytes from the rng when
+ * there is one, and prints "disk line <i> ok" (or FAILED): a guest whose
+ * virtio-blk and virtio-rng are in use whenever a snapshot is taken. */
+void disk_count(void)
+{
+    uint64_t blk = find_in(VIRTIO_MMIO_BASE, VIRTIO_MMIO_STRIDE, VIRTIO_MMIO_MAX, 2);
+    uint64_t rng = find_in(VIRTIO_MMIO_BASE, VIRTIO_MMIO_STRIDE, VIRTIO_MMIO_MAX, 4);
+    if (!blk || !virtio_setup(blk, 0, &blk_q, &rings[0], 1) ||
+        (rng && !virtio_setup(rng, 0, &rng_q, &rings[1], 1))) {
+        puts_serial("disk-count: no virtio-blk, or setup FAILED\n");
+        return;
+    }
+    static uint8_t entropy[16];
+    for (uint64_t i = 0;; i++) {
+        for (unsigned k = 0; k < 512; k++)
+            blk_buf[k] = (uint8_t)(i * 31 + k);
+        bool ok = blk_request(1 /* OUT */, 16 + i % 64, 512, false) == 0;
+        for (unsigned k = 0; k < 512; k++)
+            blk_buf[k] = 0;
+        ok &= blk_request(0 /* IN */, 16 + i % 64, 512, true) == 0;
+        for (unsigned k = 0; k < 512; k++)
+            ok &= blk_buf[k] == (uint8_t)(i * 31 + k);
+        if (rng) {
+            uint32_t got = 0;
+            rng_q.ring->desc[0] = (struct vq_desc){(uint64_t)entropy, sizeof(entropy), VQ_F_WRITE,
+                                                   0};
+            ok &= submit_and_wait(&rng_q, &got) && got == sizeof(entropy);
+        }
+        puts_serial("disk line ");
+        put_dec(i);
+        puts_serial(ok ? " ok\n" : " FAILED\n");
+    }
+}
+
 /* ------------------------------------------------ hostile driver, for real */
 
 static uint64_t scribble_state = 0x9e3779b97f4a7c15ull;

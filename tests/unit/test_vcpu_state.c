@@ -111,6 +111,8 @@ Test(vcpu_state, a_new_vm_given_the_state_continues_byte_for_byte, .timeout = 60
     cr_assert_eq(kvmc_vm_write_memory(vm2, 0, ram, RAM), KVMC_OK);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     cr_assert_eq(vcpu_state_restore(vm2->vcpus[0].fd, saved), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(vcpu_state_restore_tsc(vm2->vcpus[0].fd, saved), KVMC_OK, "%s",
+                 kvmc_last_error());
     double restore_ms = ms_since(&t0);
     struct vcpu_state *now = malloc(sizeof(*now));
     cr_assert_eq(vcpu_state_save(vm2->vcpus[0].fd, msrs, (unsigned)nmsrs, now), KVMC_OK);

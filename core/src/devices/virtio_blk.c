@@ -28,10 +28,12 @@
 #include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../config.h"
 #include "../error.h"
+#include "../snapshot/format.h"
 #include "../virtio/chain.h"
 #include "../iothread.h"
 #include "../virtio/virtio.h"
@@ -358,11 +360,63 @@ static const uint64_t BLK_FEATURES =
     (1ull << VIRTIO_BLK_F_SEG_MAX) | (1ull << VIRTIO_BLK_F_DISCARD) |
     (1ull << VIRTIO_BLK_F_WRITE_ZEROES);
 
+/* Saved: the disk's size and mode, to refuse a restore onto another disk.
+ * Quiesce: requests in flight finish first (their completions are guest
+ * state); a disk that does not answer in 10 s fails the snapshot. */
+#define BLK_STATE_VERSION 1u
+#define BLK_DRAIN_MS 10000
+
+static int blk_quiesce(struct virtio_dev *dev)
+{
+    struct virtio_blk *blk = dev->impl;
+    unsigned waited = 0;
+    for (;;) {
+        pthread_mutex_lock(&blk->lock);
+        bool idle = blk->nfree == BLK_SLOTS;
+        pthread_mutex_unlock(&blk->lock);
+        if (idle)
+            break;
+        if (waited++ == BLK_DRAIN_MS)
+            return kvmc_fail(KVMC_ETIMEDOUT, "virtio-blk: requests still in flight after "
+                             "%u s: the disk does not answer", BLK_DRAIN_MS / 1000);
+        nanosleep(&(struct timespec){0, 1000 * 1000}, NULL);
+    }
+    return KVMC_OK;
+}
+
+static int blk_save(struct virtio_dev *dev, struct snapshot_writer *w)
+{
+    struct virtio_blk *blk = dev->impl;
+    snapshot_put_u32(w, BLK_STATE_VERSION);
+    snapshot_put_u64(w, blk->sectors);
+    snapshot_put_u32(w, blk->read_only);
+    return w->err;
+}
+
+static int blk_restore(struct virtio_dev *dev, struct snapshot_reader *r)
+{
+    struct virtio_blk *blk = dev->impl;
+    uint32_t version, read_only;
+    uint64_t sectors;
+    if (snapshot_get_u32(r, &version) || snapshot_get_u64(r, &sectors) ||
+        snapshot_get_u32(r, &read_only))
+        return KVMC_EFORMAT;
+    if (version != BLK_STATE_VERSION)
+        return kvmc_fail(KVMC_EFORMAT, "virtio-blk state version %u", version);
+    if (sectors != blk->sectors || read_only != blk->read_only)
+        return kvmc_fail(KVMC_EINVAL, "restore: the snapshot's disk had %llu sectors%s; this "
+                         "one has %llu%s", (unsigned long long)sectors,
+                         read_only ? " (read-only)" : "", (unsigned long long)blk->sectors,
+                         blk->read_only ? " (read-only)" : "");
+    return KVMC_OK;
+}
+
 static const struct virtio_device_ops blk_ops_rw = {
     .name = "virtio-blk", .device_id = VIRTIO_ID_BLOCK, .features = BLK_FEATURES,
     .num_queues = 1, .queue_max = VIRTQ_MAX_SIZE,
     .config_size = sizeof(struct virtio_blk_config),
     .read_config = blk_read_config, .process_queue = blk_process, .attach = blk_attach,
+    .save = blk_save, .restore = blk_restore, .quiesce = blk_quiesce,
     .destroy = blk_destroy,
 };
 static const struct virtio_device_ops blk_ops_ro = {
@@ -373,6 +427,7 @@ static const struct virtio_device_ops blk_ops_ro = {
     .num_queues = 1, .queue_max = VIRTQ_MAX_SIZE,
     .config_size = sizeof(struct virtio_blk_config),
     .read_config = blk_read_config, .process_queue = blk_process, .attach = blk_attach,
+    .save = blk_save, .restore = blk_restore, .quiesce = blk_quiesce,
     .destroy = blk_destroy,
 };
 

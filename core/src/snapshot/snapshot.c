@@ -10,10 +10,12 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../devices/ioapic.h"
 #include "../error.h"
+#include "../virtio/mmio.h"
 #include "../virtio/virtio.h"
 #include "../vm.h"
 
@@ -80,26 +82,27 @@ static int parse_vcpu(struct snapshot_reader *r, struct snapshot_image *img, uns
     return KVMC_OK;
 }
 
-static int parse_device(struct snapshot_reader *r, struct snapshot_image *img)
+/* A PDEV or VDEV section: a name, then the device's own bytes. */
+static int parse_device(struct snapshot_reader *r, struct snapshot_device *list, unsigned *n)
 {
-    uint32_t n;
-    if (img->ndevices == SNAPSHOT_MAX_DEVICES)
+    uint32_t len;
+    if (*n == SNAPSHOT_MAX_DEVICES)
         return bad("too many devices");
-    struct snapshot_device *d = &img->devices[img->ndevices];
-    if (snapshot_get_u32(r, &n))
+    struct snapshot_device *d = &list[*n];
+    if (snapshot_get_u32(r, &len))
         return KVMC_EFORMAT;
-    if (n == 0 || n >= sizeof(d->name))
+    if (len == 0 || len >= sizeof(d->name))
         return bad("a device name of bad length");
-    if (snapshot_get(r, d->name, n))
+    if (snapshot_get(r, d->name, len))
         return KVMC_EFORMAT;
-    d->name[n] = 0;
-    for (unsigned i = 0; i < n; i++)
+    d->name[len] = 0;
+    for (unsigned i = 0; i < len; i++)
         if (d->name[i] < 0x21 || d->name[i] > 0x7e)
             return bad("a device name that is not printable");
     d->state = r->sec + r->sec_at;
     d->len = r->sec_len - r->sec_at;
     r->sec_at = r->sec_len;
-    img->ndevices++;
+    (*n)++;
     return KVMC_OK;
 }
 
@@ -159,7 +162,10 @@ static int parse_sections(struct snapshot_reader *r, struct snapshot_image *img)
                 r->sec_at = r->sec_len; /* the I/O APIC model reads its own */
             break;
         case SNAP_DEVICE:
-            err = parse_device(r, img);
+            err = parse_device(r, img->devices, &img->ndevices);
+            break;
+        case SNAP_VIRTIO:
+            err = parse_device(r, img->virtio, &img->nvirtio);
             break;
         default:
             return kvmc_fail(KVMC_EFORMAT, "snapshot state: unknown section 0x%08x", tag);
@@ -206,9 +212,15 @@ void snapshot_image_free(struct snapshot_image *img)
 static int check_savable(struct kvmc_vm *vm, const char *what)
 {
     const struct devmgr *m = &vm->devices;
-    if (m->nvirtio)
-        return kvmc_fail(KVMC_ENOTSUP, "%s: the VM has virtio devices (%s first), whose "
-                         "state kvmc cannot save yet", what, m->virtio[0].type->name);
+    for (unsigned i = 0; i < m->nvirtio; i++) {
+        if (!m->virtio[i].mmio)
+            return kvmc_fail(KVMC_ENOTSUP, "%s: the VM has virtio devices on virtio-pci (%s "
+                             "first), which kvmc cannot save yet", what,
+                             m->virtio[i].type->name);
+        if (!m->virtio[i].mmio->dev.ops->save)
+            return kvmc_fail(KVMC_ENOTSUP, "%s: the VM has virtio devices (%s) whose state "
+                             "kvmc cannot save yet", what, m->virtio[i].type->name);
+    }
     if (m->nuser_pci || m->nvfio)
         return kvmc_fail(KVMC_ENOTSUP, "%s: the VM has PCI devices (%s), whose state kvmc "
                          "cannot save yet", what, m->nvfio ? "VFIO" : "from the program");
@@ -310,7 +322,13 @@ static int write_file(const char *dir, const char *name, const void *data, size_
     return err;
 }
 
-static int save_vcpus(struct kvmc_vm *vm, struct snapshot_writer *w)
+/* What vCPU 0 said of time: its TSC and where its kvm-clock page is. */
+struct guest_time {
+    uint64_t tsc, system_time_msr;
+    bool have_tsc;
+};
+
+static int save_vcpus(struct kvmc_vm *vm, struct snapshot_writer *w, struct guest_time *t)
 {
     uint32_t msrs[VCPU_STATE_MAX_MSRS];
     int n = vcpu_state_msr_list(vm->kvm_fd, msrs, VCPU_STATE_MAX_MSRS);
@@ -323,6 +341,14 @@ static int save_vcpus(struct kvmc_vm *vm, struct snapshot_writer *w)
     for (unsigned i = 0; i < vm->ncpus && !err; i++) {
         memset(s, 0, sizeof(*s)); /* padding too: the file holds no stray bytes */
         err = vcpu_state_save(vm->vcpus[i].fd, msrs, (unsigned)n, s);
+        for (uint32_t k = 0; !err && i == 0 && k < s->nmsrs; k++) {
+            if (s->msrs[k].index == 0x10) { /* IA32_TSC */
+                t->tsc = s->msrs[k].data;
+                t->have_tsc = true;
+            } else if (s->msrs[k].index == 0x4b564d01) { /* MSR_KVM_SYSTEM_TIME_NEW */
+                t->system_time_msr = s->msrs[k].data;
+            }
+        }
         if (!err) {
             snapshot_begin(w, SNAP_VCPU);
             snapshot_put_u32(w, i);
@@ -373,8 +399,71 @@ static int save_devices(struct kvmc_vm *vm, struct snapshot_writer *w)
     return KVMC_OK;
 }
 
+/* Virtio devices first: every device's requests in flight finish before
+ * anything is read, and their completions (used rings, interrupts) land
+ * before the queues, the vCPUs and the interrupt controllers are. */
+static int quiesce_virtio(struct kvmc_vm *vm)
+{
+    const struct devmgr *m = &vm->devices;
+    for (unsigned i = 0; i < m->nvirtio; i++) {
+        struct virtio_dev *dev = &m->virtio[i].mmio->dev;
+        int err = dev->ops->quiesce ? dev->ops->quiesce(dev) : KVMC_OK;
+        if (err)
+            return err;
+    }
+    return KVMC_OK;
+}
+
+static int save_virtio(struct kvmc_vm *vm, struct snapshot_writer *w)
+{
+    const struct devmgr *m = &vm->devices;
+    int qerr = quiesce_virtio(vm);
+    if (qerr)
+        return qerr;
+    for (unsigned i = 0; i < m->nvirtio; i++) {
+        const char *name = m->virtio[i].mmio->dev.ops->name;
+        snapshot_begin(w, SNAP_VIRTIO);
+        snapshot_put_u32(w, (uint32_t)strlen(name));
+        snapshot_put(w, name, strlen(name));
+        int err = virtio_mmio_save(m->virtio[i].mmio, w);
+        if (err)
+            return err;
+    }
+    return KVMC_OK;
+}
+
+/* The kvm-clock time the guest itself would read now: its pvclock page
+ * (system time and TSC at KVM's last update) advanced to its saved TSC.
+ * Saving that, rather than KVM_GET_CLOCK's host-side value, keeps the
+ * guest's kvm-clock and TSC in step across a restore (QEMU's kvmclock
+ * does the same): the two drift apart between pvclock updates, and a
+ * guest whose kvm-clock jumps against its TSC has its clocksource
+ * watchdog mark the TSC unstable. False if the guest has no kvm-clock
+ * enabled or its page is mid-update or outside RAM. */
+static bool guest_kvmclock(struct kvmc_vm *vm, const struct guest_time *t, uint64_t *ns)
+{
+    struct {
+        uint32_t version, pad0;
+        uint64_t tsc_timestamp, system_time;
+        uint32_t tsc_to_system_mul;
+        int8_t tsc_shift;
+        uint8_t flags, pad[2];
+    } pv;
+    if (!t->have_tsc || !(t->system_time_msr & 1) ||
+        gm_read(&vm->mem, t->system_time_msr & ~1ull, &pv, sizeof(pv)) < 0 ||
+        (pv.version & 1) || !pv.tsc_to_system_mul)
+        return false;
+    uint64_t delta = t->tsc - pv.tsc_timestamp;
+    if (t->tsc < pv.tsc_timestamp)
+        return false;
+    delta = pv.tsc_shift < 0 ? delta >> -pv.tsc_shift : delta << pv.tsc_shift;
+    *ns = pv.system_time + (uint64_t)(((unsigned __int128)delta * pv.tsc_to_system_mul) >> 32);
+    return true;
+}
+
 static int build_state(struct kvmc_vm *vm, struct snapshot_writer *w)
 {
+    struct guest_time gt = {0};
     snapshot_begin(w, SNAP_META);
     snapshot_put_u32(w, META_VERSION);
     snapshot_put_u64(w, vm->mem.ram_size);
@@ -395,13 +484,18 @@ static int build_state(struct kvmc_vm *vm, struct snapshot_writer *w)
             snapshot_put_u32(w, words[k]);
     }
 
+    int err = save_virtio(vm, w);
     /* The clock right after the vCPUs, whose TSC is read last: the two
      * are taken as close together as they are put back. */
-    int err = save_vcpus(vm, w);
+    if (!err)
+        err = save_vcpus(vm, w, &gt);
     struct kvm_clock_data clock;
     memset(&clock, 0, sizeof(clock));
     if (!err && ioctl(vm->vm_fd, KVM_GET_CLOCK, &clock) < 0)
         err = kvmc_fail_errno(KVMC_EKVM, errno, "KVM_GET_CLOCK");
+    uint64_t guest_ns;
+    if (!err && guest_kvmclock(vm, &gt, &guest_ns))
+        clock.clock = guest_ns;
     if (!err) {
         snapshot_begin(w, SNAP_CLOCK);
         snapshot_put_u64(w, clock.clock);
@@ -452,6 +546,9 @@ int snapshot_vm_save(struct kvmc_vm *vm, const char *dir)
         return err;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return kvmc_fail_errno(KVMC_EIO, errno, "snapshot: creating the directory %s", dir);
+    err = iothread_suspend(&vm->io);
+    if (err)
+        return err;
     struct snapshot_writer w;
     snapshot_writer_init(&w);
     err = build_state(vm, &w);
@@ -463,6 +560,7 @@ int snapshot_vm_save(struct kvmc_vm *vm, const char *dir)
     if (!err)
         err = keep_saved(vm, dir, &w);
     snapshot_writer_free(&w);
+    iothread_resume(&vm->io);
     return err;
 }
 
@@ -531,6 +629,13 @@ static int check_matches(struct kvmc_vm *vm, const struct snapshot_image *img)
     if (n != img->ndevices)
         return kvmc_fail(KVMC_EINVAL, "restore: the snapshot has device %s, which this VM "
                          "lacks", img->devices[n].name);
+    for (unsigned i = 0; i < m->nvirtio || i < img->nvirtio; i++) {
+        const char *mine = i < m->nvirtio ? m->virtio[i].mmio->dev.ops->name : "none";
+        const char *its = i < img->nvirtio ? img->virtio[i].name : "none";
+        if (strcmp(mine, its))
+            return kvmc_fail(KVMC_EINVAL, "restore: virtio device %u of this VM is %s, the "
+                             "snapshot's is %s", i, mine, its);
+    }
     return KVMC_OK;
 }
 
@@ -652,18 +757,41 @@ static int apply(struct kvmc_vm *vm, const struct snapshot_image *img)
                             img->devices[n].name);
         n++;
     }
+    for (unsigned i = 0; i < m->nvirtio && !err; i++) {
+        struct snapshot_reader r;
+        snapshot_reader_section(&r, SNAP_VIRTIO, img->virtio[i].state, img->virtio[i].len);
+        err = virtio_mmio_restore(m->virtio[i].mmio, &r);
+        if (!err && !snapshot_section_done(&r))
+            err = kvmc_fail(KVMC_EFORMAT, "restore: %s's state is too long",
+                            img->virtio[i].name);
+    }
     for (unsigned i = 0; i < vm->ncpus && !err; i++)
         err = vcpu_state_restore(vm->vcpus[i].fd, &img->vcpus[i]);
-    /* The TSCs once more, then the clock, back to back (vcpu_state.h). */
-    for (unsigned i = 0; i < vm->ncpus && !err; i++)
+    /* The TSCs, then the clock, back to back (vcpu_state.h); the clock is
+     * set ahead by the time since the first TSC was written (the middle
+     * of that ioctl), so both go on from the same instant. */
+    struct timespec before, after;
+    clock_gettime(CLOCK_MONOTONIC, &before);
+    for (unsigned i = 0; i < vm->ncpus && !err; i++) {
         err = vcpu_state_restore_tsc(vm->vcpus[i].fd, &img->vcpus[i]);
+        if (i == 0)
+            clock_gettime(CLOCK_MONOTONIC, &after);
+    }
     if (err)
         return err;
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t tsc_at = ((int64_t)before.tv_sec + after.tv_sec) * 500000000 +
+                     ((int64_t)before.tv_nsec + after.tv_nsec) / 2;
+    int64_t since = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec - tsc_at;
     struct kvm_clock_data clock;
     memset(&clock, 0, sizeof(clock));
-    clock.clock = img->clock.clock;
+    clock.clock = img->clock.clock + (uint64_t)(since > 0 ? since : 0);
     if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "restore: KVM_SET_CLOCK");
+    /* A notification made before the snapshot may not have been served. */
+    for (unsigned i = 0; i < m->nvirtio; i++)
+        virtio_mmio_kick(m->virtio[i].mmio);
     return KVMC_OK;
 }
 
@@ -722,15 +850,23 @@ int snapshot_vm_reset(struct kvmc_vm *vm)
     if (!k)
         return kvmc_fail(KVMC_ESTATE, "reset: this VM has taken no snapshot and was restored "
                          "from none");
-    int err = KVMC_OK;
-    if (k->mapped) {
+    int err = iothread_suspend(&vm->io);
+    if (err)
+        return err;
+    /* Requests in flight finish first: their completions would land in
+     * the RAM being put back. */
+    err = quiesce_virtio(vm);
+    if (!err && k->mapped) {
         /* Private pages the guest wrote go; the file's come back on the
          * next touch. Costs what was written, not the RAM's size. */
         if (madvise(vm->mem.mapping, vm->mem.mapping_size, MADV_DONTNEED) < 0)
             err = kvmc_fail_errno(KVMC_EIO, errno, "reset: dropping the RAM written since");
-    } else {
+    } else if (!err) {
         bool mapped;
         err = load_ram(vm, k->mem_fd, &mapped);
     }
-    return err ? err : apply(vm, &k->img);
+    if (!err)
+        err = apply(vm, &k->img);
+    iothread_resume(&vm->io);
+    return err;
 }

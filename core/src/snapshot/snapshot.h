@@ -13,9 +13,13 @@
  * costs the same for any RAM size; a VM whose RAM is a memfd
  * (KVMC_MEM_MEMFD, hugepages) gets a copy instead.
  *
- * What cannot be saved yet is refused by name: virtio devices, PCI
- * devices (from programs or VFIO), and devices added through
- * kvmc_vm_add_pio_device/kvmc_vm_add_mmio_device.
+ * What cannot be saved yet is refused by name: virtio devices without
+ * save hooks (console, vsock, net) and any on virtio-pci, PCI devices
+ * (from programs or VFIO), and devices added through
+ * kvmc_vm_add_pio_device/kvmc_vm_add_mmio_device. The I/O thread is held
+ * (iothread_suspend) and every virtio device's requests in flight finish
+ * before anything is read, so that no completion lands between two parts
+ * of the state.
  *
  * The parse is separate from applying it, so that every check a file can
  * fail is made without KVM (and fuzzed: tests/fuzz/fuzz_snapshot.c).
@@ -49,6 +53,7 @@ struct kvmc_vm;
 #define SNAP_IOAPIC SNAP_TAG('I', 'O', 'A', 'P')
 #define SNAP_KERNEL_IRQCHIP SNAP_TAG('K', 'I', 'R', 'Q')
 #define SNAP_DEVICE SNAP_TAG('P', 'D', 'E', 'V')
+#define SNAP_VIRTIO SNAP_TAG('V', 'D', 'E', 'V')
 
 /* The feature words of one CPUID leaf the guest saw. */
 struct snapshot_cpuid {
@@ -76,6 +81,8 @@ struct snapshot_image {
     struct kvm_pit_state2 pit;
     struct snapshot_device devices[SNAPSHOT_MAX_DEVICES];
     unsigned ndevices;
+    struct snapshot_device virtio[SNAPSHOT_MAX_DEVICES]; /* virtio-mmio devices */
+    unsigned nvirtio;
     char written_by[17];
 };
 

@@ -10,6 +10,7 @@
 
 #include "../bus.h"
 #include "../error.h"
+#include "../snapshot/format.h"
 #include "../iothread.h"
 #include "../services.h"
 
@@ -262,4 +263,55 @@ void virtio_mmio_destroy(struct virtio_mmio *m)
         close(m->irq_fd);
     virtio_dev_destroy(&m->dev);
     free(m);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+#define MMIO_STATE_VERSION 1u
+
+int virtio_mmio_save(struct virtio_mmio *m, struct snapshot_writer *w)
+{
+    pthread_mutex_lock(&m->dev.lock);
+    snapshot_put_u32(w, MMIO_STATE_VERSION);
+    snapshot_put_u32(w, m->device_features_sel);
+    snapshot_put_u32(w, m->driver_features_sel);
+    snapshot_put_u32(w, m->queue_sel);
+    pthread_mutex_unlock(&m->dev.lock);
+    int err = virtio_dev_save(&m->dev, w);
+    if (!err && m->dev.ops->save)
+        err = m->dev.ops->save(&m->dev, w);
+    return err ? err : w->err;
+}
+
+int virtio_mmio_restore(struct virtio_mmio *m, struct snapshot_reader *r)
+{
+    uint32_t version, dfs, drfs, qs;
+    if (snapshot_get_u32(r, &version) || snapshot_get_u32(r, &dfs) ||
+        snapshot_get_u32(r, &drfs) || snapshot_get_u32(r, &qs))
+        return KVMC_EFORMAT;
+    if (version != MMIO_STATE_VERSION)
+        return kvmc_fail(KVMC_EFORMAT, "%s: virtio-mmio state version %u", m->dev.ops->name,
+                         version);
+    int err = virtio_dev_restore(&m->dev, r);
+    if (!err && m->dev.ops->restore)
+        err = m->dev.ops->restore(&m->dev, r);
+    if (err)
+        return err;
+    pthread_mutex_lock(&m->dev.lock);
+    m->device_features_sel = dfs;
+    m->driver_features_sel = drfs;
+    m->queue_sel = qs;
+    pthread_mutex_unlock(&m->dev.lock);
+    return KVMC_OK;
+}
+
+void virtio_mmio_kick(struct virtio_mmio *m)
+{
+    for (unsigned qi = 0; qi < m->dev.ops->num_queues; qi++) {
+        uint64_t one = 1;
+        if (m->notify_fd[qi] >= 0 && m->dev.queues[qi].ready &&
+            write(m->notify_fd[qi], &one, sizeof(one)) != sizeof(one)) {
+            /* an eventfd write fails only on overflow: a kick is pending anyway */
+        }
+    }
 }

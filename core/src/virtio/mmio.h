@@ -38,6 +38,16 @@ int virtio_mmio_create(const struct vm_services *svc, uint64_t base, unsigned gs
                        struct virtio_mmio **out);
 void virtio_mmio_destroy(struct virtio_mmio *m);
 
+/* Snapshots: the transport's registers and the device (virtio_dev_save and
+ * the device's own ops->save) into one section, and back. Restore needs
+ * the device to have ops->restore if it has ops->save. */
+int virtio_mmio_save(struct virtio_mmio *m, struct snapshot_writer *w);
+int virtio_mmio_restore(struct virtio_mmio *m, struct snapshot_reader *r);
+/* Has the I/O thread look at every ready queue once (after a restore, a
+ * notification the guest made before the snapshot may not have been
+ * served yet). */
+void virtio_mmio_kick(struct virtio_mmio *m);
+
 /* For unit tests and fuzzing: the same transport with no VM behind it (no
  * bus, ioeventfd or irqfd). Registers are reached through
  * virtio_mmio_access; a QueueNotify write does nothing, so the caller runs

@@ -10,6 +10,7 @@
 
 #include "../error.h"
 #include "../iothread.h"
+#include "../snapshot/format.h"
 
 void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops,
                      void *impl, const struct guest_memory *mem)
@@ -186,4 +187,78 @@ void virtio_release(struct virtio_dev *dev, unsigned qi, struct virtio_held *h,
 {
     h->held = false;
     virtio_complete(dev, qi, &h->ticket, written);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+#define VIRTIO_STATE_VERSION 1u
+
+int virtio_dev_save(struct virtio_dev *dev, struct snapshot_writer *w)
+{
+    pthread_mutex_lock(&dev->lock);
+    snapshot_put_u32(w, VIRTIO_STATE_VERSION);
+    snapshot_put_u32(w, dev->status);
+    snapshot_put_u64(w, dev->driver_features);
+    snapshot_put_u32(w, dev->interrupt_status);
+    snapshot_put_u32(w, dev->ops->num_queues);
+    for (unsigned i = 0; i < dev->ops->num_queues; i++) {
+        const struct virtq *q = &dev->queues[i];
+        snapshot_put_u32(w, (uint32_t)q->size | (uint32_t)q->ready << 16 |
+                                (uint32_t)q->broken << 17);
+        snapshot_put_u64(w, q->desc_gpa);
+        snapshot_put_u64(w, q->avail_gpa);
+        snapshot_put_u64(w, q->used_gpa);
+        snapshot_put_u32(w, (uint32_t)q->last_avail | (uint32_t)q->used_idx << 16);
+    }
+    pthread_mutex_unlock(&dev->lock);
+    return w->err;
+}
+
+int virtio_dev_restore(struct virtio_dev *dev, struct snapshot_reader *r)
+{
+    uint32_t version, status, isr, nq;
+    uint64_t features;
+    if (snapshot_get_u32(r, &version) || snapshot_get_u32(r, &status) ||
+        snapshot_get_u64(r, &features) || snapshot_get_u32(r, &isr) ||
+        snapshot_get_u32(r, &nq))
+        return KVMC_EFORMAT;
+    const char *name = dev->ops->name;
+    if (version != VIRTIO_STATE_VERSION || nq != dev->ops->num_queues ||
+        (features & ~virtio_offered_features(dev)) || status > 0xff || isr > 3)
+        return kvmc_fail(KVMC_EFORMAT, "%s state: version %u, %u queues, features 0x%llx, "
+                         "status 0x%x: not a state this device can be in", name, version, nq,
+                         (unsigned long long)features, status);
+    struct virtq queues[VIRTIO_MAX_QUEUES];
+    memset(queues, 0, sizeof(queues));
+    for (unsigned i = 0; i < nq; i++) {
+        struct virtq *q = &queues[i];
+        uint32_t flags, idx;
+        if (snapshot_get_u32(r, &flags) || snapshot_get_u64(r, &q->desc_gpa) ||
+            snapshot_get_u64(r, &q->avail_gpa) || snapshot_get_u64(r, &q->used_gpa) ||
+            snapshot_get_u32(r, &idx))
+            return KVMC_EFORMAT;
+        q->size = (uint16_t)flags;
+        q->ready = flags >> 16 & 1;
+        q->broken = flags >> 17 & 1;
+        q->last_avail = (uint16_t)idx;
+        q->used_idx = (uint16_t)(idx >> 16);
+        if (flags >> 18 || q->size > dev->ops->queue_max)
+            return kvmc_fail(KVMC_EFORMAT, "%s state: queue %u of size %u (at most %u)", name,
+                             i, q->size, dev->ops->queue_max);
+        if (q->broken)
+            snprintf(q->broken_reason, sizeof(q->broken_reason), "broken when saved");
+        else if (q->ready && !virtq_validate(q, dev->mem))
+            return kvmc_fail(KVMC_EFORMAT, "%s state: queue %u: %s", name, i, q->broken_reason);
+        q->notify_off = false; /* virtq_validate cleared the used ring's flags */
+    }
+    pthread_mutex_lock(&dev->lock);
+    dev->status = status;
+    dev->driver_features = features;
+    dev->interrupt_status = isr;
+    dev->reported_broken = status & VIRTIO_CONFIG_S_NEEDS_RESET;
+    dev->generation++; /* chains popped before this are not ours any more */
+    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+        dev->queues[i] = queues[i];
+    pthread_mutex_unlock(&dev->lock);
+    return KVMC_OK;
 }

@@ -45,8 +45,13 @@ struct virtio_device_ops {
      * the reset are dropped by virtio_complete on their own (generation). */
     void (*reset)(struct virtio_dev *dev);
     /* Optional, filled in with snapshots: the device's own state (the
-     * queues and features are saved by the transport). */
+     * queues and features are saved by the transport). A device without
+     * save cannot be snapshotted. */
     int (*save)(struct virtio_dev *dev, struct snapshot_writer *w);
+    /* Optional: requests in flight finish (their completions are guest
+     * state). Called with the I/O thread suspended, before anything of a
+     * snapshot is read and before a reset. */
+    int (*quiesce)(struct virtio_dev *dev);
     int (*restore)(struct virtio_dev *dev, struct snapshot_reader *r);
     void (*destroy)(struct virtio_dev *dev);
 };
@@ -113,6 +118,18 @@ int virtio_dev_watch_reset(struct virtio_dev *dev, struct iothread *io);
 /* Without an I/O thread (detached transports in tests and fuzzers): runs a
  * reset the last access queued, on the calling thread, without the lock. */
 void virtio_run_pending_reset(struct virtio_dev *dev);
+
+/* The transport-independent state (status, features, interrupt status,
+ * every queue's size, addresses and indices) into a snapshot section, and
+ * back. The caller keeps queues from being processed meanwhile (the I/O
+ * thread suspended, no chain in flight). Restore refuses, with
+ * KVMC_EFORMAT naming the device, what this device could not have been
+ * in: features it does not offer, a queue it does not have or larger
+ * than it allows, ready rings outside guest RAM. */
+struct snapshot_writer;
+struct snapshot_reader;
+int virtio_dev_save(struct virtio_dev *dev, struct snapshot_writer *w);
+int virtio_dev_restore(struct virtio_dev *dev, struct snapshot_reader *r);
 
 /* Ticket for a popped chain: completing it after a reset is a no-op. */
 struct virtio_ticket {

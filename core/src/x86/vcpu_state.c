@@ -93,16 +93,21 @@ int vcpu_state_restore(int vcpu_fd, const struct vcpu_state *s)
     SET(KVM_SET_XCRS, &s->xcrs, "XCRs");
     SET(KVM_SET_DEBUGREGS, &s->debugregs, "debug registers");
     SET(KVM_SET_LAPIC, &s->lapic, "local APIC");
+    /* Every MSR but the TSC: KVM takes a second host write of the TSC
+     * within a second of the first as a synchronisation and keeps the
+     * first one's offset, so the TSC is written once, by
+     * vcpu_state_restore_tsc, right before the clock. */
     union msr_buf buf;
     memset(&buf, 0, sizeof(buf));
-    buf.head.nmsrs = s->nmsrs;
-    memcpy(buf.head.entries, s->msrs, s->nmsrs * sizeof(s->msrs[0]));
+    for (uint32_t i = 0; i < s->nmsrs; i++)
+        if (s->msrs[i].index != MSR_TSC)
+            buf.head.entries[buf.head.nmsrs++] = s->msrs[i];
     int set = ioctl(vcpu_fd, KVM_SET_MSRS, &buf);
     if (set < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "restoring the vCPU's MSRs");
-    if ((uint32_t)set != s->nmsrs)
+    if ((uint32_t)set != buf.head.nmsrs)
         return kvmc_fail(KVMC_EKVM, "restoring the vCPU's MSRs: KVM refused MSR 0x%x",
-                         s->msrs[set].index);
+                         buf.head.entries[set].index);
     SET(KVM_SET_MP_STATE, &s->mp_state, "MP state");
     struct kvm_vcpu_events events = s->events;
     events.flags |= KVM_VCPUEVENT_VALID_NMI_PENDING | KVM_VCPUEVENT_VALID_SIPI_VECTOR;

@@ -39,12 +39,13 @@ int vcpu_state_msr_list(int kvm_fd, uint32_t *out, unsigned max);
 
 /* Reads every part; MSRs from `msrs` that KVM cannot read are left out. */
 int vcpu_state_save(int vcpu_fd, const uint32_t *msrs, unsigned nmsrs, struct vcpu_state *s);
-/* Writes it all back: KVMC_EKVM naming the part KVM refused. */
+/* Writes it all back but the TSC: KVMC_EKVM naming the part KVM refused. */
 int vcpu_state_restore(int vcpu_fd, const struct vcpu_state *s);
-/* Writes the TSC again, alone: done for every vCPU right before the KVM
- * clock is set, so the guest's TSC and kvm-clock go on from the same
- * moment (a gap between them is a TSC/kvm-clock skew, which Linux's
- * clocksource watchdog reports and answers by marking the TSC unstable). */
+/* Writes the TSC, once (KVM takes a second host write within a second as
+ * a synchronisation and keeps the first offset): for every vCPU right
+ * before the KVM clock is set, so the guest's TSC and kvm-clock go on from
+ * the same moment (a gap between them is a TSC/kvm-clock skew, which
+ * Linux's clocksource watchdog reports by marking the TSC unstable). */
 int vcpu_state_restore_tsc(int vcpu_fd, const struct vcpu_state *s);
 
 #endif
