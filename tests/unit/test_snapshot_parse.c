@@ -84,10 +84,12 @@ static void build(struct snapshot_writer *w, const struct shape *s)
         snapshot_put(w, "io", 2); /* the model's own business */
     }
     if (s->device) {
+        char name[64] = {0}; /* a long name is this one, NUL-padded */
+        strncpy(name, s->device, sizeof(name) - 1);
         uint32_t n = s->device_name_len ? s->device_name_len : (uint32_t)strlen(s->device);
         snapshot_begin(w, SNAP_DEVICE);
         snapshot_put_u32(w, n);
-        snapshot_put(w, s->device, n < 64 ? n : 0);
+        snapshot_put(w, name, n < sizeof(name) ? n : 0);
         snapshot_put(w, "state", 5);
     }
     if (s->unknown)
