@@ -342,10 +342,10 @@ static int save_vcpus(struct kvmc_vm *vm, struct snapshot_writer *w, struct gues
         memset(s, 0, sizeof(*s)); /* padding too: the file holds no stray bytes */
         err = vcpu_state_save(vm->vcpus[i].fd, msrs, (unsigned)n, s);
         for (uint32_t k = 0; !err && i == 0 && k < s->nmsrs; k++) {
-            if (s->msrs[k].index == 0x10) { /* IA32_TSC */
+            if (s->msrs[k].index == MSR_TSC) {
                 t->tsc = s->msrs[k].data;
                 t->have_tsc = true;
-            } else if (s->msrs[k].index == 0x4b564d01) { /* MSR_KVM_SYSTEM_TIME_NEW */
+            } else if (s->msrs[k].index == MSR_KVM_SYSTEM_TIME_NEW) {
                 t->system_time_msr = s->msrs[k].data;
             }
         }
@@ -456,6 +456,8 @@ static bool guest_kvmclock(struct kvmc_vm *vm, const struct guest_time *t, uint6
     uint64_t delta = t->tsc - pv.tsc_timestamp;
     if (t->tsc < pv.tsc_timestamp)
         return false;
+    if (pv.tsc_shift < -63 || pv.tsc_shift > 63)
+        return false; /* the page is the guest's: a shift past 63 is no clock */
     delta = pv.tsc_shift < 0 ? delta >> -pv.tsc_shift : delta << pv.tsc_shift;
     *ns = pv.system_time + (uint64_t)(((unsigned __int128)delta * pv.tsc_to_system_mul) >> 32);
     return true;
@@ -566,29 +568,43 @@ int snapshot_vm_save(struct kvmc_vm *vm, const char *dir)
 
 /* --------------------------------------------------------------- restore */
 
-static int read_state(const char *dir, uint8_t **out, size_t *len)
+/* Opens dir/name, which must be a regular file: its fd and size. */
+static int open_file(const char *dir, const char *name, int *fd, uint64_t *size)
 {
     char path[PATH_MAX];
-    if (snprintf(path, sizeof(path), "%s/state", dir) >= (int)sizeof(path))
+    if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
         return kvmc_fail(KVMC_EINVAL, "snapshot directory name too long: %s", dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (*fd < 0)
         return kvmc_fail_errno(KVMC_EIO, errno, "restore: %s", path);
     struct stat st;
-    int err = KVMC_OK;
+    if (fstat(*fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+        close(*fd);
+        return kvmc_fail(KVMC_EIO, "restore: %s is not a regular file", path);
+    }
+    *size = (uint64_t)st.st_size;
+    return KVMC_OK;
+}
+
+static int read_state(const char *dir, uint8_t **out, size_t *len)
+{
+    int fd;
+    uint64_t size;
+    int err = open_file(dir, "state", &fd, &size);
+    if (err)
+        return err;
     uint8_t *buf = NULL;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        err = kvmc_fail(KVMC_EIO, "restore: %s is not a regular file", path);
-    else if (st.st_size > MAX_STATE_FILE)
-        err = kvmc_fail(KVMC_EFORMAT, "restore: %s is %lld bytes, more than any snapshot "
-                        "state", path, (long long)st.st_size);
-    else if (!(buf = malloc((size_t)st.st_size + 1)))
-        err = kvmc_fail(KVMC_ENOMEM, "restore: reading %s", path);
+    if (size > MAX_STATE_FILE)
+        err = kvmc_fail(KVMC_EFORMAT, "restore: %s/state is %llu bytes, more than any snapshot "
+                        "state", dir, (unsigned long long)size);
+    else if (!(buf = malloc((size_t)size + 1)))
+        err = kvmc_fail(KVMC_ENOMEM, "restore: reading %s/state", dir);
     size_t got = 0;
-    while (!err && got < (size_t)st.st_size) {
-        ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+    while (!err && got < size) {
+        ssize_t n = read(fd, buf + got, (size_t)size - got);
         if (n <= 0)
-            err = kvmc_fail_errno(KVMC_EIO, n < 0 ? errno : EIO, "restore: reading %s", path);
+            err = kvmc_fail_errno(KVMC_EIO, n < 0 ? errno : EIO, "restore: reading %s/state",
+                                  dir);
         else
             got += (size_t)n;
     }
@@ -668,22 +684,15 @@ static int check_cpu(struct kvmc_vm *vm, const struct snapshot_image *img)
 /* Opens dir/memory, which must hold exactly the VM's RAM. */
 static int open_memory(struct kvmc_vm *vm, const char *dir, int *out)
 {
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof(path), "%s/memory", dir) >= (int)sizeof(path))
-        return kvmc_fail(KVMC_EINVAL, "snapshot directory name too long: %s", dir);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return kvmc_fail_errno(KVMC_EIO, errno, "restore: %s", path);
-    struct stat st;
-    int err = KVMC_OK;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        err = kvmc_fail(KVMC_EIO, "restore: %s is not a regular file", path);
-    else if ((uint64_t)st.st_size != vm->mem.mapping_size)
-        err = kvmc_fail(KVMC_EFORMAT, "restore: %s is %lld bytes; the snapshot's RAM is %zu",
-                        path, (long long)st.st_size, vm->mem.mapping_size);
-    if (err) {
-        close(fd);
+    int fd;
+    uint64_t size;
+    int err = open_file(dir, "memory", &fd, &size);
+    if (err)
         return err;
+    if (size != vm->mem.mapping_size) {
+        close(fd);
+        return kvmc_fail(KVMC_EFORMAT, "restore: %s/memory is %llu bytes; the snapshot's RAM "
+                         "is %zu", dir, (unsigned long long)size, vm->mem.mapping_size);
     }
     *out = fd;
     return KVMC_OK;

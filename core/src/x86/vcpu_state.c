@@ -1,7 +1,5 @@
 #include "vcpu_state.h"
 
-#define MSR_TSC 0x10u
-
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>

@@ -17,6 +17,8 @@
 #include <stdint.h>
 
 #define VCPU_STATE_MAX_MSRS 128
+#define MSR_TSC 0x10u                   /* IA32_TSC */
+#define MSR_KVM_SYSTEM_TIME_NEW 0x4b564d01u /* the guest's kvm-clock page */
 
 struct vcpu_state {
     struct kvm_regs regs;
