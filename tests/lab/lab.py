@@ -394,7 +394,8 @@ def run_l1(vmlinuz, l1_cpio, disks, logfile, only, loop=0, nvme=None, loop_devic
                 out.flush()
                 line = line.rstrip("\r\n")
                 lines.append((time.monotonic() - start, line))
-                if line.startswith(("LAB-RESULT", "LAB-L1", "LAB-LOOP", "LAB-CRASH ")):
+                if line.startswith(("LAB-RESULT", "LAB-DIED-RESULT", "LAB-RETRY", "LAB-L1",
+                                    "LAB-LOOP", "LAB-CRASH ")):
                     print(f"  [{time.monotonic() - start:6.1f}s] {line}", flush=True)
                 if "soft lockup" in line:
                     lockups += 1
@@ -409,7 +410,10 @@ def run_l1(vmlinuz, l1_cpio, disks, logfile, only, loop=0, nvme=None, loop_devic
     if stalled.is_set():
         print(f"  L1: nothing printed for {L1_STALL_S} s; killed as locked up", flush=True)
         lines.append((time.monotonic() - start, "soft lockup (L1 stalled, killed by lab.py)"))
-    return lines, time.monotonic() - start
+    # An L2 that died before its marker was booted once more (l1-init's
+    # run_l2): the checks read only the last attempt; the dead one's lines
+    # (LAB-DIED-*) stay in the console log, and its LAB-RETRY line is noted.
+    return [(t, l) for t, l in lines if not l.startswith("LAB-DIED-")], time.monotonic() - start
 
 
 def l1_failed(lines):
