@@ -2,6 +2,7 @@ package kvmc
 
 import (
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -116,9 +117,8 @@ func TestSnapshotThenRestoreContinuesTheCount(t *testing.T) {
 
 // A VM with devices kvmc cannot save yet says which.
 func TestSnapshotNamesWhatCannotBeSaved(t *testing.T) {
-	var hvc syncBuffer
 	vm, err := NewVM(Config{Kernel: testGuest(t), Memory: 32 << 20, Cmdline: idle,
-		VirtioConsole: &hvc})
+		RNG: true, Transport: "pci"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -126,8 +126,8 @@ func TestSnapshotNamesWhatCannotBeSaved(t *testing.T) {
 	vm.Start()
 	vm.Pause()
 	if err := vm.Snapshot(t.TempDir()); !errors.Is(err, ErrNotSupported) ||
-		!strings.Contains(err.Error(), "virtio-console") {
-		t.Fatalf("%v, want ErrNotSupported naming virtio-console", err)
+		!strings.Contains(err.Error(), "virtio-pci") {
+		t.Fatalf("%v, want ErrNotSupported naming virtio-pci", err)
 	}
 }
 
@@ -141,4 +141,120 @@ func waitForTextFrom(t *testing.T, b *syncBuffer, from int, text string) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	t.Fatalf("never saw %q after byte %d", text, from)
+}
+
+var diskLine = regexp.MustCompile(`^disk line (\d+) (ok|FAILED.*?)( vsock resets (\d+))?$`)
+
+// diskLines: the number and vsock resets of each whole "disk line" of the
+// test guest's disk-count mode, each of which must be ok.
+func diskLines(t *testing.T, text string) (numbers, resets []int) {
+	t.Helper()
+	lines := strings.Split(text, "\n")
+	for _, line := range lines[1 : len(lines)-1] {
+		m := diskLine.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		if m[2] != "ok" {
+			t.Fatalf("%q", line)
+		}
+		n, _ := strconv.Atoi(m[1])
+		r, _ := strconv.Atoi(m[4])
+		numbers = append(numbers, n)
+		resets = append(resets, r)
+	}
+	return numbers, resets
+}
+
+// echoServer answers each connection to path once, in capitals.
+func echoServer(t *testing.T, path string) {
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				n, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				c.Write([]byte(strings.ToUpper(string(buf[:n]))))
+				for {
+					if _, err := c.Read(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+}
+
+// The guest writes its disk, reads the rng and makes a vsock connection on
+// every line; saved mid-count and restored in a new VM, it counts on with
+// every line ok, its vsock connections after one transport reset.
+func TestDiskRNGAndVsockWorkAfterARestore(t *testing.T) {
+	tmp := t.TempDir()
+	disk := filepath.Join(tmp, "disk.img")
+	if err := os.WriteFile(disk, make([]byte, 1<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	uds := filepath.Join(tmp, "v.sock")
+	echoServer(t, uds+"_5000")
+	var before, after syncBuffer
+	config := Config{Kernel: testGuest(t), Memory: 32 << 20, Cmdline: "kvmc.test=disk-count",
+		Disks: []Disk{{Path: disk}}, RNG: true, Vsock: &Vsock{CID: 3, UDSPath: uds},
+		Console: &before}
+	vm := newVM(t, config)
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForText(t, &before, "disk line 100 ")
+	vm.Pause()
+	dir := filepath.Join(tmp, "snap")
+	if err := vm.Snapshot(dir); err != nil {
+		t.Fatal(err)
+	}
+	vm.Close()
+	saved, resets := diskLines(t, before.String())
+	for _, r := range resets {
+		if r != 0 {
+			t.Fatalf("a transport reset before any restore")
+		}
+	}
+	last := saved[len(saved)-1]
+
+	config.Kernel, config.Cmdline, config.Console = "", "", &after
+	vm2, err := RestoreVM(dir, config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm2.Close()
+	if err := vm2.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForText(t, &after, "disk line "+strconv.Itoa(last+101)+" ")
+	vm2.Pause()
+	// A line the snapshot cut in two is whole across the seam.
+	both, _ := diskLines(t, before.String()+after.String())
+	for i := 1; i < len(both); i++ {
+		if both[i] != both[i-1]+1 {
+			t.Fatalf("line %d after line %d", both[i], both[i-1])
+		}
+	}
+	// One transport reset, then connections again (the first line after
+	// the restore may have been done before the guest looked).
+	_, resets = diskLines(t, after.String())
+	for i, r := range resets {
+		if r != 1 && (i > 0 || r != 0) {
+			t.Fatalf("vsock resets %d in line %d after the restore, want 1", r, i)
+		}
+	}
 }

@@ -79,3 +79,10 @@ size_t bytering_pop(struct bytering *r, void *out, size_t n)
     }
     return done;
 }
+
+void bytering_runs(const struct bytering *r, const uint8_t *p[2], size_t n[2])
+{
+    n[0] = bytering_peek(r, &p[0]);
+    p[1] = r->buf;
+    n[1] = r->len - n[0];
+}

@@ -25,5 +25,8 @@ void bytering_commit(struct bytering *r, size_t n); /* after filling a free run 
 void bytering_drop(struct bytering *r, size_t n);   /* consumes n bytes */
 /* Copies out up to n bytes, consuming them. */
 size_t bytering_pop(struct bytering *r, void *out, size_t n);
+/* All the data, unconsumed, as at most two runs (a snapshot's copy). */
+void bytering_runs(const struct bytering *r, const uint8_t *p[2], size_t n[2]);
+static inline void bytering_clear(struct bytering *r) { r->head = r->len = 0; }
 
 #endif

@@ -8,17 +8,18 @@
  *    instead of stopping at the CRC; what it accepts must be consistent
  *    (as many vCPU states as vCPUs, device sections inside the file), and
  *    an accepted I/O APIC section is fed to the model's restore, and each
- *    virtio section to a virtio-rng's (a detached virtio-mmio transport
- *    over 16 MiB of RAM, as the seeds' VMs had), which then serves its queue once.
+ *    virtio section to a device of the kind it names (a detached
+ *    virtio-mmio transport over 16 MiB of RAM, as the seeds' VMs had, and
+ *    the host sides of fuzz_devices.c), which then serves each queue once.
  * Seeds: make_seeds.py (a container, and a real state file kvmc wrote). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "devices/ioapic.h"
-#include "devices/virtio_rng.h"
+#include "fuzz_devices.h"
 #include "guest_memory.h"
+#include "iothread.h"
 #include "virtio/mmio.h"
 #include "snapshot/format.h"
 #include "snapshot/snapshot.h"
@@ -42,27 +43,40 @@ static int no_routes(void *ctx, const unsigned *pins, const struct ioapic_msi *m
     return 0;
 }
 
-/* A virtio section into a fresh virtio-rng: whatever it accepts, the queue
- * it restored must be safe to serve. */
+/* A virtio section into a fresh device of the kind it names (virtio-rng
+ * for a name no device has): whatever it accepts, the queues it restored
+ * must be safe to serve. */
 static void restore_virtio(const struct snapshot_device *d)
 {
+    static const char *const kinds[FUZZ_VIRTIO_KINDS] = {
+        [FUZZ_VIRTIO_BLK] = "virtio-blk", [FUZZ_VIRTIO_RNG] = "virtio-rng",
+        [FUZZ_VIRTIO_CONSOLE] = "virtio-console", [FUZZ_VIRTIO_VSOCK] = "virtio-vsock",
+        [FUZZ_VIRTIO_NET] = "virtio-net"};
     static struct guest_memory mem;
     static bool have_mem;
     if (!have_mem && gm_init(&mem, 16u << 20, 0) == 0) /* as the seeds' VMs */
         have_mem = true;
     if (!have_mem)
         return;
-    kvmc_config cfg = {.rng = 1};
+    unsigned which = FUZZ_VIRTIO_RNG;
+    for (unsigned k = 0; k < FUZZ_VIRTIO_KINDS; k++)
+        if (!strcmp(d->name, kinds[k]))
+            which = k;
     const struct virtio_device_ops *ops;
     void *impl;
     struct virtio_mmio *m;
-    if (virtio_rng_device.open(&cfg, 0, &ops, &impl) ||
-        virtio_mmio_create_detached(&mem, ops, impl, &m))
+    if (fuzz_open_virtio(which, &ops, &impl) || virtio_mmio_create_detached(&mem, ops, impl, &m))
         return;
+    /* Attached to an I/O thread that never starts, as in a VM not started
+     * yet: the device's host side exists; its queues run when told here. */
+    struct iothread io;
     struct snapshot_reader r;
     snapshot_reader_section(&r, SNAP_VIRTIO, d->state, d->len);
-    if (virtio_mmio_restore(m, &r) == 0)
-        m->dev.ops->process_queue(&m->dev, 0);
+    if (!iothread_init(&io) && (!ops->attach || !ops->attach(&m->dev, &io)) &&
+        virtio_mmio_restore(m, &r) == 0)
+        for (unsigned qi = 0; qi < m->dev.ops->num_queues; qi++)
+            m->dev.ops->process_queue(&m->dev, qi);
+    iothread_destroy(&io);
     virtio_mmio_destroy(m);
 }
 

@@ -1,7 +1,7 @@
 /* libFuzzer: a hostile driver against the virtio-mmio register window and
  * the queue processing of each device (blk, rng, console, vsock, net), through
  * the real transport code with no VM behind it. virtio-net runs on a null
- * backend defined here: frames the guest sends are only read, and host
+ * backend (fuzz_devices.c): frames the guest sends are only read, and host
  * frames come from the input (no real network is ever reached).
  *
  * Input: byte 0 picks the device; bytes 1-2 give the length L of a guest
@@ -18,95 +18,15 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz_devices.h"
 #include "guest_memory.h"
-#include "net/backend.h"
 #include "iothread.h"
 #include "virtio/mmio.h"
-#include "config.h"
-#include "devices/virtio_blk.h"
-#include "devices/virtio_console.h"
-#include "devices/virtio_net.h"
-#include "devices/virtio_rng.h"
-#include "devices/virtio_vsock.h"
+#include "net/backend.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MEM (4ull << 20)
-
-static void sink(void *opaque, const uint8_t *data, size_t len)
-{
-    (void)opaque;
-    volatile uint8_t x = 0;
-    for (size_t i = 0; i < len; i++) /* touch it all: ASan checks the bounds */
-        x ^= data[i];
-}
-
-/* The null network backend: reads every frame, holds no file descriptors. */
-static void null_send(void *be, const struct iovec *iov, unsigned niov, size_t len)
-{
-    (void)be, (void)len;
-    for (unsigned i = 0; i < niov; i++)
-        sink(NULL, iov[i].iov_base, iov[i].iov_len);
-}
-static unsigned null_prepare(void *be, struct pollfd *fds, unsigned max, int *timeout)
-{
-    (void)be, (void)fds, (void)max, (void)timeout;
-    return 0;
-}
-static void null_dispatch(void *be, struct pollfd *fds, unsigned n)
-{
-    (void)be, (void)fds, (void)n;
-}
-static void null_destroy(void *be) { (void)be; }
-static int null_open(const struct net_config *cfg, struct vnet *dev,
-                     const struct net_backend_ops **ops, void **be)
-{
-    static const struct net_backend_ops null_ops = {
-        .name = "null", .send = null_send, .prepare = null_prepare,
-        .dispatch = null_dispatch, .destroy = null_destroy};
-    (void)cfg;
-    *ops = &null_ops;
-    *be = dev;
-    return 0;
-}
-
-static int open_device(unsigned which, const struct virtio_device_ops **ops, void **impl)
-{
-    static char disk[64];
-    if (!disk[0]) {
-        int fd = memfd_create("kvmc-fuzz-disk", 0);
-        if (fd < 0 || ftruncate(fd, 64 << 10) < 0)
-            return -1;
-        snprintf(disk, sizeof(disk), "/proc/self/fd/%d", fd);
-    }
-    switch (which % 5) {
-    case 0:
-        return virtio_blk_open(disk, KVMC_DISK_NO_LOCK, "fuzz", ops, impl);
-    case 1:
-        virtio_rng_device.open(NULL, 0, ops, impl);
-        *impl = NULL;
-        return 0;
-    case 2: {
-        struct vconsole_config c = {.enabled = true, .fn = sink};
-        return virtio_console_open(&c, ops, impl);
-    }
-    case 4: {
-        struct net_config c = {0};
-        return virtio_net_open_on(&c, null_open, ops, impl);
-    }
-    default: {
-        /* Guest connections go to <dir>/v_<port>, where nothing listens. */
-        static char dir[] = "/tmp/kvmc-fuzz-XXXXXX", path[64];
-        if (!path[0]) {
-            if (!mkdtemp(dir))
-                return -1;
-            snprintf(path, sizeof(path), "%s/v", dir);
-        }
-        struct vsock_config c = {.enabled = true, .cid = 3, .path = path};
-        return virtio_vsock_open(&c, ops, impl);
-    }
-    }
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -133,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const struct virtio_device_ops *ops;
     void *impl;
     struct virtio_mmio *m;
-    if (open_device(which, &ops, &impl) || virtio_mmio_create_detached(&gm, ops, impl, &m))
+    if (fuzz_open_virtio(which, &ops, &impl) || virtio_mmio_create_detached(&gm, ops, impl, &m))
         return 0;
     /* Attached to an I/O thread that never starts: the device's host side
      * exists, and its queues run only when an operation says so. */
@@ -157,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 m->dev.ops->process_queue(&m->dev, value % 4);
             break;
         default:
-            if (which % 5 == 4) {
+            if (which % FUZZ_VIRTIO_KINDS == FUZZ_VIRTIO_NET) {
                 static uint8_t frame[2048];
                 memset(frame, (int)(value >> 16), sizeof(frame));
                 virtio_net_receive(impl, frame, value % sizeof(frame));

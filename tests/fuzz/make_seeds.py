@@ -176,17 +176,22 @@ with open(os.path.join(out, "snapshot", "valid"), "wb") as f:
     f.write(header + body)
 
 # snapshot: a real state file, written by kvmc (the test guest counting,
-# saved on SIGUSR2), once with kvmc's I/O APIC and once with the kernel's
-# irqchip and PIT. Needs /dev/kvm, as the rest of CI does.
+# saved on SIGUSR2), once with kvmc's I/O APIC, once with the kernel's
+# irqchip and PIT, once with a disk and rng, and once with every virtio
+# device. Needs /dev/kvm, as the rest of CI does.
 import signal
 import subprocess
 import tempfile
 import time
 for name, extra in (("kvmc", ["--cmdline", "kvmc.test=flood"]),
                     ("kvmc-pit", ["--cmdline", "kvmc.test=flood", "--pit", "--cpus", "2"]),
-                    ("kvmc-virtio", ["--cmdline", "kvmc.test=disk-count", "--rng", "--disk"])):
+                    ("kvmc-virtio", ["--cmdline", "kvmc.test=disk-count", "--rng", "--disk"]),
+                    ("kvmc-streams", ["--cmdline", "kvmc.test=disk-count", "--rng", "--net", "user",
+                                      "--vsock", "cid=3,uds={tmp}/v.sock", "--virtio-console",
+                                      "socket:{tmp}/hvc.sock", "--disk"])):
     with tempfile.TemporaryDirectory() as tmp:
         snap = os.path.join(tmp, "snap")
+        extra = [a.replace("{tmp}", tmp) for a in extra]
         if extra[-1] == "--disk":
             disk = os.path.join(tmp, "disk.img")
             with open(disk, "wb") as f:

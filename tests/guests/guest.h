@@ -110,6 +110,10 @@ uint64_t rdtsc_now(void);
 void test_virtio_console(void);
 void test_virtio_scribble(void);
 void test_virtio_vsock(void);
+/* disk-count's vsock part (virtio_stream.c). */
+_Bool vsock_count_open(void);
+_Bool vsock_count_line(uint64_t i);
+unsigned vsock_count_resets(void);
 void test_virtio_net(const char *cmdline);
 void test_virtio_net_ports(const char *cmdline);
 /* Throughput benchmarks (bench/run.py): block and net, driven at CPL3. */

@@ -302,8 +302,10 @@ void run_virtio_tests(bool hostile)
 
 /* kvmc.test=disk-count: forever, line i writes sector 16 + i % 64 with a
  * pattern of i, reads it back, checks it, takes 16 bytes from the rng when
- * there is one, and prints "disk line <i> ok" (or FAILED): a guest whose
- * virtio-blk and virtio-rng are in use whenever a snapshot is taken. */
+ * there is one, makes a vsock connection to the host's port 5000 when
+ * there is a vsock (virtio_stream.c), and prints "disk line <i> ok" (or
+ * FAILED), with " vsock resets <n>" once transport resets came: a guest
+ * whose virtio devices are in use whenever a snapshot is taken. */
 void disk_count(void)
 {
     uint64_t blk = find_in(VIRTIO_MMIO_BASE, VIRTIO_MMIO_STRIDE, VIRTIO_MMIO_MAX, 2);
@@ -314,6 +316,11 @@ void disk_count(void)
         return;
     }
     static uint8_t entropy[16];
+    bool vsock = virtio_find(19) != 0;
+    if (vsock && !vsock_count_open()) {
+        puts_serial("disk-count: virtio-vsock setup FAILED\n");
+        return;
+    }
     for (uint64_t i = 0;; i++) {
         for (unsigned k = 0; k < 512; k++)
             blk_buf[k] = (uint8_t)(i * 31 + k);
@@ -329,9 +336,15 @@ void disk_count(void)
                                                    0};
             ok &= submit_and_wait(&rng_q, &got) && got == sizeof(entropy);
         }
+        bool vsock_ok = !vsock || vsock_count_line(i);
         puts_serial("disk line ");
         put_dec(i);
-        puts_serial(ok ? " ok\n" : " FAILED\n");
+        puts_serial(ok && vsock_ok ? " ok" : ok ? " FAILED (vsock)" : " FAILED (disk or rng)");
+        if (vsock && vsock_count_resets()) {
+            puts_serial(" vsock resets ");
+            put_dec(vsock_count_resets());
+        }
+        puts_serial("\n");
     }
 }
 

@@ -214,6 +214,118 @@ void test_virtio_vsock(void)
     puts_serial("\n");
 }
 
+/* ------------------------------------- virtio-vsock in kvmc.test=disk-count */
+
+/* disk-count's vsock part: each line makes one connection to the host's
+ * port 5000 (the host answers in capitals) and checks the reply. A
+ * transport reset event (a restore ended every connection) makes it start
+ * that line's exchange again on a new connection, as a Linux guest's
+ * sockets fail with ECONNRESET and its programs reconnect. */
+static uint8_t vs_event[8];
+static unsigned vs_resets;
+
+enum vs_wait { VS_GOT, VS_EVENT, VS_TIMEOUT };
+
+/* The next packet to our port (a packet of an earlier connection, one that
+ * came in just before a reset event, is let go), or the event queue's news. */
+static enum vs_wait vs_wait(uint32_t port, struct vsock_hdr *h, char *payload, unsigned cap)
+{
+    uint64_t start = rdtsc_now();
+    while (rdtsc_now() - start < 10 * 3000000000ull) {
+        if (__atomic_load_n(&qs[2].ring->used.idx, __ATOMIC_ACQUIRE) != qs[2].seen) {
+            uint32_t id, len;
+            vq_take(&qs[2], &id, &len, 0);
+            vs_resets++;
+            offer(&qs[2], 0, vs_event, sizeof(vs_event), true);
+            return VS_EVENT;
+        }
+        if (__atomic_load_n(&qs[0].ring->used.idx, __ATOMIC_ACQUIRE) != qs[0].seen) {
+            if (!vs_receive(h, payload, cap, 0))
+                return VS_TIMEOUT;
+            if (h->op == OP_CREDIT_UPDATE)
+                continue;
+            if (h->dst_port != port) { /* as Linux does: no such socket */
+                vs_fwd_cnt -= h->len; /* credit counts are per connection */
+                if (h->op != OP_RST)
+                    vs_send(h->dst_port, h->src_port, OP_RST, 0, 0, 0);
+                continue;
+            }
+            return VS_GOT;
+        }
+        __asm__ volatile("pause");
+    }
+    return VS_TIMEOUT;
+}
+
+bool vsock_count_open(void)
+{
+    uint64_t base = virtio_find(19);
+    if (!base || !virtio_setup(base, 0, qs, rings, 3))
+        return false;
+    vs_cid = virtio_config8(base, 0) | ((uint64_t)virtio_config8(base, 1) << 8);
+    for (uint16_t i = 0; i < 4; i++)
+        offer(&qs[0], i, vs_rx[i], VSOCK_RXBUF, true);
+    offer(&qs[2], 0, vs_event, sizeof(vs_event), true);
+    return true;
+}
+
+static unsigned put_number(char *p, uint64_t v)
+{
+    char tmp[20];
+    unsigned n = 0, k = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10));
+    while (n)
+        p[k++] = tmp[--n];
+    return k;
+}
+
+/* One exchange; false if it failed, *again if a reset event cut it short. */
+static bool vs_exchange(uint32_t port, uint64_t i, bool *again)
+{
+    static char msg[32], want[32], got[64];
+    struct vsock_hdr h;
+    unsigned n = put_number(msg + 6, i) + 6;
+    copy(msg, "count ", 6);
+    copy(want, "COUNT ", 6);
+    copy(want + 6, msg + 6, n - 6);
+    vs_fwd_cnt = 0;
+    *again = false;
+    vs_send(port, 5000, OP_REQUEST, 0, 0, 0);
+    enum vs_wait w = vs_wait(port, &h, got, sizeof(got));
+    if (w != VS_GOT || h.op != OP_RESPONSE) {
+        *again = w == VS_EVENT;
+        return false;
+    }
+    vs_send(port, 5000, OP_RW, 0, msg, n);
+    w = vs_wait(port, &h, got, sizeof(got));
+    bool ok = w == VS_GOT && h.op == OP_RW && h.len == n && same(got, want, n);
+    if (w == VS_EVENT) {
+        *again = true;
+        return false;
+    }
+    vs_send(port, 5000, OP_SHUTDOWN, 3, 0, 0);
+    do /* the host may close its side first: its SHUTDOWN, then the RST */
+        w = vs_wait(port, &h, got, sizeof(got));
+    while (w == VS_GOT && h.op == OP_SHUTDOWN);
+    *again = w == VS_EVENT;
+    return ok && (w == VS_EVENT || (w == VS_GOT && h.op == OP_RST));
+}
+
+bool vsock_count_line(uint64_t i)
+{
+    bool again = true;
+    for (unsigned attempt = 0; again && attempt < 3; attempt++) {
+        uint32_t port = 20000 + (uint32_t)((i * 3 + attempt) % 40000);
+        if (vs_exchange(port, i, &again))
+            return true;
+    }
+    return false;
+}
+
+unsigned vsock_count_resets(void) { return vs_resets; }
+
 /* ------------------------------------------------------ virtio-net */
 
 #define NET_HDR 12

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ctype.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -336,7 +339,7 @@ Test(snapshot, a_different_vm_or_a_bad_file_is_refused_naming_why, .timeout = 60
     assert_refused(dir, (struct vm_opts){.cpus = 2}, KVMC_EINVAL, "1 vCPUs");
     assert_refused(dir, (struct vm_opts){.pit = true}, KVMC_EINVAL, "PIT");
     assert_refused(dir, (struct vm_opts){.rng = true}, KVMC_EINVAL,
-                   "virtio device 0 of this VM is virtio-rng, the snapshot's is none");
+                   "this VM has a virtio-rng (virtio device 0), which the snapshot lacks");
     assert_refused("/nonexistent/kvmc-snapshot", o, KVMC_EIO, "/nonexistent/kvmc-snapshot/state");
 
     /* Damage copies of the files, one way each. */
@@ -404,21 +407,12 @@ static int rng_over_pci(kvmc_config *cfg)
     return err ? err : kvmc_config_set_virtio_transport(cfg, KVMC_VIRTIO_PCI);
 }
 
-static int vsock(kvmc_config *cfg)
-{
-    return kvmc_config_set_vsock(cfg, 3, "/tmp/kvmc-snapshot-test-vsock.sock");
-}
-
 Test(snapshot, devices_that_cannot_be_saved_yet_are_named, .timeout = 60)
 {
     char *dir = temp_dir();
     kvmc_vm *vm = paused_with(rng_over_pci);
     assert_fails(kvmc_vm_snapshot(vm, dir), KVMC_ENOTSUP, "virtio-pci (virtio-rng");
     kvmc_vm_destroy(vm);
-    vm = paused_with(vsock);
-    assert_fails(kvmc_vm_snapshot(vm, dir), KVMC_ENOTSUP, "virtio devices (virtio-vsock)");
-    kvmc_vm_destroy(vm);
-    unlink("/tmp/kvmc-snapshot-test-vsock.sock");
 
     vm = flood_vm(NULL, (struct vm_opts){0});
     kvmc_device_ops ops = KVMC_DEVICE_OPS_INIT;
@@ -629,7 +623,53 @@ Test(snapshot, reset_puts_the_vm_back_to_its_snapshot_again_and_again, .timeout 
 
 /* The guest writes, reads back and checks a disk sector and takes rng
  * bytes on every line (kvmc.test=disk-count). */
-static kvmc_vm *disk_vm(struct capture *c, const char *disk)
+/* The host's end of the guest's vsock connections: port 5000 answers each
+ * read in capitals, then waits for the end of the stream. */
+struct echo_server {
+    int fd;
+    pthread_t thread;
+    char path[108];
+};
+
+static void *echo_serve(void *opaque)
+{
+    struct echo_server *e = opaque;
+    int c;
+    while ((c = accept(e->fd, NULL, NULL)) >= 0) {
+        char buf[64];
+        ssize_t n = read(c, buf, sizeof(buf));
+        for (ssize_t i = 0; i < n; i++)
+            buf[i] = (char)toupper((unsigned char)buf[i]);
+        if (n > 0 && write(c, buf, (size_t)n) == n)
+            while (read(c, buf, sizeof(buf)) > 0) {
+            }
+        close(c);
+    }
+    return NULL;
+}
+
+static void echo_start(struct echo_server *e, const char *uds)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(e->path, sizeof(e->path), "%s_5000", uds);
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", e->path);
+    unlink(e->path);
+    e->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(e->fd >= 0);
+    cr_assert_eq(bind(e->fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+    cr_assert_eq(listen(e->fd, 8), 0);
+    cr_assert_eq(pthread_create(&e->thread, NULL, echo_serve, e), 0);
+}
+
+static void echo_stop(struct echo_server *e)
+{
+    shutdown(e->fd, SHUT_RDWR); /* accept() returns */
+    pthread_join(e->thread, NULL);
+    close(e->fd);
+    unlink(e->path);
+}
+
+static kvmc_vm *disk_vm(struct capture *c, const char *disk, const char *vsock_uds)
 {
     kvmc_config *cfg;
     kvmc_vm *vm;
@@ -640,6 +680,8 @@ static kvmc_vm *disk_vm(struct capture *c, const char *disk)
     cr_assert_eq(kvmc_config_set_cmdline(cfg, "kvmc.test=disk-count"), KVMC_OK);
     cr_assert_eq(kvmc_config_add_disk(cfg, disk, 0, "snapdisk"), KVMC_OK);
     cr_assert_eq(kvmc_config_set_rng(cfg, 1), KVMC_OK);
+    if (vsock_uds)
+        cr_assert_eq(kvmc_config_set_vsock(cfg, 3, vsock_uds), KVMC_OK, "%s", kvmc_last_error());
     cr_assert_eq(kvmc_config_set_console_callback(cfg, capture, c), KVMC_OK);
     cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
     kvmc_config_free(cfg);
@@ -713,15 +755,30 @@ static void disk_lines_across(struct capture *c1, struct capture *c2, size_t fro
     free(both);
 }
 
-Test(snapshot, a_guest_using_its_disk_and_rng_goes_on_after_a_restore_and_resets, .timeout = 120)
+/* The guest's vsock connections end with a restore or reset: it got one
+ * transport reset event (its count is in the lines after), and connected
+ * again (every line still "ok"). */
+static void assert_vsock_reset_once(struct capture *c, size_t from)
+{
+    cr_assert(has_text(c, from, "ok vsock resets 1\n"), "no line after the restore says the "
+              "guest saw its vsock transport reset");
+    cr_assert(!has_text(c, from, "vsock resets 2"), "more than one transport reset");
+}
+
+Test(snapshot, a_guest_using_its_disk_rng_and_vsock_goes_on_after_a_restore_and_resets,
+     .timeout = 120)
 {
     char disk[] = "/tmp/kvmc-snapdisk-XXXXXX";
     int fd = mkstemp(disk);
     cr_assert(fd >= 0);
     cr_assert_eq(ftruncate(fd, 1 << 20), 0);
     close(fd);
+    char uds[64];
+    snprintf(uds, sizeof(uds), "/tmp/kvmc-snapvsock-%d.sock", (int)getpid());
+    struct echo_server echo;
+    echo_start(&echo, uds);
     struct capture c1, c2;
-    kvmc_vm *vm = disk_vm(&c1, disk);
+    kvmc_vm *vm = disk_vm(&c1, disk, uds);
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
     wait_text(&c1, 0, "disk line 200 ok");
     cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
@@ -737,16 +794,19 @@ Test(snapshot, a_guest_using_its_disk_and_rng_goes_on_after_a_restore_and_resets
     (void)first1;
     kvmc_vm_destroy(vm);
 
-    vm = disk_vm(&c2, disk);
+    cr_assert(!has_text(&c1, 0, "vsock resets"), "a transport reset before any restore");
+    vm = disk_vm(&c2, disk, uds);
     cr_assert_eq(kvmc_vm_restore(vm, dir), KVMC_OK, "%s", kvmc_last_error());
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
     char want[64];
-    snprintf(want, sizeof(want), "disk line %ld ok", last1 + 300);
+    /* Line last1 + 300 is whole once the next one has begun. */
+    snprintf(want, sizeof(want), "disk line %ld ", last1 + 301);
     wait_text(&c2, 0, want);
     cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
     long last2;
     disk_lines_across(&c1, &c2, 0, &last2);
     cr_assert_geq(last2, last1 + 300);
+    assert_vsock_reset_once(&c2, 0);
     cr_assert_eq(kvmc_vm_resume(vm), KVMC_OK);
     /* Reset: the count again from the snapshot's line. A disk image is not
      * part of a snapshot (docs/snapshots.md): the guest wrote on after it,
@@ -765,17 +825,26 @@ Test(snapshot, a_guest_using_its_disk_and_rng_goes_on_after_a_restore_and_resets
     cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
     disk_lines_across(&c1, &c2, mark, &last3);
     cr_assert_geq(last3, last1 + 300);
+    assert_vsock_reset_once(&c2, mark);
     kvmc_vm_destroy(vm);
 
     /* Another disk size: refused, naming both. */
     cr_assert_eq(truncate(disk, 2 << 20), 0);
     struct capture c3;
-    vm = disk_vm(&c3, disk);
+    vm = disk_vm(&c3, disk, uds);
     assert_fails(kvmc_vm_restore(vm, dir), KVMC_EINVAL, "disk had 2048 sectors");
+    kvmc_vm_destroy(vm);
+    /* Without the vsock: refused, naming it. */
+    cr_assert_eq(truncate(disk, 1 << 20), 0);
+    free(c3.text);
+    vm = disk_vm(&c3, disk, NULL);
+    assert_fails(kvmc_vm_restore(vm, dir), KVMC_EINVAL,
+                 "the snapshot has a virtio-vsock (virtio device 2), which this VM lacks");
     kvmc_vm_destroy(vm);
     unlink(disk);
     remove_dir(dir);
     free(dir);
+    echo_stop(&echo);
     free(c1.text);
     free(c2.text);
     free(c3.text);

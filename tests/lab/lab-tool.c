@@ -13,6 +13,9 @@
  *                                      fsync'ed, printing "SYNCED N" after
  *                                      each fsync returned, forever
  *   lab-tool as-nobody PATH ARGS...    L1: exec PATH as uid/gid 65534
+ *   lab-tool hmp PATH COMMAND          L1: one command to QEMU's human
+ *                                      monitor on a Unix socket; prints
+ *                                      what it answered
  * The connecting modes print "reply=[...]". */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -156,6 +159,40 @@ static void records(const char *path)
     }
 }
 
+/* Reads the monitor until its "(qemu) " prompt; prints what came before. */
+static void hmp_until_prompt(int fd, bool print)
+{
+    char buf[8192];
+    size_t got = 0;
+    while (got < sizeof(buf) - 1) {
+        ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        buf[got] = 0;
+        if (got >= 7 && !strcmp(buf + got - 7, "(qemu) "))
+            break;
+    }
+    buf[got] = 0;
+    if (print)
+        fputs(buf, stdout);
+}
+
+/* One HMP command; returns once QEMU prompts again (for "migrate", which
+ * blocks the monitor, once the migration ended). */
+static void hmp(const char *path, const char *command)
+{
+    int fd = unix_connect_retry(path);
+    hmp_until_prompt(fd, false); /* the banner */
+    char line[512];
+    int n = snprintf(line, sizeof(line), "%s\n", command);
+    if (n <= 0 || (size_t)n >= sizeof(line) || write(fd, line, (size_t)n) != n)
+        die("hmp write");
+    hmp_until_prompt(fd, true);
+    printf("\n");
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 3 && !strcmp(argv[1], "guest-serve")) {
@@ -204,6 +241,8 @@ int main(int argc, char **argv)
         dns_serve(argv[2], argv[3], argv[4]);
     } else if (argc == 3 && !strcmp(argv[1], "records")) {
         records(argv[2]);
+    } else if (argc == 4 && !strcmp(argv[1], "hmp")) {
+        hmp(argv[2], argv[3]);
     } else if (argc >= 3 && !strcmp(argv[1], "as-nobody")) {
         /* as-nobody COMMAND...: runs COMMAND as uid/gid 65534, no groups. */
         if (setgroups(0, NULL) || setgid(65534) || setuid(65534))

@@ -38,8 +38,8 @@ DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4", "e2fsprog
 KERNEL_META = "linux-image-cloud-amd64"
 L1_TIMEOUT_S = 1100
 SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio",
-             "kvmc-virtio-pci", "kvmc-stream", "kvmc-pci", "kvmc-lua-pci", "qemu-microvm", "kvmc-pvh", "kvmc-pit", "kvmc-jail", "kvmc-snapshot",
-             "kvmc-crash"]
+             "kvmc-virtio-pci", "kvmc-stream", "kvmc-pci", "kvmc-lua-pci", "qemu-microvm",
+             "kvmc-pvh", "kvmc-pit", "kvmc-jail", "kvmc-snapshot", "qemu-snapshot", "kvmc-crash"]
 # The second L1: q35 with QEMU's Intel IOMMU and an NVMe drive that kvmc
 # (and QEMU, the reference) pass through to L2 with VFIO.
 VFIO_SCENARIOS = ["kvmc-vfio", "qemu-vfio"]
@@ -548,6 +548,15 @@ def main():
           "sector of the virtio disk, before and after (L1 read all 40 back); tsc_unstable "
           "says whether L2's clocksource watchdog saw its TSC and kvm-clock apart after the "
           f"restore (reported, not required: see docs/snapshots.md): {snap or 'nothing'}")
+    qsnap = next((l for _, l in lines if l.startswith("LAB-QEMU-SNAPSHOT ")), "")
+    m = {k: re.search(rf"{k}=\[LAB-COUNT i=(\d+) ", qsnap) for k in ("saved", "first", "last")}
+    n = {k: int(v.group(1)) if v else None for k, v in m.items()}
+    check("lab.qemu-snapshot-reference", "migrated=1 " in qsnap and n["saved"] is not None
+          and n["first"] == n["saved"] + 1 and n["last"] == 40 and "powered_off=1" in qsnap
+          and "disk_counts=40" in qsnap,
+          "the reference: QEMU microvm stopped the same counting L2 at 10, migrated it to a "
+          "file, and a new QEMU brought in from the file counted on to 40 and powered off, "
+          f"every count on its virtio disk: {qsnap or 'nothing'}")
     check("lab.kvmc-acpi-poweroff", said("kvmc-bzimage", "reboot: Power down"),
           "the guest powered off through ACPI S5")
     r = results.get("kvmc-reboot")
@@ -675,6 +684,12 @@ def main():
         print(f"lab: {'L2 snapshot (256 MiB guest, SIGUSR2)':40s} save {f.get('save_s', '-')} s, "
               f"memory file {f.get('memory_kb', '-')} KiB used, state {f.get('state_bytes', '-')}"
               f" bytes; restored run to power-off {f.get('restored_run_s', '-')} s")
+    qsnap = next((l for _, l in lines if l.startswith("LAB-QEMU-SNAPSHOT ")), "")
+    if qsnap:
+        f = dict(re.findall(r"(\w+)=(\S+)", qsnap))
+        print(f"lab: {'QEMU, the same L2 (stop, migrate to file)':40s} save {f.get('save_s', '-')} s, "
+              f"state {f.get('state_kb', '-')} KiB; restored run (-incoming) to power-off "
+              f"{f.get('restored_run_s', '-')} s")
     print(f"lab: L2 boots retried after dying before their marker: {len(retries)}")
     print(f"lab: whole lab run {time.monotonic() - t0:.1f}s (L1 {l1_total:.1f}s, "
           f"VFIO L1 {vfio_total:.1f}s)")

@@ -18,6 +18,8 @@
 #include <unistd.h>
 
 #include "mmio_driver.h"
+#include "snapshot/format.h"
+#include "snapshot/snapshot.h"
 #include "unix_socket.h"
 #include "virtq_fixture.h"
 #include "iothread.h"
@@ -434,4 +436,69 @@ Test(vsock, a_host_request_outlives_a_device_reset)
     char c;
     cr_assert_eq(recv(client, &c, 1, MSG_DONTWAIT), -1, "the host program was hung up on");
     close(client);
+}
+
+/* A restore (or a reset to a snapshot) ends the session as Firecracker's
+ * does: every host peer sees the end of its stream, the guest gets one
+ * transport reset event on the event queue, its old connections get
+ * resets, and new ones work. Queue indices come back from the state. */
+Test(vsock, a_restore_closes_every_connection_and_sends_a_transport_reset)
+{
+    const uint64_t ev_desc = 0x7000, ev_avail = 0x8000, ev_used = 0x9000, ev_buf = 0x300000;
+    const struct md_queue queues[] = {{0, rx.desc, rx.avail, rx.used},
+                                      {1, tx.desc, tx.avail, tx.used},
+                                      {2, ev_desc, ev_avail, ev_used}};
+    cr_assert(md_bring_up(m, queues, 3) & VIRTIO_CONFIG_S_DRIVER_OK);
+    uint16_t ev_idx = 0;
+    fq_desc(&gm, ev_desc, 0, ev_buf, 8, VRING_DESC_F_WRITE, 0);
+    fq_offer_at(&gm, ev_avail, &ev_idx, 0);
+    int accepted[2];
+    for (uint32_t port = 3000; port < 3002; port++) {
+        post_rx(1);
+        struct virtio_vsock_hdr h = packet(VIRTIO_VSOCK_OP_REQUEST, port, LISTEN_PORT);
+        send_packet(&h, sizeof(h), 0);
+        expect(VIRTIO_VSOCK_OP_RESPONSE, port, "before the snapshot");
+        accepted[port - 3000] = accept(listener, NULL, NULL);
+        cr_assert_geq(accepted[port - 3000], 0);
+    }
+    post_rx(1); /* offered before the snapshot, used after */
+    struct snapshot_writer w;
+    snapshot_writer_init(&w);
+    snapshot_begin(&w, SNAP_VIRTIO);
+    cr_assert_eq(virtio_mmio_save(m, &w), KVMC_OK);
+    cr_assert_eq(snapshot_finish(&w, "test"), KVMC_OK);
+    struct snapshot_reader r;
+    uint32_t tag;
+    cr_assert_eq(snapshot_open(&r, w.buf, w.len), KVMC_OK);
+    cr_assert_eq(snapshot_next(&r, &tag), 1);
+    cr_assert_eq(virtio_mmio_restore(m, &r), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert(snapshot_section_done(&r));
+    snapshot_writer_free(&w);
+
+    for (unsigned i = 0; i < 2; i++) {
+        char c;
+        cr_assert_eq(recv(accepted[i], &c, 1, MSG_DONTWAIT), 0,
+                     "connection %u: the host peer sees no end of stream", i);
+        close(accepted[i]);
+    }
+    m->dev.ops->process_queue(&m->dev, 2); /* the kick after a restore */
+    uint16_t used;
+    gm_read(&gm, ev_used + 2, &used, 2);
+    cr_assert_eq(used, 1, "no transport reset event");
+    struct vring_used_elem e;
+    uint32_t id;
+    gm_read(&gm, ev_used + 4, &e, sizeof(e));
+    gm_read(&gm, ev_buf, &id, 4);
+    cr_assert_eq(e.len, 4);
+    cr_assert_eq(id, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET);
+    m->dev.ops->process_queue(&m->dev, 2);
+    gm_read(&gm, ev_used + 2, &used, 2);
+    cr_assert_eq(used, 1, "a second event");
+
+    /* The old connection is gone. */
+    struct virtio_vsock_hdr rw = packet(VIRTIO_VSOCK_OP_RW, 3000, LISTEN_PORT);
+    send_packet(&rw, sizeof(rw), 0);
+    expect(VIRTIO_VSOCK_OP_RST, 3000, "data on a connection the restore ended");
+    post_rx(1);
+    expect_device_healthy();
 }

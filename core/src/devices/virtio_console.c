@@ -5,7 +5,13 @@
  * Nothing is lost: while no client is connected, guest output waits in the
  * transmit queue (the guest sees a slow device), and input is read from the
  * client only while the input buffer has room. Everything runs on the VM's
- * I/O thread except kvmc_vm_virtio_console_write, which takes `lock`. */
+ * I/O thread except kvmc_vm_virtio_console_write, which takes `lock`.
+ *
+ * Snapshots: the input not yet delivered is saved, and how much of a
+ * transmit chain already went out (the chain itself is taken again after a
+ * restore: see virtio_dev_save), so nothing is sent twice or lost. The
+ * client connection is the host's, not the guest's: a reset keeps it, and
+ * a restored VM waits for a new one on its own socket. */
 #include <errno.h>
 #include <linux/virtio_ids.h>
 #include <pthread.h>
@@ -19,6 +25,7 @@
 #include "../config.h"
 #include "../error.h"
 #include "../seccomp.h"
+#include "../snapshot/format.h"
 #include "../unix_socket.h"
 #include "../iothread.h"
 #include "../virtio/virtio.h"
@@ -41,6 +48,9 @@ struct vconsole {
     struct virtio_held tx;
     unsigned tx_buf;        /* next buffer of tx.chain to send */
     uint32_t tx_off;        /* bytes of that buffer already sent */
+    bool tx_resume;         /* restored: the next chain taken is the held one */
+    unsigned resume_buf;
+    uint32_t resume_off;
     struct virtq_chain rx_chain; /* scratch for deliver_input */
 };
 
@@ -96,8 +106,9 @@ static void process_output(struct vconsole *c)
     while (virtio_hold(c->dev, CONSOLE_TX_QUEUE, &c->tx)) {
         if (c->tx.fresh) {
             c->tx.fresh = false;
-            c->tx_buf = 0;
-            c->tx_off = 0;
+            c->tx_buf = c->tx_resume ? c->resume_buf : 0;
+            c->tx_off = c->tx_resume ? c->resume_off : 0;
+            c->tx_resume = false;
         }
         if (!flush_tx_chain(c))
             return;
@@ -195,6 +206,54 @@ static void console_destroy(struct virtio_dev *dev)
     free(c);
 }
 
+#define CONSOLE_STATE_VERSION 1u
+
+static int console_save(struct virtio_dev *dev, struct snapshot_writer *w)
+{
+    struct vconsole *c = dev->impl;
+    bool held = c->tx.held && c->tx.ticket.generation == dev->generation;
+    snapshot_put_u32(w, CONSOLE_STATE_VERSION);
+    snapshot_put_u32(w, held ? c->tx_buf : 0);
+    snapshot_put_u32(w, held ? c->tx_off : 0);
+    pthread_mutex_lock(&c->lock);
+    const uint8_t *p[2];
+    size_t n[2];
+    bytering_runs(&c->input, p, n);
+    snapshot_put_u32(w, (uint32_t)(n[0] + n[1]));
+    snapshot_put(w, p[0], n[0]);
+    snapshot_put(w, p[1], n[1]);
+    pthread_mutex_unlock(&c->lock);
+    return w->err;
+}
+
+/* With the I/O thread held. A hostile progress mark only skips bytes: the
+ * chain's own bounds still hold (flush_tx_chain). */
+static int console_restore(struct virtio_dev *dev, struct snapshot_reader *r)
+{
+    struct vconsole *c = dev->impl;
+    uint32_t version, buf, off, n;
+    if (snapshot_get_u32(r, &version) || snapshot_get_u32(r, &buf) ||
+        snapshot_get_u32(r, &off) || snapshot_get_u32(r, &n))
+        return KVMC_EFORMAT;
+    if (version != CONSOLE_STATE_VERSION || n > CONSOLE_INPUT_BUFFER)
+        return kvmc_fail(KVMC_EFORMAT, "virtio-console state: version %u, %u bytes of input "
+                         "(at most %u)", version, n, CONSOLE_INPUT_BUFFER);
+    pthread_mutex_lock(&c->lock);
+    bytering_clear(&c->input);
+    uint8_t *p;
+    size_t run = bytering_free_run(&c->input, &p); /* all of it, once cleared */
+    int err = snapshot_get(r, p, n <= run ? n : run);
+    bytering_commit(&c->input, err ? 0 : n);
+    pthread_mutex_unlock(&c->lock);
+    if (err)
+        return KVMC_EFORMAT;
+    c->tx.held = false;
+    c->tx_resume = true;
+    c->resume_buf = buf;
+    c->resume_off = off;
+    return KVMC_OK;
+}
+
 static const struct virtio_device_ops console_ops = {
     .name = "virtio-console",
     .device_id = VIRTIO_ID_CONSOLE,
@@ -202,6 +261,8 @@ static const struct virtio_device_ops console_ops = {
     .queue_max = VIRTQ_MAX_SIZE,
     .process_queue = console_process,
     .attach = console_attach,
+    .save = console_save,
+    .restore = console_restore,
     .destroy = console_destroy,
 };
 

@@ -1,7 +1,14 @@
 /* virtio-net: one receive and one transmit queue, a MAC address and a link
  * that is always up; no offloads, so every frame is plain Ethernet behind a
  * 12-byte virtio_net_hdr_v1 whose fields we neither trust nor need. The host
- * side is a backend (net/): libslirp or tap. */
+ * side is a backend (net/): libslirp or tap.
+ *
+ * Snapshots: the MAC address is saved and restored (the guest's driver read
+ * it at probe); a receive buffer held for the next frame is taken again
+ * (see virtio_dev_save). The backend's state is the host's: libslirp's
+ * connections are not saved, so TCP connections through user networking
+ * end with a restore (the guest's next segment gets a reset), and frames
+ * in flight are lost as on a real wire. */
 #include <linux/virtio_ids.h>
 #include <linux/virtio_net.h>
 #include <stdlib.h>
@@ -10,6 +17,7 @@
 #include "../config.h"
 #include "../error.h"
 #include "../net/backend.h"
+#include "../snapshot/format.h"
 #include "../virtio/chain.h"
 #include "../iothread.h"
 #include "../virtio/virtio.h"
@@ -146,6 +154,30 @@ static void net_destroy(struct virtio_dev *dev)
     free(n);
 }
 
+#define NET_STATE_VERSION 1u
+
+static int net_save(struct virtio_dev *dev, struct snapshot_writer *w)
+{
+    struct vnet *n = dev->impl;
+    snapshot_put_u32(w, NET_STATE_VERSION);
+    snapshot_put(w, n->config.mac, sizeof(n->config.mac));
+    return w->err;
+}
+
+static int net_restore(struct virtio_dev *dev, struct snapshot_reader *r)
+{
+    struct vnet *n = dev->impl;
+    uint32_t version;
+    uint8_t mac[sizeof(n->config.mac)];
+    if (snapshot_get_u32(r, &version) || snapshot_get(r, mac, sizeof(mac)))
+        return KVMC_EFORMAT;
+    if (version != NET_STATE_VERSION)
+        return kvmc_fail(KVMC_EFORMAT, "virtio-net state version %u", version);
+    memcpy(n->config.mac, mac, sizeof(mac));
+    n->rx.held = false;
+    return KVMC_OK;
+}
+
 static const struct virtio_device_ops net_ops = {
     .name = "virtio-net",
     .device_id = VIRTIO_ID_NET,
@@ -156,6 +188,8 @@ static const struct virtio_device_ops net_ops = {
     .read_config = net_read_config,
     .process_queue = net_process,
     .attach = net_attach,
+    .save = net_save,
+    .restore = net_restore,
     .destroy = net_destroy,
 };
 

@@ -13,9 +13,17 @@
  * not read, and back-pressure reaches the host program.
  *
  * Everything runs on the VM's I/O thread: queue notifications and socket
- * readiness (an iothread source). The number of connections is capped. */
+ * readiness (an iothread source). The number of connections is capped.
+ *
+ * Snapshots (as Firecracker does): the guest CID is saved, connections are
+ * not (their other ends are host sockets). A restore, or a reset to a
+ * snapshot, closes every connection (host peers see the end of the stream)
+ * and sends the guest a transport reset event: its connected sockets fail
+ * with ECONNRESET, its listening ones keep listening, and it reads its CID
+ * again, so a restore may give the guest another CID. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/virtio_config.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_vsock.h>
 #include <stdio.h>
@@ -28,6 +36,7 @@
 #include "../config.h"
 #include "../error.h"
 #include "../seccomp.h"
+#include "../snapshot/format.h"
 #include "../unix_socket.h"
 #include "../virtio/chain.h"
 #include "../iothread.h"
@@ -95,6 +104,7 @@ struct vsock {
     uint32_t generation;             /* the driver's, when we last looked */
     kvmc_vsock_connect_fn connect;   /* NULL: unix_connect("<path>_<port>") */
     void *connect_opaque;
+    bool reset_event_owed;           /* restored: tell the guest its connections are gone */
 };
 
 static uint32_t peer_credit(const struct vconn *c)
@@ -253,10 +263,26 @@ static void send_backlogged_rsts(struct vsock *v)
     }
 }
 
-/* Control packets first (they unblock the guest), then data from sockets
- * that poll() found readable. */
+/* The transport reset event after a restore, once the driver offers an
+ * event buffer (Linux keeps some posted). */
+static void send_reset_event(struct vsock *v)
+{
+    struct virtio_ticket t;
+    if (!v->reset_event_owed || !virtio_pop(v->dev, VSOCK_EVENT, &v->tx_chain, &t))
+        return;
+    struct virtio_vsock_event e = {.id = VIRTIO_VSOCK_EVENT_TRANSPORT_RESET};
+    struct chain_cursor cur = {.chain = &v->tx_chain};
+    size_t n = chain_write(&cur, &e, sizeof(e));
+    virtio_complete(v->dev, VSOCK_EVENT, &t, (uint32_t)n);
+    v->reset_event_owed = false;
+}
+
+/* The reset event first (it ends the guest's old connections), control
+ * packets next (they unblock the guest), then data from sockets that
+ * poll() found readable. */
 static void flush_to_guest(struct vsock *v, const bool *readable)
 {
+    send_reset_event(v);
     send_backlogged_rsts(v);
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
         struct vconn *c = &v->conns[i];
@@ -457,9 +483,46 @@ static void drop_old_session(struct vsock *v)
     v->nrsts = 0;
     v->rx_starved = v->rx_too_small = false;
     v->rx.held = false;
+    v->reset_event_owed = false; /* a new driver has no old connections */
 }
 
 static void vsock_reset(struct virtio_dev *dev) { drop_old_session(dev->impl); }
+
+/* ------------------------------------------------------------- snapshots */
+
+#define VSOCK_STATE_VERSION 1u
+
+static int vsock_save(struct virtio_dev *dev, struct snapshot_writer *w)
+{
+    struct vsock *v = dev->impl;
+    snapshot_put_u32(w, VSOCK_STATE_VERSION);
+    snapshot_put_u64(w, v->guest_cid);
+    return w->err;
+}
+
+/* With the I/O thread held. The snapshot's CID is not imposed: the guest
+ * reads this device's on the transport reset. */
+static int vsock_restore(struct virtio_dev *dev, struct snapshot_reader *r)
+{
+    struct vsock *v = dev->impl;
+    uint32_t version;
+    uint64_t cid;
+    if (snapshot_get_u32(r, &version) || snapshot_get_u64(r, &cid))
+        return KVMC_EFORMAT;
+    if (version != VSOCK_STATE_VERSION)
+        return kvmc_fail(KVMC_EFORMAT, "virtio-vsock state version %u", version);
+    for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
+        if (v->conns[i].state != CONN_FREE && v->conns[i].state != CONN_HANDSHAKE)
+            free_conn(&v->conns[i]); /* a host program still saying CONNECT stays */
+    pthread_mutex_lock(&dev->lock);
+    v->generation = dev->generation;
+    v->reset_event_owed = (dev->status & VIRTIO_CONFIG_S_DRIVER_OK) != 0;
+    pthread_mutex_unlock(&dev->lock);
+    v->nrsts = 0;
+    v->rx_starved = v->rx_too_small = false;
+    v->rx.held = false;
+    return KVMC_OK;
+}
 
 static void vsock_process(struct virtio_dev *dev, unsigned qi)
 {
@@ -609,6 +672,8 @@ static const struct virtio_device_ops vsock_ops = {
     .process_queue = vsock_process,
     .attach = vsock_attach,
     .reset = vsock_reset,
+    .save = vsock_save,
+    .restore = vsock_restore,
     .destroy = vsock_destroy,
 };
 

@@ -646,8 +646,14 @@ static int check_matches(struct kvmc_vm *vm, const struct snapshot_image *img)
         return kvmc_fail(KVMC_EINVAL, "restore: the snapshot has device %s, which this VM "
                          "lacks", img->devices[n].name);
     for (unsigned i = 0; i < m->nvirtio || i < img->nvirtio; i++) {
-        const char *mine = i < m->nvirtio ? m->virtio[i].mmio->dev.ops->name : "none";
-        const char *its = i < img->nvirtio ? img->virtio[i].name : "none";
+        const char *mine = i < m->nvirtio ? m->virtio[i].mmio->dev.ops->name : NULL;
+        const char *its = i < img->nvirtio ? img->virtio[i].name : NULL;
+        if (!mine)
+            return kvmc_fail(KVMC_EINVAL, "restore: the snapshot has a %s (virtio device %u), "
+                             "which this VM lacks", its, i);
+        if (!its)
+            return kvmc_fail(KVMC_EINVAL, "restore: this VM has a %s (virtio device %u), which "
+                             "the snapshot lacks", mine, i);
         if (strcmp(mine, its))
             return kvmc_fail(KVMC_EINVAL, "restore: virtio device %u of this VM is %s, the "
                              "snapshot's is %s", i, mine, its);

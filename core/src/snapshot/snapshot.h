@@ -14,7 +14,7 @@
  * (KVMC_MEM_MEMFD, hugepages) gets a copy instead.
  *
  * What cannot be saved yet is refused by name: virtio devices without
- * save hooks (console, vsock, net) and any on virtio-pci, PCI devices
+ * save hooks and any on virtio-pci, PCI devices
  * (from programs or VFIO), and devices added through
  * kvmc_vm_add_pio_device/kvmc_vm_add_mmio_device. The I/O thread is held
  * (iothread_suspend) and every virtio device's requests in flight finish

@@ -115,8 +115,10 @@ void virtio_dev_reset_locked(struct virtio_dev *dev)
     dev->interrupt_status = 0;
     dev->reported_broken = false;
     dev->generation++;
-    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
         virtq_reset(&dev->queues[i]);
+        dev->in_flight[i] = 0;
+    }
 }
 
 /* Broken queue: tell the driver (NEEDS_RESET + config interrupt), log once. */
@@ -145,6 +147,7 @@ bool virtio_pop(struct virtio_dev *dev, unsigned qi, struct virtq_chain *chain,
         if (r < 0)
             report_broken_locked(dev, qi);
         got = r > 0;
+        dev->in_flight[qi] += got;
         ticket->generation = dev->generation;
         ticket->head = chain->head;
     }
@@ -158,6 +161,8 @@ void virtio_complete(struct virtio_dev *dev, unsigned qi, const struct virtio_ti
     bool interrupt = false;
     pthread_mutex_lock(&dev->lock);
     struct virtq *q = &dev->queues[qi];
+    if (t->generation == dev->generation && dev->in_flight[qi])
+        dev->in_flight[qi]--;
     if (t->generation == dev->generation && q->ready && !q->broken) {
         virtq_push(q, dev->mem, t->head, written);
         if (!virtq_interrupt_suppressed(q, dev->mem)) {
@@ -208,7 +213,8 @@ int virtio_dev_save(struct virtio_dev *dev, struct snapshot_writer *w)
         snapshot_put_u64(w, q->desc_gpa);
         snapshot_put_u64(w, q->avail_gpa);
         snapshot_put_u64(w, q->used_gpa);
-        snapshot_put_u32(w, (uint32_t)q->last_avail | (uint32_t)q->used_idx << 16);
+        uint16_t not_taken = (uint16_t)(q->last_avail - dev->in_flight[i]);
+        snapshot_put_u32(w, (uint32_t)not_taken | (uint32_t)q->used_idx << 16);
     }
     pthread_mutex_unlock(&dev->lock);
     return w->err;
@@ -257,8 +263,10 @@ int virtio_dev_restore(struct virtio_dev *dev, struct snapshot_reader *r)
     dev->interrupt_status = isr;
     dev->reported_broken = status & VIRTIO_CONFIG_S_NEEDS_RESET;
     dev->generation++; /* chains popped before this are not ours any more */
-    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
         dev->queues[i] = queues[i];
+        dev->in_flight[i] = 0;
+    }
     pthread_mutex_unlock(&dev->lock);
     return KVMC_OK;
 }

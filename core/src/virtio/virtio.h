@@ -88,6 +88,8 @@ struct virtio_dev {
     uint32_t interrupt_status;         /* VIRTIO_MMIO_INT_* bits */
     uint32_t generation;               /* bumped by every reset */
     struct virtq queues[VIRTIO_MAX_QUEUES];
+    /* Chains popped and not completed yet, per queue (this generation). */
+    uint16_t in_flight[VIRTIO_MAX_QUEUES];
     bool reported_broken;
     virtio_notify_fn notify;           /* set by the transport */
     void *transport;
@@ -122,7 +124,12 @@ void virtio_run_pending_reset(struct virtio_dev *dev);
 /* The transport-independent state (status, features, interrupt status,
  * every queue's size, addresses and indices) into a snapshot section, and
  * back. The caller keeps queues from being processed meanwhile (the I/O
- * thread suspended, no chain in flight). Restore refuses, with
+ * thread suspended). A chain popped and not completed (a receive buffer
+ * held for host data, a transmit chain half-written to a slow client) is
+ * saved as not taken yet, so the restored device takes it again: such
+ * chains are always the last ones popped of their queue, because a device
+ * that completes out of order (virtio-blk) finishes its requests in
+ * ops->quiesce first. Restore refuses, with
  * KVMC_EFORMAT naming the device, what this device could not have been
  * in: features it does not offer, a queue it does not have or larger
  * than it allows, ready rings outside guest RAM. */
