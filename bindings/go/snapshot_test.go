@@ -117,17 +117,21 @@ func TestSnapshotThenRestoreContinuesTheCount(t *testing.T) {
 
 // A VM with devices kvmc cannot save yet says which.
 func TestSnapshotNamesWhatCannotBeSaved(t *testing.T) {
-	vm, err := NewVM(Config{Kernel: testGuest(t), Memory: 32 << 20, Cmdline: idle,
-		RNG: true, Transport: "pci"})
+	vm, err := NewVM(Config{Kernel: testGuest(t), Memory: 32 << 20, Cmdline: idle})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer vm.Close()
+	dev := PCIDevice{VendorID: 0x1234, DeviceID: 0x5678}
+	dev.BARs[0] = PCIBar{Size: 4096, Kind: PCIBarMem32}
+	if _, err := vm.AddPCIDevice(dev); err != nil {
+		t.Fatal(err)
+	}
 	vm.Start()
 	vm.Pause()
 	if err := vm.Snapshot(t.TempDir()); !errors.Is(err, ErrNotSupported) ||
-		!strings.Contains(err.Error(), "virtio-pci") {
-		t.Fatalf("%v, want ErrNotSupported naming virtio-pci", err)
+		!strings.Contains(err.Error(), "PCI devices (from the program)") {
+		t.Fatalf("%v, want ErrNotSupported naming PCI devices from the program", err)
 	}
 }
 

@@ -308,8 +308,7 @@ void run_virtio_tests(bool hostile)
  * whose virtio devices are in use whenever a snapshot is taken. */
 void disk_count(void)
 {
-    uint64_t blk = find_in(VIRTIO_MMIO_BASE, VIRTIO_MMIO_STRIDE, VIRTIO_MMIO_MAX, 2);
-    uint64_t rng = find_in(VIRTIO_MMIO_BASE, VIRTIO_MMIO_STRIDE, VIRTIO_MMIO_MAX, 4);
+    uint64_t blk = virtio_find(2), rng = virtio_find(4); /* virtio-mmio or virtio-pci */
     if (!blk || !virtio_setup(blk, 0, &blk_q, &rings[0], 1) ||
         (rng && !virtio_setup(rng, 0, &rng_q, &rings[1], 1))) {
         puts_serial("disk-count: no virtio-blk, or setup FAILED\n");

@@ -383,35 +383,18 @@ static uint64_t no_read(void *opaque, uint64_t offset, unsigned size)
     return 0;
 }
 
-/* A VM of the test guest with cfg_extra's devices, paused after start. */
-static kvmc_vm *paused_with(int (*cfg_extra)(kvmc_config *cfg))
-{
-    kvmc_config *cfg;
-    kvmc_vm *vm;
-    cr_assert_eq(kvmc_config_new(&cfg), KVMC_OK);
-    cr_assert_eq(kvmc_config_set_kernel(cfg, KVMC_TEST_GUEST_ELF), KVMC_OK);
-    cr_assert_eq(kvmc_config_set_memory(cfg, RAM), KVMC_OK);
-    cr_assert_eq(kvmc_config_set_cmdline(cfg, "kvmc.test=echo"), KVMC_OK);
-    cr_assert_eq(kvmc_config_set_console_fd(cfg, -1), KVMC_OK);
-    cr_assert_eq(cfg_extra(cfg), KVMC_OK, "%s", kvmc_last_error());
-    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
-    kvmc_config_free(cfg);
-    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
-    cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
-    return vm;
-}
-
-static int rng_over_pci(kvmc_config *cfg)
-{
-    int err = kvmc_config_set_rng(cfg, 1);
-    return err ? err : kvmc_config_set_virtio_transport(cfg, KVMC_VIRTIO_PCI);
-}
-
 Test(snapshot, devices_that_cannot_be_saved_yet_are_named, .timeout = 60)
 {
     char *dir = temp_dir();
-    kvmc_vm *vm = paused_with(rng_over_pci);
-    assert_fails(kvmc_vm_snapshot(vm, dir), KVMC_ENOTSUP, "virtio-pci (virtio-rng");
+    kvmc_vm *vm = flood_vm(NULL, (struct vm_opts){0});
+    kvmc_pci_device pci = KVMC_PCI_DEVICE_INIT;
+    pci.vendor_id = 0x1234;
+    pci.device_id = 0x5678;
+    pci.bars[0] = (kvmc_pci_bar){4096, KVMC_PCI_BAR_MEM32};
+    cr_assert_eq(kvmc_vm_add_pci_device(vm, &pci, NULL, NULL), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK);
+    assert_fails(kvmc_vm_snapshot(vm, dir), KVMC_ENOTSUP, "PCI devices (from the program)");
     kvmc_vm_destroy(vm);
 
     vm = flood_vm(NULL, (struct vm_opts){0});
@@ -669,6 +652,8 @@ static void echo_stop(struct echo_server *e)
     unlink(e->path);
 }
 
+static kvmc_virtio_transport transport = KVMC_VIRTIO_MMIO;
+
 static kvmc_vm *disk_vm(struct capture *c, const char *disk, const char *vsock_uds)
 {
     kvmc_config *cfg;
@@ -682,6 +667,7 @@ static kvmc_vm *disk_vm(struct capture *c, const char *disk, const char *vsock_u
     cr_assert_eq(kvmc_config_set_rng(cfg, 1), KVMC_OK);
     if (vsock_uds)
         cr_assert_eq(kvmc_config_set_vsock(cfg, 3, vsock_uds), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_config_set_virtio_transport(cfg, transport), KVMC_OK);
     cr_assert_eq(kvmc_config_set_console_callback(cfg, capture, c), KVMC_OK);
     cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
     kvmc_config_free(cfg);
@@ -765,8 +751,23 @@ static void assert_vsock_reset_once(struct capture *c, size_t from)
     cr_assert(!has_text(c, from, "vsock resets 2"), "more than one transport reset");
 }
 
+static void disk_rng_and_vsock_across_a_restore_and_resets(void);
+
 Test(snapshot, a_guest_using_its_disk_rng_and_vsock_goes_on_after_a_restore_and_resets,
      .timeout = 120)
+{
+    disk_rng_and_vsock_across_a_restore_and_resets();
+}
+
+/* The same over virtio-pci: config space, BARs, MSI-X table and vector
+ * choices come back with the queues. */
+Test(snapshot, over_virtio_pci_too, .timeout = 120)
+{
+    transport = KVMC_VIRTIO_PCI;
+    disk_rng_and_vsock_across_a_restore_and_resets();
+}
+
+static void disk_rng_and_vsock_across_a_restore_and_resets(void)
 {
     char disk[] = "/tmp/kvmc-snapdisk-XXXXXX";
     int fd = mkstemp(disk);

@@ -412,11 +412,11 @@ KVMC_API int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs)
  * devices) and `dir/memory` (guest RAM, sparse). Each file is written
  * under a temporary name and renamed, `state` last, so a snapshot that
  * fails leaves nothing half-written. The VM stays paused; resume or
- * destroy it after. Every virtio device over virtio-mmio is saved (disk
- * requests in flight finish first); a restore or reset ends the vsock
- * connections (the guest gets a transport reset) and user networking's.
- * Not yet savable, and refused naming them: virtio devices on virtio-pci,
- * PCI devices, VFIO devices and devices added by
+ * destroy it after. Every virtio device is saved, on either transport
+ * (disk requests in flight finish first); a restore or reset ends the
+ * vsock connections (the guest gets a transport reset) and user
+ * networking's. Not yet savable, and refused naming them: PCI devices
+ * from the program, VFIO devices and devices added by
  * kvmc_vm_add_pio_device/mmio_device. Format: docs/snapshots.md. Not on
  * the VM's own threads. Since 1.2.
  * @return KVMC_OK; KVMC_EINVAL (NULL vm or dir); KVMC_ESTATE (not paused,

@@ -189,6 +189,21 @@ void pci_device_unmap(struct pci_device *d)
         unmap_bar(d, i);
 }
 
+void pci_device_save_config(const struct pci_device *d, uint8_t cfg[PCI_CFG_SIZE])
+{
+    memcpy(cfg, d->cfg, PCI_CFG_SIZE);
+}
+
+void pci_device_restore_config(struct pci_device *d, const uint8_t cfg[PCI_CFG_SIZE])
+{
+    pci_device_unmap(d); /* no BAR is placed at a half-written address */
+    for (unsigned k = 0; k < PCI_CFG_SIZE; k++)
+        d->cfg[k] = (uint8_t)((d->cfg[k] & ~d->wmask[k]) | (cfg[k] & d->wmask[k]));
+    place_bars(d);
+    if (d->msix)
+        pci_msix_config_written(d->msix, d->msix->cap, 4);
+}
+
 /* ------------------------------------------------------- config access */
 
 uint32_t pci_config_read(struct pci_device *d, unsigned offset, unsigned size)

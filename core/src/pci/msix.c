@@ -6,6 +6,7 @@
 
 #include "../error.h"
 #include "../services.h"
+#include "../snapshot/format.h"
 #include "msi.h"
 
 #define MSIX_CAP_LEN 12
@@ -297,4 +298,58 @@ void pci_msix_destroy(struct pci_msix *x)
     free(x->pba);
     pthread_mutex_destroy(&x->lock);
     memset(x, 0, sizeof(*x));
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+void pci_msix_save(struct pci_msix *x, struct snapshot_writer *w)
+{
+    pthread_mutex_lock(&x->lock);
+    snapshot_put_u32(w, x->nvectors);
+    for (unsigned v = 0; v < x->nvectors; v++) {
+        const struct pci_msix_entry *e = &x->table[v];
+        snapshot_put_u32(w, e->addr_lo);
+        snapshot_put_u32(w, e->addr_hi);
+        snapshot_put_u32(w, e->data);
+        snapshot_put_u32(w, e->ctrl);
+    }
+    for (unsigned i = 0; i < (x->nvectors + 63) / 64; i++)
+        snapshot_put_u64(w, x->pba[i]);
+    pthread_mutex_unlock(&x->lock);
+}
+
+int pci_msix_restore(struct pci_msix *x, struct snapshot_reader *r)
+{
+    uint32_t n;
+    if (snapshot_get_u32(r, &n))
+        return KVMC_EFORMAT;
+    if (n != x->nvectors)
+        return kvmc_fail(KVMC_EFORMAT, "PCI %s: the snapshot has %u MSI-X vectors, the "
+                         "device %u", x->dev->name, n, x->nvectors);
+    struct pci_msix_entry *table = calloc(n, sizeof(*table));
+    uint64_t *pba = calloc((n + 63) / 64, sizeof(*pba));
+    int err = table && pba ? KVMC_OK : kvmc_fail(KVMC_ENOMEM, "PCI %s: MSI-X table", x->dev->name);
+    for (unsigned v = 0; v < n && !err; v++) {
+        struct pci_msix_entry *e = &table[v];
+        if (snapshot_get_u32(r, &e->addr_lo) || snapshot_get_u32(r, &e->addr_hi) ||
+            snapshot_get_u32(r, &e->data) || snapshot_get_u32(r, &e->ctrl))
+            err = KVMC_EFORMAT;
+        e->addr_lo &= ~3u; /* what the guest can write, and no more */
+        e->ctrl &= MSIX_ENTRY_MASKED;
+    }
+    for (unsigned i = 0; i < (n + 63) / 64 && !err; i++)
+        if (snapshot_get_u64(r, &pba[i]))
+            err = KVMC_EFORMAT;
+    if (!err && n % 64)
+        pba[n / 64] &= (1ull << (n % 64)) - 1; /* no vectors past the last */
+    if (!err) {
+        pthread_mutex_lock(&x->lock);
+        memcpy(x->table, table, n * sizeof(*table));
+        memcpy(x->pba, pba, (n + 63) / 64 * sizeof(*pba));
+        pthread_mutex_unlock(&x->lock);
+        tell(x, 0, x->nvectors);
+    }
+    free(table);
+    free(pba);
+    return err;
 }

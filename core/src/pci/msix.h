@@ -80,4 +80,13 @@ bool pci_msix_notify(struct pci_msix *x, unsigned vector);
 /* Whether the guest enabled MSI-X (for transports that fall back). */
 bool pci_msix_enabled(struct pci_msix *x);
 
+/* Snapshots: the table and the pending bits (the enable and function mask
+ * bits are config space's: pci_device_restore_config picks them up).
+ * Restore refuses another vector count and keeps only what a guest could
+ * have written. */
+struct snapshot_writer;
+struct snapshot_reader;
+void pci_msix_save(struct pci_msix *x, struct snapshot_writer *w);
+int pci_msix_restore(struct pci_msix *x, struct snapshot_reader *r);
+
 #endif

@@ -126,6 +126,13 @@ uint32_t pci_config_read(struct pci_device *d, unsigned offset, unsigned size);
 void pci_config_write(struct pci_device *d, unsigned offset, unsigned size, uint32_t value);
 /* Takes every BAR off the bus (device teardown). */
 void pci_device_unmap(struct pci_device *d);
+/* Snapshots: config space as the guest left it. Restore takes only the
+ * bits the guest may write (wmask), then places the BARs as the command
+ * register says and lets MSI-X see its control word: every read-only
+ * field (IDs, capabilities, BAR sizes) stays this device's. The caller
+ * restores MSI-X's table first. */
+void pci_device_save_config(const struct pci_device *d, uint8_t cfg[PCI_CFG_SIZE]);
+void pci_device_restore_config(struct pci_device *d, const uint8_t cfg[PCI_CFG_SIZE]);
 
 static inline uint16_t pci_cfg16(const struct pci_device *d, unsigned off)
 {

@@ -16,6 +16,7 @@
 #include "../devices/ioapic.h"
 #include "../error.h"
 #include "../virtio/mmio.h"
+#include "../virtio/virtio_pci.h"
 #include "../virtio/virtio.h"
 #include "../vm.h"
 
@@ -208,16 +209,28 @@ void snapshot_image_free(struct snapshot_image *img)
 
 /* ------------------------------------------------------ what can be saved */
 
+/* A virtio device on either transport. */
+static struct virtio_dev *virtio_of(const struct devmgr_virtio *v)
+{
+    return v->mmio ? &v->mmio->dev : &v->pci->dev;
+}
+
+static int virtio_save_one(const struct devmgr_virtio *v, struct snapshot_writer *w)
+{
+    return v->mmio ? virtio_mmio_save(v->mmio, w) : virtio_pci_save(v->pci, w);
+}
+
+static int virtio_restore_one(const struct devmgr_virtio *v, struct snapshot_reader *r)
+{
+    return v->mmio ? virtio_mmio_restore(v->mmio, r) : virtio_pci_restore(v->pci, r);
+}
+
 /* KVMC_ENOTSUP naming the first device whose state kvmc cannot save yet. */
 static int check_savable(struct kvmc_vm *vm, const char *what)
 {
     const struct devmgr *m = &vm->devices;
     for (unsigned i = 0; i < m->nvirtio; i++) {
-        if (!m->virtio[i].mmio)
-            return kvmc_fail(KVMC_ENOTSUP, "%s: the VM has virtio devices on virtio-pci (%s "
-                             "first), which kvmc cannot save yet", what,
-                             m->virtio[i].type->name);
-        if (!m->virtio[i].mmio->dev.ops->save)
+        if (!virtio_of(&m->virtio[i])->ops->save)
             return kvmc_fail(KVMC_ENOTSUP, "%s: the VM has virtio devices (%s) whose state "
                              "kvmc cannot save yet", what, m->virtio[i].type->name);
     }
@@ -406,7 +419,7 @@ static int quiesce_virtio(struct kvmc_vm *vm)
 {
     const struct devmgr *m = &vm->devices;
     for (unsigned i = 0; i < m->nvirtio; i++) {
-        struct virtio_dev *dev = &m->virtio[i].mmio->dev;
+        struct virtio_dev *dev = virtio_of(&m->virtio[i]);
         int err = dev->ops->quiesce ? dev->ops->quiesce(dev) : KVMC_OK;
         if (err)
             return err;
@@ -421,11 +434,11 @@ static int save_virtio(struct kvmc_vm *vm, struct snapshot_writer *w)
     if (qerr)
         return qerr;
     for (unsigned i = 0; i < m->nvirtio; i++) {
-        const char *name = m->virtio[i].mmio->dev.ops->name;
+        const char *name = virtio_of(&m->virtio[i])->ops->name;
         snapshot_begin(w, SNAP_VIRTIO);
         snapshot_put_u32(w, (uint32_t)strlen(name));
         snapshot_put(w, name, strlen(name));
-        int err = virtio_mmio_save(m->virtio[i].mmio, w);
+        int err = virtio_save_one(&m->virtio[i], w);
         if (err)
             return err;
     }
@@ -646,7 +659,7 @@ static int check_matches(struct kvmc_vm *vm, const struct snapshot_image *img)
         return kvmc_fail(KVMC_EINVAL, "restore: the snapshot has device %s, which this VM "
                          "lacks", img->devices[n].name);
     for (unsigned i = 0; i < m->nvirtio || i < img->nvirtio; i++) {
-        const char *mine = i < m->nvirtio ? m->virtio[i].mmio->dev.ops->name : NULL;
+        const char *mine = i < m->nvirtio ? virtio_of(&m->virtio[i])->ops->name : NULL;
         const char *its = i < img->nvirtio ? img->virtio[i].name : NULL;
         if (!mine)
             return kvmc_fail(KVMC_EINVAL, "restore: the snapshot has a %s (virtio device %u), "
@@ -775,7 +788,7 @@ static int apply(struct kvmc_vm *vm, const struct snapshot_image *img)
     for (unsigned i = 0; i < m->nvirtio && !err; i++) {
         struct snapshot_reader r;
         snapshot_reader_section(&r, SNAP_VIRTIO, img->virtio[i].state, img->virtio[i].len);
-        err = virtio_mmio_restore(m->virtio[i].mmio, &r);
+        err = virtio_restore_one(&m->virtio[i], &r);
         if (!err && !snapshot_section_done(&r))
             err = kvmc_fail(KVMC_EFORMAT, "restore: %s's state is too long",
                             img->virtio[i].name);
@@ -805,8 +818,12 @@ static int apply(struct kvmc_vm *vm, const struct snapshot_image *img)
     if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
         return kvmc_fail_errno(KVMC_EKVM, errno, "restore: KVM_SET_CLOCK");
     /* A notification made before the snapshot may not have been served. */
-    for (unsigned i = 0; i < m->nvirtio; i++)
-        virtio_mmio_kick(m->virtio[i].mmio);
+    for (unsigned i = 0; i < m->nvirtio; i++) {
+        if (m->virtio[i].mmio)
+            virtio_mmio_kick(m->virtio[i].mmio);
+        else
+            virtio_pci_kick(m->virtio[i].pci);
+    }
     return KVMC_OK;
 }
 

@@ -14,7 +14,7 @@
  * (KVMC_MEM_MEMFD, hugepages) gets a copy instead.
  *
  * What cannot be saved yet is refused by name: virtio devices without
- * save hooks and any on virtio-pci, PCI devices
+ * save hooks, PCI devices
  * (from programs or VFIO), and devices added through
  * kvmc_vm_add_pio_device/kvmc_vm_add_mmio_device. The I/O thread is held
  * (iothread_suspend) and every virtio device's requests in flight finish
@@ -81,7 +81,7 @@ struct snapshot_image {
     struct kvm_pit_state2 pit;
     struct snapshot_device devices[SNAPSHOT_MAX_DEVICES];
     unsigned ndevices;
-    struct snapshot_device virtio[SNAPSHOT_MAX_DEVICES]; /* virtio-mmio devices */
+    struct snapshot_device virtio[SNAPSHOT_MAX_DEVICES]; /* either transport */
     unsigned nvirtio;
     char written_by[17];
 };

@@ -267,12 +267,11 @@ void virtio_mmio_destroy(struct virtio_mmio *m)
 
 /* ------------------------------------------------------------ snapshots */
 
-#define MMIO_STATE_VERSION 1u
 
 int virtio_mmio_save(struct virtio_mmio *m, struct snapshot_writer *w)
 {
     pthread_mutex_lock(&m->dev.lock);
-    snapshot_put_u32(w, MMIO_STATE_VERSION);
+    snapshot_put_u32(w, VIRTIO_MMIO_STATE_VERSION);
     snapshot_put_u32(w, m->device_features_sel);
     snapshot_put_u32(w, m->driver_features_sel);
     snapshot_put_u32(w, m->queue_sel);
@@ -289,10 +288,10 @@ int virtio_mmio_restore(struct virtio_mmio *m, struct snapshot_reader *r)
     if (snapshot_get_u32(r, &version) || snapshot_get_u32(r, &dfs) ||
         snapshot_get_u32(r, &drfs) || snapshot_get_u32(r, &qs))
         return KVMC_EFORMAT;
-    if (version != MMIO_STATE_VERSION)
-        return kvmc_fail(KVMC_EFORMAT, "%s: virtio-mmio state version %u", m->dev.ops->name,
-                         version);
-    int err = virtio_dev_restore(&m->dev, r);
+    int err = virtio_state_transport_check(m->dev.ops->name, version, VIRTIO_MMIO_STATE_VERSION);
+    if (err)
+        return err;
+    err = virtio_dev_restore(&m->dev, r);
     if (!err && m->dev.ops->restore)
         err = m->dev.ops->restore(&m->dev, r);
     if (err)
@@ -307,11 +306,5 @@ int virtio_mmio_restore(struct virtio_mmio *m, struct snapshot_reader *r)
 
 void virtio_mmio_kick(struct virtio_mmio *m)
 {
-    for (unsigned qi = 0; qi < m->dev.ops->num_queues; qi++) {
-        uint64_t one = 1;
-        if (m->notify_fd[qi] >= 0 && m->dev.queues[qi].ready &&
-            write(m->notify_fd[qi], &one, sizeof(one)) != sizeof(one)) {
-            /* an eventfd write fails only on overflow: a kick is pending anyway */
-        }
-    }
+    virtio_kick_ready(&m->dev, m->notify_fd);
 }

@@ -198,6 +198,18 @@ void virtio_release(struct virtio_dev *dev, unsigned qi, struct virtio_held *h,
 
 #define VIRTIO_STATE_VERSION 1u
 
+int virtio_state_transport_check(const char *name, uint32_t version, uint32_t mine)
+{
+    if (version == mine)
+        return KVMC_OK;
+    if (version == VIRTIO_MMIO_STATE_VERSION || version == VIRTIO_PCI_STATE_VERSION)
+        return kvmc_fail(KVMC_EINVAL, "restore: the snapshot's %s was on %s; this VM's is on "
+                         "%s (--transport)", name,
+                         version == VIRTIO_PCI_STATE_VERSION ? "virtio-pci" : "virtio-mmio",
+                         mine == VIRTIO_PCI_STATE_VERSION ? "virtio-pci" : "virtio-mmio");
+    return kvmc_fail(KVMC_EFORMAT, "%s: transport state version 0x%x", name, version);
+}
+
 int virtio_dev_save(struct virtio_dev *dev, struct snapshot_writer *w)
 {
     pthread_mutex_lock(&dev->lock);
@@ -269,4 +281,15 @@ int virtio_dev_restore(struct virtio_dev *dev, struct snapshot_reader *r)
     }
     pthread_mutex_unlock(&dev->lock);
     return KVMC_OK;
+}
+
+void virtio_kick_ready(struct virtio_dev *dev, const int *notify_fd)
+{
+    for (unsigned qi = 0; qi < dev->ops->num_queues; qi++) {
+        uint64_t one = 1;
+        if (notify_fd[qi] >= 0 && dev->queues[qi].ready &&
+            write(notify_fd[qi], &one, sizeof(one)) != sizeof(one)) {
+            /* an eventfd write fails only on overflow: a kick is pending anyway */
+        }
+    }
 }

@@ -136,6 +136,16 @@ void virtio_run_pending_reset(struct virtio_dev *dev);
 struct snapshot_writer;
 struct snapshot_reader;
 int virtio_dev_save(struct virtio_dev *dev, struct snapshot_writer *w);
+/* A transport's state starts with one of these, so that a device saved on
+ * one transport is refused on the other by name. */
+#define VIRTIO_MMIO_STATE_VERSION 1u
+#define VIRTIO_PCI_STATE_VERSION 0x50430001u
+/* The message for a state that starts with the other transport's version. */
+int virtio_state_transport_check(const char *name, uint32_t version, uint32_t mine);
+/* After a restore or reset: each ready queue is looked at once (a
+ * notification made just before the snapshot may not have been served),
+ * through the transport's per-queue notification eventfds. */
+void virtio_kick_ready(struct virtio_dev *dev, const int *notify_fd);
 int virtio_dev_restore(struct virtio_dev *dev, struct snapshot_reader *r);
 
 /* Ticket for a popped chain: completing it after a reset is a no-op. */

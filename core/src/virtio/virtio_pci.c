@@ -12,6 +12,7 @@
 #include "../iothread.h"
 #include "../pci/host.h"
 #include "../services.h"
+#include "../snapshot/format.h"
 
 #define VIRTIO_PCI_VENDOR 0x1af4
 #define VIRTIO_PCI_DEVICE_BASE 0x1040 /* + the virtio device ID: modern only */
@@ -394,4 +395,69 @@ void virtio_pci_destroy(struct virtio_pci *p)
     pci_msix_destroy(&p->msix);
     virtio_dev_destroy(&p->dev);
     free(p);
+}
+
+/* ------------------------------------------------------------ snapshots */
+
+int virtio_pci_save(struct virtio_pci *p, struct snapshot_writer *w)
+{
+    uint8_t cfg[PCI_CFG_SIZE];
+    pthread_mutex_lock(&p->dev.lock);
+    snapshot_put_u32(w, VIRTIO_PCI_STATE_VERSION);
+    snapshot_put_u32(w, p->device_features_sel);
+    snapshot_put_u32(w, p->driver_features_sel);
+    snapshot_put_u32(w, p->queue_sel);
+    snapshot_put_u32(w, p->config_vector);
+    snapshot_put_u32(w, p->dev.ops->num_queues);
+    for (unsigned i = 0; i < p->dev.ops->num_queues; i++)
+        snapshot_put_u32(w, p->queue_vector[i]);
+    pthread_mutex_unlock(&p->dev.lock);
+    pci_device_save_config(&p->pci, cfg); /* no config access: the vCPUs are stopped */
+    snapshot_put(w, cfg, sizeof(cfg));
+    pci_msix_save(&p->msix, w);
+    int err = virtio_dev_save(&p->dev, w);
+    if (!err && p->dev.ops->save)
+        err = p->dev.ops->save(&p->dev, w);
+    return err ? err : w->err;
+}
+
+int virtio_pci_restore(struct virtio_pci *p, struct snapshot_reader *r)
+{
+    const char *name = p->dev.ops->name;
+    uint32_t version, dfs, gfs, qs, config_vector, nq, vectors[VIRTIO_MAX_QUEUES];
+    uint8_t cfg[PCI_CFG_SIZE];
+    if (snapshot_get_u32(r, &version))
+        return KVMC_EFORMAT;
+    int err = virtio_state_transport_check(name, version, VIRTIO_PCI_STATE_VERSION);
+    if (err)
+        return err;
+    if (snapshot_get_u32(r, &dfs) || snapshot_get_u32(r, &gfs) || snapshot_get_u32(r, &qs) ||
+        snapshot_get_u32(r, &config_vector) || snapshot_get_u32(r, &nq))
+        return KVMC_EFORMAT;
+    if (nq != p->dev.ops->num_queues)
+        return kvmc_fail(KVMC_EFORMAT, "%s state: %u queues (the device has %u)", name, nq,
+                         p->dev.ops->num_queues);
+    for (unsigned i = 0; i < nq; i++)
+        if (snapshot_get_u32(r, &vectors[i]))
+            return KVMC_EFORMAT;
+    if (snapshot_get(r, cfg, sizeof(cfg)) || (err = pci_msix_restore(&p->msix, r)) ||
+        (err = virtio_dev_restore(&p->dev, r)) ||
+        (p->dev.ops->restore && (err = p->dev.ops->restore(&p->dev, r))))
+        return err ? err : KVMC_EFORMAT;
+    pthread_mutex_lock(&p->dev.lock);
+    p->device_features_sel = dfs;
+    p->driver_features_sel = gfs;
+    p->queue_sel = (uint16_t)qs;
+    /* A vector the device lacks is no vector, as when the guest writes it. */
+    __atomic_store_n(&p->config_vector, checked_vector(p, config_vector), __ATOMIC_RELAXED);
+    for (unsigned i = 0; i < nq; i++)
+        __atomic_store_n(&p->queue_vector[i], checked_vector(p, vectors[i]), __ATOMIC_RELAXED);
+    pthread_mutex_unlock(&p->dev.lock);
+    pci_device_restore_config(&p->pci, cfg); /* the BARs go where the guest had them */
+    return KVMC_OK;
+}
+
+void virtio_pci_kick(struct virtio_pci *p)
+{
+    virtio_kick_ready(&p->dev, p->notify_fd);
 }

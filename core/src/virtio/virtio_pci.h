@@ -64,4 +64,15 @@ int virtio_pci_create(const struct vm_services *svc, struct pci_host *host,
                       struct virtio_pci **out);
 void virtio_pci_destroy(struct virtio_pci *p);
 
+/* Snapshots: the transport's registers, every MSI-X vector choice, the
+ * function's config space and MSI-X table, then the device (virtio_dev_save
+ * and its own hooks). Restore puts the BARs back where the guest had them
+ * (with their ioeventfds); the caller holds the I/O thread, as for
+ * virtio-mmio. Kick: each ready queue is looked at once after. */
+struct snapshot_writer;
+struct snapshot_reader;
+int virtio_pci_save(struct virtio_pci *p, struct snapshot_writer *w);
+int virtio_pci_restore(struct virtio_pci *p, struct snapshot_reader *r);
+void virtio_pci_kick(struct virtio_pci *p);
+
 #endif
