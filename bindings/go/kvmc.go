@@ -811,9 +811,10 @@ func (vm *VM) SetRegs(vcpu uint, g Regs) error {
 
 // Snapshot saves the paused VM into directory dir (made if missing):
 // dir/state and dir/memory. The VM stays paused: Resume or Close it after.
-// Virtio, PCI and Go-served devices cannot be saved yet (ErrNotSupported,
-// naming the device); a VM that is not paused gets ErrState. Format:
-// docs/snapshots.md.
+// Every virtio device is saved (vsock connections end with a restore: the
+// guest gets a transport reset); PCI devices from Go, VFIO and Go-served
+// devices cannot be saved yet (ErrNotSupported, naming them); a VM that is
+// not paused gets ErrState. Format: docs/snapshots.md.
 func (vm *VM) Snapshot(dir string) error {
 	if vm.onCallbackThread() {
 		return ErrInCallback

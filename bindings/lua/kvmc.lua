@@ -330,8 +330,9 @@ function VM:resume()
 end
 
 -- Saves the paused VM into directory dir (made if missing): dir/state and
--- dir/memory. The VM stays paused. Virtio, PCI and Lua devices cannot be
--- saved yet (the message names the device).
+-- dir/memory. The VM stays paused. Every virtio device is saved (vsock
+-- connections end with a restore); PCI devices from Lua, VFIO and Lua
+-- callback devices cannot be saved yet (the message names them).
 function VM:snapshot(dir)
     if not self.handle then return nil, CLOSED end
     local ok, err = refuse_in_callback("snapshot")

@@ -650,8 +650,10 @@ class VM:
     def snapshot(self, path: PathLike) -> None:
         """Saves the paused VM into directory path (made if missing): path/state
         and path/memory. The VM stays paused: resume() or close() it after.
-        Virtio, PCI and Python-callback devices cannot be saved yet
-        (UnsupportedError naming the device). Format: docs/snapshots.md."""
+        Every virtio device is saved (vsock connections end with a restore:
+        the guest gets a transport reset); PCI devices from Python, VFIO and
+        Python-callback devices cannot be saved yet (NotSupportedError naming
+        them). Format: docs/snapshots.md."""
         vm = self._handle()
         self._refuse_in_callback("snapshot()")
         _check(lib.kvmc_vm_snapshot(vm, _path("path", path, False)))
