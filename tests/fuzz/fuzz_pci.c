@@ -18,6 +18,7 @@
  * its version flipped by the input (which must be refused or leave a
  * device that serves its queue safely). */
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -127,7 +128,7 @@ static void round_trip(struct virtio_pci *p, const uint8_t *data, size_t size)
     if (virtio_pci_save(p, &w) || snapshot_finish(&w, "fuzz") ||
         snapshot_open(&r, w.buf, w.len) || snapshot_next(&r, &tag) != 1 ||
         virtio_pci_restore(p, &r) || !snapshot_section_done(&r))
-        abort(); /* kvmc refused its own state */
+        { fprintf(stderr, "round trip: %s\n", kvmc_last_error()); abort(); } /* kvmc refused its own state */
     if (size) {
         uint8_t *sec = (uint8_t *)r.sec;
         for (size_t i = 4; i < r.sec_len; i++)

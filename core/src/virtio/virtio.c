@@ -241,8 +241,10 @@ int virtio_dev_restore(struct virtio_dev *dev, struct snapshot_reader *r)
         snapshot_get_u32(r, &nq))
         return KVMC_EFORMAT;
     const char *name = dev->ops->name;
+    /* Until FEATURES_OK the driver's feature bits may be anything it wrote. */
+    bool features_ok = status & VIRTIO_CONFIG_S_FEATURES_OK;
     if (version != VIRTIO_STATE_VERSION || nq != dev->ops->num_queues ||
-        (features & ~virtio_offered_features(dev)) || status > 0xff || isr > 3)
+        (features_ok && (features & ~virtio_offered_features(dev))) || status > 0xff || isr > 3)
         return kvmc_fail(KVMC_EFORMAT, "%s state: version %u, %u queues, features 0x%llx, "
                          "status 0x%x: not a state this device can be in", name, version, nq,
                          (unsigned long long)features, status);
@@ -260,7 +262,9 @@ int virtio_dev_restore(struct virtio_dev *dev, struct snapshot_reader *r)
         q->broken = flags >> 17 & 1;
         q->last_avail = (uint16_t)idx;
         q->used_idx = (uint16_t)(idx >> 16);
-        if (flags >> 18 || q->size > dev->ops->queue_max)
+        /* A queue not enabled yet may hold any size the driver wrote: it
+         * is checked when the driver enables it. */
+        if (flags >> 18 || (q->ready && q->size > dev->ops->queue_max))
             return kvmc_fail(KVMC_EFORMAT, "%s state: queue %u of size %u (at most %u)", name,
                              i, q->size, dev->ops->queue_max);
         if (q->broken)
