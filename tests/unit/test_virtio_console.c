@@ -11,8 +11,7 @@
 #include "devices/virtio_console.h"
 #include "iothread.h"
 #include "mmio_driver.h"
-#include "snapshot/format.h"
-#include "snapshot/snapshot.h"
+#include "snapshot_fixture.h"
 #include "virtio/mmio.h"
 #include "virtq_fixture.h"
 
@@ -61,24 +60,13 @@ static void type(const char *text)
     cr_assert_eq(n, strlen(text));
 }
 
-/* The device's section, saved now (owned by w). */
-static void save(struct snapshot_writer *w, struct snapshot_reader *r)
-{
-    uint32_t tag;
-    snapshot_writer_init(w);
-    snapshot_begin(w, SNAP_VIRTIO);
-    cr_assert_eq(virtio_mmio_save(m, w), KVMC_OK);
-    cr_assert_eq(snapshot_finish(w, "test"), KVMC_OK);
-    cr_assert_eq(snapshot_open(r, w->buf, w->len), KVMC_OK);
-    cr_assert_eq(snapshot_next(r, &tag), 1);
-}
 
 Test(vconsole, input_not_delivered_yet_is_saved_and_what_came_after_is_not)
 {
     type("typed before the snapshot");
     struct snapshot_writer w;
     struct snapshot_reader r;
-    save(&w, &r);
+    sf_save(m, &w, &r);
     type(", and after it");
     cr_assert_eq(virtio_mmio_restore(m, &r), KVMC_OK, "%s", kvmc_last_error());
     cr_assert(snapshot_section_done(&r));
@@ -102,7 +90,7 @@ Test(vconsole, more_input_than_the_device_buffers_is_refused)
     type("x");
     struct snapshot_writer w;
     struct snapshot_reader r;
-    save(&w, &r);
+    sf_save(m, &w, &r);
     /* The section ends with the input's length (u32) and its byte. */
     uint8_t *len = (uint8_t *)r.sec + r.sec_len - 1 - 4;
     uint32_t one;

@@ -14,8 +14,7 @@
 #include "iothread.h"
 #include "virtio/mmio.h"
 #include "mmio_driver.h"
-#include "snapshot/format.h"
-#include "snapshot/snapshot.h"
+#include "snapshot_fixture.h"
 #include "virtq_fixture.h"
 #include "config.h"
 #include "devices/virtio_blk.h"
@@ -170,13 +169,7 @@ Test(virtio_mmio, a_driver_mid_negotiation_is_saved_and_restored)
     md_wr(m, VIRTIO_MMIO_QUEUE_NUM, 324);
     struct snapshot_writer w;
     struct snapshot_reader r;
-    uint32_t tag;
-    snapshot_writer_init(&w);
-    snapshot_begin(&w, SNAP_VIRTIO);
-    cr_assert_eq(virtio_mmio_save(m, &w), KVMC_OK);
-    cr_assert_eq(snapshot_finish(&w, "test"), KVMC_OK);
-    cr_assert_eq(snapshot_open(&r, w.buf, w.len), KVMC_OK);
-    cr_assert_eq(snapshot_next(&r, &tag), 1);
+    sf_save(m, &w, &r);
     cr_assert_eq(virtio_mmio_restore(m, &r), KVMC_OK, "%s", kvmc_last_error());
     snapshot_writer_free(&w);
     /* Enabling that queue is still refused, as before the snapshot. */

@@ -18,8 +18,7 @@
 #include <unistd.h>
 
 #include "mmio_driver.h"
-#include "snapshot/format.h"
-#include "snapshot/snapshot.h"
+#include "snapshot_fixture.h"
 #include "unix_socket.h"
 #include "virtq_fixture.h"
 #include "iothread.h"
@@ -463,14 +462,8 @@ Test(vsock, a_restore_closes_every_connection_and_sends_a_transport_reset)
     }
     post_rx(1); /* offered before the snapshot, used after */
     struct snapshot_writer w;
-    snapshot_writer_init(&w);
-    snapshot_begin(&w, SNAP_VIRTIO);
-    cr_assert_eq(virtio_mmio_save(m, &w), KVMC_OK);
-    cr_assert_eq(snapshot_finish(&w, "test"), KVMC_OK);
     struct snapshot_reader r;
-    uint32_t tag;
-    cr_assert_eq(snapshot_open(&r, w.buf, w.len), KVMC_OK);
-    cr_assert_eq(snapshot_next(&r, &tag), 1);
+    sf_save(m, &w, &r);
     cr_assert_eq(virtio_mmio_restore(m, &r), KVMC_OK, "%s", kvmc_last_error());
     cr_assert(snapshot_section_done(&r));
     snapshot_writer_free(&w);
