@@ -31,6 +31,7 @@ set(KVMC_CORE_SOURCES
   src/x86/gsi_routes.c
   src/x86/vcpu_setup.c
   src/x86/vcpu_state.c
+  src/snapshot/diff.c
   src/snapshot/format.c
   src/snapshot/snapshot.c
   src/net/slirp.c

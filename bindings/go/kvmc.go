@@ -824,6 +824,25 @@ func (vm *VM) Snapshot(dir string) error {
 	})
 }
 
+// SnapshotDiff saves the paused VM into directory dir as a diff snapshot:
+// dir/memory holds only the RAM pages that differ from the VM's base, the
+// full snapshot it last took or was restored from, which must stay where
+// it is (LoadSnapshot of the diff reads it too, and refuses a base that is
+// gone or was replaced). A diff after a diff holds both one's pages, so a
+// diff never needs another diff. Reset then goes back to the diff.
+// ErrState without a base; ErrNotSupported for memfd or hugepage RAM;
+// ErrInvalid when dir is the base's directory.
+func (vm *VM) SnapshotDiff(dir string) error {
+	if vm.onCallbackThread() {
+		return ErrInCallback
+	}
+	opts := C.kvmc_snapshot_options{version: C.KVMC_SNAPSHOT_OPTIONS_VERSION,
+		flags: C.KVMC_SNAPSHOT_DIFF}
+	return vm.do(func(v *C.kvmc_vm) C.int {
+		return cstring(dir, func(p *C.char) C.int { return C.kvmc_vm_snapshot_ext(v, p, &opts) })()
+	})
+}
+
 // LoadSnapshot, before Start, loads the snapshot in directory dir into a VM
 // created with the configuration the snapshot was taken with (Memory,
 // CPUs, PIT, devices; no kernel needed); Start then continues the guest

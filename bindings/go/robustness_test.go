@@ -81,6 +81,7 @@ func TestEveryCallInEveryState(t *testing.T) {
 		},
 		"ConsoleWrite": func(vm *VM) error { _, err := vm.ConsoleWrite([]byte("x")); return err },
 		"Snapshot":     func(vm *VM) error { return vm.Snapshot(t.TempDir()) },
+		"SnapshotDiff": func(vm *VM) error { return vm.SnapshotDiff(t.TempDir()) }, // no base
 		"LoadSnapshot": func(vm *VM) error { return vm.LoadSnapshot(t.TempDir()) }, // none there
 		"Reset":        func(vm *VM) error { return vm.Reset() },                   // none taken
 	}
@@ -102,6 +103,7 @@ func TestEveryCallInEveryState(t *testing.T) {
 		"VirtioConsoleWrite": {ErrState, ErrState, ErrState, ErrState},
 		"ConsoleWrite":       {ok, ok, ok, ok},
 		"Snapshot":           {ErrState, ErrState, ok, ErrState},
+		"SnapshotDiff":       {ErrState, ErrState, ErrState, ErrState},
 		"LoadSnapshot":       {ErrIO, ErrState, ErrState, ErrState},
 		"Reset":              {ErrState, ErrState, ErrState, ErrState},
 	}

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -112,6 +113,65 @@ func TestSnapshotThenRestoreContinuesTheCount(t *testing.T) {
 	os.WriteFile(state, data[:len(data)-1], 0o600)
 	if _, err := RestoreVM(dir, Config{Memory: 32 << 20}); !errors.Is(err, ErrFormat) {
 		t.Fatalf("a truncated state file: %v, want ErrFormat", err)
+	}
+}
+
+// A diff snapshot holds what changed since the full one before it, small on
+// disk, and a new VM restored from it counts on from the diff's line.
+func TestSnapshotDiffRestoresOnItsBase(t *testing.T) {
+	tmp := t.TempDir()
+	base, diff := filepath.Join(tmp, "base"), filepath.Join(tmp, "diff")
+	var before, after syncBuffer
+	vm, err := NewVM(Config{Kernel: testGuest(t), Memory: 32 << 20, Cmdline: "kvmc.test=flood",
+		Console: &before})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm.Close()
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForText(t, &before, "flood line 300 ")
+	vm.Pause()
+	if err := vm.SnapshotDiff(diff); !errors.Is(err, ErrState) ||
+		!strings.Contains(err.Error(), "take a full one first") {
+		t.Fatalf("a diff without a base: %v, want ErrState", err)
+	}
+	if err := vm.Snapshot(base); err != nil {
+		t.Fatal(err)
+	}
+	vm.Resume()
+	waitForText(t, &before, "flood line 500 ")
+	vm.Pause()
+	if err := vm.SnapshotDiff(base); !errors.Is(err, ErrInvalid) {
+		t.Fatalf("a diff into its base's directory: %v, want ErrInvalid", err)
+	}
+	if err := vm.SnapshotDiff(diff); err != nil {
+		t.Fatal(err)
+	}
+	vm.Close()
+	var b, d syscall.Stat_t
+	syscall.Stat(filepath.Join(base, "memory"), &b)
+	syscall.Stat(filepath.Join(diff, "memory"), &d)
+	if d.Blocks == 0 || d.Blocks >= b.Blocks/4 {
+		t.Fatalf("the diff uses %d blocks, its base %d", d.Blocks, b.Blocks)
+	}
+	vm2, err := RestoreVM(diff, Config{Memory: 32 << 20, Console: &after})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer vm2.Close()
+	vm2.Start()
+	waitForText(t, &after, "flood line 900 ")
+	vm2.Pause()
+	both := floodNumbers(t, before.String()+after.String())
+	for i := 1; i < len(both); i++ {
+		if both[i] != both[i-1]+1 {
+			t.Fatalf("line %d after line %d", both[i], both[i-1])
+		}
+	}
+	if first := floodNumbers(t, after.String())[0]; first <= 500 {
+		t.Fatalf("the diff restored line %d, before the diff", first)
 	}
 }
 

@@ -333,13 +333,27 @@ end
 -- dir/memory. The VM stays paused. Every virtio device is saved (vsock
 -- connections end with a restore); PCI devices from Lua, VFIO and Lua
 -- callback devices cannot be saved yet (the message names them).
-function VM:snapshot(dir)
+-- opts.diff = true writes a diff snapshot: dir/memory holds only the RAM
+-- pages that differ from the full snapshot this VM last took or was
+-- restored from (its base), which must stay where it is; restoring the
+-- diff reads the base too. A diff after a diff holds both one's pages.
+function VM:snapshot(dir, opts)
     if not self.handle then return nil, CLOSED end
     local ok, err = refuse_in_callback("snapshot")
     if not ok then return nil, err end
     local d, derr = string_arg("dir", dir)
     if not d then return nil, derr end
-    return result(core.kvmc_vm_snapshot(self.handle, d))
+    if opts ~= nil and type(opts) ~= "table" then
+        return nil, "snapshot: opts must be a table, not a " .. type(opts)
+    end
+    local diff = opts and opts.diff
+    if diff ~= nil and type(diff) ~= "boolean" then
+        return nil, "snapshot: opts.diff must be a boolean, not a " .. type(diff)
+    end
+    local o = core.kvmc_snapshot_options()
+    o.version = core.KVMC_SNAPSHOT_OPTIONS_VERSION
+    o.flags = diff and core.KVMC_SNAPSHOT_DIFF or 0
+    return result(core.kvmc_vm_snapshot_ext(self.handle, d, o))
 end
 
 -- Before start: loads the snapshot in dir into this VM, which must have the

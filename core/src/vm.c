@@ -603,8 +603,29 @@ static int end_snapshot(kvmc_vm *vm, int err, bool restore)
 
 int kvmc_vm_snapshot(kvmc_vm *vm, const char *dir)
 {
-    int err = begin_snapshot(vm, dir, KVMC_STATE_PAUSED, "kvmc_vm_snapshot");
-    return err ? err : end_snapshot(vm, snapshot_vm_save(vm, dir), false);
+    return kvmc_vm_snapshot_ext(vm, dir, NULL);
+}
+
+int kvmc_vm_snapshot_ext(kvmc_vm *vm, const char *dir, const kvmc_snapshot_options *opts)
+{
+    static const char *call = "kvmc_vm_snapshot_ext";
+    unsigned flags = 0;
+    if (opts) {
+        if (opts->version == 0)
+            return kvmc_fail(KVMC_EINVAL, "%s: options of version 0 (start from "
+                             "KVMC_SNAPSHOT_OPTIONS_INIT)", call);
+        if (opts->version > KVMC_SNAPSHOT_OPTIONS_VERSION)
+            return kvmc_fail(KVMC_ENOTSUP, "%s: options of version %u; this library knows "
+                             "up to %u", call, opts->version, KVMC_SNAPSHOT_OPTIONS_VERSION);
+        flags = opts->flags;
+        if (flags & ~KVMC_SNAPSHOT_DIFF)
+            return kvmc_fail(KVMC_EINVAL, "%s: unknown flags 0x%x", call,
+                             flags & ~KVMC_SNAPSHOT_DIFF);
+    }
+    int err = begin_snapshot(vm, dir, KVMC_STATE_PAUSED,
+                             opts ? call : "kvmc_vm_snapshot");
+    return err ? err
+               : end_snapshot(vm, snapshot_vm_save(vm, dir, flags & KVMC_SNAPSHOT_DIFF), false);
 }
 
 int kvmc_vm_restore(kvmc_vm *vm, const char *dir)

@@ -11,7 +11,9 @@
  *    virtio section to a device of the kind it names (a detached
  *    virtio-mmio transport over 16 MiB of RAM, as the seeds' VMs had, and
  *    the host sides of fuzz_devices.c), which then serves each queue once.
- * Seeds: make_seeds.py (a container, and a real state file kvmc wrote). */
+ *    A diff's extents must be in the file, sorted, apart and within RAM.
+ * Seeds: make_seeds.py (a container, real state files kvmc wrote, and one
+ * of them made a diff). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -130,6 +132,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     for (unsigned pin = 0; pin < IOAPIC_PINS; pin++)
                         ioapic_set_irq(io, pin, 1); /* deliveries from a restored state */
                 ioapic_free(io);
+            }
+            /* A diff's extents: in the file, sorted, apart, within RAM. */
+            if (img.diff && (img.extents < file || img.nextents > size / 16 ||
+                             img.extents + img.nextents * 16 > file + size))
+                abort();
+            for (uint64_t i = 0, end = 0; img.diff && i < img.nextents; i++) {
+                struct snapshot_extent e = diff_extent_at(img.extents, i);
+                if ((i && e.page <= end) || !e.pages ||
+                    e.page + e.pages > img.ram_size / SNAPSHOT_PAGE)
+                    abort();
+                end = e.page + e.pages;
             }
             for (unsigned i = 0; i < img.nvirtio; i++)
                 restore_virtio(&img.virtio[i]);

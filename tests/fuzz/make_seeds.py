@@ -207,3 +207,14 @@ for name, extra in (("kvmc", ["--cmdline", "kvmc.test=flood"]),
         if proc.wait(timeout=30) != 5:
             sys.exit(f"make_seeds: kvmc did not save its snapshot (status {proc.returncode})")
         shutil.copy(os.path.join(snap, "state"), os.path.join(out, "snapshot", name))
+
+# snapshot: a diff snapshot's state file: the real one above with a BASE
+# section (core/src/snapshot/diff.h) of three extents, header made right.
+with open(os.path.join(out, "snapshot", "kvmc"), "rb") as f:
+    real = f.read()
+path = b"/var/lib/kvmc/base"
+base = (struct.pack("<II", 1, len(path)) + path + struct.pack("<IQQ", 0x1234abcd, 4096, 3) +
+        struct.pack("<6Q", 0, 2, 16, 1, 4095, 1))
+body = real[48:] + struct.pack("<II", 0x45534142, len(base)) + base
+with open(os.path.join(out, "snapshot", "kvmc-diff"), "wb") as f:
+    f.write(real[:32] + struct.pack("<QII", len(body), zlib.crc32(body), 0) + body)

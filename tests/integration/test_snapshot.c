@@ -340,7 +340,8 @@ Test(snapshot, a_different_vm_or_a_bad_file_is_refused_naming_why, .timeout = 60
     assert_refused(dir, (struct vm_opts){.pit = true}, KVMC_EINVAL, "PIT");
     assert_refused(dir, (struct vm_opts){.rng = true}, KVMC_EINVAL,
                    "this VM has a virtio-rng (virtio device 0), which the snapshot lacks");
-    assert_refused("/nonexistent/kvmc-snapshot", o, KVMC_EIO, "/nonexistent/kvmc-snapshot/state");
+    assert_refused("/nonexistent/kvmc-snapshot", o, KVMC_EIO,
+                   "restore: /nonexistent/kvmc-snapshot: No such file");
 
     /* Damage copies of the files, one way each. */
     char *bad = temp_dir();
@@ -600,6 +601,177 @@ Test(snapshot, reset_puts_the_vm_back_to_its_snapshot_again_and_again, .timeout 
     free(ref);
     free(c.text);
     free(c2.text);
+}
+
+/* --------------------------------------------------- diff snapshots */
+
+static uint64_t disk_use(const char *dir)
+{
+    char path[1024];
+    struct stat st;
+    snprintf(path, sizeof(path), "%s/memory", dir);
+    cr_assert_eq(stat(path, &st), 0, "%s", path);
+    cr_assert_eq((uint64_t)st.st_size, RAM, "a memory file is RAM-sized");
+    return (uint64_t)st.st_blocks * 512;
+}
+
+static kvmc_vm *memfd_flood_vm(struct capture *c)
+{
+    kvmc_config *cfg;
+    kvmc_vm *vm;
+    capture_init(c);
+    cr_assert_eq(kvmc_config_new(&cfg), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_kernel(cfg, KVMC_TEST_GUEST_ELF), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_memory(cfg, RAM), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_memory_flags(cfg, KVMC_MEM_MEMFD), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_cmdline(cfg, "kvmc.test=flood"), KVMC_OK);
+    cr_assert_eq(kvmc_config_set_console_callback(cfg, capture, c), KVMC_OK);
+    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_config_free(cfg);
+    return vm;
+}
+
+/* Restores dir into vm (new) and checks it goes on from the first `upto`
+ * bytes of c's output, and that RAM at gpa holds `page`. */
+static void diff_restores(kvmc_vm *vm, struct capture *c2, const char *dir,
+                          const struct capture *c, size_t upto, uint64_t gpa,
+                          const uint8_t *page)
+{
+    cr_assert_eq(kvmc_vm_restore(vm, dir), KVMC_OK, "%s: %s", dir, kvmc_last_error());
+    uint8_t back[4096];
+    cr_assert_eq(kvmc_vm_read_memory(vm, gpa, back, sizeof(back)), KVMC_OK);
+    cr_assert_eq(memcmp(back, page, sizeof(back)), 0,
+                 "%s: the page the host wrote after the base is not in the diff", dir);
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    wait_for(c2, 20000);
+    kvmc_vm_stop(vm);
+    kvmc_vm_wait(vm, -1, NULL);
+    kvmc_vm_destroy(vm);
+    char *both = malloc(upto + c2->len);
+    memcpy(both, c->text, upto);
+    memcpy(both + upto, c2->text, c2->len);
+    assert_consecutive(both, upto + c2->len);
+    free(both);
+    free(c2->text);
+}
+
+static void run_on(kvmc_vm *vm, struct capture *c, size_t bytes, size_t *mark)
+{
+    size_t from = out_len(c);
+    cr_assert_eq(kvmc_vm_resume(vm), KVMC_OK);
+    wait_for(c, from + bytes);
+    pause_mark(vm, c, mark);
+}
+
+/* A diff holds the pages written since its base, by the guest or by the
+ * host (a device model writes guest RAM the way kvmc_vm_write_memory
+ * does), restores on its base alone, in this process or a new VM, with
+ * mapped or memfd RAM; what cannot be a base or a diff is refused. */
+Test(snapshot, a_diff_holds_only_what_changed_and_restores_on_its_base, .timeout = 120)
+{
+    struct capture c;
+    kvmc_vm *vm = flood_vm(&c, (struct vm_opts){0});
+    char *base = temp_dir(), *diff1 = temp_dir(), *diff2 = temp_dir(), *diff3 = temp_dir();
+    kvmc_snapshot_options diff = KVMC_SNAPSHOT_OPTIONS_INIT;
+    diff.flags = KVMC_SNAPSHOT_DIFF;
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    wait_for(&c, 20000);
+    size_t mark0, mark1, mark2;
+    pause_mark(vm, &c, &mark0);
+    assert_fails(kvmc_vm_snapshot_ext(vm, diff1, &diff), KVMC_ESTATE, "take a full one first");
+    cr_assert_eq(kvmc_vm_snapshot(vm, base), KVMC_OK, "%s", kvmc_last_error());
+
+    const uint64_t gpa = RAM - (1u << 20);
+    uint8_t page[4096];
+    memset(page, 0xa5, sizeof(page));
+    cr_assert_eq(kvmc_vm_write_memory(vm, gpa, page, sizeof(page)), KVMC_OK);
+    run_on(vm, &c, 3000, &mark1);
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cr_assert_eq(kvmc_vm_snapshot_ext(vm, diff1, &diff), KVMC_OK, "%s", kvmc_last_error());
+    cr_log_info("diff snapshot: %.2f ms, %llu KiB on disk (base %llu KiB)", ms_since(&t0),
+                (unsigned long long)disk_use(diff1) >> 10,
+                (unsigned long long)disk_use(base) >> 10);
+    cr_assert_lt(disk_use(diff1), disk_use(base) / 4, "the diff holds more than what changed");
+    cr_assert_geq(disk_use(diff1), 4096u, "the diff holds nothing");
+    assert_fails(kvmc_vm_snapshot_ext(vm, base, &diff), KVMC_EINVAL, "base's own directory");
+
+    /* Diffs do not chain: the second holds the first one's pages too. */
+    run_on(vm, &c, 3000, &mark2);
+    cr_assert_eq(kvmc_vm_snapshot_ext(vm, diff2, &diff), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_regs at_diff2 = KVMC_REGS_INIT, regs = KVMC_REGS_INIT;
+    cr_assert_eq(kvmc_vm_get_regs(vm, 0, &at_diff2), KVMC_OK);
+    /* A fast reset goes back to the last diff. */
+    size_t ignore;
+    run_on(vm, &c, 3000, &ignore);
+    cr_assert_eq(kvmc_vm_reset_to_snapshot(vm), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_get_regs(vm, 0, &regs), KVMC_OK);
+    cr_assert_eq(regs.rip, at_diff2.rip, "reset did not go back to the diff");
+    cr_assert_eq(memcmp(&regs, &at_diff2, sizeof(regs)), 0, "reset: registers differ");
+    uint8_t back[4096];
+    cr_assert_eq(kvmc_vm_read_memory(vm, gpa, back, sizeof(back)), KVMC_OK);
+    cr_assert_eq(memcmp(back, page, sizeof(back)), 0, "reset lost the diff's page");
+    kvmc_vm_destroy(vm);
+
+    struct capture c2;
+    diff_restores(flood_vm(&c2, (struct vm_opts){0}), &c2, diff1, &c, mark1, gpa, page);
+    diff_restores(flood_vm(&c2, (struct vm_opts){0}), &c2, diff2, &c, mark2, gpa, page);
+    diff_restores(memfd_flood_vm(&c2), &c2, diff1, &c, mark1, gpa, page);
+
+    /* A VM restored from a diff takes diffs on the same base. */
+    kvmc_vm *vm3 = flood_vm(&c2, (struct vm_opts){0});
+    cr_assert_eq(kvmc_vm_restore(vm3, diff1), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_start(vm3), KVMC_OK);
+    wait_for(&c2, 3000);
+    size_t mark3;
+    pause_mark(vm3, &c2, &mark3);
+    cr_assert_eq(kvmc_vm_snapshot_ext(vm3, diff3, &diff), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_vm_destroy(vm3);
+    struct capture c1 = c;
+    char *joined = malloc(mark1 + mark3);
+    memcpy(joined, c.text, mark1);
+    memcpy(joined + mark1, c2.text, mark3);
+    c1.text = joined;
+    free(c2.text);
+    struct capture c4;
+    diff_restores(flood_vm(&c4, (struct vm_opts){0}), &c4, diff3, &c1, mark1 + mark3, gpa, page);
+    free(joined);
+
+    /* A memfd VM cannot tell what it wrote: no diffs. */
+    kvmc_vm *m = memfd_flood_vm(&c4);
+    cr_assert_eq(kvmc_vm_restore(m, base), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_start(m), KVMC_OK);
+    cr_assert_eq(kvmc_vm_pause(m), KVMC_OK);
+    assert_fails(kvmc_vm_snapshot_ext(m, diff3, &diff), KVMC_ENOTSUP, "memfd");
+    kvmc_vm_destroy(m);
+    free(c4.text);
+
+    /* Options are checked. */
+    kvmc_snapshot_options o = diff;
+    o.version = 0;
+    assert_fails(kvmc_vm_snapshot_ext(NULL, diff3, &o), KVMC_EINVAL, "version 0");
+    o.version = 99;
+    assert_fails(kvmc_vm_snapshot_ext(NULL, diff3, &o), KVMC_ENOTSUP, "version 99");
+    o = diff;
+    o.flags = 0x80;
+    assert_fails(kvmc_vm_snapshot_ext(NULL, diff3, &o), KVMC_EINVAL, "unknown flags 0x80");
+
+    /* A base replaced by another snapshot, or gone, is named. */
+    kvmc_vm *v = flood_vm(NULL, (struct vm_opts){0});
+    cr_assert_eq(kvmc_vm_restore(v, diff2), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_start(v), KVMC_OK);
+    cr_assert_eq(kvmc_vm_pause(v), KVMC_OK);
+    cr_assert_eq(kvmc_vm_snapshot(v, base), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_vm_destroy(v);
+    assert_refused(diff1, (struct vm_opts){0}, KVMC_EINVAL, "was replaced by another snapshot");
+    remove_dir(base);
+    assert_refused(diff1, (struct vm_opts){0}, KVMC_EIO, "the diff's base");
+    char *dirs[] = {base, diff1, diff2, diff3};
+    for (unsigned i = 0; i < 4; i++) {
+        remove_dir(dirs[i]);
+        free(dirs[i]);
+    }
+    free(c.text);
 }
 
 /* ---------------------------------------------------- virtio devices */

@@ -17,6 +17,12 @@ struct shape {
     bool no_cpuid, no_clock, twice_meta, meta_late, leftover, unknown;
     const char *device;
     uint32_t device_name_len;
+    /* A diff's BASE section (when base is set). */
+    const char *base;
+    const struct snapshot_extent *ext;
+    uint32_t next, base_version;
+    uint64_t count; /* extents claimed, when not next */
+    bool two_bases;
 };
 
 static struct shape good(void)
@@ -91,6 +97,19 @@ static void build(struct snapshot_writer *w, const struct shape *s)
         snapshot_put_u32(w, n);
         snapshot_put(w, name, n < sizeof(name) ? n : 0);
         snapshot_put(w, "state", 5);
+    }
+    for (unsigned k = 0; s->base && k < 1u + s->two_bases; k++) {
+        snapshot_begin(w, SNAP_BASE);
+        snapshot_put_u32(w, s->base_version ? s->base_version : 1);
+        snapshot_put_u32(w, (uint32_t)strlen(s->base));
+        snapshot_put(w, s->base, strlen(s->base));
+        snapshot_put_u32(w, 0xc0ffee);
+        snapshot_put_u64(w, 4321);
+        snapshot_put_u64(w, s->count ? s->count : s->next);
+        for (uint32_t i = 0; i < s->next; i++) {
+            snapshot_put_u64(w, s->ext[i].page);
+            snapshot_put_u64(w, s->ext[i].pages);
+        }
     }
     if (s->unknown)
         snapshot_begin(w, SNAP_TAG('W', 'H', 'A', 'T'));
@@ -179,6 +198,58 @@ Test(snapshot_parse, a_flipped_bit_anywhere_is_an_error_never_a_crash)
         free(copy);
     }
     snapshot_writer_free(&w);
+}
+
+/* A diff's base and extents decode; extents that could reach outside RAM
+ * or overlap, and paths that are not absolute, are refused. */
+Test(snapshot_parse, a_diffs_base_and_extents_are_checked)
+{
+    const uint64_t pages = (32u << 20) / 4096;
+    const struct snapshot_extent fine[] = {{0, 1}, {2, 10}, {pages - 1, 1}};
+    struct shape s = good();
+    s.base = "/srv/snap/base", s.ext = fine, s.next = 3;
+    struct snapshot_writer w;
+    build(&w, &s);
+    struct snapshot_image img;
+    cr_assert_eq(snapshot_parse(w.buf, w.len, &img), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert(img.diff);
+    cr_assert_str_eq(img.base.path, "/srv/snap/base");
+    cr_assert_eq(img.base.crc, 0xc0ffee);
+    cr_assert_eq(img.base.len, 4321);
+    cr_assert_eq(img.nextents, 3);
+    struct snapshot_extent e = diff_extent_at(img.extents, 1);
+    cr_assert(e.page == 2 && e.pages == 10);
+    snapshot_image_free(&img);
+    snapshot_writer_free(&w);
+    s = good(), build(&w, &s);
+    cr_assert_eq(snapshot_parse(w.buf, w.len, &img), KVMC_OK);
+    cr_assert(!img.diff, "a full snapshot is no diff");
+    snapshot_image_free(&img);
+    snapshot_writer_free(&w);
+
+    const struct snapshot_extent overlap[] = {{0, 3}, {2, 1}};
+    const struct snapshot_extent adjacent[] = {{0, 3}, {3, 1}};
+    const struct snapshot_extent backwards[] = {{5, 1}, {1, 1}};
+    const struct snapshot_extent empty[] = {{5, 0}};
+    const struct snapshot_extent beyond[] = {{pages, 1}};
+    const struct snapshot_extent past_end[] = {{pages - 1, 2}};
+    const struct snapshot_extent wraps[] = {{1, UINT64_MAX}};
+    const struct snapshot_extent *bad_ext[] = {overlap, adjacent, backwards, empty, beyond,
+                                               past_end, wraps};
+    const uint32_t bad_n[] = {2, 2, 2, 1, 1, 1, 1};
+    for (unsigned i = 0; i < 7; i++) {
+        s = good(), s.base = "/b", s.ext = bad_ext[i], s.next = bad_n[i];
+        refused(s, "extents out of order, empty, or beyond RAM");
+    }
+    s = good(), s.base = "/b", s.ext = fine, s.next = 3, s.count = 4;
+    refused(s, "more extents than the section holds");
+    s = good(), s.base = "/b", s.ext = fine, s.next = 3, s.count = UINT64_MAX / 2;
+    refused(s, "more extents than the section holds");
+    s = good(), s.base = "relative/dir", refused(s, "not an absolute path");
+    s = good(), s.base = "", refused(s, "path length out of range");
+    s = good(), s.base = "/b", s.base_version = 2, refused(s, "unknown version");
+    s = good(), s.base = "/b", s.two_bases = true, refused(s, "two bases");
+    s = good(), s.base = "/b", s.ext = fine, s.next = 3, s.count = 2, refused(s, "left over");
 }
 
 static int no_msi(void *ctx, const struct ioapic_msi *msi)

@@ -199,6 +199,13 @@ local CALLS = {
         os.remove(dir)
         return ok, err
     end,
+    snapshot_diff = function(vm) -- no base taken
+        local dir = os.tmpname()
+        os.remove(dir)
+        local ok, err = vm:snapshot(dir, {diff = true})
+        os.remove(dir)
+        return ok, err
+    end,
     load_snapshot = function(vm) return vm:load_snapshot("/nonexistent-kvmc-snapshot") end,
     reset = function(vm) return vm:reset() end, -- none taken
 }
@@ -219,6 +226,7 @@ local EXPECT = {
     console_write =  {OK,               OK,               OK,               OK},
     virtio_console_write = {"this VM has no", "this VM has no", "this VM has no", "this VM has no"},
     snapshot =       {"kvmc_vm_snapshot", "kvmc_vm_snapshot", OK,           "kvmc_vm_snapshot"},
+    snapshot_diff =  {"kvmc_vm_snapshot", "kvmc_vm_snapshot", "diff snapshot:", "kvmc_vm_snapshot"},
     load_snapshot =  {"restore:",       "kvmc_vm_restore", "kvmc_vm_restore", "kvmc_vm_restore"},
     reset =          {"reset:",         "reset:",         "reset:",         "kvmc_vm_reset"},
 }
@@ -268,7 +276,7 @@ test("bad arguments are nil, message, never an error raised", function()
         {function() return kvmc.vm{kernel = GUEST, kernel_image = "x"} end, "not both"},
         {function() return vm:snapshot(42) end, "dir must be a string"},
         {function() return kvmc.restore("/nonexistent-kvmc-snapshot", {memory = "32M"}) end,
-         "restore: /nonexistent-kvmc-snapshot/state"},
+         "restore: /nonexistent-kvmc-snapshot: No such file"},
     }
     for _, c in ipairs(cases) do
         local ok, got, err = pcall(c[1])
@@ -325,6 +333,47 @@ test("a snapshot restored into a new VM continues the count", function()
     os.remove(dir .. "/state")
     os.remove(dir .. "/memory")
     os.remove(dir)
+end)
+
+-- A diff snapshot holds what changed since the full one before it, and
+-- restores with it: the count goes on from the diff's line.
+test("a diff snapshot restores on its base", function()
+    local tmp = os.tmpname()
+    os.remove(tmp)
+    assert(os.execute("mkdir -p " .. tmp))
+    local base, diff = tmp .. "/base", tmp .. "/diff"
+    local vm = assert(kvmc.vm{kernel = GUEST, memory = "32M", cmdline = "kvmc.test=flood"})
+    assert(vm:start())
+    wait_for_console(vm, "flood line 300 ")
+    assert(vm:pause())
+    local ok, err = vm:snapshot(diff, {diff = true})
+    assert(ok == nil and err:find("take a full one first", 1, true), tostring(err))
+    assert(vm:snapshot(base))
+    assert(vm:resume())
+    wait_for_console(vm, "flood line 500 ")
+    assert(vm:pause())
+    ok, err = vm:snapshot(diff, {diff = "yes"})
+    assert(ok == nil and err:find("opts.diff must be a boolean", 1, true), tostring(err))
+    ok, err = vm:snapshot(diff, 7)
+    assert(ok == nil and err:find("opts must be a table", 1, true), tostring(err))
+    assert(vm:snapshot(diff, {diff = true}))
+    local before = vm:console()
+    vm:close()
+    local vm2 = assert(kvmc.restore(diff, {memory = "32M"}))
+    assert(vm2:start())
+    wait_for_console(vm2, "flood line 900 ")
+    assert(vm2:pause())
+    local after = vm2:console()
+    vm2:close()
+    local last
+    for n in (before .. after):gmatch("flood line (%d+) %.+\n") do
+        n = math.tointeger(tonumber(n))
+        assert(last == nil or n == last + 1, ("line %d after %s"):format(n, tostring(last)))
+        last = n
+    end
+    local first = math.tointeger(tonumber(after:match("\nflood line (%d+) ")))
+    assert(first and first > 500, "the diff restored an earlier line: " .. tostring(first))
+    assert(os.execute("rm -rf " .. tmp))
 end)
 
 -- The guest writes its disk, reads the rng and makes a vsock connection on
@@ -575,6 +624,7 @@ end)
 -- shim, or is listed here with the reason it is not.
 local NOT_USED = {
     kvmc_strerror = "messages come from kvmc_last_error",
+    kvmc_vm_snapshot = "vm:snapshot calls kvmc_vm_snapshot_ext, which makes both kinds",
     kvmc_config_set_console_fd = "COM1 output is captured into a buffer (console_capture)",
     kvmc_config_set_console_file = "COM1 output is captured into a buffer (console_capture)",
     kvmc_config_set_console_limit = "only for a console file, which the binding never uses",

@@ -647,16 +647,28 @@ class VM:
 
     # ---- snapshots --------------------------------------------------------
 
-    def snapshot(self, path: PathLike) -> None:
+    def snapshot(self, path: PathLike, *, diff: bool = False) -> None:
         """Saves the paused VM into directory path (made if missing): path/state
         and path/memory. The VM stays paused: resume() or close() it after.
         Every virtio device is saved (vsock connections end with a restore:
         the guest gets a transport reset); PCI devices from Python, VFIO and
         Python-callback devices cannot be saved yet (NotSupportedError naming
-        them). Format: docs/snapshots.md."""
+        them). Format: docs/snapshots.md.
+
+        diff=True writes a diff snapshot: path/memory holds only the RAM
+        pages that differ from the full snapshot this VM last took or was
+        restored from (its base), which must stay where it is; restoring the
+        diff reads the base too. A diff after a diff holds both one's pages,
+        so a diff never needs another diff. Raises StateError without a
+        base, NotSupportedError for memfd or hugepage RAM."""
         vm = self._handle()
         self._refuse_in_callback("snapshot()")
-        _check(lib.kvmc_vm_snapshot(vm, _path("path", path, False)))
+        if not isinstance(diff, bool):
+            raise TypeError(f"diff must be a bool, not {type(diff).__name__}")
+        opts = ffi.new("kvmc_snapshot_options *", {
+            "version": lib.KVMC_SNAPSHOT_OPTIONS_VERSION,
+            "flags": lib.KVMC_SNAPSHOT_DIFF if diff else 0})
+        _check(lib.kvmc_vm_snapshot_ext(vm, _path("path", path, False), opts))
 
     def load_snapshot(self, path: PathLike) -> "VM":
         """Before start(): loads the snapshot in directory path into this VM,

@@ -57,6 +57,11 @@ typedef struct kvmc_regs {
     uint64_t rip, rflags;
 } kvmc_regs;
 
+typedef struct kvmc_snapshot_options {
+    unsigned int version;
+    unsigned int flags;
+} kvmc_snapshot_options;
+
 typedef enum kvmc_virtio_transport {
     KVMC_VIRTIO_MMIO = 0, KVMC_VIRTIO_PCI = 1
 } kvmc_virtio_transport;
@@ -90,6 +95,8 @@ typedef int (*kvmc_vsock_connect_fn)(void *opaque, uint32_t port);
 #define KVMC_MAX_VCPUS 64
 #define KVMC_DEVICE_OPS_VERSION 1
 #define KVMC_REGS_VERSION 1
+#define KVMC_SNAPSHOT_OPTIONS_VERSION 1
+#define KVMC_SNAPSHOT_DIFF 1
 #define KVMC_PCI_DEVICE_VERSION 1
 #define KVMC_PCI_BAR_NONE 0
 #define KVMC_PCI_BAR_MEM32 1
@@ -150,6 +157,7 @@ int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf, size_t len)
 int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
 int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);
 int kvmc_vm_snapshot(kvmc_vm *vm, const char *dir);
+int kvmc_vm_snapshot_ext(kvmc_vm *vm, const char *dir, const kvmc_snapshot_options *opts);
 int kvmc_vm_restore(kvmc_vm *vm, const char *dir);
 int kvmc_vm_reset_to_snapshot(kvmc_vm *vm);
 int kvmc_vm_set_seccomp(kvmc_vm *vm, int enabled);

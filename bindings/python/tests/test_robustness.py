@@ -51,6 +51,7 @@ CALLS = {
     "virtio_console_write": lambda vm: vm.virtio_console_write(b"x"),
     "cpus": lambda vm: vm.cpus,
     "snapshot": lambda vm: vm.snapshot(tempfile.mkdtemp(prefix="kvmc-matrix-")),
+    "snapshot_diff": lambda vm: vm.snapshot(tempfile.mkdtemp(prefix="kvmc-matrix-"), diff=True),
     "load_snapshot": lambda vm: vm.load_snapshot("/"),  # no snapshot there
     "reset": lambda vm: vm.reset(),  # none taken
 }
@@ -73,6 +74,7 @@ EXPECT = {
     "virtio_console_write": (STATE, STATE, STATE, STATE),  # this VM has none
     "cpus":          (WORKS,  WORKS,   WORKS,   WORKS),
     "snapshot":      (STATE,  STATE,   WORKS,   STATE),
+    "snapshot_diff": (STATE,  STATE,   STATE,   STATE),  # no base taken
     "load_snapshot": (kvmc.KvmcOSError, STATE, STATE, STATE),
     "reset":         (STATE,  STATE,   STATE,   STATE),
 }

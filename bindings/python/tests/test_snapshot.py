@@ -232,3 +232,42 @@ def test_disk_rng_and_vsock_work_after_a_restore(guest_elf, tmp_path):
     # restore may have been done before the guest looked).
     resets = [r for _, r in after]
     assert resets[1:] == [1] * (len(resets) - 1) and resets[0] in (0, 1), resets[:5]
+
+
+def test_a_diff_snapshot_holds_only_what_changed(guest_elf, tmp_path):
+    """A diff is layered on the full snapshot before it: small on disk,
+    restored with its base (also the host's own writes into RAM), and a
+    reset goes back to it."""
+    base, diff = tmp_path / "base", tmp_path / "diff"
+    with kvmc.VM(guest_elf, memory="32M", cmdline="kvmc.test=flood") as vm:
+        vm.start()
+        vm.wait_for_console("flood line 300 ")
+        vm.pause()
+        with pytest.raises(kvmc.StateError, match="take a full one first"):
+            vm.snapshot(diff, diff=True)
+        vm.snapshot(base)
+        vm.write_memory(0x1000000, b"\xa5" * 4096)
+        vm.resume()
+        vm.wait_for_console("flood line 500 ")
+        vm.pause()
+        vm.snapshot(diff, diff=True)
+        before = vm.console_text
+        with pytest.raises(kvmc.InvalidArgumentError, match="base's own directory"):
+            vm.snapshot(base, diff=True)
+        with pytest.raises(TypeError, match="diff must be a bool"):
+            vm.snapshot(diff, diff="yes")
+        rip = vm.get_regs(0)["rip"]
+        vm.resume()
+        vm.wait_for_console("flood line 700 ")
+        vm.pause()
+        vm.reset()
+        assert vm.get_regs(0)["rip"] == rip, "reset did not go back to the diff"
+    used = (diff / "memory").stat().st_blocks * 512
+    assert used < (base / "memory").stat().st_blocks * 512 // 4, used
+    with kvmc.VM.restore(diff, memory="32M") as vm:
+        assert vm.read_memory(0x1000000, 4096) == b"\xa5" * 4096
+        vm.start()
+        vm.wait_for_console("flood line 900 ")
+        after = vm.console_text
+    assert_continues(before, after)
+    assert flood_numbers(after)[0] > 500

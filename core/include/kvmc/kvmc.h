@@ -423,6 +423,33 @@ KVMC_API int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs)
  *   or on one of the VM's threads); KVMC_ENOTSUP (a device that cannot be
  *   saved); KVMC_EIO (writing the files); KVMC_EKVM; KVMC_ENOMEM */
 KVMC_API int kvmc_vm_snapshot(kvmc_vm *vm, const char *dir);
+/* What kvmc_vm_snapshot_ext saves. Since 1.2. */
+#define KVMC_SNAPSHOT_OPTIONS_VERSION 1u
+#define KVMC_SNAPSHOT_DIFF 1u /* only the RAM that differs from the base */
+typedef struct kvmc_snapshot_options {
+    unsigned int version; /* KVMC_SNAPSHOT_OPTIONS_VERSION */
+    unsigned int flags;   /* KVMC_SNAPSHOT_*; 0: as kvmc_vm_snapshot */
+} kvmc_snapshot_options;
+#define KVMC_SNAPSHOT_OPTIONS_INIT {KVMC_SNAPSHOT_OPTIONS_VERSION, 0}
+
+/* kvmc_vm_snapshot with options (NULL: none). With KVMC_SNAPSHOT_DIFF, a
+ * diff snapshot: `dir/state` as always, and `dir/memory` holding only the
+ * RAM pages that differ from the VM's base, the full snapshot it last took
+ * or was restored from (directly or through a diff): every page written
+ * since, by the guest, by KVM or by kvmc's devices. A diff is layered on
+ * its base alone (a diff after a diff holds the first one's pages too), so
+ * restoring one never needs a chain. kvmc_vm_restore of a diff reads the
+ * base from where it was when the diff was taken, and refuses a base that
+ * is gone or was replaced; a fast reset then goes back to the diff. Only
+ * a VM whose RAM is mapped from its base's memory file can take one (not
+ * memfd or hugepage RAM). `dir` must not be the base's directory. Not on
+ * the VM's own threads. Since 1.2.
+ * @return as kvmc_vm_snapshot, and KVMC_EINVAL (opts of version 0, flags
+ *   unknown, or dir is the base's directory); KVMC_ENOTSUP (opts of a newer
+ *   version; a diff of memfd or hugepage RAM); KVMC_ESTATE (a diff of a VM
+ *   that took no snapshot and was restored from none) */
+KVMC_API int kvmc_vm_snapshot_ext(kvmc_vm *vm, const char *dir,
+                                  const kvmc_snapshot_options *opts);
 /* Loads the snapshot in `dir` into a VM created (kvmc_vm_create) from the
  * configuration the snapshot was taken with, and not started: the same
  * memory size, vCPU count, PIT choice and devices (the kernel and command

@@ -33,6 +33,10 @@
 #define SNAPSHOT_HEADER_SIZE 48u
 #define SNAPSHOT_MAX_SECTION (64u << 20)
 
+/* Section tags: four ASCII characters, little-endian. */
+#define SNAP_TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | \
+                              (uint32_t)(d) << 24)
+
 struct snapshot_writer {
     uint8_t *buf;
     size_t len, cap;

@@ -168,6 +168,12 @@ static int parse_sections(struct snapshot_reader *r, struct snapshot_image *img)
         case SNAP_VIRTIO:
             err = parse_device(r, img->virtio, &img->nvirtio);
             break;
+        case SNAP_BASE:
+            err = img->diff ? bad("two bases")
+                            : diff_parse_base(r, img->ram_size, &img->base, &img->extents,
+                                              &img->nextents);
+            img->diff = true;
+            break;
         default:
             return kvmc_fail(KVMC_EFORMAT, "snapshot state: unknown section 0x%08x", tag);
         }
@@ -281,8 +287,59 @@ static void features_of(const struct kvm_cpuid2 *c, struct snapshot_cpuid out[])
 
 /* ------------------------------------------------------------------ save */
 
+/* Writes len bytes at offset at (or appends, at < 0). */
+static int write_all(int fd, const void *data, size_t len, off_t at, const char *path)
+{
+    const uint8_t *p = data;
+    for (size_t done = 0; done < len;) {
+        ssize_t n = at < 0 ? write(fd, p + done, len - done)
+                           : pwrite(fd, p + done, len - done, at + (off_t)done);
+        if (n <= 0)
+            return kvmc_fail_errno(KVMC_EIO, n < 0 ? errno : ENOSPC, "snapshot: writing %s",
+                                   path);
+        done += (size_t)n;
+    }
+    return KVMC_OK;
+}
+
+/* The non-zero runs of RAM, for a full memory file whose zero pages stay
+ * holes. */
+static int nonzero_extents(const struct guest_memory *ram, struct snapshot_extent **out,
+                           size_t *n)
+{
+    static const uint8_t zero[PAGE];
+    const uint8_t *p = ram->mapping;
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
+    for (size_t page = 0; page < ram->mapping_size / PAGE; page++) {
+        if (!memcmp(p + page * PAGE, zero, PAGE))
+            continue;
+        if (*n && (*out)[*n - 1].page + (*out)[*n - 1].pages == page) {
+            (*out)[*n - 1].pages++;
+            continue;
+        }
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 64;
+            struct snapshot_extent *e = realloc(*out, cap * sizeof(*e));
+            if (!e) {
+                free(*out);
+                *out = NULL;
+                return kvmc_fail(KVMC_ENOMEM, "snapshot: the list of RAM pages");
+            }
+            *out = e;
+        }
+        (*out)[(*n)++] = (struct snapshot_extent){page, 1};
+    }
+    return KVMC_OK;
+}
+
+/* Writes dir/name under a temporary name, then renames it: state bytes
+ * (data, len), or RAM's extents at their offsets in a RAM-sized sparse
+ * file (ram). */
 static int write_file(const char *dir, const char *name, const void *data, size_t len,
-                      const struct guest_memory *ram)
+                      const struct guest_memory *ram, const struct snapshot_extent *ext,
+                      size_t n)
 {
     char tmp[PATH_MAX], final[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, name) >= (int)sizeof(tmp) ||
@@ -293,37 +350,14 @@ static int write_file(const char *dir, const char *name, const void *data, size_
         return kvmc_fail_errno(KVMC_EIO, errno, "snapshot: creating %s", tmp);
     int err = KVMC_OK;
     if (ram) {
-        /* Sparse: pages the guest never wrote stay holes. */
-        static const uint8_t zero[PAGE];
         if (ftruncate(fd, (off_t)ram->mapping_size) < 0)
             err = kvmc_fail_errno(KVMC_EIO, errno, "snapshot: sizing %s", tmp);
         const uint8_t *p = ram->mapping;
-        for (size_t at = 0; !err && at < ram->mapping_size; at += PAGE) {
-            if (!memcmp(p + at, zero, PAGE))
-                continue;
-            size_t run = PAGE;
-            while (at + run < ram->mapping_size && memcmp(p + at + run, zero, PAGE))
-                run += PAGE;
-            for (size_t done = 0; !err && done < run;) {
-                ssize_t n = pwrite(fd, p + at + done, run - done, (off_t)(at + done));
-                if (n <= 0)
-                    err = kvmc_fail_errno(KVMC_EIO, n < 0 ? errno : ENOSPC,
-                                          "snapshot: writing %s", tmp);
-                else
-                    done += (size_t)n;
-            }
-            at += run - PAGE;
-        }
+        for (size_t i = 0; !err && i < n; i++)
+            err = write_all(fd, p + ext[i].page * PAGE, ext[i].pages * PAGE,
+                            (off_t)(ext[i].page * PAGE), tmp);
     } else {
-        const uint8_t *p = data;
-        for (size_t done = 0; !err && done < len;) {
-            ssize_t n = write(fd, p + done, len - done);
-            if (n <= 0)
-                err = kvmc_fail_errno(KVMC_EIO, n < 0 ? errno : ENOSPC,
-                                      "snapshot: writing %s", tmp);
-            else
-                done += (size_t)n;
-        }
+        err = write_all(fd, data, len, -1, tmp);
     }
     if (!err && fsync(fd) < 0)
         err = kvmc_fail_errno(KVMC_EIO, errno, "snapshot: fsync of %s", tmp);
@@ -476,7 +510,11 @@ static bool guest_kvmclock(struct kvmc_vm *vm, const struct guest_time *t, uint6
     return true;
 }
 
-static int build_state(struct kvmc_vm *vm, struct snapshot_writer *w)
+/* The state into w. For a diff (base not NULL), also the RAM pages that
+ * differ from the base, read last, once every device is quiet: *ext. */
+static int build_state(struct kvmc_vm *vm, struct snapshot_writer *w,
+                       const struct snapshot_base *base, struct snapshot_extent **ext,
+                       size_t *n)
 {
     struct guest_time gt = {0};
     snapshot_begin(w, SNAP_META);
@@ -519,31 +557,66 @@ static int build_state(struct kvmc_vm *vm, struct snapshot_writer *w)
     }
     if (!err)
         err = save_devices(vm, w);
+    if (!err && base) {
+        err = diff_private_extents(vm->mem.mapping, vm->mem.mapping_size, ext, n);
+        if (!err)
+            diff_put_base(w, base, *ext, *n);
+    }
     return err ? err : snapshot_finish(w, KVMC_VERSION_STRING);
 }
 
 static int open_memory(struct kvmc_vm *vm, const char *dir, int *out);
 static int map_file_over_ram(struct kvmc_vm *vm, int fd, const char *what);
 
-/* After a snapshot: RAM becomes the memory file just written (the same
- * bytes, the guest being paused), mapped copy-on-write, and the state is
- * kept, so that a reset to it costs only what the guest writes after. */
-static int keep_saved(struct kvmc_vm *vm, const char *dir, struct snapshot_writer *w)
+static struct snapshot_keep *keep_new(uint8_t *file, size_t len)
 {
     struct snapshot_keep *k = calloc(1, sizeof(*k));
     if (!k)
+        return NULL;
+    k->file = file;
+    k->len = len;
+    k->mem_fd = k->diff_fd = -1;
+    return k;
+}
+
+/* A full snapshot in dir (absolute) whose state file is file[0, len) is
+ * the base of what is layered on it. */
+static void base_of(struct snapshot_base *b, const char *dir, const uint8_t *file, size_t len)
+{
+    snprintf(b->path, sizeof(b->path), "%s", dir);
+    b->crc = snapshot_crc32(file, len);
+    b->len = len;
+}
+
+/* After a snapshot in dir (absolute) the VM keeps its state for resets.
+ * A full one becomes the base: RAM becomes the memory file just written
+ * (the same bytes, the guest being paused), mapped copy-on-write, so that
+ * a reset costs only what the guest writes after. A diff keeps the base
+ * and RAM as they are, and the diff's memory file for resets. */
+static int keep_saved(struct kvmc_vm *vm, const char *dir, struct snapshot_writer *w,
+                      bool diff)
+{
+    struct snapshot_keep *k = keep_new(w->buf, w->len);
+    if (!k)
         return kvmc_fail(KVMC_ENOMEM, "snapshot: keeping it for resets");
-    k->file = w->buf;
-    k->len = w->len;
     w->buf = NULL; /* the keep owns it now */
     w->len = w->cap = 0;
-    k->mem_fd = -1;
     int err = snapshot_parse(k->file, k->len, &k->img);
-    if (!err)
+    if (!err && diff) {
+        k->base = vm->snapshot->base;
+        k->mapped = true;
+        k->mem_fd = fcntl(vm->snapshot->mem_fd, F_DUPFD_CLOEXEC, 0);
+        if (k->mem_fd < 0)
+            err = kvmc_fail_errno(KVMC_EIO, errno, "snapshot: keeping the base's memory file");
+        if (!err)
+            err = open_memory(vm, dir, &k->diff_fd);
+    } else if (!err) {
+        base_of(&k->base, dir, k->file, k->len);
         err = open_memory(vm, dir, &k->mem_fd);
-    if (!err && vm->mem.memfd < 0) {
-        err = map_file_over_ram(vm, k->mem_fd, "snapshot");
-        k->mapped = !err;
+        if (!err && vm->mem.memfd < 0) {
+            err = map_file_over_ram(vm, k->mem_fd, "snapshot");
+            k->mapped = !err;
+        }
     }
     if (err) {
         snapshot_keep_free(k);
@@ -554,26 +627,53 @@ static int keep_saved(struct kvmc_vm *vm, const char *dir, struct snapshot_write
     return KVMC_OK;
 }
 
-int snapshot_vm_save(struct kvmc_vm *vm, const char *dir)
+/* Why vm cannot take a diff into dir (absolute), or KVMC_OK. */
+static int check_diff(struct kvmc_vm *vm, const char *dir)
+{
+    const struct snapshot_keep *k = vm->snapshot;
+    if (!k)
+        return kvmc_fail(KVMC_ESTATE, "diff snapshot: this VM has taken no snapshot and was "
+                         "restored from none: take a full one first, the diff's base");
+    if (!k->mapped)
+        return kvmc_fail(KVMC_ENOTSUP, "diff snapshot: this VM's RAM is a memfd (hugepages "
+                         "or KVMC_MEM_MEMFD), which cannot tell the pages written since the "
+                         "base: take full snapshots");
+    if (!strcmp(dir, k->base.path))
+        return kvmc_fail(KVMC_EINVAL, "diff snapshot: %s is the base's own directory: give "
+                         "the diff another one", dir);
+    return KVMC_OK;
+}
+
+int snapshot_vm_save(struct kvmc_vm *vm, const char *dir, bool diff)
 {
     int err = check_savable(vm, "snapshot");
     if (err)
         return err;
     if (mkdir(dir, 0700) < 0 && errno != EEXIST)
         return kvmc_fail_errno(KVMC_EIO, errno, "snapshot: creating the directory %s", dir);
+    char real[PATH_MAX];
+    if (!realpath(dir, real))
+        return kvmc_fail_errno(KVMC_EIO, errno, "snapshot: %s", dir);
+    if (diff && (err = check_diff(vm, real)))
+        return err;
     err = iothread_suspend(&vm->io);
     if (err)
         return err;
     struct snapshot_writer w;
     snapshot_writer_init(&w);
-    err = build_state(vm, &w);
+    struct snapshot_extent *ext = NULL;
+    size_t n = 0;
+    err = build_state(vm, &w, diff ? &vm->snapshot->base : NULL, &ext, &n);
+    if (!err && !diff)
+        err = nonzero_extents(&vm->mem, &ext, &n);
     /* Memory first: a state file means the snapshot is whole. */
     if (!err)
-        err = write_file(dir, "memory", NULL, 0, &vm->mem);
+        err = write_file(real, "memory", NULL, 0, &vm->mem, ext, n);
+    free(ext);
     if (!err)
-        err = write_file(dir, "state", w.buf, w.len, NULL);
+        err = write_file(real, "state", w.buf, w.len, NULL, NULL, 0);
     if (!err)
-        err = keep_saved(vm, dir, &w);
+        err = keep_saved(vm, real, &w, diff);
     snapshot_writer_free(&w);
     iothread_resume(&vm->io);
     return err;
@@ -587,7 +687,8 @@ static int open_file(const char *dir, const char *name, int *fd, uint64_t *size)
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/%s", dir, name) >= (int)sizeof(path))
         return kvmc_fail(KVMC_EINVAL, "snapshot directory name too long: %s", dir);
-    *fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO put there must not hang the open. */
+    *fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (*fd < 0)
         return kvmc_fail_errno(KVMC_EIO, errno, "restore: %s", path);
     struct stat st;
@@ -827,33 +928,69 @@ static int apply(struct kvmc_vm *vm, const struct snapshot_image *img)
     return KVMC_OK;
 }
 
+/* err, with the message saying it is about the diff's base. */
+static int base_failed(int err)
+{
+    char why[512];
+    snprintf(why, sizeof(why), "%s", kvmc_last_error());
+    const char *p = strncmp(why, "restore: ", 9) ? why : why + 9;
+    return kvmc_fail(err, "restore: the diff's base: %s", p);
+}
+
+/* A diff's base: still the snapshot the diff was taken on. Its memory
+ * file's fd in *fd. */
+static int open_base(struct kvmc_vm *vm, const struct snapshot_base *b, int *fd)
+{
+    uint8_t *file = NULL;
+    size_t len = 0;
+    int err = read_state(b->path, &file, &len);
+    if (err)
+        return base_failed(err);
+    bool same = len == b->len && snapshot_crc32(file, len) == b->crc;
+    free(file);
+    if (!same)
+        return kvmc_fail(KVMC_EINVAL, "restore: the diff's base %s was replaced by another "
+                         "snapshot after the diff was taken", b->path);
+    err = open_memory(vm, b->path, fd);
+    return err ? base_failed(err) : KVMC_OK;
+}
+
 int snapshot_vm_restore(struct kvmc_vm *vm, const char *dir)
 {
     int err = check_savable(vm, "restore");
     if (err)
         return err;
+    char real[PATH_MAX];
+    if (!realpath(dir, real))
+        return kvmc_fail_errno(KVMC_EIO, errno, "restore: %s", dir);
     uint8_t *file = NULL;
     size_t len = 0;
-    err = read_state(dir, &file, &len);
+    err = read_state(real, &file, &len);
     if (err)
         return err;
-    struct snapshot_keep *k = calloc(1, sizeof(*k));
+    struct snapshot_keep *k = keep_new(file, len);
     if (!k) {
         free(file);
         return kvmc_fail(KVMC_ENOMEM, "restore: the snapshot's state");
     }
-    k->file = file;
-    k->len = len;
-    k->mem_fd = -1;
     err = snapshot_parse(file, len, &k->img);
     if (!err)
         err = check_matches(vm, &k->img);
     if (!err)
         err = check_cpu(vm, &k->img);
-    if (!err)
-        err = open_memory(vm, dir, &k->mem_fd);
+    if (!err && k->img.diff) {
+        k->base = k->img.base;
+        err = open_base(vm, &k->base, &k->mem_fd);
+        if (!err)
+            err = open_memory(vm, real, &k->diff_fd);
+    } else if (!err) {
+        base_of(&k->base, real, file, len);
+        err = open_memory(vm, real, &k->mem_fd);
+    }
     if (!err)
         err = load_ram(vm, k->mem_fd, &k->mapped);
+    if (!err && k->diff_fd >= 0)
+        err = diff_overlay(vm->mem.mapping, k->diff_fd, k->img.extents, k->img.nextents);
     if (!err)
         err = apply(vm, &k->img);
     if (err) {
@@ -873,6 +1010,8 @@ void snapshot_keep_free(struct snapshot_keep *k)
     free(k->file);
     if (k->mem_fd >= 0)
         close(k->mem_fd);
+    if (k->diff_fd >= 0)
+        close(k->diff_fd);
     free(k);
 }
 
@@ -897,6 +1036,9 @@ int snapshot_vm_reset(struct kvmc_vm *vm)
         bool mapped;
         err = load_ram(vm, k->mem_fd, &mapped);
     }
+    /* A diff's pages again: they cost what the diff holds. */
+    if (!err && k->diff_fd >= 0)
+        err = diff_overlay(vm->mem.mapping, k->diff_fd, k->img.extents, k->img.nextents);
     if (!err)
         err = apply(vm, &k->img);
     iothread_resume(&vm->io);

@@ -4,7 +4,9 @@
  *   DIR/state   the state file: what the guest saw of the host CPU, the
  *               KVM clock, every vCPU, the interrupt controllers and each
  *               device with state, in tagged sections with a checksum
- *   DIR/memory  guest RAM, byte for byte (low RAM, then RAM above 4 GiB)
+ *   DIR/memory  guest RAM, byte for byte (low RAM, then RAM above 4 GiB);
+ *               for a diff snapshot only the pages that differ from its
+ *               base (diff.h)
  *
  * Restore goes into a VM created from the same configuration (memory,
  * vCPUs, PIT or not, devices) and not started: the state file says what it
@@ -35,6 +37,7 @@
 #include <stdint.h>
 
 #include "../x86/vcpu_state.h"
+#include "diff.h"
 #include "format.h"
 
 struct kvmc_vm;
@@ -43,9 +46,6 @@ struct kvmc_vm;
 #define SNAPSHOT_MAX_DEVICES 16
 #define SNAPSHOT_CPUID_LEAVES 3
 
-/* Section tags: four ASCII characters, little-endian. */
-#define SNAP_TAG(a, b, c, d) ((uint32_t)(a) | (uint32_t)(b) << 8 | (uint32_t)(c) << 16 | \
-                              (uint32_t)(d) << 24)
 #define SNAP_META SNAP_TAG('M', 'E', 'T', 'A')
 #define SNAP_CPUID SNAP_TAG('C', 'P', 'I', 'D')
 #define SNAP_CLOCK SNAP_TAG('C', 'L', 'C', 'K')
@@ -84,6 +84,11 @@ struct snapshot_image {
     struct snapshot_device virtio[SNAPSHOT_MAX_DEVICES]; /* either transport */
     unsigned nvirtio;
     char written_by[17];
+    /* A diff snapshot (diff.h): its base, and its extents in the file. */
+    bool diff;
+    struct snapshot_base base;
+    const uint8_t *extents;
+    uint64_t nextents;
 };
 
 /* Checks and decodes a state file: KVMC_EFORMAT (or KVMC_ENOTSUP for a
@@ -99,16 +104,19 @@ struct snapshot_keep {
     uint8_t *file;
     size_t len;
     struct snapshot_image img; /* points into file */
-    int mem_fd;
+    int mem_fd;  /* the base's memory file */
+    int diff_fd; /* a diff's memory file (img.extents), or -1 */
     bool mapped; /* RAM is mem_fd mapped MAP_PRIVATE */
+    struct snapshot_base base; /* the full snapshot RAM is layered on */
 };
 
 /* Writes vm (paused) to dir, which is made if missing; the state file is
  * written under another name and renamed, so a failed snapshot never
  * leaves a half-written one behind. Then guest RAM becomes the memory
  * file, mapped copy-on-write (same bytes), and the VM keeps what a reset
- * to this snapshot needs. */
-int snapshot_vm_save(struct kvmc_vm *vm, const char *dir);
+ * to this snapshot needs. A diff (diff.h) writes only the pages that
+ * differ from the base, and RAM stays as it is. */
+int snapshot_vm_save(struct kvmc_vm *vm, const char *dir, bool diff);
 /* Loads dir into vm (created, not started), keeping it for resets. */
 int snapshot_vm_restore(struct kvmc_vm *vm, const char *dir);
 /* Puts vm (paused or not started) back to what it keeps: the RAM pages
