@@ -463,8 +463,9 @@ static const struct run_option options[] = {
      "on SIGUSR2, pause the guest, save it into DIR (made if\n"
      "missing: DIR/state and DIR/memory) and exit with status\n"
      "5; if saving fails, say why and let the guest run on.\n"
-     "Not with --jail, nor yet with --net, --vsock,\n"
-     "--virtio-console, --transport pci or --vfio.", false},
+     "Every virtio device is saved, on either transport;\n"
+     "--vfio devices cannot be yet (saving fails). Not with\n"
+     "--jail.", false},
     {"seccomp", 0, "on|off", set_seccomp,
      "confine kvmc's threads with seccomp allow-lists\n"
      "(default on; a forbidden system call kills kvmc).", false},

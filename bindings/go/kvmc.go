@@ -11,12 +11,15 @@
 // stops the VM, and Wait returns a *CallbackError. A callback must not call
 // Close, Wait or Pause on its own VM (ErrInCallback).
 //
-// Build with CGO_CFLAGS/CGO_LDFLAGS pointing at an installed kvmc
-// (pkg-config kvmc) or at a build tree.
+// cgo finds libkvmc with pkg-config: nothing to set after installing it
+// to /usr or /usr/local (cmake --install, or the Debian packages); for
+// another prefix set PKG_CONFIG_PATH=PREFIX/lib/pkgconfig, and for a build
+// tree PKG_CONFIG_PATH=BUILD/core (its kvmc-uninstalled.pc). Either way
+// the program finds libkvmc.so.1 at run time without LD_LIBRARY_PATH.
 package kvmc
 
 /*
-#cgo LDFLAGS: -lkvmc
+#cgo pkg-config: kvmc
 #include <stdint.h>
 #include <stdlib.h>
 #include <kvmc/kvmc.h>

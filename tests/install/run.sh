@@ -31,4 +31,50 @@ cmake -S "$here" -B "$prefix/consumer-build" -G Ninja -DCMAKE_PREFIX_PATH="$pref
 cmake --build "$prefix/consumer-build" >/dev/null
 LD_LIBRARY_PATH="$libdir" "$prefix/consumer-build/consumer"
 "$prefix/bin/kvmc" version
-echo "install: ok (pkg-config, find_package, soname libkvmc.so.1, exports = the header's $(wc -l <<<"$header") functions, all versioned)"
+# pkg-config's flags carry an rpath outside the linker's own directories:
+# the consumer runs with nothing set.
+env -u LD_LIBRARY_PATH "$prefix/consumer-pc" >/dev/null
+
+# The man page: installed, and it names every option of `kvmc run --help`.
+man1="$prefix/share/man/man1/kvmc.1"
+test -s "$man1" || { echo "no man page at $man1 (scdoc missing?)" >&2; exit 1; }
+options=$("$prefix/bin/kvmc" run --help | grep -oE '^ +(-[a-zA-Z], )?--[a-z-]+' |
+          grep -oE -- '--[a-z-]+' | sort -u)
+for opt in $options; do
+    grep -qF -- "\\fB$opt\\fR" "$man1" || { echo "kvmc(1) lacks $opt" >&2; exit 1; }
+done
+
+# Lua: kvmc.lua and the kvmc_core module where lua5.4 looks under the
+# prefix (for /usr/local, its default path); require works from any
+# directory, with no LD_LIBRARY_PATH.
+guest=$build/tests/guests/kvmc-test-guest.elf
+lua_check='local kvmc = require("kvmc")
+local vm = assert(kvmc.vm{kernel = os.getenv("KVMC_GUEST"), memory = "16M"})
+assert(vm:start())
+local exit = assert(vm:wait(10))
+assert(exit.reason == "poweroff", exit.reason)
+print("lua: kvmc " .. kvmc.version() .. ", the test guest powered off")'
+if [ -d "$build/bindings/lua" ]; then
+    test -f "$prefix/share/lua/5.4/kvmc.lua" && test -f "$prefix/lib/lua/5.4/kvmc_core.so"
+    (cd / && env -u LD_LIBRARY_PATH LUA_PATH="$prefix/share/lua/5.4/?.lua;;" \
+        LUA_CPATH="$prefix/lib/lua/5.4/?.so;;" KVMC_GUEST="$guest" lua5.4 -e "$lua_check")
+    # The rock: luarocks make builds and installs it, libkvmc inside.
+    if command -v luarocks >/dev/null; then
+        (cd "$here/../.." && luarocks --lua-version 5.4 --tree "$prefix/rocks" make \
+            bindings/lua/kvmc-scm-1.rockspec >"$prefix/rock.log" 2>&1) ||
+            { cat "$prefix/rock.log" >&2; exit 1; }
+        (cd / && eval "$(luarocks --lua-version 5.4 --tree "$prefix/rocks" path)" &&
+            env -u LD_LIBRARY_PATH KVMC_GUEST="$guest" lua5.4 -e "$lua_check") | sed 's/^lua:/luarocks:/'
+    else
+        echo "luarocks missing: the rock is not checked" >&2; exit 1
+    fi
+fi
+
+# Go: the binding builds against the installed library with PKG_CONFIG_PATH
+# alone, and its program runs with nothing set.
+if command -v go >/dev/null; then
+    (cd "$here/../../bindings/go" && env -u CGO_CFLAGS -u CGO_LDFLAGS \
+        PKG_CONFIG_PATH="$libdir/pkgconfig" go build -o "$prefix/orchestrator" ./examples/orchestrator)
+    env -u LD_LIBRARY_PATH "$prefix/orchestrator" -kernel "$guest" -n 2 | tail -1 | sed 's/^/go: /'
+fi
+echo "install: ok (pkg-config, find_package, soname libkvmc.so.1, exports = the header's $(wc -l <<<"$header") functions, all versioned; man page; Lua module and rock; Go through pkg-config)"

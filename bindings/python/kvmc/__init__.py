@@ -29,12 +29,14 @@ import weakref
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Optional, Sequence, Union
 
+from . import _ffi
 from ._ffi import ffi, lib
 from .errors import (BusyError, CallbackError, ClosedError, ErrorCode, ImageFormatError,
                      InvalidArgumentError, KVMError, KvmcError, KvmcMemoryError, KvmcOSError,
                      KvmcTimeoutError, NotSupportedError, StateError, error_for)
 
-__all__ = ["VM", "PciDevice", "ExitReason", "ExitInfo", "State", "Event", "parse_size", "version", "kick_signal",
+__all__ = ["VM", "PciDevice", "ExitReason", "ExitInfo", "State", "Event", "parse_size", "version",
+           "library_path", "kick_signal",
            "KvmcError", "ErrorCode", "InvalidArgumentError", "KvmcMemoryError", "KvmcOSError",
            "KVMError", "ImageFormatError", "StateError", "ClosedError", "BusyError",
            "KvmcTimeoutError", "NotSupportedError", "CallbackError"]
@@ -92,6 +94,12 @@ class ExitInfo:
 def version() -> str:
     """The loaded libkvmc's version."""
     return ffi.string(lib.kvmc_version_string()).decode()
+
+
+def library_path() -> str:
+    """Where the loaded libkvmc came from: $KVMC_LIBRARY, the copy in this
+    package (a wheel carries one), or the system's "libkvmc.so.1"."""
+    return _ffi.LIBRARY
 
 
 class PciDevice:

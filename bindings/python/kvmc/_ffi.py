@@ -176,15 +176,26 @@ ffi = FFI()
 ffi.cdef(CDEF)
 
 
-def _load():
-    """libkvmc.so.1 from $KVMC_LIBRARY, else the system's library path."""
+BUNDLED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libkvmc.so.1")
+
+
+def _where():
+    """Which libkvmc to load: $KVMC_LIBRARY, else the one the wheel carries
+    next to this file, else the system's (an installed libkvmc1)."""
     path = os.environ.get("KVMC_LIBRARY")
+    if path:
+        return path
+    return BUNDLED if os.path.exists(BUNDLED) else "libkvmc.so.1"
+
+
+def _load():
+    path = _where()
     try:
-        return ffi.dlopen(path or "libkvmc.so.1")
+        return ffi.dlopen(path), path
     except OSError as e:
         raise ImportError(
-            f"cannot load libkvmc ({path or 'libkvmc.so.1'}): {e}; install kvmc or set "
-            "KVMC_LIBRARY to the path of libkvmc.so.1") from e
+            f"cannot load libkvmc ({path}): {e}; reinstall the package (its wheel carries "
+            "libkvmc), install kvmc, or set KVMC_LIBRARY to the path of libkvmc.so.1") from e
 
 
-lib = _load()
+lib, LIBRARY = _load()
