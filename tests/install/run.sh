@@ -70,11 +70,20 @@ if [ -d "$build/bindings/lua" ]; then
     fi
 fi
 
-# Go: the binding builds against the installed library with PKG_CONFIG_PATH
-# alone, and its program runs with nothing set.
+# Go: a module of its own, outside the tree, uses the binding (by a
+# replace: it is not published) and builds against the installed library
+# with PKG_CONFIG_PATH alone; the program runs from / with nothing set.
 if command -v go >/dev/null; then
-    (cd "$here/../../bindings/go" && env -u CGO_CFLAGS -u CGO_LDFLAGS \
-        PKG_CONFIG_PATH="$libdir/pkgconfig" go build -o "$prefix/orchestrator" ./examples/orchestrator)
-    env -u LD_LIBRARY_PATH "$prefix/orchestrator" -kernel "$guest" -n 2 | tail -1 | sed 's/^/go: /'
+    gomod="$prefix/gomod"
+    mkdir -p "$gomod"
+    printf 'module example.com/kvmcuser\n\ngo 1.21\n\nrequire github.com/kvmc/kvmc/bindings/go v0.0.0\n\nreplace github.com/kvmc/kvmc/bindings/go => %s\n' \
+        "$(cd "$here/../../bindings/go" && pwd)" >"$gomod/go.mod"
+    cp "$here/gouser.go" "$gomod/main.go"
+    # A build cache of its own: with the shared one, a later `go run` against
+    # the build tree linked with this (deleted) prefix's -L from the cache
+    # (seen in CI), so the flags pkg-config printed are not all of the key.
+    (cd "$gomod" && env -u CGO_CFLAGS -u CGO_LDFLAGS PKG_CONFIG_PATH="$libdir/pkgconfig" \
+        GOCACHE="$prefix/gocache" GOFLAGS=-modcacherw go build -o "$prefix/gouser" .)
+    (cd / && env -u LD_LIBRARY_PATH "$prefix/gouser" "$guest")
 fi
 echo "install: ok (pkg-config, find_package, soname libkvmc.so.1, exports = the header's $(wc -l <<<"$header") functions, all versioned; man page; Lua module and rock; Go through pkg-config)"
