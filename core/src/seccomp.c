@@ -31,8 +31,21 @@ static enum seccomp_filter_id filter_of(enum seccomp_role role, unsigned io_extr
     return SECCOMP_FILTER_CONTROL;
 }
 
+bool seccomp_available(void)
+{
+    return seccomp_filters[SECCOMP_FILTER_CONTROL].len != 0;
+}
+
+int seccomp_unavailable(void)
+{
+    return kvmc_fail(KVMC_ENOTSUP, "seccomp: this libkvmc was built without libseccomp, so "
+                     "it has no filters to install (rebuild with libseccomp's headers)");
+}
+
 static int confine(enum seccomp_role role, unsigned io_extras)
 {
+    if (!seccomp_available())
+        return seccomp_unavailable();
     const struct seccomp_filter_code *f = &seccomp_filters[filter_of(role, io_extras)];
     struct sock_fprog prog = {.len = f->len, .filter = (struct sock_filter *)f->code};
     /* no_new_privs first: without it, an unprivileged thread may not install

@@ -16,6 +16,7 @@
 #include "devices/virtio_console.h"
 #include "error.h"
 #include "files.h"
+#include "seccomp.h"
 #include "thread_role.h"
 #include "vm.h"
 #include "snapshot/snapshot.h"
@@ -439,6 +440,8 @@ int kvmc_vm_set_seccomp(kvmc_vm *vm, int enabled)
         return kvmc_fail(KVMC_EINVAL, "VM is NULL");
     if (kvmc_vm_get_state(vm) != KVMC_STATE_CREATED)
         return kvmc_fail(KVMC_ESTATE, "seccomp must be set before the VM starts");
+    if (enabled && !seccomp_available())
+        return seccomp_unavailable();
     vm->seccomp = enabled != 0;
     return KVMC_OK;
 }

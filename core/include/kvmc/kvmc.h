@@ -487,11 +487,14 @@ KVMC_API int kvmc_vm_reset_to_snapshot(kvmc_vm *vm);
  * callback is C code that stays within those lists: a callback into Python,
  * Go or Lua may make any system call. A system call outside the lists kills
  * the process with SIGSYS.
- * @return KVMC_OK; KVMC_EINVAL (vm is NULL); KVMC_ESTATE (already started) */
+ * @return KVMC_OK; KVMC_EINVAL (vm is NULL); KVMC_ESTATE (already started);
+ *   KVMC_ENOTSUP (enabling it in a libkvmc built without libseccomp, as
+ *   the Python wheel is on a machine without its headers) */
 KVMC_API int kvmc_vm_set_seccomp(kvmc_vm *vm, int enabled);
 /* Confines the calling thread with the list for a thread that controls VMs
  * (start, wait, stop, pause, resume, write to stderr, exit). Irreversible.
- * @return KVMC_OK; KVMC_ENOTSUP (the kernel refused the filter) */
+ * @return KVMC_OK; KVMC_ENOTSUP (the kernel refused the filter, or a
+ *   libkvmc built without libseccomp) */
 KVMC_API int kvmc_seccomp_confine_control_thread(void);
 
 /* --------------------------------------------------------------- devices */
