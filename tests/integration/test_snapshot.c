@@ -67,7 +67,7 @@ static double ms_since(const struct timespec *t0)
 struct vm_opts {
     unsigned cpus;
     uint64_t memory;
-    bool pit, rng;
+    bool pit, rng, memfd;
 };
 
 static void capture_init(struct capture *c)
@@ -89,6 +89,8 @@ static kvmc_vm *flood_vm(struct capture *c, struct vm_opts o)
     cr_assert_eq(kvmc_config_set_cpus(cfg, o.cpus ? o.cpus : 1), KVMC_OK);
     cr_assert_eq(kvmc_config_set_pit(cfg, o.pit), KVMC_OK);
     cr_assert_eq(kvmc_config_set_rng(cfg, o.rng), KVMC_OK);
+    if (o.memfd)
+        cr_assert_eq(kvmc_config_set_memory_flags(cfg, KVMC_MEM_MEMFD), KVMC_OK);
     cr_assert_eq(kvmc_config_set_cmdline(cfg, "kvmc.test=flood"), KVMC_OK);
     if (c)
         cr_assert_eq(kvmc_config_set_console_callback(cfg, capture, c), KVMC_OK);
@@ -615,21 +617,6 @@ static uint64_t disk_use(const char *dir)
     return (uint64_t)st.st_blocks * 512;
 }
 
-static kvmc_vm *memfd_flood_vm(struct capture *c)
-{
-    kvmc_config *cfg;
-    kvmc_vm *vm;
-    capture_init(c);
-    cr_assert_eq(kvmc_config_new(&cfg), KVMC_OK);
-    cr_assert_eq(kvmc_config_set_kernel(cfg, KVMC_TEST_GUEST_ELF), KVMC_OK);
-    cr_assert_eq(kvmc_config_set_memory(cfg, RAM), KVMC_OK);
-    cr_assert_eq(kvmc_config_set_memory_flags(cfg, KVMC_MEM_MEMFD), KVMC_OK);
-    cr_assert_eq(kvmc_config_set_cmdline(cfg, "kvmc.test=flood"), KVMC_OK);
-    cr_assert_eq(kvmc_config_set_console_callback(cfg, capture, c), KVMC_OK);
-    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
-    kvmc_config_free(cfg);
-    return vm;
-}
 
 /* Restores dir into vm (new) and checks it goes on from the first `upto`
  * bytes of c's output, and that RAM at gpa holds `page`. */
@@ -716,7 +703,7 @@ Test(snapshot, a_diff_holds_only_what_changed_and_restores_on_its_base, .timeout
     struct capture c2;
     diff_restores(flood_vm(&c2, (struct vm_opts){0}), &c2, diff1, &c, mark1, gpa, page);
     diff_restores(flood_vm(&c2, (struct vm_opts){0}), &c2, diff2, &c, mark2, gpa, page);
-    diff_restores(memfd_flood_vm(&c2), &c2, diff1, &c, mark1, gpa, page);
+    diff_restores(flood_vm(&c2, (struct vm_opts){.memfd = true}), &c2, diff1, &c, mark1, gpa, page);
 
     /* A VM restored from a diff takes diffs on the same base. */
     kvmc_vm *vm3 = flood_vm(&c2, (struct vm_opts){0});
@@ -738,7 +725,7 @@ Test(snapshot, a_diff_holds_only_what_changed_and_restores_on_its_base, .timeout
     free(joined);
 
     /* A memfd VM cannot tell what it wrote: no diffs. */
-    kvmc_vm *m = memfd_flood_vm(&c4);
+    kvmc_vm *m = flood_vm(&c4, (struct vm_opts){.memfd = true});
     cr_assert_eq(kvmc_vm_restore(m, base), KVMC_OK, "%s", kvmc_last_error());
     cr_assert_eq(kvmc_vm_start(m), KVMC_OK);
     cr_assert_eq(kvmc_vm_pause(m), KVMC_OK);

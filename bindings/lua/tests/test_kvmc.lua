@@ -287,6 +287,17 @@ test("bad arguments are nil, message, never an error raised", function()
     vm:close()
 end)
 
+-- The flood lines in text count up by one each; returns the last number.
+local function assert_count_goes_on(text)
+    local last
+    for n in text:gmatch("flood line (%d+) %.+\n") do
+        n = math.tointeger(tonumber(n))
+        assert(last == nil or n == last + 1, ("line %d after %s"):format(n, tostring(last)))
+        last = n
+    end
+    return last
+end
+
 -- The test guest counts; saved while paused, its VM closed, a VM restored
 -- from the files counts on where it stopped.
 test("a snapshot restored into a new VM continues the count", function()
@@ -322,12 +333,7 @@ test("a snapshot restored into a new VM continues the count", function()
     assert(first_after and first_after == first_again,
            ("after the reset: %s, after the restore: %s"):format(tostring(first_again), tostring(first_after)))
     vm2:close()
-    local last
-    for n in (before .. after):gmatch("flood line (%d+) %.+\n") do
-        n = math.tointeger(tonumber(n))
-        assert(last == nil or n == last + 1, ("line %d after %s"):format(n, tostring(last)))
-        last = n
-    end
+    local last = assert_count_goes_on(before .. after)
     assert(last and last >= 650, tostring(last))
     assert(not after:find("flood line 0 ", 1, true), "the restored guest started over")
     os.remove(dir .. "/state")
@@ -365,12 +371,7 @@ test("a diff snapshot restores on its base", function()
     assert(vm2:pause())
     local after = vm2:console()
     vm2:close()
-    local last
-    for n in (before .. after):gmatch("flood line (%d+) %.+\n") do
-        n = math.tointeger(tonumber(n))
-        assert(last == nil or n == last + 1, ("line %d after %s"):format(n, tostring(last)))
-        last = n
-    end
+    assert_count_goes_on(before .. after)
     local first = math.tointeger(tonumber(after:match("\nflood line (%d+) ")))
     assert(first and first > 500, "the diff restored an earlier line: " .. tostring(first))
     assert(os.execute("rm -rf " .. tmp))

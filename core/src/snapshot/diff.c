@@ -26,7 +26,7 @@ static bool private_page(uint64_t e)
     return (e & PM_SWAP) || ((e & PM_PRESENT) && !(e & PM_FILE));
 }
 
-static int add_extent(struct snapshot_extent **v, size_t *n, size_t *cap, uint64_t page)
+int diff_add_extent(struct snapshot_extent **v, size_t *n, size_t *cap, uint64_t page)
 {
     if (*n && (*v)[*n - 1].page + (*v)[*n - 1].pages == page) {
         (*v)[*n - 1].pages++;
@@ -36,7 +36,7 @@ static int add_extent(struct snapshot_extent **v, size_t *n, size_t *cap, uint64
         size_t c = *cap ? *cap * 2 : 64;
         struct snapshot_extent *p = realloc(*v, c * sizeof(*p));
         if (!p)
-            return kvmc_fail(KVMC_ENOMEM, "diff snapshot: the list of written pages");
+            return kvmc_fail(KVMC_ENOMEM, "snapshot: the list of RAM pages");
         *v = p;
         *cap = c;
     }
@@ -68,7 +68,7 @@ int diff_private_extents(const void *mapping, size_t size, struct snapshot_exten
         size_t entries = (size_t)got / 8;
         for (size_t i = 0; !err && i < entries; i++)
             if (private_page(buf[i]))
-                err = add_extent(out, n, &cap, at + i);
+                err = diff_add_extent(out, n, &cap, at + i);
         at += entries;
     }
     free(buf);

@@ -49,6 +49,10 @@ struct snapshot_base {
 int diff_private_extents(const void *mapping, size_t size, struct snapshot_extent **out,
                          size_t *n);
 
+/* Appends page to the extents v[0, *n) (capacity *cap), merging it into
+ * the last one when it follows it; pages come in ascending order. */
+int diff_add_extent(struct snapshot_extent **v, size_t *n, size_t *cap, uint64_t page);
+
 /* Writes the BASE section. */
 void diff_put_base(struct snapshot_writer *w, const struct snapshot_base *base,
                    const struct snapshot_extent *ext, size_t n);

@@ -312,26 +312,15 @@ static int nonzero_extents(const struct guest_memory *ram, struct snapshot_exten
     size_t cap = 0;
     *out = NULL;
     *n = 0;
-    for (size_t page = 0; page < ram->mapping_size / PAGE; page++) {
-        if (!memcmp(p + page * PAGE, zero, PAGE))
-            continue;
-        if (*n && (*out)[*n - 1].page + (*out)[*n - 1].pages == page) {
-            (*out)[*n - 1].pages++;
-            continue;
-        }
-        if (*n == cap) {
-            cap = cap ? cap * 2 : 64;
-            struct snapshot_extent *e = realloc(*out, cap * sizeof(*e));
-            if (!e) {
-                free(*out);
-                *out = NULL;
-                return kvmc_fail(KVMC_ENOMEM, "snapshot: the list of RAM pages");
-            }
-            *out = e;
-        }
-        (*out)[(*n)++] = (struct snapshot_extent){page, 1};
+    int err = KVMC_OK;
+    for (size_t page = 0; !err && page < ram->mapping_size / PAGE; page++)
+        if (memcmp(p + page * PAGE, zero, PAGE))
+            err = diff_add_extent(out, n, &cap, page);
+    if (err) {
+        free(*out);
+        *out = NULL;
     }
-    return KVMC_OK;
+    return err;
 }
 
 /* Writes dir/name under a temporary name, then renames it: state bytes
