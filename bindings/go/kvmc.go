@@ -861,6 +861,14 @@ func (vm *VM) LoadSnapshot(dir string) error {
 	})
 }
 
+// SendCtrlAltDel presses Ctrl-Alt-Del on the VM's AT keyboard (the
+// i8042): Linux reboots on it, which ends the run with ExitReset. It returns
+// at once, without waiting for the guest. ErrBusy if the guest has not read
+// the keys pressed before.
+func (vm *VM) SendCtrlAltDel() error {
+	return vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_send_ctrl_alt_del(v) })
+}
+
 // Reset puts the VM back to the snapshot it last took or was restored
 // from, without recreating it (fast: only the RAM pages written since are
 // dropped). A running VM is paused for it and runs on after; a paused one

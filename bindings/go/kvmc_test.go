@@ -343,3 +343,28 @@ func TestBadPCIDevicesAreErrors(t *testing.T) {
 		t.Errorf("after Close: %v", err)
 	}
 }
+
+func TestSendCtrlAltDelResetsTheGuest(t *testing.T) {
+	var console syncBuffer
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 32 << 20,
+		Cmdline: "kvmc.test=kbd", Console: &console})
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; !strings.Contains(console.String(), "kbd: waiting for ctrl-alt-del"); i++ {
+		if i > 2000 {
+			t.Fatalf("guest never got ready:\n%s", console.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := vm.SendCtrlAltDel(); err != nil {
+		t.Fatal(err)
+	}
+	exit, err := vm.Wait(within(t, 20*time.Second))
+	if err != nil || exit.Reason != ExitReset {
+		t.Fatalf("exit %+v, err %v", exit, err)
+	}
+	if !strings.Contains(console.String(), "kbd: ctrl-alt-del pressed, resetting") {
+		t.Fatalf("console:\n%s", console.String())
+	}
+}

@@ -79,11 +79,12 @@ func TestEveryCallInEveryState(t *testing.T) {
 			_, err := vm.VirtioConsoleWrite([]byte("x"))
 			return err
 		},
-		"ConsoleWrite": func(vm *VM) error { _, err := vm.ConsoleWrite([]byte("x")); return err },
-		"Snapshot":     func(vm *VM) error { return vm.Snapshot(t.TempDir()) },
-		"SnapshotDiff": func(vm *VM) error { return vm.SnapshotDiff(t.TempDir()) }, // no base
-		"LoadSnapshot": func(vm *VM) error { return vm.LoadSnapshot(t.TempDir()) }, // none there
-		"Reset":        func(vm *VM) error { return vm.Reset() },                   // none taken
+		"ConsoleWrite":   func(vm *VM) error { _, err := vm.ConsoleWrite([]byte("x")); return err },
+		"Snapshot":       func(vm *VM) error { return vm.Snapshot(t.TempDir()) },
+		"SnapshotDiff":   func(vm *VM) error { return vm.SnapshotDiff(t.TempDir()) }, // no base
+		"LoadSnapshot":   func(vm *VM) error { return vm.LoadSnapshot(t.TempDir()) }, // none there
+		"Reset":          func(vm *VM) error { return vm.Reset() },                   // none taken
+		"SendCtrlAltDel": func(vm *VM) error { return vm.SendCtrlAltDel() },
 	}
 	var ok error
 	deadline := context.DeadlineExceeded
@@ -106,6 +107,7 @@ func TestEveryCallInEveryState(t *testing.T) {
 		"SnapshotDiff":       {ErrState, ErrState, ErrState, ErrState},
 		"LoadSnapshot":       {ErrIO, ErrState, ErrState, ErrState},
 		"Reset":              {ErrState, ErrState, ErrState, ErrState},
+		"SendCtrlAltDel":     {ok, ok, ok, ok},
 	}
 	for i, state := range []string{"created", "running", "paused", "exited", "closed"} {
 		for name, f := range calls {

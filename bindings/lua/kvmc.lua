@@ -367,6 +367,13 @@ function VM:load_snapshot(dir)
     return result(core.kvmc_vm_restore(self.handle, d))
 end
 
+-- Presses Ctrl-Alt-Del on the VM's AT keyboard (the i8042): Linux reboots
+-- on it, which ends the run with exit reason "reset". Returns at once.
+function VM:send_ctrl_alt_del()
+    if not self.handle then return nil, CLOSED end
+    return result(core.kvmc_vm_send_ctrl_alt_del(self.handle))
+end
+
 -- Fast reset: back to the snapshot this VM last took or was restored from
 -- (only the RAM pages written since are dropped). A running VM is paused
 -- for it and runs on after; a paused one stays paused.

@@ -202,6 +202,14 @@ void *devmgr_virtio_impl(const struct devmgr *m, const struct virtio_device_type
     return NULL;
 }
 
+void *devmgr_platform_impl(const struct devmgr *m, const struct platform_device_type *type)
+{
+    for (unsigned i = 0; i < m->nplatform; i++)
+        if (m->platform[i].type == type)
+            return m->platform[i].state;
+    return NULL;
+}
+
 int devmgr_add_pci_device(struct devmgr *m, const kvmc_pci_device *info, void *opaque,
                           unsigned *slot)
 {

@@ -104,6 +104,8 @@ int devmgr_add_pci_device(struct devmgr *m, const kvmc_pci_device *info, void *o
 int devmgr_pci_msix_notify(struct devmgr *m, unsigned slot, unsigned vector);
 /* The state of the first virtio device of this type, or NULL. */
 void *devmgr_virtio_impl(const struct devmgr *m, const struct virtio_device_type *type);
+/* The state of the platform device of this type, or NULL. */
+void *devmgr_platform_impl(const struct devmgr *m, const struct platform_device_type *type);
 
 /* How many virtio devices cfg asks for (the configuration setters check
  * KVMC_MAX_VIRTIO_DEVICES with it). */

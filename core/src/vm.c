@@ -13,6 +13,7 @@
 
 #include "cond.h"
 #include "config.h"
+#include "devices/i8042.h"
 #include "devices/virtio_console.h"
 #include "error.h"
 #include "files.h"
@@ -286,6 +287,16 @@ int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len, size
     if (!console)
         return kvmc_fail(KVMC_ESTATE, "this VM has no virtio-console");
     return virtio_console_write(console, data, len, written);
+}
+
+int kvmc_vm_send_ctrl_alt_del(kvmc_vm *vm)
+{
+    if (!vm)
+        return kvmc_fail(KVMC_EINVAL, "%s: vm is NULL", __func__);
+    void *kbd = devmgr_platform_impl(&vm->devices, &i8042_device);
+    if (!kbd) /* every VM has one; a VM whose creation failed is never returned */
+        return kvmc_fail(KVMC_ESTATE, "this VM has no i8042 controller");
+    return i8042_ctrl_alt_del(kbd);
 }
 
 static int create_vcpus(struct kvmc_vm *vm)

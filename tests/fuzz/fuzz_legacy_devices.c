@@ -8,9 +8,10 @@
  *
  * Input: a list of 8-byte operations
  *   [op] [address lo] [address hi] [size] [value: 4 bytes LE]
- *   op % 5: 0 port write, 1 port read, 2 I/O APIC write, 3 I/O APIC read,
+ *   op % 6: 0 port write, 1 port read, 2 I/O APIC write, 3 I/O APIC read,
  *           4 pin change (pin = address % 32, level = value & 1) and EOI
- *           (vector = value >> 8).
+ *           (vector = value >> 8), 5 the host presses Ctrl-Alt-Del on the
+ *           i8042's keyboard (kvmc_vm_send_ctrl_alt_del).
  * Port addresses are taken near the devices' ports (see port_of), sizes
  * are 1, 2, 4 or 8. */
 #include <stdint.h>
@@ -19,6 +20,7 @@
 
 #include "bus.h"
 #include "console.h"
+#include "devices/i8042.h"
 #include "devices/ioapic.h"
 #include "devmgr.h"
 #include "guest_memory.h"
@@ -152,14 +154,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint32_t value;
         memcpy(&value, op + 4, 4);
         uint64_t got;
-        switch (op[0] % 5) {
+        switch (op[0] % 6) {
         case 0: bus_write(&sh->pio, BUS_NO_READER, port_of(addr), width, value); break;
         case 1: bus_read(&sh->pio, BUS_NO_READER, port_of(addr), width, &got); break;
         case 2: ioapic_mmio_write(sh->ioapic, addr % IOAPIC_MMIO_SIZE, width, value); break;
         case 3: (void)ioapic_mmio_read(sh->ioapic, addr % IOAPIC_MMIO_SIZE, width); break;
-        default:
+        case 4:
             ioapic_set_irq(sh->ioapic, addr % 32, value & 1);
             ioapic_eoi(sh->ioapic, (uint8_t)(value >> 8));
+            break;
+        default:
+            (void)i8042_ctrl_alt_del(devmgr_platform_impl(&sh->devices, &i8042_device));
             break;
         }
     }

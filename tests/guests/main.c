@@ -739,6 +739,76 @@ static void test_echo(void)
 }
 
 
+/* kvmc.test=kbd: names the virtio devices there, checks the i8042 answers Linux's probes (controller self-test,
+ * command byte, keyboard identity), then the guest waits for the host to
+ * press Ctrl-Alt-Del (scan code set 2) and resets through the controller,
+ * as Linux's atkbd would make it do. Polled: this guest takes no IRQ 1. */
+/* Ctrl-Alt-Del's make codes, matched as they come. The host may press
+ * them before the probes below are answered, so every byte read goes
+ * through here first: one of these four is a key, not an answer. */
+static const uint8_t ctrl_alt_del[] = {0x14, 0x11, 0xe0, 0x71};
+static unsigned cad_seen;
+
+static bool kbd_key(uint8_t b)
+{
+    bool key = false;
+    for (unsigned i = 0; i < sizeof(ctrl_alt_del); i++)
+        key |= b == ctrl_alt_del[i];
+    if (key && cad_seen < sizeof(ctrl_alt_del))
+        cad_seen = b == ctrl_alt_del[cad_seen] ? cad_seen + 1 : (b == ctrl_alt_del[0] ? 1 : 0);
+    return key;
+}
+
+static uint8_t kbd_read(void)
+{
+    for (unsigned i = 0; i < 1000000; i++) {
+        if (!(inb(I8042_COMMAND) & 1))
+            continue;
+        uint8_t b = inb(0x60);
+        if (!kbd_key(b))
+            return b;
+    }
+    return 0xee; /* not an answer any of these probes expect */
+}
+
+static void kbd_show(const char *what, uint8_t v)
+{
+    puts_serial(what);
+    put_hex(v, 2);
+    puts_serial("\n");
+}
+
+static void test_kbd(void)
+{
+    static const struct { uint32_t id; const char *name; } kinds[] = {
+        {1, " net"}, {2, " blk"}, {4, " rng"}, {19, " vsock"}};
+    puts_serial("kbd: virtio devices:");
+    for (unsigned i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++)
+        if (virtio_find(kinds[i].id))
+            puts_serial(kinds[i].name);
+    puts_serial("\n");
+    outb(I8042_COMMAND, 0xaa);
+    kbd_show("kbd: controller self-test ", kbd_read());
+    outb(I8042_COMMAND, 0x20);
+    kbd_show("kbd: command byte ", kbd_read());
+    outb(0x60, 0xf2);
+    uint8_t ack = kbd_read(), id1 = kbd_read(), id2 = kbd_read();
+    kbd_show("kbd: get-id ack ", ack);
+    kbd_show("kbd: id ", id1);
+    kbd_show("kbd: id ", id2);
+    puts_serial("kbd: waiting for ctrl-alt-del\n");
+    while (cad_seen < sizeof(ctrl_alt_del)) {
+        if (!(inb(I8042_COMMAND) & 1)) {
+            for (volatile unsigned d = 0; d < 20000; d++)
+                ;
+            continue;
+        }
+        kbd_key(inb(0x60));
+    }
+    puts_serial("kbd: ctrl-alt-del pressed, resetting\n");
+    outb(I8042_COMMAND, 0xfe);
+}
+
 void guest_main(void)
 {
     setup_idt();
@@ -839,6 +909,8 @@ void guest_main(void)
         exit_loop(test + 6);
     } else if (starts_with(test, "flood")) {
         flood(b.cmdline);
+    } else if (starts_with(test, "kbd")) {
+        test_kbd();
     } else if (starts_with(test, "fail")) {
         puts_serial("test: reporting failure\n");
         power_off(7);

@@ -252,3 +252,50 @@ Test(devices, ports_linux_probes_are_harmless)
               "%s", r.console.data);
     guest_result_free(&r);
 }
+
+/* The host's Ctrl-Alt-Del reaches the guest as set-2 make codes through the
+ * i8042, which also answers the probes Linux makes; the guest resets. */
+Test(devices, ctrl_alt_del_reaches_the_guest_through_the_i8042)
+{
+    cr_assert_eq(kvmc_vm_send_ctrl_alt_del(NULL), KVMC_EINVAL);
+    struct guest_spec spec = {.cmdline = "kvmc.test=kbd"};
+    struct console_capture cap = {0};
+    kvmc_config *cfg = guest_config(&spec, &cap);
+    kvmc_vm *vm = NULL;
+    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_config_free(cfg);
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK, "%s", kvmc_last_error());
+    console_capture_wait(&cap, "kbd: waiting for ctrl-alt-del\n");
+    cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(kvmc_vm_send_ctrl_alt_del(vm), KVMC_OK, "while paused: %s",
+                 kvmc_last_error());
+    cr_assert_eq(kvmc_vm_resume(vm), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_exit_info info;
+    cr_assert_eq(kvmc_vm_wait(vm, 20000, &info), KVMC_OK, "%s", kvmc_last_error());
+    cr_assert_eq(info.reason, KVMC_EXIT_RESET, "%s", info.message);
+    cr_assert_eq(kvmc_vm_send_ctrl_alt_del(vm), KVMC_OK, "after the exit: harmless");
+    kvmc_vm_destroy(vm);
+    const char *want[] = {"kbd: controller self-test 55\n", "kbd: command byte 05\n",
+                          "kbd: get-id ack fa\nkbd: id ab\nkbd: id 83\n",
+                          "kbd: ctrl-alt-del pressed, resetting\n"};
+    for (unsigned i = 0; i < sizeof(want) / sizeof(want[0]); i++)
+        cr_assert(strstr(cap.data, want[i]), "no \"%s\" in:\n%s", want[i], cap.data);
+    free(cap.data);
+}
+
+/* Keys the guest never reads fill the controller's buffer: the host is
+ * told, nothing overflows. */
+Test(devices, ctrl_alt_del_into_a_full_buffer_is_refused)
+{
+    struct guest_spec spec = {0};
+    kvmc_config *cfg = guest_config(&spec, NULL);
+    kvmc_vm *vm = NULL;
+    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_config_free(cfg);
+    for (unsigned i = 0; i < 4; i++) /* 16 bytes of room, 4 per press */
+        cr_assert_eq(kvmc_vm_send_ctrl_alt_del(vm), KVMC_OK, "press %u: %s", i,
+                     kvmc_last_error());
+    cr_assert_eq(kvmc_vm_send_ctrl_alt_del(vm), KVMC_EBUSY);
+    cr_assert(strstr(kvmc_last_error(), "i8042"), "%s", kvmc_last_error());
+    kvmc_vm_destroy(vm);
+}

@@ -157,6 +157,16 @@ local function wait_for_console(vm, text)
     error("never saw " .. text .. " in:\n" .. vm:console())
 end
 
+test("Ctrl-Alt-Del reaches the guest, which resets", function()
+    local vm = assert(kvmc.vm{kernel = GUEST, memory = "32M", cmdline = "kvmc.test=kbd"})
+    assert(vm:start())
+    wait_for_console(vm, "kbd: waiting for ctrl-alt-del")
+    assert(vm:send_ctrl_alt_del())
+    assert(assert(vm:wait(20)).reason == "reset")
+    contains(vm:console(), "kbd: ctrl-alt-del pressed, resetting")
+    vm:close()
+end)
+
 local function vm_in(state)
     local vm = assert(kvmc.vm{kernel = GUEST, memory = "32M", cpus = 2,
                               cmdline = state ~= "exited" and IDLE or nil})
@@ -208,6 +218,7 @@ local CALLS = {
     end,
     load_snapshot = function(vm) return vm:load_snapshot("/nonexistent-kvmc-snapshot") end,
     reset = function(vm) return vm:reset() end, -- none taken
+    send_ctrl_alt_del = function(vm) return vm:send_ctrl_alt_del() end,
 }
 local OK = true
 local EXPECT = {
@@ -229,6 +240,7 @@ local EXPECT = {
     snapshot_diff =  {"kvmc_vm_snapshot", "kvmc_vm_snapshot", "diff snapshot:", "kvmc_vm_snapshot"},
     load_snapshot =  {"restore:",       "kvmc_vm_restore", "kvmc_vm_restore", "kvmc_vm_restore"},
     reset =          {"reset:",         "reset:",         "reset:",         "kvmc_vm_reset"},
+    send_ctrl_alt_del = {OK,            OK,               OK,               OK},
 }
 
 test("every call in every state, closed included: a result or nil, message", function()

@@ -689,6 +689,13 @@ class VM:
         _check(lib.kvmc_vm_restore(vm, _path("path", path, True)))
         return self
 
+    def send_ctrl_alt_del(self) -> None:
+        """Presses Ctrl-Alt-Del on the VM's AT keyboard (the i8042): Linux
+        reboots on it, which ends the run with ExitReason.RESET. Returns at
+        once, without waiting for the guest. In every state until close();
+        BusyError if the guest has not read the keys pressed before."""
+        _check(lib.kvmc_vm_send_ctrl_alt_del(self._handle()))
+
     def reset(self) -> None:
         """Fast reset: back to the snapshot this VM last took or was restored
         from, in well under a millisecond (only the RAM pages written since

@@ -153,6 +153,7 @@ unsigned kvmc_vm_cpu_count(const kvmc_vm *vm);
 uint64_t kvmc_vm_memory_size(const kvmc_vm *vm);
 int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf, size_t len);
 int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len, size_t *written);
+int kvmc_vm_send_ctrl_alt_del(kvmc_vm *vm);
 int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf, size_t len);
 int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
 int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);

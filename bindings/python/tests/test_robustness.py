@@ -54,6 +54,7 @@ CALLS = {
     "snapshot_diff": lambda vm: vm.snapshot(tempfile.mkdtemp(prefix="kvmc-matrix-"), diff=True),
     "load_snapshot": lambda vm: vm.load_snapshot("/"),  # no snapshot there
     "reset": lambda vm: vm.reset(),  # none taken
+    "send_ctrl_alt_del": lambda vm: vm.send_ctrl_alt_del(),
 }
 WORKS, STATE, CLOSED, TIMEOUT = None, kvmc.StateError, kvmc.ClosedError, TimeoutError
 EXPECT = {
@@ -77,6 +78,7 @@ EXPECT = {
     "snapshot_diff": (STATE,  STATE,   STATE,   STATE),  # no base taken
     "load_snapshot": (kvmc.KvmcOSError, STATE, STATE, STATE),
     "reset":         (STATE,  STATE,   STATE,   STATE),
+    "send_ctrl_alt_del": (WORKS, WORKS,  WORKS,   WORKS),
 }
 STATES = ("created", "running", "paused", "exited")
 

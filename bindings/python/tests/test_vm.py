@@ -205,3 +205,12 @@ def test_parse_size_and_version():
     assert kvmc.parse_size(4096) == 4096
     assert re.fullmatch(r"1\.\d+\.\d+", kvmc.version()), kvmc.version()
     assert kvmc.kick_signal() == signal.SIGRTMIN + 6
+
+
+def test_ctrl_alt_del_resets_the_guest(guest_elf):
+    with kvmc.VM(guest_elf, memory="32M", cmdline="kvmc.test=kbd") as vm:
+        vm.start()
+        vm.wait_for_console("kbd: waiting for ctrl-alt-del", timeout=20)
+        vm.send_ctrl_alt_del()
+        assert vm.wait(timeout=20).reason == kvmc.ExitReason.RESET
+        assert "kbd: ctrl-alt-del pressed, resetting" in vm.console_text

@@ -381,6 +381,15 @@ KVMC_API int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf,
  *   KVMC_ESTATE (the VM has no virtio-console) */
 KVMC_API int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len,
                                           size_t *written);
+/* Presses Ctrl-Alt-Del on the VM's AT keyboard (the i8042 controller at
+ * ports 0x60/0x64, IRQ 1): what Firecracker's SendCtrlAltDel action does.
+ * Linux with its i8042 and atkbd drivers reboots on it, which ends the run
+ * with KVMC_EXIT_RESET. Does not wait for the guest. In every state but
+ * destroyed; the guest sees the keys when it runs. Since 1.2.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm); KVMC_EBUSY (the guest has not
+ *   read the keys pressed before) */
+KVMC_API int kvmc_vm_send_ctrl_alt_del(kvmc_vm *vm);
+
 /* @return as kvmc_vm_read_memory */
 KVMC_API int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf,
                                   size_t len);

@@ -79,6 +79,7 @@ _Static_assert(sizeof(struct acpi_fadt) == 276, "FADT revision 6 is 276 bytes");
 #define FADT_HW_REDUCED_ACPI (1u << 20)
 #define IAPC_VGA_NOT_PRESENT (1u << 2)
 #define IAPC_CMOS_RTC_NOT_PRESENT (1u << 5)
+#define IAPC_8042 (1u << 1) /* an i8042 keyboard controller is there */
 #define FADT_SCI_IRQ 9
 #define PM_PROFILE_ENTERPRISE_SERVER 4
 
@@ -257,6 +258,24 @@ static void aml_com1(struct aml *scope)
     aml_device(scope, &dev);
 }
 
+/* Device(PS2K) { Name(_HID, EisaId("PNP0303"))
+ *   Name(_CRS, ResourceTemplate() { IO(Decode16, 0x60, 0x60, 1, 1)
+ *   IO(Decode16, 0x64, 0x64, 1, 1) IRQNoFlags() {1} }) }: the keyboard
+ * controller, which Linux looks for here before it probes the ports. */
+static void aml_ps2k(struct aml *scope)
+{
+    const uint8_t resources[] = {IO_DESCRIPTOR(0x60, 1), IO_DESCRIPTOR(0x64, 1), 0x22,
+                                 1u << 1, 0x00};
+    const uint8_t pnp0303[] = {0x0c, 0x41, 0xd0, 0x03, 0x03}; /* DWordPrefix EISAID */
+    struct aml dev = {0};
+    aml_bytes(&dev, "PS2K", 4);
+    aml_byte(&dev, AML_NAME_OP);
+    aml_bytes(&dev, "_HID", 4);
+    aml_bytes(&dev, pnp0303, sizeof(pnp0303));
+    aml_crs(&dev, resources, sizeof(resources));
+    aml_device(scope, &dev);
+}
+
 /* Device(PEVT) { Name(_HID, "QEMU0001")
  *   Name(_CRS, ResourceTemplate() { IO(Decode16, 0x505, 0x505, 1, 1) }) } */
 static void aml_pvpanic(struct aml *scope)
@@ -392,6 +411,7 @@ static void aml_system_bus(struct aml *m, const struct mmio_device_desc *virtio,
     struct aml scope = {0};
     aml_bytes(&scope, "\\_SB_", 5);
     aml_com1(&scope);
+    aml_ps2k(&scope);
     aml_pvpanic(&scope);
     for (unsigned i = 0; i < nvirtio; i++)
         aml_virtio_mmio(&scope, i, &virtio[i]);
@@ -434,7 +454,7 @@ static int write_fadt(struct area *a, uint64_t dsdt, uint64_t *gpa)
     f.x_dsdt = dsdt;
     f.preferred_pm_profile = PM_PROFILE_ENTERPRISE_SERVER;
     f.sci_int = FADT_SCI_IRQ;
-    f.iapc_boot_arch = IAPC_VGA_NOT_PRESENT | IAPC_CMOS_RTC_NOT_PRESENT;
+    f.iapc_boot_arch = IAPC_8042 | IAPC_VGA_NOT_PRESENT | IAPC_CMOS_RTC_NOT_PRESENT;
     f.flags = FADT_WBINVD | FADT_RESET_REG_SUP | FADT_HW_REDUCED_ACPI;
     f.reset_reg = io_register(PORT_I8042_COMMAND);
     f.reset_value = I8042_CMD_RESET;
