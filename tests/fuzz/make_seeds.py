@@ -218,3 +218,50 @@ base = (struct.pack("<II", 1, len(path)) + path + struct.pack("<IQQ", 0x1234abcd
 body = real[48:] + struct.pack("<II", 0x45534142, len(base)) + base
 with open(os.path.join(out, "snapshot", "kvmc-diff"), "wb") as f:
     f.write(real[:32] + struct.pack("<QII", len(body), zlib.crc32(body), 0) + body)
+
+# fc_api: Firecracker API request sequences (tests/fuzz/fuzz_fc_api.c): the
+# SDK's boot flow, then pause, snapshot, metadata and bad bodies.
+def request(method, path, body=b""):
+    return (bytes([("GET", "PUT", "PATCH", "DELETE").index(method)]) + path.encode() + b"\n" +
+            struct.pack("<H", len(body)) + body)
+
+os.makedirs(os.path.join(out, "fc_api"), exist_ok=True)
+guest = os.path.join(build, "tests", "guests", "kvmc-test-guest.elf").encode()
+flows = {
+    "sdk-boot": [
+        ("PUT", "/logger", b'{"log_path": "/tmp/log", "level": "Info", "show_level": true}'),
+        ("PUT", "/metrics", b'{"metrics_path": "/tmp/metrics"}'),
+        ("PUT", "/machine-config", b'{"vcpu_count": 2, "mem_size_mib": 64, "smt": false}'),
+        ("GET", "/machine-config", b""),
+        ("PUT", "/boot-source", b'{"kernel_image_path": "' + guest + b'", "boot_args": "x"}'),
+        ("PUT", "/drives/rootfs", b'{"drive_id": "rootfs", "path_on_host": "' + guest +
+         b'", "is_root_device": true, "is_read_only": true}'),
+        ("PUT", "/network-interfaces/eth0", b'{"iface_id": "eth0", "host_dev_name": "tap0", '
+         b'"guest_mac": "06:00:00:00:00:01"}'),
+        ("PUT", "/vsock", b'{"guest_cid": 3, "uds_path": "/tmp/v.sock"}'),
+        ("PUT", "/mmds/config", b'{"network_interfaces": ["eth0"], "version": "V2"}'),
+        ("PUT", "/mmds", b'{"latest": {"meta-data": {"id": "i-1"}}}'),
+        ("PUT", "/actions", b'{"action_type": "InstanceStart"}'),
+        ("PATCH", "/vm", b'{"state": "Paused"}'),
+        ("PUT", "/snapshot/create", b'{"snapshot_path": "/tmp/s", "mem_file_path": "/tmp/m"}'),
+        ("PATCH", "/vm", b'{"state": "Resumed"}'),
+        ("PATCH", "/mmds", b'{"latest": {"meta-data": {"id": null}}}'),
+        ("GET", "/mmds", b""),
+        ("PUT", "/actions", b'{"action_type": "FlushMetrics"}'),
+        ("PUT", "/actions", b'{"action_type": "SendCtrlAltDel"}'),
+        ("GET", "/vm/config", b""),
+        ("GET", "/", b""),
+    ],
+    "bad-bodies": [
+        ("PUT", "/machine-config", b'{"vcpu_count": "2", "mem_size_mib": 1e3}'),
+        ("PUT", "/drives/a", b'{"drive_id": "b"}'),
+        ("PUT", "/boot-source", b'{"kernel_image_path": "../../etc/passwd"}'),
+        ("PUT", "/snapshot/load", b'{"snapshot_path": "/tmp", "mem_backend": {"backend_type": '
+         b'"File", "backend_path": "/tmp"}, "network_overrides": [{}]}'),
+        ("PATCH", "/mmds", b'[[[[[[[[{}]]]]]]]]'),
+        ("GET", "/drives/../..", b""),
+    ],
+}
+for name, reqs in flows.items():
+    with open(os.path.join(out, "fc_api", name), "wb") as f:
+        f.write(b"".join(request(*r) for r in reqs))

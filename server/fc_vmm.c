@@ -1,0 +1,265 @@
+/* The backend of kvmc-firecracker's API: one libkvmc VM (fc_vmm.h). */
+#include "fc_vmm.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fc_output.h"
+#include "kvmc/kvmc.h"
+
+void fc_vmm_init(struct fc_vmm *v, bool seccomp)
+{
+    *v = (struct fc_vmm){.seccomp = seccomp};
+    pthread_mutex_init(&v->lock, NULL);
+    pthread_cond_init(&v->cond, NULL);
+}
+
+static int fail_with_kvmc(char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s", kvmc_last_error());
+    return -1;
+}
+
+/* The kernel command line: the boot arguments, and the root device as
+ * Firecracker adds it (the root drive is the first: /dev/vda). */
+static char *cmdline_for(const struct fc_machine *m)
+{
+    const struct fc_drive *root = m->ndrives && m->drives[0].root ? &m->drives[0] : NULL;
+    const char *args = m->boot_args ? m->boot_args : "";
+    size_t len = strlen(args) + 128;
+    char *line = malloc(len);
+    if (!line)
+        return NULL;
+    if (!root)
+        snprintf(line, len, "%s", args);
+    else if (root->partuuid)
+        snprintf(line, len, "%s%sroot=PARTUUID=%s %s", args, *args ? " " : "", root->partuuid,
+                 root->read_only ? "ro" : "rw");
+    else
+        snprintf(line, len, "%s%sroot=/dev/vda %s", args, *args ? " " : "",
+                 root->read_only ? "ro" : "rw");
+    return line;
+}
+
+static int net_spec(const struct fc_net *n, char *out, size_t cap)
+{
+    int len = strncmp(n->host_dev, "user", 4) == 0
+                  ? snprintf(out, cap, "%s", n->host_dev)
+                  : snprintf(out, cap, "tap=%s", n->host_dev);
+    if (n->mac)
+        len += snprintf(out + len, cap > (size_t)len ? cap - (size_t)len : 0, ",mac=%s", n->mac);
+    return (size_t)len < cap ? 0 : -1;
+}
+
+static int build(const struct fc_machine *m, kvmc_config *cfg)
+{
+    int err = KVMC_OK;
+    if (m->kernel)
+        err = kvmc_config_set_kernel(cfg, m->kernel);
+    if (!err && m->initrd)
+        err = kvmc_config_set_initrd(cfg, m->initrd);
+    char *line = m->kernel ? cmdline_for(m) : NULL;
+    if (!err && line && *line)
+        err = kvmc_config_set_cmdline(cfg, line);
+    free(line);
+    if (!err)
+        err = kvmc_config_set_memory(cfg, (uint64_t)m->mem_mib << 20);
+    if (!err && m->hugepages)
+        err = kvmc_config_set_memory_flags(cfg, KVMC_MEM_MEMFD | KVMC_MEM_HUGEPAGES);
+    if (!err)
+        err = kvmc_config_set_cpus(cfg, m->vcpus);
+    for (unsigned i = 0; i < m->ndrives && !err; i++)
+        err = kvmc_config_add_disk(cfg, m->drives[i].path,
+                                   m->drives[i].read_only ? KVMC_DISK_READ_ONLY : 0, NULL);
+    for (unsigned i = 0; i < m->nnets && !err; i++) {
+        char spec[1200];
+        if (net_spec(&m->nets[i], spec, sizeof(spec)))
+            return KVMC_EINVAL;
+        err = kvmc_config_add_net(cfg, spec);
+    }
+    if (!err && m->vsock)
+        err = kvmc_config_set_vsock(cfg, m->vsock_cid, m->vsock_uds);
+    if (!err && m->entropy)
+        err = kvmc_config_set_rng(cfg, 1);
+    /* The serial console is the process's stdout and stdin, as Firecracker's. */
+    if (!err)
+        err = kvmc_config_set_console_fd(cfg, STDOUT_FILENO);
+    if (!err)
+        err = kvmc_config_set_console_input_fd(cfg, STDIN_FILENO);
+    return err;
+}
+
+static int create(struct fc_vmm *v, const struct fc_machine *m, char *err, size_t errlen)
+{
+    kvmc_config *cfg = NULL;
+    kvmc_vm *vm = NULL;
+    if (kvmc_config_new(&cfg) || build(m, cfg) || kvmc_vm_create(cfg, &vm)) {
+        kvmc_config_free(cfg);
+        return fail_with_kvmc(err, errlen);
+    }
+    kvmc_config_free(cfg);
+    if (v->seccomp && kvmc_vm_set_seccomp(vm, 1)) {
+        fail_with_kvmc(err, errlen);
+        kvmc_vm_destroy(vm);
+        return -1;
+    }
+    v->vm = vm;
+    return 0;
+}
+
+/* vCPU threads are "fc_vcpu N" here, as in Firecracker (Kata Containers
+ * finds them by that name): kvmc names them "kvmc-vcpuN". */
+static void rename_vcpu_threads(void)
+{
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    while (d && (e = readdir(d))) {
+        char path[64], comm[32] = "";
+        snprintf(path, sizeof(path), "/proc/self/task/%.16s/comm", e->d_name);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (fd < 0)
+            continue;
+        ssize_t n = read(fd, comm, sizeof(comm) - 1);
+        close(fd);
+        unsigned index;
+        if (n <= 0 || sscanf(comm, "kvmc-vcpu%u", &index) != 1)
+            continue;
+        char name[16];
+        int len = snprintf(name, sizeof(name), "fc_vcpu %u", index);
+        fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0 || write(fd, name, (size_t)len) != len)
+            fprintf(stderr, "kvmc-firecracker: cannot name thread %s\n", e->d_name);
+        if (fd >= 0)
+            close(fd);
+    }
+    if (d)
+        closedir(d);
+}
+
+static void announce(struct fc_vmm *v)
+{
+    rename_vcpu_threads();
+    pthread_mutex_lock(&v->lock);
+    v->started = true;
+    pthread_cond_broadcast(&v->cond);
+    pthread_mutex_unlock(&v->lock);
+}
+
+static int vmm_start(void *ctx, const struct fc_machine *m, char *err, size_t errlen)
+{
+    struct fc_vmm *v = ctx;
+    if (create(v, m, err, errlen))
+        return -1;
+    if (kvmc_vm_start(v->vm)) {
+        fail_with_kvmc(err, errlen);
+        kvmc_vm_destroy(v->vm); /* InstanceStart may be tried again */
+        v->vm = NULL;
+        return -1;
+    }
+    announce(v);
+    return 0;
+}
+
+static int vmm_pause(void *ctx, char *err, size_t errlen)
+{
+    struct fc_vmm *v = ctx;
+    return kvmc_vm_pause(v->vm) ? fail_with_kvmc(err, errlen) : 0;
+}
+
+static int vmm_resume(void *ctx, char *err, size_t errlen)
+{
+    struct fc_vmm *v = ctx;
+    return kvmc_vm_resume(v->vm) ? fail_with_kvmc(err, errlen) : 0;
+}
+
+static int vmm_ctrl_alt_del(void *ctx, char *err, size_t errlen)
+{
+    struct fc_vmm *v = ctx;
+    return kvmc_vm_send_ctrl_alt_del(v->vm) ? fail_with_kvmc(err, errlen) : 0;
+}
+
+static int vmm_snapshot(void *ctx, const char *dir, bool diff, char *err, size_t errlen)
+{
+    struct fc_vmm *v = ctx;
+    kvmc_snapshot_options opts = KVMC_SNAPSHOT_OPTIONS_INIT;
+    opts.flags = diff ? KVMC_SNAPSHOT_DIFF : 0;
+    return kvmc_vm_snapshot_ext(v->vm, dir, &opts) ? fail_with_kvmc(err, errlen) : 0;
+}
+
+static int vmm_load(void *ctx, const struct fc_machine *m, const char *dir, bool resume,
+                    char *err, size_t errlen)
+{
+    struct fc_vmm *v = ctx;
+    if (create(v, m, err, errlen))
+        return -1;
+    if (kvmc_vm_restore(v->vm, dir) || kvmc_vm_start(v->vm) ||
+        (!resume && kvmc_vm_pause(v->vm))) {
+        fail_with_kvmc(err, errlen);
+        kvmc_vm_destroy(v->vm); /* not announced: nothing waits for it */
+        v->vm = NULL;
+        return -1;
+    }
+    announce(v);
+    return 0;
+}
+
+static size_t vmm_metrics(void *ctx, char *out, size_t cap)
+{
+    (void)ctx, (void)out, (void)cap;
+    return 0;
+}
+
+static int vmm_open_output(void *ctx, const char *path, char *err, size_t errlen)
+{
+    (void)ctx;
+    return fc_output_open_file(path, err, errlen);
+}
+
+struct fc_backend fc_vmm_backend(struct fc_vmm *v)
+{
+    return (struct fc_backend){.start = vmm_start, .pause = vmm_pause, .resume = vmm_resume,
+                               .ctrl_alt_del = vmm_ctrl_alt_del, .snapshot = vmm_snapshot,
+                               .load = vmm_load, .metrics = vmm_metrics,
+                               .open_output = vmm_open_output, .ctx = v};
+}
+
+kvmc_vm *fc_vmm_wait_started(struct fc_vmm *v, int timeout_ms)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += timeout_ms / 1000;
+    until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&v->lock);
+    while (!v->started && !v->stopping &&
+           pthread_cond_timedwait(&v->cond, &v->lock, &until) == 0)
+        ;
+    kvmc_vm *vm = v->started && !v->stopping ? v->vm : NULL;
+    pthread_mutex_unlock(&v->lock);
+    return vm;
+}
+
+void fc_vmm_stop(struct fc_vmm *v)
+{
+    pthread_mutex_lock(&v->lock);
+    v->stopping = true;
+    if (v->started)
+        kvmc_vm_stop(v->vm);
+    pthread_cond_broadcast(&v->cond);
+    pthread_mutex_unlock(&v->lock);
+}
+
+bool fc_vmm_stopping(struct fc_vmm *v)
+{
+    pthread_mutex_lock(&v->lock);
+    bool stopping = v->stopping;
+    pthread_mutex_unlock(&v->lock);
+    return stopping;
+}
