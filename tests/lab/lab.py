@@ -37,7 +37,7 @@ LAB_DIR = os.path.dirname(os.path.abspath(__file__))
 DEBIAN_PACKAGES = ["qemu-system-x86", "busybox-static", "cpio", "lz4", "e2fsprogs"]
 KERNEL_META = "linux-image-cloud-amd64"
 L1_TIMEOUT_S = 1100
-SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-panic", "kvmc-virtio",
+SCENARIOS = ["kvmc-bzimage", "kvmc-smp", "kvmc-reboot", "kvmc-fc-sdk", "kvmc-panic", "kvmc-virtio",
              "kvmc-virtio-pci", "kvmc-stream", "kvmc-pci", "kvmc-lua-pci", "qemu-microvm",
              "kvmc-pvh", "kvmc-pit", "kvmc-jail", "kvmc-snapshot", "qemu-snapshot", "kvmc-crash"]
 # The second L1: q35 with QEMU's Intel IOMMU and an NVMe drive that kvmc
@@ -258,6 +258,22 @@ def stage_lua(l1, kvmc):
     shutil.copy2(os.path.join(LAB_DIR, "lab-pcidev.lua"), os.path.join(l1, "lua"))
 
 
+def stage_firecracker(l1, kvmc, work):
+    """kvmc-firecracker (built next to the kvmc binary) and fcboot, a static
+    program on the unmodified firecracker-go-sdk (tests/fcsdk/cmd/fcboot)."""
+    build = os.path.dirname(os.path.dirname(os.path.abspath(kvmc)))
+    server = os.path.join(build, "server", "kvmc-firecracker")
+    if not os.path.exists(server):
+        fail_setup(f"{server} is missing: build it (scripts/dev build)")
+    copy_with_libs(server, l1)
+    os.symlink(server, os.path.join(l1, "bin", "kvmc-firecracker"))
+    fcboot = os.path.join(work, "fcboot")
+    env = dict(os.environ, CGO_ENABLED="0", GOCACHE=os.path.join(build, "go-cache"))
+    run(["go", "build", "-o", fcboot, "./cmd/fcboot"],
+        cwd=os.path.join(LAB_DIR, "..", "fcsdk"), env=env)
+    shutil.copy2(fcboot, os.path.join(l1, "bin", "fcboot"))
+
+
 def build_images(work, kernel_root, kver, kvmc):
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
@@ -289,6 +305,7 @@ def build_images(work, kernel_root, kver, kvmc):
     # kvmc loads libslirp with dlopen, only for --net user: ldd cannot see it.
     copy_with_libs(find_library("libslirp.so.0"), l1)
     os.symlink(os.path.abspath(kvmc), os.path.join(l1, "bin", "kvmc"))
+    stage_firecracker(l1, kvmc, work)
     stage_lua(l1, kvmc)
     os.makedirs(os.path.join(l1, "l2"))
     shutil.copy2(vmlinuz, os.path.join(l1, "l2", "vmlinuz"))
@@ -582,6 +599,13 @@ def main():
     r = results.get("kvmc-reboot")
     check("lab.kvmc-reboot", bool(r) and r["status"] == 0 and r["marker"] != "" and
           said("kvmc-reboot", "reboot: Restarting system"), f"{r}")
+    r = results.get("kvmc-fc-sdk")
+    check("lab.kvmc-fc-sdk", bool(r) and r["status"] == 0 and r["marker"] != "" and
+          said("kvmc-fc-sdk", "LAB-FC paused=Paused resumed=Running shutdown=ok exit=ok") and
+          said("kvmc-fc-sdk", "reboot: Restarting system"),
+          "the unmodified firecracker-go-sdk booted L2 through kvmc-firecracker's API, paused "
+          "and resumed it, and Shutdown's Ctrl-Alt-Del made Linux reboot, which ended "
+          f"kvmc-firecracker with status 0: {r}")
     r = results.get("kvmc-panic")
     check("lab.kvmc-panic", bool(r) and r["status"] != 0 and r["marker"] != "",
           f"{r} (a panic must end kvmc run with a non-zero status)")
