@@ -18,6 +18,7 @@ struct fc_vmm {
     bool started;       /* vm runs (or was restored and started paused) */
     bool stopping;      /* fc_vmm_stop was called */
     kvmc_vm *vm;
+    kvmc_stats flushed; /* the counters at the last metrics flush */
 };
 
 void fc_vmm_init(struct fc_vmm *v, bool seccomp);

@@ -861,6 +861,43 @@ func (vm *VM) LoadSnapshot(dir string) error {
 	})
 }
 
+// Stats are a VM's counters since it was created: vCPU exits by kind and
+// what its virtio devices did, all devices of a kind together ("Rx" is
+// towards the guest, "Tx" from it).
+type Stats struct {
+	ExitIOIn, ExitIOOut, ExitMMIORead, ExitMMIOWrite, ExitOther      uint64
+	BlockReadCount, BlockReadBytes, BlockWriteCount, BlockWriteBytes uint64
+	BlockFlushCount, BlockErrors                                     uint64
+	NetRxPackets, NetRxBytes, NetRxDropped, NetTxPackets, NetTxBytes uint64
+	VsockConnsOpened, VsockConnsClosed, VsockRxBytes, VsockTxBytes   uint64
+	RngBytes                                                         uint64
+	VirtioErrors                                                     uint64 // a driver broke a device's rules
+}
+
+// Stats reads the VM's counters, in any state until Close; a running
+// VM's counters move while they are read.
+func (vm *VM) Stats() (Stats, error) {
+	var s C.kvmc_stats
+	s.size = C.uint32_t(C.sizeof_kvmc_stats)
+	if err := vm.do(func(v *C.kvmc_vm) C.int { return C.kvmc_vm_get_stats(v, &s) }); err != nil {
+		return Stats{}, err
+	}
+	return Stats{
+		ExitIOIn: uint64(s.exit_io_in), ExitIOOut: uint64(s.exit_io_out),
+		ExitMMIORead: uint64(s.exit_mmio_read), ExitMMIOWrite: uint64(s.exit_mmio_write),
+		ExitOther:      uint64(s.exit_other),
+		BlockReadCount: uint64(s.block_read_count), BlockReadBytes: uint64(s.block_read_bytes),
+		BlockWriteCount: uint64(s.block_write_count), BlockWriteBytes: uint64(s.block_write_bytes),
+		BlockFlushCount: uint64(s.block_flush_count), BlockErrors: uint64(s.block_errors),
+		NetRxPackets: uint64(s.net_rx_packets), NetRxBytes: uint64(s.net_rx_bytes),
+		NetRxDropped: uint64(s.net_rx_dropped), NetTxPackets: uint64(s.net_tx_packets),
+		NetTxBytes:       uint64(s.net_tx_bytes),
+		VsockConnsOpened: uint64(s.vsock_conns_opened), VsockConnsClosed: uint64(s.vsock_conns_closed),
+		VsockRxBytes: uint64(s.vsock_rx_bytes), VsockTxBytes: uint64(s.vsock_tx_bytes),
+		RngBytes: uint64(s.rng_bytes), VirtioErrors: uint64(s.virtio_errors),
+	}, nil
+}
+
 // SendCtrlAltDel presses Ctrl-Alt-Del on the VM's AT keyboard (the
 // i8042): Linux reboots on it, which ends the run with ExitReset. It returns
 // at once, without waiting for the guest. ErrBusy if the guest has not read

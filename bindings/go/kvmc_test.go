@@ -368,3 +368,23 @@ func TestSendCtrlAltDelResetsTheGuest(t *testing.T) {
 		t.Fatalf("console:\n%s", console.String())
 	}
 }
+
+func TestStatsCountExitsAndDevices(t *testing.T) {
+	disk := filepath.Join(t.TempDir(), "disk.img")
+	if err := os.WriteFile(disk, make([]byte, 32768), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 32 << 20, Cmdline: "kvmc.test=virtio",
+		Disks: []Disk{{Path: disk}}, RNG: true})
+	if s, err := vm.Stats(); err != nil || s != (Stats{}) {
+		t.Fatalf("before the start: %+v, %v", s, err)
+	}
+	if _, err := vm.Run(within(t, 20*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	s, err := vm.Stats()
+	if err != nil || s.ExitIOOut < 500 || s.BlockReadCount < 1 || s.BlockReadBytes < 512 ||
+		s.BlockWriteCount < 1 || s.RngBytes < 16 || s.VirtioErrors != 0 || s.NetTxPackets != 0 {
+		t.Fatalf("%+v, %v", s, err)
+	}
+}

@@ -85,6 +85,7 @@ func TestEveryCallInEveryState(t *testing.T) {
 		"LoadSnapshot":   func(vm *VM) error { return vm.LoadSnapshot(t.TempDir()) }, // none there
 		"Reset":          func(vm *VM) error { return vm.Reset() },                   // none taken
 		"SendCtrlAltDel": func(vm *VM) error { return vm.SendCtrlAltDel() },
+		"Stats":          func(vm *VM) error { _, err := vm.Stats(); return err },
 	}
 	var ok error
 	deadline := context.DeadlineExceeded
@@ -108,6 +109,7 @@ func TestEveryCallInEveryState(t *testing.T) {
 		"LoadSnapshot":       {ErrIO, ErrState, ErrState, ErrState},
 		"Reset":              {ErrState, ErrState, ErrState, ErrState},
 		"SendCtrlAltDel":     {ok, ok, ok, ok},
+		"Stats":              {ok, ok, ok, ok},
 	}
 	for i, state := range []string{"created", "running", "paused", "exited", "closed"} {
 		for name, f := range calls {

@@ -367,6 +367,24 @@ function VM:load_snapshot(dir)
     return result(core.kvmc_vm_restore(self.handle, d))
 end
 
+local STATS = {"exit_io_in", "exit_io_out", "exit_mmio_read", "exit_mmio_write", "exit_other",
+               "block_read_count", "block_read_bytes", "block_write_count",
+               "block_write_bytes", "block_flush_count", "block_errors", "net_rx_packets",
+               "net_rx_bytes", "net_rx_dropped", "net_tx_packets", "net_tx_bytes",
+               "vsock_conns_opened", "vsock_conns_closed", "vsock_rx_bytes", "vsock_tx_bytes",
+               "rng_bytes", "virtio_errors"}
+
+-- The VM's counters since it was created, by name: vCPU exits by kind and
+-- what its virtio devices did ("rx" is towards the guest).
+function VM:stats()
+    if not self.handle then return nil, CLOSED end
+    local s = core.kvmc_stats()
+    if core.kvmc_vm_get_stats(self.handle, s) ~= core.KVMC_OK then return failure() end
+    local out = {}
+    for _, name in ipairs(STATS) do out[name] = s[name] end
+    return out
+end
+
 -- Presses Ctrl-Alt-Del on the VM's AT keyboard (the i8042): Linux reboots
 -- on it, which ends the run with exit reason "reset". Returns at once.
 function VM:send_ctrl_alt_del()

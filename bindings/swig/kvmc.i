@@ -76,6 +76,16 @@
 %exception kvmc_vm_pause { kvmclua_release(L); $action kvmclua_acquire(L); }
 %exception kvmc_vm_destroy { kvmclua_release(L); $action kvmclua_acquire(L); }
 
+/* core.kvmc_stats() comes with its size set, as KVMC_STATS_INIT does. */
+%extend kvmc_stats {
+    kvmc_stats() {
+        kvmc_stats *s = calloc(1, sizeof(*s));
+        if (s)
+            s->size = sizeof(*s);
+        return s;
+    }
+}
+
 %native(add_mmio_device) int kvmclua_add_mmio_device(lua_State *L);
 %native(add_pio_device) int kvmclua_add_pio_device(lua_State *L);
 %native(add_pci_device) int kvmclua_add_pci_device(lua_State *L);

@@ -60,6 +60,8 @@ struct vm_services {
      * left. unmap_host takes the slot away again. */
     int (*map_host)(void *ctx, uint64_t gpa, uint64_t size, void *host, unsigned *slot);
     void (*unmap_host)(void *ctx, unsigned slot);
+    /* The VM's counters (stats.h); NULL when nobody counts (fakes). */
+    struct vm_stats *stats;
     /* Ends the run with this reason (first one wins). */
     void (*request_exit)(void *ctx, const kvmc_exit_info *info);
     void *ctx;

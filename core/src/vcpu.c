@@ -151,14 +151,20 @@ static bool handle_exit(struct vcpu *vcpu)
     char what[96];
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
+        stats_bump_own(&vcpu->exits[run->io.direction == KVM_EXIT_IO_OUT ? STAT_EXIT_IO_OUT
+                                                                          : STAT_EXIT_IO_IN]);
         handle_pio(vcpu);
         return true;
     case KVM_EXIT_MMIO:
+        stats_bump_own(&vcpu->exits[run->mmio.is_write ? STAT_EXIT_MMIO_WRITE
+                                                       : STAT_EXIT_MMIO_READ]);
         handle_mmio(vcpu);
         return true;
     case KVM_EXIT_INTR:
+        stats_bump_own(&vcpu->exits[STAT_EXIT_OTHER]);
         return true;
     case KVM_EXIT_IOAPIC_EOI: /* split irqchip: a level-triggered pin's EOI */
+        stats_bump_own(&vcpu->exits[STAT_EXIT_OTHER]);
         irqchip_eoi(&vcpu->vm->irq, run->eoi.vector);
         return true;
     case KVM_EXIT_SHUTDOWN:

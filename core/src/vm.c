@@ -268,7 +268,7 @@ static int create_devices(struct kvmc_vm *vm, const kvmc_config *cfg)
         .irqfd = svc_irqfd, .ioeventfd = svc_ioeventfd, .signal_msi = svc_signal_msi,
         .msi_route = svc_msi_route, .msi_route_free = svc_msi_route_free,
         .msi_irqfd = svc_msi_irqfd, .map_host = svc_map_host, .unmap_host = svc_unmap_host,
-        .request_exit = svc_request_exit,
+        .stats = &vm->stats, .request_exit = svc_request_exit,
         .ctx = vm,
     };
     int err = console_out_init(&vm->console, &cfg->console, cfg->console_path,
@@ -287,6 +287,30 @@ int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len, size
     if (!console)
         return kvmc_fail(KVMC_ESTATE, "this VM has no virtio-console");
     return virtio_console_write(console, data, len, written);
+}
+
+int kvmc_vm_get_stats(const kvmc_vm *vm, kvmc_stats *stats)
+{
+    if (!vm || !stats)
+        return kvmc_fail(KVMC_EINVAL, "%s: vm or stats is NULL", __func__);
+    const size_t first = offsetof(kvmc_stats, exit_io_in);
+    if (stats->size < first + sizeof(uint64_t))
+        return kvmc_fail(KVMC_EINVAL, "kvmc_stats.size is %u: set it to sizeof(kvmc_stats) "
+                         "(KVMC_STATS_INIT)", stats->size);
+    _Static_assert(sizeof(kvmc_stats) == offsetof(kvmc_stats, exit_io_in) +
+                                              STAT_COUNT * sizeof(uint64_t),
+                   "kvmc_stats has one field per counter, in stats.h's order");
+    uint64_t v[STAT_COUNT];
+    for (unsigned i = 0; i < STAT_COUNT; i++)
+        v[i] = atomic_load_explicit(&vm->stats.v[i], memory_order_relaxed);
+    for (unsigned c = 0; c < vm->ncpus; c++)
+        for (unsigned i = 0; i < STAT_VCPU_EXITS; i++)
+            v[i] += atomic_load_explicit(&vm->vcpus[c].exits[i], memory_order_relaxed);
+    size_t want = stats->size < sizeof(kvmc_stats) ? stats->size : sizeof(kvmc_stats);
+    size_t n = (want - first) / sizeof(uint64_t);
+    memcpy((uint8_t *)stats + first, v, n * sizeof(uint64_t));
+    stats->size = (uint32_t)(first + n * sizeof(uint64_t));
+    return KVMC_OK;
 }
 
 int kvmc_vm_send_ctrl_alt_del(kvmc_vm *vm)

@@ -14,6 +14,7 @@
 #include "guest_memory.h"
 #include "iothread.h"
 #include "kvmc/kvmc.h"
+#include "stats.h"
 #include "services.h"
 #include "x86/irqchip.h"
 
@@ -29,6 +30,7 @@ struct vcpu {
     pthread_t thread;
     bool thread_started;
     bool exited; /* its thread left the run loop (under vm->lock): no more kicks */
+    _Atomic uint64_t exits[STAT_VCPU_EXITS]; /* by kind (stats.h), this vCPU's */
 };
 
 #define VM_HOST_SLOT_BASE 16 /* below: guest RAM */
@@ -48,6 +50,7 @@ struct kvmc_vm {
     struct console_out console;
     struct iothread io;
     struct vm_services svc;  /* what the devices see of this VM */
+    struct vm_stats stats;   /* the devices' counters (svc.stats) */
     struct devmgr devices;
     bool seccomp;            /* kvmc's threads confine themselves at start */
     unsigned user_devices;   /* kvmc_vm_add_pio_device/mmio_device (no save hooks) */

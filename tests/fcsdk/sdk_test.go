@@ -173,6 +173,17 @@ func TestSDKBootsPausesResumesAndShutsDown(t *testing.T) {
 		patch["vm_count"].(float64) != 2 {
 		t.Fatalf("metrics: %v", metrics)
 	}
+	// The VM's own counters, from libkvmc: the boot's console output is
+	// port writes, and the guest found its disk through MMIO.
+	vcpu := metrics["vcpu"].(map[string]any)
+	if vcpu["exit_io_out"].(float64) < 500 || vcpu["exit_mmio_read"].(float64) < 1 {
+		t.Fatalf("vcpu metrics: %v", vcpu)
+	}
+	for _, group := range []string{"block", "net", "vsock", "entropy"} {
+		if _, ok := metrics[group].(map[string]any); !ok {
+			t.Errorf("no %q group in %v", group, metrics)
+		}
+	}
 
 	if err := m.Shutdown(ctx); err != nil {
 		t.Fatal(err)

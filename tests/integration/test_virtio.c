@@ -40,8 +40,8 @@ static uint64_t fnv1a_prefix(const char *path, size_t n)
 static const kvmc_virtio_transport transports[] = {KVMC_VIRTIO_MMIO, KVMC_VIRTIO_PCI};
 #define EACH_TRANSPORT for (unsigned t = 0; t < 2; t++)
 
-static void boot_with_devices(const char *mode, const char *disk, unsigned disk_flags,
-                              bool rng, unsigned t, struct guest_result *r)
+static void boot_counting(const char *mode, const char *disk, unsigned disk_flags, bool rng,
+                          unsigned t, struct guest_result *r, kvmc_stats *stats)
 {
     struct guest_spec spec = {.cmdline = mode};
     memset(r, 0, sizeof(*r));
@@ -56,6 +56,70 @@ static void boot_with_devices(const char *mode, const char *disk, unsigned disk_
     kvmc_config_free(cfg);
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
     cr_assert_eq(kvmc_vm_wait(vm, 20000, &r->exit), KVMC_OK, "%s", r->console.data);
+    if (stats)
+        cr_assert_eq(kvmc_vm_get_stats(vm, stats), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_vm_destroy(vm);
+}
+
+static void boot_with_devices(const char *mode, const char *disk, unsigned disk_flags,
+                              bool rng, unsigned t, struct guest_result *r)
+{
+    boot_counting(mode, disk, disk_flags, rng, t, r, NULL);
+}
+
+/* The counters say what the guest's driver made the devices do. */
+Test(virtio, counters_count_what_the_devices_did)
+{
+    EACH_TRANSPORT {
+        char *disk = make_disk();
+        struct guest_result r;
+        kvmc_stats st = KVMC_STATS_INIT;
+        boot_counting("kvmc.test=virtio", disk, 0, true, t, &r, &st);
+        cr_assert(strstr(r.console.data, "self-check: ok"), "%s", r.console.data);
+        cr_assert_eq(st.size, sizeof(kvmc_stats));
+        cr_assert_gt(st.exit_io_out, 500, "COM1 is written a byte per exit: %" PRIu64,
+                     st.exit_io_out);
+        cr_assert_gt(st.exit_mmio_read + st.exit_mmio_write, 20, "the virtio registers");
+        cr_assert_geq(st.block_read_count, 1);
+        cr_assert_geq(st.block_read_bytes, 512 * st.block_read_count);
+        cr_assert_geq(st.block_write_count, 1);
+        cr_assert_geq(st.block_write_bytes, 512);
+        cr_assert_gt(st.block_errors, 0, "the guest reads past the end on purpose");
+        cr_assert_geq(st.rng_bytes, 16);
+        cr_assert_eq(st.virtio_errors, 0);
+        cr_assert_eq(st.net_rx_packets + st.net_tx_packets + st.vsock_conns_opened, 0);
+        guest_result_free(&r);
+
+        boot_counting("kvmc.test=virtio-hostile", disk, 0, false, t, &r, &st);
+        cr_assert_geq(st.virtio_errors, 1, "the hostile chain broke the device once");
+        unlink(disk);
+        free(disk);
+        guest_result_free(&r);
+    }
+}
+
+/* The size field: an older caller's struct is filled as far as it goes. */
+Test(virtio, counters_fill_only_what_the_callers_struct_holds)
+{
+    struct guest_spec spec = {0};
+    kvmc_config *cfg = guest_config(&spec, NULL);
+    kvmc_vm *vm = NULL;
+    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_config_free(cfg);
+    cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
+    cr_assert_eq(kvmc_vm_wait(vm, 20000, NULL), KVMC_OK);
+    kvmc_stats st;
+    memset(&st, 0xee, sizeof(st));
+    st.size = 0;
+    cr_assert_eq(kvmc_vm_get_stats(vm, &st), KVMC_EINVAL);
+    cr_assert(strstr(kvmc_last_error(), "KVMC_STATS_INIT"), "%s", kvmc_last_error());
+    st.size = 8 + 2 * sizeof(uint64_t); /* a caller that knew exit_io_in and exit_io_out */
+    cr_assert_eq(kvmc_vm_get_stats(vm, &st), KVMC_OK);
+    cr_assert_eq(st.size, 8 + 2 * sizeof(uint64_t));
+    cr_assert_gt(st.exit_io_out, 0);
+    cr_assert_eq(st.exit_mmio_read, 0xeeeeeeeeeeeeeeeeull, "beyond its size: untouched");
+    cr_assert_eq(kvmc_vm_get_stats(NULL, &st), KVMC_EINVAL);
+    cr_assert_eq(kvmc_vm_get_stats(vm, NULL), KVMC_EINVAL);
     kvmc_vm_destroy(vm);
 }
 

@@ -5,6 +5,7 @@
  * the CLI, so the I/O thread's allow-list is exercised for real. */
 #include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <inttypes.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -37,11 +38,16 @@ static kvmc_vm *start_guest(const char *cmdline, struct console_capture *cap,
     return vm;
 }
 
+/* The counters of the VM finish_guest ended last. */
+static kvmc_stats finished_stats;
+
 static void finish_guest(kvmc_vm *vm, struct console_capture *cap, const char *prefix,
                          const char *want)
 {
     kvmc_exit_info exit;
     cr_assert_eq(kvmc_vm_wait(vm, 30000, &exit), KVMC_OK, "guest hung: %s", cap->data);
+    finished_stats = (kvmc_stats)KVMC_STATS_INIT;
+    cr_assert_eq(kvmc_vm_get_stats(vm, &finished_stats), KVMC_OK);
     kvmc_vm_destroy(vm);
     cr_assert_eq(exit.reason, KVMC_EXIT_POWEROFF, "%s", cap->data);
     struct guest_result r = {.console = *cap};
@@ -316,8 +322,16 @@ Test(virtio_vsock, a_connector_routes_guest_connections)
     kvmc_vm *vm = start_guest("kvmc.test=vsock", &cap, use_routed_vsock, &r);
     kvmc_exit_info exit;
     cr_assert_eq(kvmc_vm_wait(vm, 60000, &exit), KVMC_OK, "%s", cap.data);
+    kvmc_stats st = KVMC_STATS_INIT;
+    cr_assert_eq(kvmc_vm_get_stats(vm, &st), KVMC_OK);
     kvmc_vm_destroy(vm);
     pthread_join(echo, NULL);
+    /* The connection the connector took (the refused one never had a slot),
+     * closed again, "hello vsock" each way. */
+    cr_assert_eq(st.vsock_conns_opened, 1, "%" PRIu64, st.vsock_conns_opened);
+    cr_assert_eq(st.vsock_conns_closed, st.vsock_conns_opened);
+    cr_assert_geq(st.vsock_tx_bytes, 11, "%" PRIu64, st.vsock_tx_bytes);
+    cr_assert_geq(st.vsock_rx_bytes, 11, "%" PRIu64, st.vsock_rx_bytes);
     cr_assert(strstr(cap.data, "refused ok, guest->host reply 'HELLO VSOCK', close ok"),
               "%s", cap.data);
     cr_assert_eq(r.nasked, 2u);
@@ -401,6 +415,12 @@ static void net_reaches_a_host_udp_server(void)
     kvmc_vm *vm = start_guest(cmdline, &cap, use_net, "user,mac=52:54:00:aa:bb:cc");
     finish_guest(vm, &cap, "virtio-net: ", "mac cc, arp ok, udp reply 'KVMC-NET-PING'");
     pthread_join(t, NULL);
+    /* An ARP request and a datagram out, their answers in. */
+    const kvmc_stats *st = &finished_stats;
+    cr_assert_geq(st->net_tx_packets, 2, "%" PRIu64, st->net_tx_packets);
+    cr_assert_geq(st->net_rx_packets, 2, "%" PRIu64, st->net_rx_packets);
+    cr_assert_geq(st->net_tx_bytes, 42 + 55, "%" PRIu64, st->net_tx_bytes);
+    cr_assert_geq(st->net_rx_bytes, 42 + 55, "%" PRIu64, st->net_rx_bytes);
     cr_assert_str_eq(e.seen, "kvmc-net-ping");
     close(e.fd);
 }

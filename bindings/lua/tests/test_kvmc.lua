@@ -157,6 +157,18 @@ local function wait_for_console(vm, text)
     error("never saw " .. text .. " in:\n" .. vm:console())
 end
 
+test("the counters count exits and devices", function()
+    local vm = assert(kvmc.vm{kernel = GUEST, memory = "32M", cmdline = "kvmc.test=virtio",
+                              rng = true})
+    assert(assert(vm:stats()).exit_io_out == 0)
+    assert(vm:run(20))
+    local s = assert(vm:stats())
+    assert(math.type(s.exit_io_out) == "integer" and s.exit_io_out > 500, s.exit_io_out)
+    assert(s.rng_bytes >= 16 and s.virtio_errors == 0 and s.block_read_count == 0,
+           ("rng %d, errors %d"):format(s.rng_bytes, s.virtio_errors))
+    vm:close()
+end)
+
 test("Ctrl-Alt-Del reaches the guest, which resets", function()
     local vm = assert(kvmc.vm{kernel = GUEST, memory = "32M", cmdline = "kvmc.test=kbd"})
     assert(vm:start())
@@ -219,6 +231,7 @@ local CALLS = {
     load_snapshot = function(vm) return vm:load_snapshot("/nonexistent-kvmc-snapshot") end,
     reset = function(vm) return vm:reset() end, -- none taken
     send_ctrl_alt_del = function(vm) return vm:send_ctrl_alt_del() end,
+    stats = function(vm) return vm:stats() end,
 }
 local OK = true
 local EXPECT = {
@@ -241,6 +254,7 @@ local EXPECT = {
     load_snapshot =  {"restore:",       "kvmc_vm_restore", "kvmc_vm_restore", "kvmc_vm_restore"},
     reset =          {"reset:",         "reset:",         "reset:",         "kvmc_vm_reset"},
     send_ctrl_alt_del = {OK,            OK,               OK,               OK},
+    stats =          {OK,               OK,               OK,               OK},
 }
 
 test("every call in every state, closed included: a result or nil, message", function()

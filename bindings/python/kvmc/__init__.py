@@ -27,7 +27,7 @@ import threading
 import time
 import weakref
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Optional, Sequence, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Union
 
 from . import _ffi
 from ._ffi import ffi, lib
@@ -688,6 +688,18 @@ class VM:
         self._refuse_in_callback("load_snapshot()")
         _check(lib.kvmc_vm_restore(vm, _path("path", path, True)))
         return self
+
+    def stats(self) -> Dict[str, int]:
+        """The VM's counters since it was created, by name: vCPU exits by
+        kind (exit_io_in, exit_mmio_write, ...) and what its virtio devices
+        did (block_read_bytes, net_tx_packets, vsock_conns_opened,
+        rng_bytes, virtio_errors, ...; "rx" is towards the guest). Any
+        state until close(); a running VM's counters move while read."""
+        st = ffi.new("kvmc_stats *")
+        st.size = ffi.sizeof("kvmc_stats")
+        _check(lib.kvmc_vm_get_stats(self._handle(), st))
+        return {name: getattr(st, name) for name, _ in ffi.typeof("kvmc_stats").fields
+                if name not in ("size", "reserved")}
 
     def send_ctrl_alt_del(self) -> None:
         """Presses Ctrl-Alt-Del on the VM's AT keyboard (the i8042): Linux

@@ -57,6 +57,22 @@ typedef struct kvmc_regs {
     uint64_t rip, rflags;
 } kvmc_regs;
 
+typedef struct kvmc_stats {
+    uint32_t size;
+    uint32_t reserved;
+    uint64_t exit_io_in, exit_io_out, exit_mmio_read, exit_mmio_write;
+    uint64_t exit_other;
+    uint64_t block_read_count, block_read_bytes, block_write_count, block_write_bytes;
+    uint64_t block_flush_count;
+    uint64_t block_errors;
+    uint64_t net_rx_packets, net_rx_bytes;
+    uint64_t net_rx_dropped;
+    uint64_t net_tx_packets, net_tx_bytes;
+    uint64_t vsock_conns_opened, vsock_conns_closed, vsock_rx_bytes, vsock_tx_bytes;
+    uint64_t rng_bytes;
+    uint64_t virtio_errors;
+} kvmc_stats;
+
 typedef struct kvmc_snapshot_options {
     unsigned int version;
     unsigned int flags;
@@ -154,6 +170,7 @@ uint64_t kvmc_vm_memory_size(const kvmc_vm *vm);
 int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf, size_t len);
 int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len, size_t *written);
 int kvmc_vm_send_ctrl_alt_del(kvmc_vm *vm);
+int kvmc_vm_get_stats(const kvmc_vm *vm, kvmc_stats *stats);
 int kvmc_vm_write_memory(kvmc_vm *vm, uint64_t gpa, const void *buf, size_t len);
 int kvmc_vm_get_regs(kvmc_vm *vm, unsigned vcpu, kvmc_regs *regs);
 int kvmc_vm_set_regs(kvmc_vm *vm, unsigned vcpu, const kvmc_regs *regs);

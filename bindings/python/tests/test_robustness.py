@@ -55,6 +55,7 @@ CALLS = {
     "load_snapshot": lambda vm: vm.load_snapshot("/"),  # no snapshot there
     "reset": lambda vm: vm.reset(),  # none taken
     "send_ctrl_alt_del": lambda vm: vm.send_ctrl_alt_del(),
+    "stats": lambda vm: vm.stats(),
 }
 WORKS, STATE, CLOSED, TIMEOUT = None, kvmc.StateError, kvmc.ClosedError, TimeoutError
 EXPECT = {
@@ -79,6 +80,7 @@ EXPECT = {
     "load_snapshot": (kvmc.KvmcOSError, STATE, STATE, STATE),
     "reset":         (STATE,  STATE,   STATE,   STATE),
     "send_ctrl_alt_del": (WORKS, WORKS,  WORKS,   WORKS),
+    "stats":         (WORKS,  WORKS,   WORKS,   WORKS),
 }
 STATES = ("created", "running", "paused", "exited")
 

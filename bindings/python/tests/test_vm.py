@@ -214,3 +214,19 @@ def test_ctrl_alt_del_resets_the_guest(guest_elf):
         vm.send_ctrl_alt_del()
         assert vm.wait(timeout=20).reason == kvmc.ExitReason.RESET
         assert "kbd: ctrl-alt-del pressed, resetting" in vm.console_text
+
+
+def test_stats_count_exits_and_devices(guest_elf, tmp_path):
+    disk = tmp_path / "disk.img"
+    disk.write_bytes(bytes(range(256)) * 128)
+    with kvmc.VM(guest_elf, memory="32M", cmdline="kvmc.test=virtio", disks=[disk],
+                 rng=True) as vm:
+        before = vm.stats()
+        assert before["exit_io_out"] == 0 and before["block_read_count"] == 0
+        vm.run(timeout=20)
+        st = vm.stats()
+        assert st["exit_io_out"] > 500  # COM1, a byte per exit
+        assert st["block_read_count"] >= 1 and st["block_read_bytes"] >= 512
+        assert st["block_write_count"] >= 1 and st["rng_bytes"] >= 16
+        assert st["virtio_errors"] == 0 and st["net_tx_packets"] == 0
+        assert set(st) >= {"exit_mmio_read", "vsock_conns_opened", "net_rx_dropped"}

@@ -381,6 +381,37 @@ KVMC_API int kvmc_vm_read_memory(kvmc_vm *vm, uint64_t gpa, void *buf,
  *   KVMC_ESTATE (the VM has no virtio-console) */
 KVMC_API int kvmc_vm_virtio_console_write(kvmc_vm *vm, const void *data, size_t len,
                                           size_t *written);
+/* A VM's counters since it was created (a restore or a fast reset does not
+ * clear them), for metrics: vCPU exits by kind, and what its virtio devices
+ * did, all devices of a kind together. "rx" is towards the guest, "tx" from
+ * it. Set size to sizeof(kvmc_stats) (KVMC_STATS_INIT); fields added later
+ * go at the end, so a caller built against an older header gets what its
+ * size holds. Since 1.2. */
+typedef struct kvmc_stats {
+    uint32_t size;     /* in: the caller's sizeof(kvmc_stats); out: bytes filled */
+    uint32_t reserved;
+    uint64_t exit_io_in, exit_io_out, exit_mmio_read, exit_mmio_write;
+    uint64_t exit_other;         /* every other exit to kvmc (interrupt window, EOI...) */
+    uint64_t block_read_count, block_read_bytes, block_write_count, block_write_bytes;
+    uint64_t block_flush_count;
+    uint64_t block_errors;       /* requests answered with an I/O error */
+    uint64_t net_rx_packets, net_rx_bytes;
+    uint64_t net_rx_dropped;     /* frames for the guest with no buffer to take them */
+    uint64_t net_tx_packets, net_tx_bytes;
+    uint64_t vsock_conns_opened, vsock_conns_closed, vsock_rx_bytes, vsock_tx_bytes;
+    uint64_t rng_bytes;
+    uint64_t virtio_errors;      /* a driver broke a device's rules (needs reset) */
+} kvmc_stats;
+
+#define KVMC_STATS_INIT {sizeof(kvmc_stats), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, \
+                         0, 0, 0, 0, 0, 0, 0, 0, 0}
+
+/* Reads the counters into *stats (see kvmc_stats). Any thread, any state;
+ * the counters of a running VM move while they are read, each on its own.
+ * @return KVMC_OK; KVMC_EINVAL (NULL vm or stats, or a size too small for
+ *   the first counter) */
+KVMC_API int kvmc_vm_get_stats(const kvmc_vm *vm, kvmc_stats *stats);
+
 /* Presses Ctrl-Alt-Del on the VM's AT keyboard (the i8042 controller at
  * ports 0x60/0x64, IRQ 1): what Firecracker's SendCtrlAltDel action does.
  * Linux with its i8042 and atkbd drivers reboots on it, which ends the run

@@ -170,7 +170,8 @@ static uint8_t discard_or_zero(struct virtio_blk *blk, struct chain_cursor *cur,
  * take a completed write as durable (virtio 1.x, 5.2.5.1; Linux does): such
  * writes use RWF_DSYNC, and written zeroes are synced. */
 static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
-                       uint64_t data_capacity, uint32_t *data_in, int flags, bool writethrough)
+                       uint64_t data_capacity, uint32_t *data_in, int flags, bool writethrough,
+                       struct vm_stats *stats)
 {
     struct chain_cursor cur = {.chain = chain};
     struct virtio_blk_outhdr hdr;
@@ -201,9 +202,12 @@ static uint8_t execute(struct virtio_blk *blk, const struct virtq_chain *chain,
             return VIRTIO_BLK_S_IOERR;
         if (in)
             *data_in = (uint32_t)len;
+        stats_add(stats, in ? STAT_BLOCK_READ_COUNT : STAT_BLOCK_WRITE_COUNT, 1);
+        stats_add(stats, in ? STAT_BLOCK_READ_BYTES : STAT_BLOCK_WRITE_BYTES, len);
         return VIRTIO_BLK_S_OK;
     }
     case VIRTIO_BLK_T_FLUSH:
+        stats_add(stats, STAT_BLOCK_FLUSH_COUNT, 1);
         return fdatasync(blk->fd) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
     case VIRTIO_BLK_T_GET_ID: {
         uint64_t len = data_capacity < VIRTIO_BLK_ID_BYTES ? data_capacity : VIRTIO_BLK_ID_BYTES;
@@ -278,9 +282,11 @@ static bool finish_request(struct blk_request *r, int flags)
     if (r->status) {
         bool writethrough = !(r->dev->driver_features & (1ull << VIRTIO_BLK_F_FLUSH));
         uint8_t status = execute(blk, &r->chain, r->chain.writable - 1, &data_in, flags,
-                                 writethrough);
+                                 writethrough, r->dev->stats);
         if (status == BLK_WOULD_BLOCK)
             return false;
+        if (status == VIRTIO_BLK_S_IOERR)
+            stats_add(r->dev->stats, STAT_BLOCK_ERRORS, 1);
         *r->status = status;
     }
     virtio_complete(r->dev, r->qi, &r->ticket, r->status ? data_in + 1 : 0);

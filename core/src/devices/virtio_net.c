@@ -67,6 +67,8 @@ unsigned virtio_net_rx_buffers(struct vnet *n, struct iovec *iov, unsigned max)
 
 void virtio_net_rx_done(struct vnet *n, size_t len)
 {
+    stats_add(n->dev->stats, STAT_NET_RX_PACKETS, 1);
+    stats_add(n->dev->stats, STAT_NET_RX_BYTES, len);
     virtio_release(n->dev, NET_RX, &n->rx, (uint32_t)(sizeof(struct virtio_net_hdr_v1) + len));
 }
 
@@ -76,6 +78,7 @@ bool virtio_net_receive(struct vnet *n, const uint8_t *frame, size_t len)
     unsigned niov = virtio_net_can_receive(n) ? virtio_net_rx_buffers(n, iov, 16) : 0;
     if (!niov) {
         n->rx_dropped++;
+        stats_add(n->dev->stats, STAT_NET_RX_DROPPED, 1);
         return false;
     }
     size_t done = 0;
@@ -102,8 +105,11 @@ static void process_tx(struct vnet *n)
             /* At least an Ethernet header, and all of the frame: a frame in
              * more pieces than we take, or over the limit, is dropped. */
             uint64_t whole = n->tx_chain.readable - sizeof(struct virtio_net_hdr_v1);
-            if (len >= 14 && len == whole)
+            if (len >= 14 && len == whole) {
                 n->be_ops->send(n->be, iov, niov, len);
+                stats_add(n->dev->stats, STAT_NET_TX_PACKETS, 1);
+                stats_add(n->dev->stats, STAT_NET_TX_BYTES, len);
+            }
         }
         virtio_complete(n->dev, NET_TX, &t, 0);
     }

@@ -28,6 +28,7 @@ static void rng_process(struct virtio_dev *dev, unsigned qi)
             if ((uint32_t)n < b->len)
                 break;
         }
+        stats_add(dev->stats, STAT_RNG_BYTES, written);
         virtio_complete(dev, qi, &t, written);
     }
 }

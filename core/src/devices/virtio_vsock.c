@@ -123,6 +123,11 @@ static struct vconn *find_conn(struct vsock *v, uint32_t local, uint32_t peer)
     return NULL;
 }
 
+static struct vm_stats *vsock_stats(const struct vsock *v)
+{
+    return v->dev ? v->dev->stats : NULL;
+}
+
 static struct vconn *new_conn(struct vsock *v, int fd, enum conn_state state)
 {
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++) {
@@ -134,13 +139,16 @@ static struct vconn *new_conn(struct vsock *v, int fd, enum conn_state state)
             c->state = CONN_FREE;
             return NULL;
         }
+        stats_add(vsock_stats(v), STAT_VSOCK_CONNS_OPENED, 1);
         return c;
     }
     return NULL;
 }
 
-static void free_conn(struct vconn *c)
+static void free_conn(struct vsock *v, struct vconn *c)
 {
+    if (c->state != CONN_FREE)
+        stats_add(vsock_stats(v), STAT_VSOCK_CONNS_CLOSED, 1);
     if (c->fd >= 0)
         close(c->fd);
     bytering_free(&c->to_host);
@@ -208,7 +216,7 @@ static void send_conn_control(struct vsock *v, struct vconn *c)
         c->fwd_cnt_told = c->fwd_cnt;
     send_control(v, &h);
     if (bit == PEND_RST)
-        free_conn(c);
+        free_conn(v, c);
 }
 
 /* Reads from the host socket straight into the held chain, behind the
@@ -242,6 +250,7 @@ static bool send_data(struct vsock *v, struct vconn *c)
         return false;
     }
     fill_header(v, c, VIRTIO_VSOCK_OP_RW, &h);
+    stats_add(vsock_stats(v), STAT_VSOCK_RX_BYTES, (uint64_t)n);
     h.len = (uint32_t)n;
     c->rx_cnt += (uint32_t)n;
     c->fwd_cnt_told = c->fwd_cnt;
@@ -359,11 +368,13 @@ static void guest_request(struct vsock *v, const struct virtio_vsock_hdr *h)
     c->pending = PEND_RESPONSE;
 }
 
-static void guest_rw(struct vconn *c, struct chain_cursor *cur, uint32_t len)
+/* Takes the guest's bytes for the host socket; returns how many. */
+static size_t guest_rw(struct vconn *c, struct chain_cursor *cur, uint32_t len)
 {
+    size_t taken = 0;
     if (len > bytering_space(&c->to_host)) { /* beyond the credit we gave */
         reset_conn(c);
-        return;
+        return 0;
     }
     while (len) {
         uint8_t *p;
@@ -372,11 +383,13 @@ static void guest_rw(struct vconn *c, struct chain_cursor *cur, uint32_t len)
             run = len;
         size_t got = chain_read(cur, p, run);
         bytering_commit(&c->to_host, got);
+        taken += got;
         len -= (uint32_t)got;
         if (got < run || run == 0) /* the chain ended, or no room after all */
             break;
     }
     flush_to_host(c);
+    return taken;
 }
 
 static void host_accepted(struct vconn *c)
@@ -417,8 +430,9 @@ static void handle_packet(struct vsock *v, const struct virtio_vsock_hdr *h,
             reset_conn(c);
         break;
     case VIRTIO_VSOCK_OP_RW:
-        if (c->state == CONN_ESTABLISHED && !c->guest_done_sending)
-            guest_rw(c, payload, h->len);
+        if (c->state == CONN_ESTABLISHED && !c->guest_done_sending) {
+            stats_add(vsock_stats(v), STAT_VSOCK_TX_BYTES, guest_rw(c, payload, h->len));
+        }
         else
             reset_conn(c);
         break;
@@ -437,7 +451,7 @@ static void handle_packet(struct vsock *v, const struct virtio_vsock_hdr *h,
         flush_to_host(c);
         break;
     case VIRTIO_VSOCK_OP_RST:
-        free_conn(c);
+        free_conn(v, c);
         break;
     default: /* a second REQUEST, or an unknown op */
         reset_conn(c);
@@ -478,7 +492,7 @@ static void drop_old_session(struct vsock *v)
         if (c->state == CONN_REQUESTING)
             c->pending = PEND_REQUEST; /* ask the new driver */
         else if (c->state == CONN_ESTABLISHED || c->state == CONN_CLOSING)
-            free_conn(c);
+            free_conn(v, c);
     }
     v->nrsts = 0;
     v->rx_starved = v->rx_too_small = false;
@@ -513,7 +527,7 @@ static int vsock_restore(struct virtio_dev *dev, struct snapshot_reader *r)
         return kvmc_fail(KVMC_EFORMAT, "virtio-vsock state version %u", version);
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
         if (v->conns[i].state != CONN_FREE && v->conns[i].state != CONN_HANDSHAKE)
-            free_conn(&v->conns[i]); /* a host program still saying CONNECT stays */
+            free_conn(v, &v->conns[i]); /* a host program still saying CONNECT stays */
     pthread_mutex_lock(&dev->lock);
     v->generation = dev->generation;
     v->reset_event_owed = (dev->status & VIRTIO_CONFIG_S_DRIVER_OK) != 0;
@@ -577,7 +591,7 @@ static void read_handshake(struct vsock *v, struct vconn *c)
     }
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
-    free_conn(c); /* bad line, too long, or closed: Firecracker closes too */
+    free_conn(v, c); /* bad line, too long, or closed: Firecracker closes too */
 }
 
 static unsigned vsock_prepare(void *opaque, struct pollfd *fds, unsigned max, int *timeout)
@@ -657,7 +671,7 @@ static void vsock_destroy(struct virtio_dev *dev)
         return;
     for (unsigned i = 0; i < VSOCK_MAX_CONNS; i++)
         if (v->conns[i].state != CONN_FREE)
-            free_conn(&v->conns[i]);
+            free_conn(v, &v->conns[i]);
     unix_listener_close(&v->listener);
     free(v);
 }

@@ -235,6 +235,7 @@ int virtio_mmio_create(const struct vm_services *svc, uint64_t base, unsigned gs
         return KVMC_ENOMEM;
     m->dev.notify = mmio_notify_irq;
     m->svc = svc;
+    m->dev.stats = svc->stats;
     m->base = base;
     m->gsi = gsi;
     static const struct bus_ops bus_ops = {.read = mmio_read, .write = mmio_write};

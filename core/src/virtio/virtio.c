@@ -127,6 +127,7 @@ static void report_broken_locked(struct virtio_dev *dev, unsigned qi)
     if (dev->reported_broken)
         return;
     dev->reported_broken = true;
+    stats_add(dev->stats, STAT_VIRTIO_ERRORS, 1);
     dev->status |= VIRTIO_CONFIG_S_NEEDS_RESET;
     dev->interrupt_status |= VIRTIO_MMIO_INT_CONFIG;
     fprintf(stderr, "kvmc: %s queue %u broken by the guest (%s); device needs reset\n",

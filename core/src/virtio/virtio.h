@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include "../guest_memory.h"
+#include "../stats.h"
 #include "virtqueue.h"
 
 #define VIRTIO_MAX_QUEUES 4
@@ -95,6 +96,7 @@ struct virtio_dev {
     void *transport;
     int reset_fd;                      /* tells the I/O thread of a driver reset */
     bool reset_pending;                /* detached: run ops->reset after the access */
+    struct vm_stats *stats;            /* the VM's counters (may be NULL) */
 };
 
 void virtio_dev_init(struct virtio_dev *dev, const struct virtio_device_ops *ops,

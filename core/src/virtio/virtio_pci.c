@@ -372,6 +372,7 @@ int virtio_pci_create(const struct vm_services *svc, struct pci_host *host,
     p->dev.transport = p;
     p->dev.notify = pci_notify_irq;
     p->svc = svc;
+    p->dev.stats = svc->stats;
     for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
         p->notify_fd[i] = -1;
     reset_transport_locked(p);
