@@ -43,6 +43,17 @@ options=$("$prefix/bin/kvmc" run --help | grep -oE '^ +(-[a-zA-Z], )?--[a-z-]+' 
 for opt in $options; do
     grep -qF -- "\\fB$opt\\fR" "$man1" || { echo "kvmc(1) lacks $opt" >&2; exit 1; }
 done
+# kvmc-firecracker: installed, runs from the prefix, and its page names
+# every option of its --help.
+"$prefix/bin/kvmc-firecracker" --version | grep -q '^Firecracker v[0-9.]* (kvmc ' ||
+    { echo "the installed kvmc-firecracker --version is not Firecracker's form" >&2; exit 1; }
+fcman="$prefix/share/man/man1/kvmc-firecracker.1"
+test -s "$fcman" || { echo "no man page at $fcman" >&2; exit 1; }
+options=$("$prefix/bin/kvmc-firecracker" --help | grep -oE '^ +(-[a-zA-Z], )?--[a-z-]+' |
+          grep -oE -- '--[a-z-]+' | sort -u)
+for opt in $options; do
+    grep -qF -- "\\fB$opt\\fR" "$fcman" || { echo "kvmc-firecracker(1) lacks $opt" >&2; exit 1; }
+done
 
 # Lua: kvmc.lua and the kvmc_core module where lua5.4 looks under the
 # prefix (for /usr/local, its default path); require works from any
@@ -86,4 +97,4 @@ if command -v go >/dev/null; then
         GOCACHE="$prefix/gocache" GOFLAGS=-modcacherw go build -o "$prefix/gouser" .)
     (cd / && env -u LD_LIBRARY_PATH "$prefix/gouser" "$guest")
 fi
-echo "install: ok (pkg-config, find_package, soname libkvmc.so.1, exports = the header's $(wc -l <<<"$header") functions, all versioned; man page; Lua module and rock; Go through pkg-config)"
+echo "install: ok (pkg-config, find_package, soname libkvmc.so.1, exports = the header's $(wc -l <<<"$header") functions, all versioned; man pages; kvmc-firecracker; Lua module and rock; Go through pkg-config)"
