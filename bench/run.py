@@ -12,6 +12,10 @@
                reads of a raw image through virtio-blk, vs QEMU's virtio-blk
   net          UDP transmit through virtio-net and user-mode networking
                (libslirp in both) to a sink on the host, vs QEMU's virtio-net
+  API          kvmc-firecracker: exec to the API socket answering (wall time,
+               and the process's CPU time, which Firecracker's specification
+               bounds at 8 ms), and InstanceStart to the first serial byte,
+               vs kvmc run's exec to first serial byte
   snapshots    save a paused guest of 64 MiB, 1 GiB and 4 GiB; restore into a
                new VM, and from start to its first console byte; fast reset
                with 1 MiB dirtied (bench/snapshot_bench.py). QEMU: migrate to
@@ -22,6 +26,7 @@ Timings on these shared machines are noisy: read the ratios, not the numbers.
 """
 import argparse
 import glob
+import http.client
 import json
 import os
 import socket
@@ -474,6 +479,80 @@ def snapshot_rows(r, sizes):
     return rows
 
 
+class UnixHTTP(http.client.HTTPConnection):
+    """HTTP on a Unix socket (kvmc-firecracker's API)."""
+    def __init__(self, path):
+        super().__init__("localhost", timeout=10)
+        self.unix_path = path
+
+    def connect(self):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(self.unix_path)
+
+
+def api_call(sock, method, path, body=None):
+    c = UnixHTTP(sock)
+    try:
+        c.request(method, path, body=json.dumps(body) if body is not None else None,
+                  headers={"Content-Type": "application/json"})
+        resp = c.getresponse()
+        data = resp.read()
+    finally:
+        c.close()
+    if resp.status >= 300:
+        raise RuntimeError(f"{method} {path}: {resp.status} {data!r}")
+    return data
+
+
+def fc_api_times(fc, guest, work, reps):
+    """kvmc-firecracker: exec to the API answering GET / (ms, wall), the
+    process's CPU time then (ms, from its startup metrics), and InstanceStart
+    to the guest's first serial byte (ms); medians."""
+    ready, cpu, first = [], [], []
+    for i in range(reps):
+        sock = os.path.join(work, f"bench-fc-{i}.sock")
+        metrics = os.path.join(work, f"bench-fc-{i}.metrics")
+        for path in (sock, metrics):
+            if os.path.exists(path):
+                os.unlink(path)
+        open(metrics, "w").close()
+        t0 = time.perf_counter()
+        p = subprocess.Popen([fc, "--api-sock", sock, "--metrics-path", metrics],
+                             stdout=subprocess.PIPE, stdin=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            while True:  # what a client does: poll until the API answers
+                try:
+                    api_call(sock, "GET", "/")
+                    break
+                except (FileNotFoundError, ConnectionRefusedError):
+                    time.sleep(0.0005)
+            ready.append(time.perf_counter() - t0)
+            api_call(sock, "PUT", "/actions", {"action_type": "FlushMetrics"})
+            with open(metrics) as f:
+                line = json.loads(f.readline())
+            cpu.append(line["api_server"]["process_startup_time_cpu_us"] / 1e6)
+            api_call(sock, "PUT", "/machine-config", {"vcpu_count": 1, "mem_size_mib": 64})
+            api_call(sock, "PUT", "/boot-source", {"kernel_image_path": guest,
+                                                   "boot_args": "kvmc.test=boot-only"})
+            t1 = time.perf_counter()
+            api_call(sock, "PUT", "/actions", {"action_type": "InstanceStart"})
+            p.stdout.read(1)
+            first.append(time.perf_counter() - t1)
+            p.stdout.read()
+            p.wait(timeout=30)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            if os.path.exists(metrics):
+                os.unlink(metrics)
+    med = lambda xs: 1000 * statistics.median(xs)
+    return {"fc_api_ready_ms": med(ready), "fc_api_ready_cpu_ms": med(cpu),
+            "fc_start_first_byte_ms": med(first)}
+
+
 def result_rows(r, many):
     """(measurement, unit, kvmc, floor, QEMU) for each row of the table."""
     return [
@@ -650,6 +729,11 @@ def main():
     r.update(notify_round_trip(kvmc, guest, 2000 if args.quick else 20000,
                                1 if args.quick else 5, tsc_hz))
 
+    print("Firecracker API ...", flush=True)
+    fc = os.path.join(b, "server", "kvmc-firecracker")
+    os.makedirs(args.out, exist_ok=True)
+    r.update(fc_api_times(fc, guest, args.out, reps))
+
     print("snapshots ...", flush=True)
     sizes = [64, 1024] if args.quick else [64, 1024, 4096]
     r.update(snapshots(b, guest, args.out, env, 1 if args.quick else 5, sizes))
@@ -666,6 +750,17 @@ def main():
     table = "\n".join(lines)
     print()
     print(table)
+    api = ["| kvmc-firecracker | ms | kvmc-firecracker | reference | ratio |",
+           "| --- | --- | --- | --- | --- |",
+           f"| exec to the API answering (wall) | ms | {r['fc_api_ready_ms']:.2f} | - | - |",
+           f"| exec to the API answering (CPU) | ms | {r['fc_api_ready_cpu_ms']:.2f} | 8 "
+           f"(Firecracker's specification) | {r['fc_api_ready_cpu_ms'] / 8:.2f} |",
+           f"| InstanceStart to first serial byte, vs kvmc run's exec to first byte | ms | "
+           f"{r['fc_start_first_byte_ms']:.2f} | {r['cold_first_byte_ms_kvmc']:.2f} | "
+           f"{r['fc_start_first_byte_ms'] / r['cold_first_byte_ms_kvmc']:.2f} |"]
+    table += "\n\n" + "\n".join(api)
+    print()
+    print("\n".join(api))
     print(f"\nCLI: {r['vms_per_s_cli']:.1f} VMs/s sequentially, each a new process")
     print(f"net: the host sink received {100 * r['net_tx_delivered_kvmc']:.0f}% (kvmc), "
           f"{100 * r['net_tx_delivered_kvmcpci']:.0f}% (kvmc, virtio-pci) and "
