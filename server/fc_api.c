@@ -735,6 +735,58 @@ static int get_vm_config(struct req *rq) { return respond_json(rq, vm_config_jso
  * besides kvmc's own "state" and "memory". */
 #define FC_SNAPSHOT_CONFIG "firecracker-config.json"
 
+int fc_snapshot_finish(const char *dir, const char *config, const char *mem, char *err,
+                       size_t errlen)
+{
+    char path[PATH_MAX + 64], memory[PATH_MAX + 64];
+    snprintf(path, sizeof(path), "%s/%s", dir, FC_SNAPSHOT_CONFIG);
+    FILE *f = fopen(path, "we");
+    bool written = f && fputs(config, f) >= 0;
+    if (f && fclose(f) != 0)
+        written = false;
+    if (!written) {
+        snprintf(err, errlen, "writing %.300s: %s", path, strerror(errno));
+        return -1;
+    }
+    /* The memory file the client names is kvmc's own, linked there. */
+    snprintf(memory, sizeof(memory), "%s/memory", dir);
+    unlink(mem);
+    if (link(memory, mem) != 0) {
+        char abs[PATH_MAX];
+        if (errno != EXDEV || !realpath(memory, abs) || symlink(abs, mem) != 0) {
+            snprintf(err, errlen, "linking %.300s to %.300s: %s", mem, memory, strerror(errno));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+char *fc_snapshot_read_config(const char *dir, const char *mem, char *err, size_t errlen)
+{
+    char path[PATH_MAX + 64];
+    struct stat want, got;
+    snprintf(path, sizeof(path), "%s/memory", dir);
+    if (stat(path, &want) || stat(mem, &got) || want.st_dev != got.st_dev ||
+        want.st_ino != got.st_ino) {
+        snprintf(err, errlen, "%.300s is not the memory of the snapshot %.300s: kvmc keeps a "
+                 "snapshot's memory in its directory (%.300s)", mem, dir, path);
+        return NULL;
+    }
+    snprintf(path, sizeof(path), "%s/%s", dir, FC_SNAPSHOT_CONFIG);
+    json_error_t jerr;
+    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+    if (!cfg) {
+        snprintf(err, errlen, "%.300s: %s (is %.300s a snapshot kvmc-firecracker wrote?)", path,
+                 jerr.text, dir);
+        return NULL;
+    }
+    char *text = json_dumps(cfg, JSON_COMPACT);
+    json_decref(cfg);
+    if (!text)
+        snprintf(err, errlen, "out of memory");
+    return text;
+}
+
 static int put_snapshot_create(struct req *rq)
 {
     static const struct field f[] = {{"snapshot_path", F_STR, true},
@@ -760,30 +812,22 @@ static int put_snapshot_create(struct req *rq)
     if (stat(dir, &st) == 0 && !S_ISDIR(st.st_mode))
         return fail(rq, "snapshot_path %.300s is a file: kvmc writes a snapshot directory "
                         "there (remove the file first).", dir);
-    char err[FAULT_MAX - 64];
-    if (api->be.snapshot(api->be.ctx, dir, type && !strcmp(type, "Diff"), err, sizeof(err)))
-        return backend_failed(rq, "Cannot create the snapshot", err);
-    /* The configuration, to build the same VM on load. */
-    char path[PATH_MAX + 64], memory[PATH_MAX + 64];
-    snprintf(path, sizeof(path), "%s/%s", dir, FC_SNAPSHOT_CONFIG);
+    if (lstat(mem, &st) == 0 && S_ISDIR(st.st_mode))
+        return fail(rq, "mem_file_path %.300s is a directory.", mem);
+    /* The configuration goes with it, to build the same VM on load. */
     json_t *cfg = vm_config_json(api);
     json_object_del(cfg, "logger"); /* this process's, not the VM's */
     json_object_del(cfg, "metrics");
-    int rc = json_dump_file(cfg, path, JSON_INDENT(2));
+    char *config = json_dumps(cfg, JSON_INDENT(2));
     json_decref(cfg);
+    if (!config)
+        return fail(rq, "out of memory");
+    char err[FAULT_MAX - 64];
+    int rc = api->be.snapshot(api->be.ctx, dir, type && !strcmp(type, "Diff"), config, mem, err,
+                              sizeof(err));
+    free(config);
     if (rc)
-        return fail(rq, "Cannot create the snapshot: writing %.300s failed.", path);
-    /* The memory file the client names is kvmc's own, linked there. */
-    snprintf(memory, sizeof(memory), "%s/memory", dir);
-    if (lstat(mem, &st) == 0 && S_ISDIR(st.st_mode))
-        return fail(rq, "mem_file_path %.300s is a directory.", mem);
-    unlink(mem);
-    if (link(memory, mem) != 0) {
-        char abs[PATH_MAX];
-        if (errno != EXDEV || !realpath(memory, abs) || symlink(abs, mem) != 0)
-            return fail(rq, "Cannot create the snapshot: linking %.300s to %.300s: %s.", mem,
-                        memory, strerror(errno));
-    }
+        return backend_failed(rq, "Cannot create the snapshot", err);
     fc_api_log(api, false, "snapshot written to %s", dir);
     return 0;
 }
@@ -893,19 +937,16 @@ static int put_snapshot_load(struct req *rq)
         return fail(rq, "Either mem_file_path or mem_backend must be given.");
     if (check_path(rq, "snapshot_path", dir, R_OK) || check_path(rq, "memory file", mem, R_OK))
         return -1;
-    char path[PATH_MAX + 64];
-    struct stat want, got;
-    snprintf(path, sizeof(path), "%s/memory", dir);
-    if (stat(path, &want) || stat(mem, &got) || want.st_dev != got.st_dev ||
-        want.st_ino != got.st_ino)
-        return fail(rq, "%.300s is not the memory of the snapshot %.300s: kvmc keeps a "
-                        "snapshot's memory in its directory (%.300s).", mem, dir, path);
-    snprintf(path, sizeof(path), "%s/%s", dir, FC_SNAPSHOT_CONFIG);
-    json_error_t jerr;
-    json_t *cfg = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
-    if (!cfg)
-        return fail(rq, "%.300s: %s (is %.300s a snapshot kvmc-firecracker wrote?).", path,
-                    jerr.text, dir);
+    char err[FAULT_MAX - 128];
+    char *text = api->be.read_snapshot_config(api->be.ctx, dir, mem, err, sizeof(err));
+    if (!text)
+        return fail(rq, "%s.", err);
+    json_t *cfg = json_loads(text, JSON_REJECT_DUPLICATES, NULL);
+    free(text);
+    if (!json_is_object(cfg)) {
+        json_decref(cfg);
+        return fail(rq, "%.300s: the snapshot's configuration is not a JSON object.", dir);
+    }
     /* The overrides go into the configuration before it is applied. */
     json_t *overrides = json_object_get(rq->body, "network_overrides");
     size_t i;
@@ -943,7 +984,6 @@ static int put_snapshot_load(struct req *rq)
         }
         json_object_set(vsock, "uds_path", json_object_get(vsock_override, "uds_path"));
     }
-    char err[FAULT_MAX - 128];
     int rc = apply_config(api, cfg, false, err, sizeof(err));
     json_decref(cfg);
     if (rc) {

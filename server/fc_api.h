@@ -65,8 +65,15 @@ struct fc_backend {
     int (*pause)(void *ctx, char *err, size_t errlen);
     int (*resume)(void *ctx, char *err, size_t errlen);
     int (*ctrl_alt_del)(void *ctx, char *err, size_t errlen);
-    /* The VM is paused. Writes a kvmc snapshot directory. */
-    int (*snapshot)(void *ctx, const char *dir, bool diff, char *err, size_t errlen);
+    /* The VM is paused. Writes a kvmc snapshot directory, then the API's
+     * configuration (config, JSON) and the link at mem_path to its memory
+     * (fc_snapshot_finish). */
+    int (*snapshot)(void *ctx, const char *dir, bool diff, const char *config,
+                    const char *mem_path, char *err, size_t errlen);
+    /* A snapshot's configuration, as fc_snapshot_read_config: malloc'd
+     * JSON, or NULL with err. */
+    char *(*read_snapshot_config)(void *ctx, const char *dir, const char *mem_path, char *err,
+                                  size_t errlen);
     /* Creates the VM from m, restores dir into it; resumes it if asked,
      * else leaves it paused (started and paused at once). */
     int (*load)(void *ctx, const struct fc_machine *m, const char *dir, bool resume,
@@ -82,6 +89,15 @@ struct fc_backend {
 };
 
 enum fc_state { FC_NOT_STARTED, FC_RUNNING, FC_PAUSED };
+
+/* A snapshot directory's part that is kvmc-firecracker's (for backends):
+ * writes the configuration beside kvmc's state and memory, and makes
+ * mem_path a hard link (across file systems a symbolic one) to the memory;
+ * reads the configuration back once mem_path proves to be that memory.
+ * 0 / the text (malloc'd), or -1 / NULL with err. */
+int fc_snapshot_finish(const char *dir, const char *config, const char *mem_path, char *err,
+                       size_t errlen);
+char *fc_snapshot_read_config(const char *dir, const char *mem_path, char *err, size_t errlen);
 
 struct fc_api;
 

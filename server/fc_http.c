@@ -1,8 +1,11 @@
 /* kvmc-firecracker's HTTP server (fc_http.h). */
 #include "fc_http.h"
 
+#include "fc_seccomp.h"
+
 #include <microhttpd.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +19,14 @@
 struct fc_http {
     struct MHD_Daemon *daemon;
     struct fc_api *api;
+    pthread_t thread;
+    bool confine;
+    /* The thread's start: -1 until it has confined itself, then 0 or 1 (failed). */
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    int started;
+    char err[256];
+    atomic_bool stop;
 };
 
 /* One request's body as it arrives. */
@@ -50,9 +61,6 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
     struct upload *u = *state;
     (void)version;
     if (!u) {
-        static __thread bool named;
-        if (!named) /* Firecracker's API thread's name */
-            named = pthread_setname_np(pthread_self(), "fc_api") == 0;
         u = calloc(1, sizeof(*u));
         if (!u)
             return MHD_NO;
@@ -100,7 +108,31 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **state,
     *state = NULL;
 }
 
-struct fc_http *fc_http_start(int listen_fd, struct fc_api *api, char *err, size_t errlen)
+static void started(struct fc_http *h, int result)
+{
+    pthread_mutex_lock(&h->lock);
+    h->started = result;
+    pthread_cond_broadcast(&h->cond);
+    pthread_mutex_unlock(&h->lock);
+}
+
+/* The API thread: confines itself, then serves until told to stop. */
+static void *serve(void *arg)
+{
+    struct fc_http *h = arg;
+    pthread_setname_np(pthread_self(), "fc_api"); /* Firecracker's API thread's name */
+    if (h->confine && fc_seccomp_confine_api_thread(h->err, sizeof(h->err))) {
+        started(h, 1);
+        return NULL;
+    }
+    started(h, 0);
+    while (!atomic_load(&h->stop))
+        MHD_run_wait(h->daemon, 500);
+    return NULL;
+}
+
+struct fc_http *fc_http_start(int listen_fd, struct fc_api *api, bool confine, char *err,
+                              size_t errlen)
 {
     struct fc_http *h = calloc(1, sizeof(*h));
     if (!h) {
@@ -109,8 +141,13 @@ struct fc_http *fc_http_start(int listen_fd, struct fc_api *api, char *err, size
         return NULL;
     }
     h->api = api;
+    h->confine = confine;
+    h->started = -1;
+    pthread_mutex_init(&h->lock, NULL);
+    pthread_cond_init(&h->cond, NULL);
+    /* No thread of libmicrohttpd's: ours runs it (MHD_run_wait), confined. */
     h->daemon = MHD_start_daemon(
-        MHD_USE_POLL_INTERNAL_THREAD, 0, NULL, NULL, on_request, h,
+        MHD_USE_EPOLL, 0, NULL, NULL, on_request, h,
         MHD_OPTION_LISTEN_SOCKET, listen_fd,
         MHD_OPTION_NOTIFY_COMPLETED, on_completed, h,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CLIENTS,
@@ -123,6 +160,23 @@ struct fc_http *fc_http_start(int listen_fd, struct fc_api *api, char *err, size
         free(h);
         return NULL;
     }
+    if (pthread_create(&h->thread, NULL, serve, h) != 0) {
+        snprintf(err, errlen, "cannot start the API thread");
+        MHD_stop_daemon(h->daemon);
+        free(h);
+        return NULL;
+    }
+    pthread_mutex_lock(&h->lock);
+    while (h->started < 0)
+        pthread_cond_wait(&h->cond, &h->lock);
+    pthread_mutex_unlock(&h->lock);
+    if (h->started) {
+        snprintf(err, errlen, "%s", h->err);
+        pthread_join(h->thread, NULL);
+        MHD_stop_daemon(h->daemon);
+        free(h);
+        return NULL;
+    }
     return h;
 }
 
@@ -130,6 +184,8 @@ void fc_http_stop(struct fc_http *h)
 {
     if (!h)
         return;
+    atomic_store(&h->stop, true);
+    pthread_join(h->thread, NULL);
     MHD_stop_daemon(h->daemon);
     free(h);
 }

@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "fc_api.h"
 #include "fc_http.h"
 #include "fc_vmm.h"
@@ -44,7 +46,7 @@ static const char usage[] =
     "  --config-file FILE    boot at once from FILE: a JSON object with the bodies\n"
     "                        of the PUTs, named as GET /vm/config names them\n"
     "  --no-api              with --config-file: no API socket\n"
-    "  --no-seccomp          do not confine the VM's threads with seccomp\n"
+    "  --no-seccomp          do not confine the VM's threads and the API's with seccomp\n"
     "  --seccomp-filter F    refused: kvmc builds its own seccomp lists\n"
     "  --log-path PATH       the log (an existing file or named pipe), as PUT /logger\n"
     "  --level LEVEL         Error, Warning, Info (default), Debug, Trace or Off\n"
@@ -263,6 +265,7 @@ struct signals {
 static void *signal_thread(void *arg)
 {
     struct signals *s = arg;
+    pthread_setname_np(pthread_self(), "fc_signals");
     int sig;
     while (sigwait(&s->set, &sig) == 0) {
         fc_api_log(s->api, false, "signal %d: stopping", sig);
@@ -288,6 +291,10 @@ int main(int argc, char **argv)
 {
     uint64_t started_us = now_us(CLOCK_MONOTONIC);
     mallopt(M_ARENA_MAX, 1); /* as kvmc run: threads malloc rarely */
+    /* jansson seeds its hash function from /dev/urandom on first use: here,
+     * not on the confined API thread. */
+    json_object_seed(0);
+    tzset(); /* the same for libmicrohttpd's Date header and /etc/localtime */
     struct options o = {0};
     int rc = parse(argc, argv, &o);
     if (rc)
@@ -323,8 +330,9 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs.set, NULL);
     signal(SIGPIPE, SIG_IGN); /* a client that hangs up mid-answer */
     pthread_t watcher;
-    if (pthread_create(&watcher, NULL, signal_thread, &sigs) != 0) {
-        fprintf(stderr, "kvmc-firecracker: cannot start the signal thread\n");
+    if (pthread_create(&watcher, NULL, signal_thread, &sigs) != 0 ||
+        fc_vmm_start_worker(&vmm) != 0) {
+        fprintf(stderr, "kvmc-firecracker: cannot start its threads\n");
         return 1;
     }
 
@@ -333,7 +341,7 @@ int main(int argc, char **argv)
         int fd = listen_on(o.api_sock);
         if (fd < 0)
             return 1;
-        http = fc_http_start(fd, api, err, sizeof(err));
+        http = fc_http_start(fd, api, !o.no_seccomp, err, sizeof(err));
         if (!http) {
             fprintf(stderr, "kvmc-firecracker: %s\n", err);
             unlink(o.api_sock);

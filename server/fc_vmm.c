@@ -16,6 +16,7 @@ void fc_vmm_init(struct fc_vmm *v, bool seccomp)
     *v = (struct fc_vmm){.seccomp = seccomp, .flushed = KVMC_STATS_INIT};
     pthread_mutex_init(&v->lock, NULL);
     pthread_cond_init(&v->cond, NULL);
+    pthread_cond_init(&v->job_cond, NULL);
 }
 
 static int fail_with_kvmc(char *err, size_t errlen)
@@ -150,10 +151,17 @@ static void announce(struct fc_vmm *v)
     pthread_mutex_unlock(&v->lock);
 }
 
-static int vmm_start(void *ctx, const struct fc_machine *m, char *err, size_t errlen)
+/* ------------------------------------------------ on the VMM thread */
+
+struct load_args {
+    const struct fc_machine *m;
+    const char *dir;
+    bool resume;
+};
+
+static int do_start(struct fc_vmm *v, void *arg, char *err, size_t errlen)
 {
-    struct fc_vmm *v = ctx;
-    if (create(v, m, err, errlen))
+    if (create(v, arg, err, errlen))
         return -1;
     if (kvmc_vm_start(v->vm)) {
         fail_with_kvmc(err, errlen);
@@ -165,40 +173,13 @@ static int vmm_start(void *ctx, const struct fc_machine *m, char *err, size_t er
     return 0;
 }
 
-static int vmm_pause(void *ctx, char *err, size_t errlen)
+static int do_load(struct fc_vmm *v, void *arg, char *err, size_t errlen)
 {
-    struct fc_vmm *v = ctx;
-    return kvmc_vm_pause(v->vm) ? fail_with_kvmc(err, errlen) : 0;
-}
-
-static int vmm_resume(void *ctx, char *err, size_t errlen)
-{
-    struct fc_vmm *v = ctx;
-    return kvmc_vm_resume(v->vm) ? fail_with_kvmc(err, errlen) : 0;
-}
-
-static int vmm_ctrl_alt_del(void *ctx, char *err, size_t errlen)
-{
-    struct fc_vmm *v = ctx;
-    return kvmc_vm_send_ctrl_alt_del(v->vm) ? fail_with_kvmc(err, errlen) : 0;
-}
-
-static int vmm_snapshot(void *ctx, const char *dir, bool diff, char *err, size_t errlen)
-{
-    struct fc_vmm *v = ctx;
-    kvmc_snapshot_options opts = KVMC_SNAPSHOT_OPTIONS_INIT;
-    opts.flags = diff ? KVMC_SNAPSHOT_DIFF : 0;
-    return kvmc_vm_snapshot_ext(v->vm, dir, &opts) ? fail_with_kvmc(err, errlen) : 0;
-}
-
-static int vmm_load(void *ctx, const struct fc_machine *m, const char *dir, bool resume,
-                    char *err, size_t errlen)
-{
-    struct fc_vmm *v = ctx;
-    if (create(v, m, err, errlen))
+    const struct load_args *a = arg;
+    if (create(v, a->m, err, errlen))
         return -1;
-    if (kvmc_vm_restore(v->vm, dir) || kvmc_vm_start(v->vm) ||
-        (!resume && kvmc_vm_pause(v->vm))) {
+    if (kvmc_vm_restore(v->vm, a->dir) || kvmc_vm_start(v->vm) ||
+        (!a->resume && kvmc_vm_pause(v->vm))) {
         fail_with_kvmc(err, errlen);
         kvmc_vm_destroy(v->vm); /* not announced: nothing waits for it */
         v->vm = NULL;
@@ -206,6 +187,158 @@ static int vmm_load(void *ctx, const struct fc_machine *m, const char *dir, bool
     }
     announce(v);
     return 0;
+}
+
+static int do_pause(struct fc_vmm *v, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    return kvmc_vm_pause(v->vm) ? fail_with_kvmc(err, errlen) : 0;
+}
+
+static int do_resume(struct fc_vmm *v, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    return kvmc_vm_resume(v->vm) ? fail_with_kvmc(err, errlen) : 0;
+}
+
+static int do_ctrl_alt_del(struct fc_vmm *v, void *arg, char *err, size_t errlen)
+{
+    (void)arg;
+    return kvmc_vm_send_ctrl_alt_del(v->vm) ? fail_with_kvmc(err, errlen) : 0;
+}
+
+struct snapshot_args {
+    const char *dir, *config, *mem;
+    bool diff;
+};
+
+static int do_snapshot(struct fc_vmm *v, void *arg, char *err, size_t errlen)
+{
+    const struct snapshot_args *a = arg;
+    kvmc_snapshot_options opts = KVMC_SNAPSHOT_OPTIONS_INIT;
+    opts.flags = a->diff ? KVMC_SNAPSHOT_DIFF : 0;
+    if (kvmc_vm_snapshot_ext(v->vm, a->dir, &opts))
+        return fail_with_kvmc(err, errlen);
+    return fc_snapshot_finish(a->dir, a->config, a->mem, err, errlen);
+}
+
+struct read_config_args {
+    const char *dir, *mem;
+    char *text;
+};
+
+static int do_read_config(struct fc_vmm *v, void *arg, char *err, size_t errlen)
+{
+    struct read_config_args *a = arg;
+    (void)v;
+    a->text = fc_snapshot_read_config(a->dir, a->mem, err, errlen);
+    return a->text ? 0 : -1;
+}
+
+struct open_args {
+    const char *path;
+    int fd;
+};
+
+static int do_open_output(struct fc_vmm *v, void *arg, char *err, size_t errlen)
+{
+    struct open_args *a = arg;
+    (void)v;
+    a->fd = fc_output_open_file(a->path, err, errlen);
+    return a->fd < 0 ? -1 : 0;
+}
+
+static void *worker_main(void *arg)
+{
+    struct fc_vmm *v = arg;
+    pthread_setname_np(pthread_self(), "fc_vmm");
+    pthread_mutex_lock(&v->lock);
+    for (;;) {
+        while (!v->job)
+            pthread_cond_wait(&v->job_cond, &v->lock);
+        int (*job)(struct fc_vmm *, void *, char *, size_t) = v->job;
+        pthread_mutex_unlock(&v->lock);
+        int rc = job(v, v->job_arg, v->job_err, v->job_errlen);
+        pthread_mutex_lock(&v->lock);
+        v->job = NULL;
+        v->job_rc = rc;
+        v->job_done = true;
+        pthread_cond_broadcast(&v->job_cond);
+    }
+    return NULL;
+}
+
+int fc_vmm_start_worker(struct fc_vmm *v)
+{
+    return pthread_create(&v->worker, NULL, worker_main, v) == 0 ? 0 : -1;
+}
+
+/* Runs fn on the VMM thread and waits for it. Requests come one at a time
+ * (the API's lock), so there is never more than one job. */
+static int on_vmm_thread(struct fc_vmm *v, int (*fn)(struct fc_vmm *, void *, char *, size_t),
+                         void *arg, char *err, size_t errlen)
+{
+    pthread_mutex_lock(&v->lock);
+    v->job = fn;
+    v->job_arg = arg;
+    v->job_err = err;
+    v->job_errlen = errlen;
+    v->job_done = false;
+    pthread_cond_broadcast(&v->job_cond);
+    while (!v->job_done)
+        pthread_cond_wait(&v->job_cond, &v->lock);
+    int rc = v->job_rc;
+    pthread_mutex_unlock(&v->lock);
+    return rc;
+}
+
+/* ------------------------------------------------ the backend */
+
+static int vmm_start(void *ctx, const struct fc_machine *m, char *err, size_t errlen)
+{
+    return on_vmm_thread(ctx, do_start, (void *)m, err, errlen);
+}
+
+static int vmm_load(void *ctx, const struct fc_machine *m, const char *dir, bool resume,
+                    char *err, size_t errlen)
+{
+    struct load_args a = {m, dir, resume};
+    return on_vmm_thread(ctx, do_load, &a, err, errlen);
+}
+
+static int vmm_pause(void *ctx, char *err, size_t errlen)
+{
+    return on_vmm_thread(ctx, do_pause, NULL, err, errlen);
+}
+
+static int vmm_resume(void *ctx, char *err, size_t errlen)
+{
+    return on_vmm_thread(ctx, do_resume, NULL, err, errlen);
+}
+
+static int vmm_ctrl_alt_del(void *ctx, char *err, size_t errlen)
+{
+    return on_vmm_thread(ctx, do_ctrl_alt_del, NULL, err, errlen);
+}
+
+static int vmm_snapshot(void *ctx, const char *dir, bool diff, const char *config,
+                        const char *mem, char *err, size_t errlen)
+{
+    struct snapshot_args a = {dir, config, mem, diff};
+    return on_vmm_thread(ctx, do_snapshot, &a, err, errlen);
+}
+
+static char *vmm_read_snapshot_config(void *ctx, const char *dir, const char *mem, char *err,
+                                      size_t errlen)
+{
+    struct read_config_args a = {dir, mem, NULL};
+    return on_vmm_thread(ctx, do_read_config, &a, err, errlen) ? NULL : a.text;
+}
+
+static int vmm_open_output(void *ctx, const char *path, char *err, size_t errlen)
+{
+    struct open_args a = {path, -1};
+    return on_vmm_thread(ctx, do_open_output, &a, err, errlen) ? -1 : a.fd;
 }
 
 /* Firecracker's groups and names where it has them (its counters are what
@@ -242,16 +375,11 @@ static size_t vmm_metrics(void *ctx, char *out, size_t cap)
     return (size_t)n;
 }
 
-static int vmm_open_output(void *ctx, const char *path, char *err, size_t errlen)
-{
-    (void)ctx;
-    return fc_output_open_file(path, err, errlen);
-}
-
 struct fc_backend fc_vmm_backend(struct fc_vmm *v)
 {
     return (struct fc_backend){.start = vmm_start, .pause = vmm_pause, .resume = vmm_resume,
                                .ctrl_alt_del = vmm_ctrl_alt_del, .snapshot = vmm_snapshot,
+                               .read_snapshot_config = vmm_read_snapshot_config,
                                .load = vmm_load, .metrics = vmm_metrics,
                                .open_output = vmm_open_output, .ctx = v};
 }

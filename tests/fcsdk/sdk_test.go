@@ -216,6 +216,13 @@ func TestStopVMM(t *testing.T) {
 		!strings.Contains(names, "fc_vcpu 1\n") || !strings.Contains(names, "fc_api\n") {
 		t.Errorf("thread names:\n%s", names)
 	}
+	// The API thread runs under its own seccomp list (mode 2: filter), as
+	// do the VM's threads.
+	for _, name := range []string{"fc_api", "fc_vcpu 0", "kvmc-io"} {
+		if mode := seccompMode(t, pid, name); mode != "2" {
+			t.Errorf("thread %q: Seccomp %q, want 2", name, mode)
+		}
+	}
 	if err := f.machine.StopVMM(); err != nil {
 		t.Fatal(err)
 	}
@@ -247,6 +254,25 @@ func threadNames(t *testing.T, pid int) string {
 		all.Write(b)
 	}
 	return all.String()
+}
+
+// seccompMode is the Seccomp field of the status of pid's thread named name.
+func seccompMode(t *testing.T, pid int, name string) string {
+	tasks, _ := filepath.Glob(filepath.Join("/proc", itoa(pid), "task", "*"))
+	for _, task := range tasks {
+		comm, _ := os.ReadFile(filepath.Join(task, "comm"))
+		if strings.TrimSpace(string(comm)) != name {
+			continue
+		}
+		status, _ := os.ReadFile(filepath.Join(task, "status"))
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, "Seccomp:"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+	}
+	t.Fatalf("no thread %q in process %d", name, pid)
+	return ""
 }
 
 func itoa(n int) string {

@@ -35,11 +35,23 @@ static int start(void *ctx, const struct fc_machine *m, char *err, size_t errlen
     return sum == 0 ? -1 : 0;
 }
 
-static int no_snapshot(void *ctx, const char *dir, bool diff, char *err, size_t errlen)
+static int no_snapshot(void *ctx, const char *dir, bool diff, const char *config,
+                       const char *mem, char *err, size_t errlen)
 {
-    (void)ctx, (void)dir, (void)diff;
+    (void)ctx, (void)dir, (void)diff, (void)config, (void)mem;
     snprintf(err, errlen, "no snapshots while fuzzing");
     return -1;
+}
+
+/* A snapshot's configuration from the input would be a file: a fixed one. */
+static char *read_config(void *ctx, const char *dir, const char *mem, char *err,
+                         size_t errlen)
+{
+    (void)ctx, (void)dir, (void)mem, (void)err, (void)errlen;
+    return strdup("{\"machine-config\": {\"vcpu_count\": 1, \"mem_size_mib\": 64}, "
+                  "\"drives\": [], \"network-interfaces\": [{\"iface_id\": \"eth0\", "
+                  "\"host_dev_name\": \"tap0\"}], \"vsock\": {\"guest_cid\": 3, "
+                  "\"uds_path\": \"/tmp/v.sock\"}}");
 }
 
 static int load(void *ctx, const struct fc_machine *m, const char *dir, bool resume, char *err,
@@ -65,7 +77,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const methods[] = {"GET", "PUT", "PATCH", "DELETE"};
     struct fc_backend be = {.start = start, .pause = ok, .resume = ok, .ctrl_alt_del = ok,
-                            .snapshot = no_snapshot, .load = load, .metrics = metrics,
+                            .snapshot = no_snapshot, .read_snapshot_config = read_config,
+                            .load = load, .metrics = metrics,
                             .open_output = dev_null};
     struct fc_api *api = fc_api_new("fuzz", &be);
     size_t at = 0;

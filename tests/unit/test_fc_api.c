@@ -59,7 +59,8 @@ static int f_cad(void *ctx, char *err, size_t errlen)
 }
 
 /* Writes what a kvmc snapshot directory holds, as far as the API looks. */
-static int f_snapshot(void *ctx, const char *dir, bool diff, char *err, size_t errlen)
+static int f_snapshot(void *ctx, const char *dir, bool diff, const char *config,
+                      const char *mem, char *err, size_t errlen)
 {
     struct fake *f = ctx;
     f->snapshots++;
@@ -71,7 +72,16 @@ static int f_snapshot(void *ctx, const char *dir, bool diff, char *err, size_t e
     int fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0600);
     cr_assert_geq(fd, 0);
     close(fd);
-    return fake_result(f, err, errlen);
+    if (fake_result(f, err, errlen))
+        return -1;
+    return fc_snapshot_finish(dir, config, mem, err, errlen);
+}
+
+static char *f_read_config(void *ctx, const char *dir, const char *mem, char *err,
+                           size_t errlen)
+{
+    (void)ctx;
+    return fc_snapshot_read_config(dir, mem, err, errlen);
 }
 
 static int f_load(void *ctx, const struct fc_machine *m, const char *dir, bool resume,
@@ -106,7 +116,8 @@ static void setup(void)
 {
     memset(&fake, 0, sizeof(fake));
     struct fc_backend be = {.start = f_start, .pause = f_pause, .resume = f_resume,
-                            .ctrl_alt_del = f_cad, .snapshot = f_snapshot, .load = f_load,
+                            .ctrl_alt_del = f_cad, .snapshot = f_snapshot,
+                            .read_snapshot_config = f_read_config, .load = f_load,
                             .metrics = f_metrics, .open_output = f_open_output, .ctx = &fake};
     api = fc_api_new("test-vm", &be);
     cr_assert(api);
@@ -458,7 +469,8 @@ Test(fc_api, snapshot_create_needs_a_pause_and_load_builds_the_same_vm)
 
     /* A fresh API loads it: the same machine, started paused or running. */
     struct fc_backend be = {.start = f_start, .pause = f_pause, .resume = f_resume,
-                            .ctrl_alt_del = f_cad, .snapshot = f_snapshot, .load = f_load,
+                            .ctrl_alt_del = f_cad, .snapshot = f_snapshot,
+                            .read_snapshot_config = f_read_config, .load = f_load,
                             .metrics = f_metrics, .open_output = f_open_output, .ctx = &fake};
     fc_api_free(api);
     api = fc_api_new(NULL, &be);
