@@ -309,17 +309,6 @@ int main(int argc, char **argv)
         fprintf(stderr, "kvmc-firecracker: out of memory\n");
         return 1;
     }
-    if ((o.log_path || o.level) &&
-        fc_api_set_logger(api, o.log_path, o.level, o.show_level, o.show_origin, err,
-                          sizeof(err))) {
-        fprintf(stderr, "kvmc-firecracker: --log-path/--level: %s\n", err);
-        return 2;
-    }
-    if (o.metrics_path && fc_api_set_metrics(api, o.metrics_path, err, sizeof(err))) {
-        fprintf(stderr, "kvmc-firecracker: --metrics-path: %s\n", err);
-        return 2;
-    }
-
     /* Signals: blocked everywhere (the VM's threads inherit the mask),
      * taken by a thread of their own. */
     struct signals sigs = {.vmm = &vmm, .api = api};
@@ -334,6 +323,17 @@ int main(int argc, char **argv)
         fc_vmm_start_worker(&vmm) != 0) {
         fprintf(stderr, "kvmc-firecracker: cannot start its threads\n");
         return 1;
+    }
+
+    if ((o.log_path || o.level) &&
+        fc_api_set_logger(api, o.log_path, o.level, o.show_level, o.show_origin, err,
+                          sizeof(err))) {
+        fprintf(stderr, "kvmc-firecracker: --log-path/--level: %s\n", err);
+        return 2;
+    }
+    if (o.metrics_path && fc_api_set_metrics(api, o.metrics_path, err, sizeof(err))) {
+        fprintf(stderr, "kvmc-firecracker: --metrics-path: %s\n", err);
+        return 2;
     }
 
     struct fc_http *http = NULL;

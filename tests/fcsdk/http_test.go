@@ -2,7 +2,9 @@ package fcsdk
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -157,5 +159,56 @@ func TestHostileClients(t *testing.T) {
 	resp, body, err = raw(t, sock, "GET /machine-config HTTP/1.1\r\nHost: x\r\n\r\n")
 	if err != nil || resp.StatusCode != 200 || !strings.Contains(body, `"vcpu_count":1`) {
 		t.Fatalf("machine-config changed: %v %v %q", resp, err, body)
+	}
+}
+
+// --config-file with --no-api (flintlock's way): the VM boots from the
+// file's sections at once, with --log-path and --metrics-path as given;
+// the guest powers off and the process ends with 0. A bad section is
+// refused before anything boots, naming it.
+func TestConfigFileWithoutAPI(t *testing.T) {
+	bin, guest := need(t, "KVMC_FIRECRACKER"), need(t, "KVMC_TEST_GUEST_ELF")
+	dir := t.TempDir()
+	logPath, metrics := filepath.Join(dir, "log"), filepath.Join(dir, "metrics")
+	for _, p := range []string{logPath, metrics} {
+		if err := os.WriteFile(p, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config := fmt.Sprintf(`{"boot-source": {"kernel_image_path": %q, "boot_args": "kvmc.test=boot-only"},
+		"machine-config": {"vcpu_count": 1, "mem_size_mib": 32}, "entropy": {}}`, guest)
+	file := filepath.Join(dir, "vm.json")
+	if err := os.WriteFile(file, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, "--config-file", file, "--no-api", "--log-path",
+		logPath, "--level", "Info", "--show-level", "--metrics-path", metrics).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "kvmc test guest: up") {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	logged, _ := os.ReadFile(logPath)
+	if !strings.Contains(string(logged), ":Info] the microVM ended: poweroff") {
+		t.Errorf("the log:\n%s", logged)
+	}
+	lines, _ := os.ReadFile(metrics)
+	if !strings.Contains(string(lines), `"entropy":{`) {
+		t.Errorf("the last metrics flush:\n%s", lines)
+	}
+
+	bad := `{"machine-config": {"vcpu_count": 99, "mem_size_mib": 32}}`
+	if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.CommandContext(ctx, bin, "--config-file", file, "--no-api").CombinedOutput()
+	var exit *exec.ExitError
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 ||
+		!strings.Contains(string(out), "/machine-config: `vcpu_count` is 99") {
+		t.Fatalf("a bad configuration: %v:\n%s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, bin, "--no-api").CombinedOutput()
+	if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), "--no-api needs --config-file") {
+		t.Fatalf("--no-api alone: %v:\n%s", err, out)
 	}
 }
