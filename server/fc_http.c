@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define MAX_CLIENTS 16
@@ -127,7 +128,8 @@ static void *serve(void *arg)
     }
     started(h, 0);
     while (!atomic_load(&h->stop))
-        MHD_run_wait(h->daemon, 500);
+        if (MHD_run_wait(h->daemon, 500) != MHD_YES)
+            nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL); /* no hot loop */
     return NULL;
 }
 

@@ -268,8 +268,8 @@ static void *signal_thread(void *arg)
     pthread_setname_np(pthread_self(), "fc_signals");
     int sig;
     while (sigwait(&s->set, &sig) == 0) {
+        fc_vmm_stop(s->vmm); /* first: the log waits for a request being served */
         fc_api_log(s->api, false, "signal %d: stopping", sig);
-        fc_vmm_stop(s->vmm);
     }
     return NULL;
 }
