@@ -417,7 +417,11 @@ def run_l1(vmlinuz, l1_cpio, disks, logfile, only, loop=0, nvme=None, loop_devic
                 if line.startswith(("LAB-RESULT", "LAB-DIED-RESULT", "LAB-RETRY", "LAB-L1",
                                     "LAB-LOOP", "LAB-CRASH ")):
                     print(f"  [{time.monotonic() - start:6.1f}s] {line}", flush=True)
-                if "soft lockup" in line:
+                # L1's own kernel (L2's lines start with LAB-): a soft lockup,
+                # or a task hung for minutes, as when L1's memory management
+                # stopped (khugepaged blocked, seen in CI).
+                if not line.startswith("LAB-") and ("soft lockup" in line or
+                                                     "blocked for more than" in line):
                     lockups += 1
                     print(f"  [{time.monotonic() - start:6.1f}s] L1: {line.strip()}", flush=True)
                 if lockups >= L1_LOCKUP_LINES or time.monotonic() - start > timeout:
@@ -442,7 +446,7 @@ def l1_failed(lines):
     now and then (an L1 kernel stack overflow in qemu-system-x86, a vCPU that
     never comes back). Then the lab reruns what has no result yet."""
     own = [l for _, l in lines if not l.startswith("LAB-")]
-    for sign in ("soft lockup", "Kernel panic", "BUG: "):
+    for sign in ("soft lockup", "Kernel panic", "BUG: ", "blocked for more than"):
         if any(sign in l for l in own):
             return sign.strip(": ")
     if not any(l.startswith("LAB-L1: done") for _, l in lines):
