@@ -579,8 +579,7 @@ static int put_logger(struct req *rq)
         return fail(rq, "log_path: %s.", err);
     if (fd >= 0)
         fc_output_set_fd(&rq->api->log, fd);
-    fc_output_set_log(&rq->api->log, level, get_bool(rq->body, "show_level", false),
-                      get_bool(rq->body, "show_log_origin", false));
+    fc_output_set_log(&rq->api->log, level, get_bool(rq->body, "show_level", false));
     json_decref(rq->api->logger_body);
     rq->api->logger_body = json_incref(rq->body);
     return 0;

@@ -52,12 +52,10 @@ void fc_output_set_fd(struct fc_output *o, int fd)
     o->fd = fd;
 }
 
-void fc_output_set_log(struct fc_output *o, const char *level, bool show_level,
-                       bool show_origin)
+void fc_output_set_log(struct fc_output *o, const char *level, bool show_level)
 {
     o->level = level ? (enum fc_level)fc_output_level(level) : FC_LEVEL_INFO;
     o->show_level = show_level;
-    o->show_origin = show_origin;
 }
 
 void fc_output_write(struct fc_output *o, const char *line, size_t len)

@@ -14,7 +14,7 @@ enum fc_level { FC_LEVEL_OFF, FC_LEVEL_ERROR, FC_LEVEL_WARNING, FC_LEVEL_INFO, F
 struct fc_output {
     int fd;                   /* -1: none */
     enum fc_level level;      /* the log's */
-    bool show_level, show_origin;
+    bool show_level;
     unsigned long long missed;
 };
 
@@ -26,9 +26,9 @@ int fc_output_level(const char *name);
 int fc_output_open_file(const char *path, char *err, size_t errlen);
 /* Makes fd (from fc_output_open_file) the output's, closing its old one. */
 void fc_output_set_fd(struct fc_output *o, int fd);
-/* The logger's settings (level NULL: Info). */
-void fc_output_set_log(struct fc_output *o, const char *level, bool show_level,
-                       bool show_origin);
+/* The logger's settings (level NULL: Info). show_log_origin is accepted
+ * and has nothing to change: kvmc's lines carry no source location. */
+void fc_output_set_log(struct fc_output *o, const char *level, bool show_level);
 /* One whole line, or nothing (counted in missed). */
 void fc_output_write(struct fc_output *o, const char *line, size_t len);
 /* "<UTC time> [id:thread:LEVEL] message\n" when level is enabled. */

@@ -58,6 +58,15 @@ kvmc_config *guest_config(const struct guest_spec *spec, struct console_capture 
     return cfg;
 }
 
+kvmc_vm *guest_vm(const struct guest_spec *spec, struct console_capture *cap)
+{
+    kvmc_config *cfg = guest_config(spec, cap);
+    kvmc_vm *vm = NULL;
+    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
+    kvmc_config_free(cfg);
+    return vm;
+}
+
 void run_guest(const struct guest_spec *spec, struct guest_result *res)
 {
     memset(res, 0, sizeof(*res));

@@ -42,6 +42,8 @@ void console_capture_fn(void *opaque, const uint8_t *data, size_t len);
 void console_capture_wait(struct console_capture *cap, const char *text);
 /* Creates a config from spec; asserts on failure. */
 kvmc_config *guest_config(const struct guest_spec *spec, struct console_capture *cap);
+/* A created (not started) VM from spec; asserts on failure. */
+kvmc_vm *guest_vm(const struct guest_spec *spec, struct console_capture *cap);
 /* Boots, waits (asserting it ends within the timeout) and destroys. */
 void run_guest(const struct guest_spec *spec, struct guest_result *res);
 void guest_result_free(struct guest_result *res);

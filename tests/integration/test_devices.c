@@ -260,10 +260,7 @@ Test(devices, ctrl_alt_del_reaches_the_guest_through_the_i8042)
     cr_assert_eq(kvmc_vm_send_ctrl_alt_del(NULL), KVMC_EINVAL);
     struct guest_spec spec = {.cmdline = "kvmc.test=kbd"};
     struct console_capture cap = {0};
-    kvmc_config *cfg = guest_config(&spec, &cap);
-    kvmc_vm *vm = NULL;
-    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
-    kvmc_config_free(cfg);
+    kvmc_vm *vm = guest_vm(&spec, &cap);
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK, "%s", kvmc_last_error());
     console_capture_wait(&cap, "kbd: waiting for ctrl-alt-del\n");
     cr_assert_eq(kvmc_vm_pause(vm), KVMC_OK, "%s", kvmc_last_error());
@@ -288,10 +285,7 @@ Test(devices, ctrl_alt_del_reaches_the_guest_through_the_i8042)
 Test(devices, ctrl_alt_del_into_a_full_buffer_is_refused)
 {
     struct guest_spec spec = {0};
-    kvmc_config *cfg = guest_config(&spec, NULL);
-    kvmc_vm *vm = NULL;
-    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
-    kvmc_config_free(cfg);
+    kvmc_vm *vm = guest_vm(&spec, NULL);
     for (unsigned i = 0; i < 4; i++) /* 16 bytes of room, 4 per press */
         cr_assert_eq(kvmc_vm_send_ctrl_alt_del(vm), KVMC_OK, "press %u: %s", i,
                      kvmc_last_error());

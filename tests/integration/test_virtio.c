@@ -102,10 +102,7 @@ Test(virtio, counters_count_what_the_devices_did)
 Test(virtio, counters_fill_only_what_the_callers_struct_holds)
 {
     struct guest_spec spec = {0};
-    kvmc_config *cfg = guest_config(&spec, NULL);
-    kvmc_vm *vm = NULL;
-    cr_assert_eq(kvmc_vm_create(cfg, &vm), KVMC_OK, "%s", kvmc_last_error());
-    kvmc_config_free(cfg);
+    kvmc_vm *vm = guest_vm(&spec, NULL);
     cr_assert_eq(kvmc_vm_start(vm), KVMC_OK);
     cr_assert_eq(kvmc_vm_wait(vm, 20000, NULL), KVMC_OK);
     kvmc_stats st;
