@@ -19,6 +19,8 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <grp.h>
@@ -112,7 +114,7 @@ static void make_cgroup(struct jail *j)
     char path[sizeof(dir) + 16];
     snprintf(path, sizeof(path), "%s/memory.max", dir);
     snprintf(value, sizeof(value), "%llu", (unsigned long long)j->memory_limit);
-    bool ok = write_file(path, value) == 0;
+    bool ok = !j->memory_limit || write_file(path, value) == 0;
     snprintf(path, sizeof(path), "%s/pids.max", dir);
     snprintf(value, sizeof(value), "%u", j->pids_limit);
     ok = ok && write_file(path, value) == 0;
@@ -123,6 +125,50 @@ static void make_cgroup(struct jail *j)
         return;
     }
     snprintf(j->cgroup, sizeof(j->cgroup), "%s", dir);
+}
+
+/* A prepared root's mount points, made in it by jail_fork when missing:
+ * bit i of j->made says mount_points[i] was. */
+static const char *const mount_points[2] = {"dev", "proc"};
+
+static int make_mount_points(struct jail *j, char *err, size_t errlen)
+{
+    int dir = open(j->root_from, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (dir < 0)
+        return fail(err, errlen, "--jail %s", j->root_from);
+    for (unsigned i = 0; i < 2; i++) {
+        struct stat st;
+        if (fstatat(dir, mount_points[i], &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            if (!S_ISDIR(st.st_mode)) {
+                close(dir);
+                errno = 0;
+                return fail(err, errlen, "--jail %s: %s is not a directory (kvmc mounts its "
+                                         "own there)", j->root_from, mount_points[i]);
+            }
+        } else if (mkdirat(dir, mount_points[i], 0755) == 0) {
+            j->made |= 1u << i;
+        } else {
+            int e = errno;
+            close(dir);
+            errno = e;
+            return fail(err, errlen, "--jail %s: mkdir %s", j->root_from, mount_points[i]);
+        }
+    }
+    close(dir);
+    return 0;
+}
+
+/* The parent, once the child has ended: removes the mount points it made,
+ * through a descriptor of the root, never following a link the child may
+ * have put in their place. Not empty: left as it is. */
+static void remove_mount_points(const struct jail *j)
+{
+    int dir = j->made ? open(j->root_from, O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC) : -1;
+    for (unsigned i = 0; dir >= 0 && i < 2; i++)
+        if (j->made & (1u << i))
+            unlinkat(dir, mount_points[i], AT_REMOVEDIR);
+    if (dir >= 0)
+        close(dir);
 }
 
 static pid_t jailed_child;
@@ -242,7 +288,10 @@ _Noreturn static void supervise(struct jail *j, pid_t child, int release_fd, int
     for (unsigned i = 0; i < 2; i++)
         if (j->cleanup[i])
             unlink(j->cleanup[i]);
-    rmdir(j->root_dir);
+    if (j->root_from)
+        remove_mount_points(j);
+    else
+        rmdir(j->root_dir);
     if (j->cgroup[0])
         rmdir(j->cgroup);
     fflush(NULL);
@@ -260,6 +309,8 @@ int jail_fork(struct jail *j, char *err, size_t errlen)
     make_cgroup(j);
     /* Built by the child in its mount namespace, removed by the parent. */
     snprintf(j->root_dir, sizeof(j->root_dir), "/tmp/kvmc-jail-%d", (int)getpid());
+    if (j->root_from && make_mount_points(j, err, errlen) < 0)
+        return -1;
     int sync[2], broker[2];
     if (pipe2(sync, O_CLOEXEC) < 0 ||
         socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, broker) < 0)
@@ -320,6 +371,80 @@ static int build_root(struct jail *j, char *err, size_t errlen)
     return 0;
 }
 
+/* The mount flags a bind remount must keep (those locked in a user
+ * namespace): read-only and the atime ones. */
+static unsigned long kept_flags(const char *path)
+{
+    struct statvfs v;
+    if (statvfs(path, &v) < 0)
+        return 0;
+    return (v.f_flag & ST_RDONLY ? MS_RDONLY : 0) | (v.f_flag & ST_NOATIME ? MS_NOATIME : 0) |
+           (v.f_flag & ST_NODIRATIME ? MS_NODIRATIME : 0) |
+           (v.f_flag & ST_RELATIME ? MS_RELATIME : 0);
+}
+
+/* A device of the host in the jail's /dev (a tmpfs): a node of our own,
+ * owned by the jail's user, when root (as Firecracker's jailer makes);
+ * otherwise, in a user namespace where mknod is refused, a bind of the
+ * host's. Missing on the host and not required: nothing. */
+static int add_device(struct jail *j, const char *host, const char *name, bool required,
+                      char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(host, &st) < 0 || !S_ISCHR(st.st_mode)) {
+        if (!required)
+            return 0;
+        return fail(err, errlen, "--jail: %s", host);
+    }
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/dev/%s", j->root_from, name);
+    if (j->as_root) {
+        if (mknod(path, S_IFCHR | 0600, st.st_rdev) < 0 || chown(path, j->uid, j->gid) < 0)
+            return fail(err, errlen, "--jail: mknod %s", path);
+        return 0;
+    }
+    int fd = open(path, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return fail(err, errlen, "--jail: %s", path);
+    close(fd);
+    if (mount(host, path, NULL, MS_BIND, NULL) < 0)
+        return fail(err, errlen, "--jail: bind %s on %s", host, path);
+    return 0;
+}
+
+/* root_from as the root: itself bound (nosuid, nodev, noexec), a tmpfs at
+ * dev with /dev/kvm and /dev/net/tun, and a proc of the PID namespace
+ * (without one, diff snapshots fail: said in proc_note). */
+static int build_root_from(struct jail *j, char *err, size_t errlen)
+{
+    const char *root = j->root_from;
+    char path[PATH_MAX];
+    const unsigned long locked = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        return fail(err, errlen, "--jail: making mounts private");
+    if (mount(root, root, NULL, MS_BIND, NULL) < 0 ||
+        mount(NULL, root, NULL, MS_REMOUNT | MS_BIND | locked | kept_flags(root), NULL) < 0)
+        return fail(err, errlen, "--jail: binding %s", root);
+    snprintf(path, sizeof(path), "%s/dev", root);
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755") < 0)
+        return fail(err, errlen, "--jail: tmpfs on %s", path);
+    snprintf(path, sizeof(path), "%s/dev/net", root);
+    if (mkdir(path, 0755) < 0)
+        return fail(err, errlen, "--jail: mkdir %s", path);
+    if (add_device(j, "/dev/kvm", "kvm", true, err, errlen) < 0 ||
+        add_device(j, "/dev/net/tun", "net/tun", false, err, errlen) < 0)
+        return -1;
+    snprintf(path, sizeof(path), "%s/dev", root);
+    if (mount(NULL, path, NULL, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, NULL) < 0)
+        return fail(err, errlen, "--jail: making %s read-only", path);
+    snprintf(path, sizeof(path), "%s/proc", root);
+    if (mount("proc", path, "proc", locked, NULL) < 0)
+        snprintf(j->proc_note, sizeof(j->proc_note), "mounting proc: %s", strerror(errno));
+    if (enter_root(root) < 0)
+        return fail(err, errlen, "--jail: pivot_root (or chroot) into %s", root);
+    return 0;
+}
+
 static int drop_privileges(struct jail *j, char *err, size_t errlen)
 {
     /* The bounding set needs CAP_SETPCAP, so it goes before the uid. */
@@ -336,6 +461,15 @@ static int drop_privileges(struct jail *j, char *err, size_t errlen)
         return fail(err, errlen, "--jail: clearing capabilities");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return fail(err, errlen, "--jail: PR_SET_NO_NEW_PRIVS");
+    /* The kernel forgets the parent-death signal when credentials change:
+     * set again, or a parent killed with SIGKILL would leave the VM
+     * running. The parent may have died in between: then its end of the
+     * broker has hung up. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0)
+        return fail(err, errlen, "--jail: PR_SET_PDEATHSIG");
+    struct pollfd parent = {.fd = j->broker_fd, .events = POLLIN};
+    if (poll(&parent, 1, 0) == 1 && (parent.revents & POLLHUP))
+        _exit(EXIT_FAILURE);
     return 0;
 }
 
@@ -350,7 +484,7 @@ int jail_lock_down(struct jail *j, char *err, size_t errlen)
     read_namespaces(j->ns_after);
     if (sethostname("kvmc-jail", 9) < 0)
         return fail(err, errlen, "--jail: sethostname");
-    if (build_root(j, err, errlen) < 0)
+    if ((j->root_from ? build_root_from(j, err, errlen) : build_root(j, err, errlen)) < 0)
         return -1;
     return drop_privileges(j, err, errlen);
 }

@@ -12,7 +12,15 @@
  *    supplementary groups, the jail uid/gid (when root), no capabilities,
  *    and PR_SET_NO_NEW_PRIVS. seccomp comes after, as usual.
  *
- * The jailed VMM sees no host file at all. Its vsock guests still reach
+ * The jailed VMM sees no host file at all.
+ *
+ * With root_from set (kvmc-firecracker --jail DIR, as Firecracker's
+ * jailer), the new root is not an empty tmpfs but DIR itself, writable,
+ * where every path the process is given lives: its mount namespace holds
+ * DIR, a tmpfs at DIR/dev with only kvm and net/tun, and a proc of its own
+ * PID namespace at DIR/proc (diff snapshots read /proc/self/pagemap). jail_fork makes those mount points in DIR
+ * (the ones missing), and the parent removes what it made when the child
+ * ends. Its vsock guests still reach
  * host programs: a guest connection to port P is made by the parent
  * outside (jail_vsock_connect asks it over a socket pair), which connects
  * to "<uds>_<P>" and passes the connected socket back. The parent makes
@@ -29,10 +37,11 @@
 struct jail {
     unsigned uid, gid;        /* dropped to when started as root */
     bool keep_host_network;   /* user networking opens host sockets later */
-    uint64_t memory_limit;    /* cgroup memory.max, bytes */
+    uint64_t memory_limit;    /* cgroup memory.max, bytes; 0: none */
     unsigned pids_limit;      /* cgroup pids.max */
     const char *vsock_uds;    /* absolute; guest connections go to "<uds>_<port>" */
     const char *cleanup[2];   /* files the parent removes after the child ends */
+    const char *root_from;    /* absolute: a prepared root instead of an empty one */
     int broker_fd;            /* child: asks the parent for vsock connections */
     void (*on_child_exit)(void); /* parent: run once the child has ended */
     /* filled in by the steps */
@@ -41,6 +50,8 @@ struct jail {
     char cgroup[256];         /* the cgroup made for the child, or "" */
     char cgroup_note[160];    /* why there is none */
     unsigned long ns_before[6], ns_after[6]; /* namespace inodes */
+    unsigned made;            /* root_from's mount points jail_fork made, a mask */
+    char proc_note[160];      /* why the jail has no proc of its own, or "" */
 };
 
 /* Step 1. Returns 0 in the child; in the parent it never returns. On error,

@@ -54,6 +54,7 @@ struct fc_api {
     json_t *logger_body, *metrics_body; /* as configured, for GET /vm/config */
     struct counters now, flushed;
     unsigned long long startup_us, startup_cpu_us;
+    bool jailed; /* --jail: every path is inside the jail's root */
 };
 
 /* One request being served. */
@@ -189,11 +190,25 @@ static int get_int(struct req *rq, const json_t *obj, const char *name, long lon
     return 0;
 }
 
-/* Host paths: absolute or relative, at most PATH_MAX, opened as asked. */
+/* Whether a path has a ".." component. */
+static bool climbs(const char *path)
+{
+    for (const char *p = path; (p = strstr(p, "..")); p += 2)
+        if ((p == path || p[-1] == '/') && (p[2] == 0 || p[2] == '/'))
+            return true;
+    return false;
+}
+
+/* Host paths: absolute or relative, at most PATH_MAX, opened as asked.
+ * Jailed, a path names a file inside the jail's root, where ".." could
+ * not climb out anyway: refused, so a client learns its path is wrong. */
 static int check_path(struct req *rq, const char *what, const char *path, int mode)
 {
     if (!*path || strlen(path) >= PATH_MAX)
         return fail(rq, "%s: the path is empty or longer than %d bytes.", what, PATH_MAX - 1);
+    if (rq->api->jailed && climbs(path))
+        return fail(rq, "%s: %.300s has a '..' component: in the jail every path is inside "
+                        "its root; name the file from there.", what, path);
     if (mode >= 0 && access(path, mode) != 0)
         return fail(rq, "%s: cannot open %.300s: %s.", what, path, strerror(errno));
     return 0;
@@ -1369,6 +1384,11 @@ int fc_api_set_metrics(struct fc_api *api, const char *path, char *err, size_t e
     pthread_mutex_unlock(&api->lock);
     json_decref(body);
     return rc;
+}
+
+void fc_api_set_jailed(struct fc_api *api)
+{
+    api->jailed = true;
 }
 
 void fc_api_set_startup(struct fc_api *api, uint64_t wall_us, uint64_t cpu_us)

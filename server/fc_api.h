@@ -129,6 +129,8 @@ void fc_api_flush_metrics(struct fc_api *api);
 /* A line in the log (if one is set), at "Info" or "Error" level. */
 void fc_api_log(struct fc_api *api, bool error, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* --jail: paths with a ".." component are refused from now on. */
+void fc_api_set_jailed(struct fc_api *api);
 /* The startup times the metrics report (--start-time-us and the API
  * socket's readiness), in microseconds. */
 void fc_api_set_startup(struct fc_api *api, uint64_t wall_us, uint64_t cpu_us);

@@ -21,14 +21,17 @@
 #include "fc_api.h"
 #include "fc_http.h"
 #include "fc_vmm.h"
+#include "jail.h"
 #include "kvmc/kvmc.h"
 
 #define METRICS_PERIOD_MS 60000 /* Firecracker's periodic flush */
+#define JAIL_PIDS 128            /* 32 vCPUs, their helpers, the API's threads */
 
 static const char usage[] =
     "usage: kvmc-firecracker --api-sock PATH [--id ID] [--config-file FILE [--no-api]]\n"
     "                        [--no-seccomp] [--log-path PATH] [--level LEVEL]\n"
     "                        [--show-level] [--show-log-origin] [--metrics-path PATH]\n"
+    "                        [--jail DIR [--jail-user UID[:GID]]]\n"
     "       kvmc-firecracker --config-file FILE --no-api\n"
     "       kvmc-firecracker --version | --help\n"
     "\n"
@@ -53,6 +56,16 @@ static const char usage[] =
     "  --show-level          put each line's level in the log\n"
     "  --show-log-origin     accepted; kvmc's lines carry no source location\n"
     "  --metrics-path PATH   the metrics (an existing file or named pipe), as PUT /metrics\n"
+    "  --jail DIR            run confined to DIR, as Firecracker's jailer's chroot:\n"
+    "                        every path (here and in requests) is inside DIR, where\n"
+    "                        kvmc mounts dev/ (kvm, net/tun) and proc/; new PID,\n"
+    "                        mount, IPC and UTS namespaces, no capabilities, and\n"
+    "                        (as root) --jail-user. Paths with '..' are refused.\n"
+    "                        DIR's files must be open to that user; taps must be\n"
+    "                        owned by it (ip tuntap add NAME mode tap user UID).\n"
+    "                        The network namespace is the one it starts in.\n"
+    "  --jail-user UID[:GID] the user --jail runs as, when started as root\n"
+    "                        (default 65534:65534, nobody)\n"
     "  --boot-timer          accepted; kvmc has no boot-timer device\n"
     "  --start-time-us N, --start-time-cpu-us N, --parent-cpu-time-us N\n"
     "                        the jailer's clocks, for the startup-time metrics\n"
@@ -75,7 +88,8 @@ static const char usage[] =
     "       -d '{\"action_type\": \"InstanceStart\"}'\n";
 
 struct options {
-    const char *api_sock, *id, *config_file, *log_path, *level, *metrics_path;
+    const char *api_sock, *id, *config_file, *log_path, *level, *metrics_path, *jail;
+    unsigned jail_uid, jail_gid;
     bool no_api, no_seccomp, show_level, show_origin;
     unsigned long long start_us, start_cpu_us, parent_cpu_us;
 };
@@ -96,7 +110,7 @@ static int parse(int argc, char **argv, struct options *o)
 {
     enum { O_API = 256, O_ID, O_CONFIG, O_NO_API, O_NO_SECCOMP, O_SECCOMP_FILTER, O_LOG,
            O_LEVEL, O_SHOW_LEVEL, O_SHOW_ORIGIN, O_METRICS, O_BOOT_TIMER, O_START,
-           O_START_CPU, O_PARENT_CPU, O_PAYLOAD, O_MMDS_LIMIT };
+           O_START_CPU, O_PARENT_CPU, O_PAYLOAD, O_MMDS_LIMIT, O_JAIL, O_JAIL_USER };
     static const struct option longs[] = {
         {"api-sock", required_argument, 0, O_API}, {"id", required_argument, 0, O_ID},
         {"config-file", required_argument, 0, O_CONFIG}, {"no-api", no_argument, 0, O_NO_API},
@@ -112,6 +126,7 @@ static int parse(int argc, char **argv, struct options *o)
         {"parent-cpu-time-us", required_argument, 0, O_PARENT_CPU},
         {"http-api-max-payload-size", required_argument, 0, O_PAYLOAD},
         {"mmds-size-limit", required_argument, 0, O_MMDS_LIMIT},
+        {"jail", required_argument, 0, O_JAIL}, {"jail-user", required_argument, 0, O_JAIL_USER},
         {"version", no_argument, 0, 'V'}, {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     int c;
     unsigned long long n;
@@ -166,6 +181,25 @@ static int parse(int argc, char **argv, struct options *o)
                 return 2;
             }
             break;
+        case O_JAIL: o->jail = optarg; break;
+        case O_JAIL_USER: {
+            unsigned long long uid, gid;
+            char *colon = strchr(optarg, ':');
+            if (colon)
+                *colon = 0;
+            bool ok = parse_u64(optarg, &uid) && uid < 0xffffffffu &&
+                      (!colon || (parse_u64(colon + 1, &gid) && gid < 0xffffffffu));
+            if (colon)
+                *colon = ':';
+            if (!ok) {
+                fprintf(stderr, "kvmc-firecracker: --jail-user %s: not UID or UID:GID\n",
+                        optarg);
+                return 2;
+            }
+            o->jail_uid = (unsigned)uid;
+            o->jail_gid = colon ? (unsigned)gid : (unsigned)uid;
+            break;
+        }
         case 'V':
             printf("Firecracker v%s (kvmc %s)\n", FC_COMPAT_VERSION, kvmc_version_string());
             return -1;
@@ -185,6 +219,12 @@ static int parse(int argc, char **argv, struct options *o)
     if (o->no_api && !o->config_file) {
         fprintf(stderr, "kvmc-firecracker: --no-api needs --config-file\n");
         return 2;
+    }
+    if (o->jail_uid != 65534 || o->jail_gid != 65534) {
+        if (!o->jail) {
+            fprintf(stderr, "kvmc-firecracker: --jail-user needs --jail\n");
+            return 2;
+        }
     }
     if (!o->no_api && !o->api_sock) {
         fprintf(stderr, "kvmc-firecracker: --api-sock PATH is required (or --config-file "
@@ -287,6 +327,31 @@ static int exit_status(const kvmc_exit_info *info)
     }
 }
 
+/* --jail DIR: this process forks; the parent stays outside and waits,
+ * forwarding signals, and ends with the child's status (jail.h). The
+ * child goes on here in DIR, a PID 1 without capabilities. */
+static int enter_jail(const struct options *o, char *err, size_t errlen)
+{
+    static char root[PATH_MAX];
+    static struct jail jail;
+    if (!realpath(o->jail, root)) {
+        snprintf(err, errlen, "--jail %s: %s", o->jail, strerror(errno));
+        return -1;
+    }
+    if (strcmp(root, "/") == 0) {
+        snprintf(err, errlen, "--jail %s: the host's root is no jail", o->jail);
+        return -1;
+    }
+    jail = (struct jail){.uid = o->jail_uid, .gid = o->jail_gid, .keep_host_network = true,
+                         .pids_limit = JAIL_PIDS, .broker_fd = -1, .root_from = root};
+    if (jail_fork(&jail, err, errlen) < 0 || jail_lock_down(&jail, err, errlen) < 0)
+        return -1;
+    if (jail.proc_note[0])
+        fprintf(stderr, "kvmc-firecracker: --jail: no proc in the jail (%s): Diff snapshots "
+                        "will fail\n", jail.proc_note);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     uint64_t started_us = now_us(CLOCK_MONOTONIC);
@@ -295,20 +360,28 @@ int main(int argc, char **argv)
      * not on the confined API thread. */
     json_object_seed(0);
     tzset(); /* the same for libmicrohttpd's Date header and /etc/localtime */
-    struct options o = {0};
+    struct options o = {.jail_uid = 65534, .jail_gid = 65534};
     int rc = parse(argc, argv, &o);
     if (rc)
         return rc < 0 ? 0 : rc;
+
+    char err[1024];
+    /* The jail first: its namespaces need a process of one thread. */
+    if (o.jail && enter_jail(&o, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kvmc-firecracker: %s\n", err);
+        return 1;
+    }
 
     struct fc_vmm vmm;
     fc_vmm_init(&vmm, !o.no_seccomp);
     struct fc_backend backend = fc_vmm_backend(&vmm);
     struct fc_api *api = fc_api_new(o.id, &backend);
-    char err[1024];
     if (!api) {
         fprintf(stderr, "kvmc-firecracker: out of memory\n");
         return 1;
     }
+    if (o.jail)
+        fc_api_set_jailed(api);
     /* Signals: blocked everywhere (the VM's threads inherit the mask),
      * taken by a thread of their own. */
     struct signals sigs = {.vmm = &vmm, .api = api};

@@ -1,8 +1,6 @@
 /* The backend of kvmc-firecracker's API: one libkvmc VM (fc_vmm.h). */
 #include "fc_vmm.h"
 
-#include <dirent.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,6 +71,9 @@ static int build(const struct fc_machine *m, kvmc_config *cfg)
         err = kvmc_config_set_memory_flags(cfg, KVMC_MEM_MEMFD | KVMC_MEM_HUGEPAGES);
     if (!err)
         err = kvmc_config_set_cpus(cfg, m->vcpus);
+    /* "fc_vcpu N", as Firecracker's: Kata Containers finds them by name. */
+    if (!err)
+        err = kvmc_config_set_vcpu_thread_name(cfg, "fc_vcpu ");
     for (unsigned i = 0; i < m->ndrives && !err; i++)
         err = kvmc_config_add_disk(cfg, m->drives[i].path,
                                    m->drives[i].read_only ? KVMC_DISK_READ_ONLY : 0, NULL);
@@ -113,38 +114,8 @@ static int create(struct fc_vmm *v, const struct fc_machine *m, char *err, size_
     return 0;
 }
 
-/* vCPU threads are "fc_vcpu N" here, as in Firecracker (Kata Containers
- * finds them by that name): kvmc names them "kvmc-vcpuN". */
-static void rename_vcpu_threads(void)
-{
-    DIR *d = opendir("/proc/self/task");
-    struct dirent *e;
-    while (d && (e = readdir(d))) {
-        char path[64], comm[32] = "";
-        snprintf(path, sizeof(path), "/proc/self/task/%.16s/comm", e->d_name);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            continue;
-        ssize_t n = read(fd, comm, sizeof(comm) - 1);
-        close(fd);
-        unsigned index;
-        if (n <= 0 || sscanf(comm, "kvmc-vcpu%u", &index) != 1)
-            continue;
-        char name[16];
-        int len = snprintf(name, sizeof(name), "fc_vcpu %u", index);
-        fd = open(path, O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write(fd, name, (size_t)len) != len)
-            fprintf(stderr, "kvmc-firecracker: cannot name thread %s\n", e->d_name);
-        if (fd >= 0)
-            close(fd);
-    }
-    if (d)
-        closedir(d);
-}
-
 static void announce(struct fc_vmm *v)
 {
-    rename_vcpu_threads();
     pthread_mutex_lock(&v->lock);
     v->started = true;
     pthread_cond_broadcast(&v->cond);

@@ -187,6 +187,10 @@ type Config struct {
 	// checked by New: an error matching ErrInvalid names a device that is
 	// not bound to vfio-pci, ErrBusy one that another VM has.
 	VFIO []string
+	// VCPUThreadName names the vCPU threads: this, then the vCPU's index
+	// ("kvmc-vcpu" when empty; at most 13 printable ASCII bytes), e.g.
+	// "fc_vcpu " for Firecracker's convention.
+	VCPUThreadName string
 	// Console receives the guest's COM1 output (from vCPU threads); input
 	// goes through VM.ConsoleWrite.
 	Console io.Writer
@@ -395,6 +399,11 @@ func configure(cfg *C.kvmc_config, c Config, vm *VM) error {
 		})
 	default:
 		return invalid("Transport %q: use \"mmio\" or \"pci\"", c.Transport)
+	}
+	if c.VCPUThreadName != "" {
+		steps = append(steps, cstring(c.VCPUThreadName, func(p *C.char) C.int {
+			return C.kvmc_config_set_vcpu_thread_name(cfg, p)
+		}))
 	}
 	for _, address := range c.VFIO {
 		address := address

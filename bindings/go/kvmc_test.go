@@ -351,12 +351,7 @@ func TestSendCtrlAltDelResetsTheGuest(t *testing.T) {
 	if err := vm.Start(); err != nil {
 		t.Fatal(err)
 	}
-	for i := 0; !strings.Contains(console.String(), "kbd: waiting for ctrl-alt-del"); i++ {
-		if i > 2000 {
-			t.Fatalf("guest never got ready:\n%s", console.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitForText(t, &console, "kbd: waiting for ctrl-alt-del")
 	if err := vm.SendCtrlAltDel(); err != nil {
 		t.Fatal(err)
 	}
@@ -366,6 +361,31 @@ func TestSendCtrlAltDelResetsTheGuest(t *testing.T) {
 	}
 	if !strings.Contains(console.String(), "kbd: ctrl-alt-del pressed, resetting") {
 		t.Fatalf("console:\n%s", console.String())
+	}
+}
+
+func TestVCPUThreadsCarryTheNameAskedFor(t *testing.T) {
+	var console syncBuffer
+	vm := newVM(t, Config{Kernel: testGuest(t), Memory: 32 << 20, CPUs: 2,
+		Cmdline: "kvmc.test=kbd", Console: &console, VCPUThreadName: "fc_vcpu "})
+	if err := vm.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitForText(t, &console, "kbd: waiting for ctrl-alt-del")
+	comms, _ := filepath.Glob("/proc/self/task/*/comm")
+	var names []string
+	for _, p := range comms {
+		b, _ := os.ReadFile(p)
+		names = append(names, strings.TrimSpace(string(b)))
+	}
+	all := strings.Join(names, "\n") + "\n"
+	// (Other tests' VMs may still be ending, their threads named kvmc-vcpuN.)
+	if !strings.Contains(all, "fc_vcpu 0\n") || !strings.Contains(all, "fc_vcpu 1\n") {
+		t.Fatalf("thread names:\n%s", all)
+	}
+	_, err := NewVM(Config{Kernel: testGuest(t), VCPUThreadName: "fourteen bytes"})
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "at most 13") {
+		t.Fatalf("a 14-byte name: %v", err)
 	}
 }
 

@@ -143,6 +143,11 @@ local function configure(cfg, opts)
     for _, address in ipairs(opts.vfio or {}) do
         steps[#steps + 1] = function() return core.kvmc_config_add_vfio(cfg, address) end
     end
+    if opts.vcpu_thread_name ~= nil then
+        local name, nerr = string_arg("vcpu_thread_name", opts.vcpu_thread_name)
+        if not name then return nil, nerr end
+        steps[#steps + 1] = function() return core.kvmc_config_set_vcpu_thread_name(cfg, name) end
+    end
     if opts.vsock then
         steps[#steps + 1] = function()
             return core.kvmc_config_set_vsock(cfg, opts.vsock.cid or 0, opts.vsock.uds or "")
@@ -166,7 +171,9 @@ end
 --         initrd=, boot=, disks=, rng=, pit=, transport = "mmio" | "pci",
 --         nets = {"user", "tap=tap0", ...},
 --         vsock = {cid = 3, uds = PATH}, virtio_console = "socket:PATH" | true,
---         vfio = {"0000:00:03.0", ...}}
+--         vfio = {"0000:00:03.0", ...}, vcpu_thread_name = "fc_vcpu "}
+-- vcpu_thread_name: the vCPU threads' name before their index ("kvmc-vcpu"
+-- by default; at most 13 printable ASCII bytes).
 -- vfio passes host PCI devices (bound to vfio-pci) through; the host is
 -- checked here: nil and a message naming the device if it cannot be had.
 -- With virtio_console = true, vm:virtio_console() is what the guest wrote to

@@ -245,6 +245,22 @@ int kvmc_config_set_virtio_transport(kvmc_config *cfg, kvmc_virtio_transport tra
     return KVMC_OK;
 }
 
+int kvmc_config_set_vcpu_thread_name(kvmc_config *cfg, const char *prefix)
+{
+    CHECK_CFG(cfg);
+    size_t n = prefix ? strlen(prefix) : 0;
+    if (n > KVMC_VCPU_NAME_MAX)
+        return kvmc_fail(KVMC_EINVAL, "vCPU thread name '%.32s': %zu bytes, at most %u (Linux "
+                                      "names threads in 15, the index included)",
+                         prefix, n, KVMC_VCPU_NAME_MAX);
+    for (size_t i = 0; i < n; i++)
+        if (prefix[i] < 0x20 || prefix[i] > 0x7e)
+            return kvmc_fail(KVMC_EINVAL, "vCPU thread name: byte %zu (0x%02x) is not "
+                                          "printable ASCII", i, (unsigned char)prefix[i]);
+    memcpy(cfg->vcpu_name, n ? prefix : "", n + 1);
+    return KVMC_OK;
+}
+
 int kvmc_config_add_vfio(kvmc_config *cfg, const char *address)
 {
     CHECK_CFG(cfg);

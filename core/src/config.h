@@ -59,6 +59,7 @@ struct kvmc_config {
     kvmc_virtio_transport transport;
     char vfio[KVMC_MAX_VFIO_DEVICES][16]; /* canonical PCI addresses */
     unsigned nvfio;
+    char vcpu_name[KVMC_VCPU_NAME_MAX + 1]; /* the vCPU threads' prefix; "": kvmc's */
 };
 
 #endif

@@ -271,8 +271,8 @@ int vcpu_start_thread(struct vcpu *vcpu)
         return kvmc_fail_errno(KVMC_EIO, err, "starting the thread of vCPU %u",
                                vcpu->index);
     vcpu->thread_started = true;
-    char name[16];
-    snprintf(name, sizeof(name), "kvmc-vcpu%u", vcpu->index);
+    char name[16]; /* prefix (at most 13 bytes) and index (below 64) */
+    snprintf(name, sizeof(name), "%s%u", vcpu->vm->vcpu_name, vcpu->index);
     pthread_setname_np(vcpu->thread, name);
     return KVMC_OK;
 }

@@ -356,6 +356,8 @@ int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out)
     vm->kvm_fd = vm->vm_fd = -1;
     vm->mem.memfd = -1;
     vm->ncpus = cfg->cpus;
+    snprintf(vm->vcpu_name, sizeof(vm->vcpu_name), "%s",
+             cfg->vcpu_name[0] ? cfg->vcpu_name : "kvmc-vcpu");
     vm->io.epoll_fd = vm->io.stop_fd = vm->io.suspend_fd = -1;
     pthread_mutex_init(&vm->lock, NULL);
     pthread_mutex_init(&vm->slot_lock, NULL);

@@ -44,6 +44,7 @@ struct kvmc_vm {
     struct bus mmio;
     unsigned ncpus;
     struct vcpu *vcpus;
+    char vcpu_name[KVMC_VCPU_NAME_MAX + 1]; /* their threads' prefix */
     struct boot_entry boot;
 
     struct irqchip irq;

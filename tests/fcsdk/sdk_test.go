@@ -13,6 +13,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -98,20 +99,29 @@ func start(t *testing.T, ctx context.Context) *vmFixture {
 		LogPath:      f.logPath,
 		LogLevel:     "Info",
 	}
+	m := startMachine(t, ctx, cfg, cmd, f.stderr)
+	f.machine = m
+	t.Cleanup(func() { m.StopVMM() })
+	waitFor(t, f.console, "kbd: waiting for ctrl-alt-del")
+	return f
+}
+
+// startMachine is the SDK's NewMachine and Start with cmd as the process,
+// failing the test with the process's stderr.
+func startMachine(t *testing.T, ctx context.Context, cfg firecracker.Config, cmd *exec.Cmd,
+	stderr *syncBuffer) *firecracker.Machine {
+	t.Helper()
 	logger := logrus.New()
-	logger.SetLevel(logrus.WarnLevel)
+	logger.SetOutput(io.Discard)
 	m, err := firecracker.NewMachine(ctx, cfg, firecracker.WithProcessRunner(cmd),
 		firecracker.WithLogger(logrus.NewEntry(logger)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := m.Start(ctx); err != nil {
-		t.Fatalf("Machine.Start: %v\nstderr:\n%s", err, f.stderr.String())
+		t.Fatalf("Machine.Start: %v\nstderr:\n%s", err, stderr.String())
 	}
-	f.machine = m
-	t.Cleanup(func() { m.StopVMM() })
-	waitFor(t, f.console, "kbd: waiting for ctrl-alt-del")
-	return f
+	return m
 }
 
 // The SDK's whole default flow, Pause/Resume, metrics, then Shutdown, which

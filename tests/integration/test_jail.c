@@ -8,6 +8,7 @@
 #include <ctype.h>
 #include <linux/magic.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,7 @@
 #include <sys/statfs.h>
 #include <sys/sysmacros.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli_run.h"
@@ -231,4 +233,55 @@ Test(jail, vsock_works_both_ways_from_inside)
     cr_assert_str_eq(h.pong, "pong");
     assert_report_has(&r, " root=[] "); /* not even the sockets' directory (was /tmp) */
     cr_assert_not(uds_left, "the parent outside the jail removed %s", h.uds);
+}
+
+/* The jailed VMM dies with the process outside, even by SIGKILL: the
+ * kernel forgets the parent-death signal when the jail switches user and
+ * drops capabilities, so the jail sets it again after that. */
+Test(jail, a_killed_parent_takes_the_jailed_vmm_with_it)
+{
+    int out[2];
+    cr_assert(pipe(out) == 0);
+    pid_t parent = fork();
+    cr_assert(parent >= 0);
+    if (parent == 0) {
+        dup2(out[1], 1);
+        close(out[0]);
+        execl(KVMC_CLI, KVMC_CLI, "run", "--jail", "--kernel", KVMC_TEST_GUEST_ELF, "--mem",
+              "64M", "--cmdline", "kvmc.test=kbd", (char *)NULL);
+        _exit(127);
+    }
+    close(out[1]);
+    char seen[4096] = "";
+    size_t used = 0;
+    while (!strstr(seen, "kbd: waiting for ctrl-alt-del") && used < sizeof(seen) - 1) {
+        ssize_t n = read(out[0], seen + used, sizeof(seen) - 1 - used);
+        if (n <= 0)
+            break;
+        used += (size_t)n;
+        seen[used] = 0;
+    }
+    cr_assert(strstr(seen, "kbd: waiting for ctrl-alt-del"), "the guest never waited:\n%s", seen);
+    char path[64], children[64] = "";
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/children", (int)parent, (int)parent);
+    FILE *f = fopen(path, "re");
+    cr_assert(f && fgets(children, sizeof(children), f), "no %s", path);
+    fclose(f);
+    int child = atoi(children);
+    cr_assert(child > 0, "the jailed VMM: [%s]", children);
+    kill(parent, SIGKILL);
+    waitpid(parent, NULL, 0);
+    /* Gone: reaped by our init once dead, so kill() finds nothing. */
+    int i = 0;
+    while (kill(child, 0) == 0 && i++ < 300)
+        usleep(10000);
+    bool outlived = i > 300;
+    if (outlived)
+        kill(child, SIGKILL); /* not left running after a failure */
+    cr_assert_not(outlived, "the jailed VMM %d outlived its parent's SIGKILL by 3 s", child);
+    /* Its end of the console pipe is closed too. */
+    char rest[256];
+    while (read(out[0], rest, sizeof(rest)) > 0) {
+    }
+    close(out[0]);
 }

@@ -256,6 +256,42 @@ Test(fc_api, boot_source_names_the_file_it_cannot_open)
     boot_source();
 }
 
+/* Jailed, every path is the jail's: a ".." component is refused in each
+ * field that names a file, before anything is opened; two dots inside a
+ * name are a name. Not jailed, ".." is the caller's business. */
+Test(fc_api, jailed_paths_with_dot_dot_are_refused)
+{
+    char body[512], dotted[160];
+    const char *disk = file_in_tmp("disk");
+    snprintf(dotted, sizeof(dotted), "%s/../%s/log", tmp, strrchr(tmp, '/') + 1);
+    file_in_tmp("log");
+    snprintf(body, sizeof(body), "{\"log_path\": \"%s\"}", dotted);
+    expect(204, "PUT", "/logger", body, NULL);
+
+    fc_api_set_jailed(api);
+    expect(400, "PUT", "/logger", body, "has a '..' component");
+    snprintf(body, sizeof(body), "{\"drive_id\": \"rootfs\", \"path_on_host\": \"%s\", "
+             "\"is_root_device\": true}", dotted);
+    expect(400, "PUT", "/drives/rootfs", body, "path_on_host: ");
+    static const char *const climbing[] = {"..", "../x", "a/..", "a/../b", "/..", "/a/../../b"};
+    for (unsigned i = 0; i < sizeof(climbing) / sizeof(*climbing); i++) {
+        snprintf(body, sizeof(body), "{\"kernel_image_path\": \"%s\"}", climbing[i]);
+        expect(400, "PUT", "/boot-source", body, "kernel_image_path: ");
+        cr_assert(strstr(resp, "has a '..' component"), "%s: %s", climbing[i], resp);
+    }
+    expect(400, "PUT", "/vsock", "{\"guest_cid\": 3, \"uds_path\": \"../v.sock\"}",
+           "uds_path: ../v.sock has a '..' component");
+    expect(400, "PUT", "/logger", "{\"log_path\": \"/x/../log\"}", "log_path: ");
+    expect(400, "PUT", "/metrics", "{\"metrics_path\": \"..\"}", "metrics_path: ");
+    expect(400, "PUT", "/snapshot/load", "{\"snapshot_path\": \"../s\", \"mem_file_path\": \"m\"}",
+           "snapshot_path: ");
+    /* a name with dots in it: opened as asked */
+    snprintf(body, sizeof(body), "{\"kernel_image_path\": \"%s..old\"}", disk);
+    expect(400, "PUT", "/boot-source", body, "No such file or directory");
+    snprintf(body, sizeof(body), "{\"kernel_image_path\": \"%s\"}", disk);
+    expect(204, "PUT", "/boot-source", body, NULL);
+}
+
 Test(fc_api, drives_root_first_one_root_ids_checked)
 {
     char body[512];

@@ -179,6 +179,23 @@ test("Ctrl-Alt-Del reaches the guest, which resets", function()
     vm:close()
 end)
 
+test("vCPU threads carry the name asked for", function()
+    local vm = assert(kvmc.vm{kernel = GUEST, memory = "32M", cpus = 2, cmdline = "kvmc.test=kbd",
+                              vcpu_thread_name = "fc_vcpu "})
+    assert(vm:start())
+    wait_for_console(vm, "kbd: waiting for ctrl-alt-del")
+    local p = assert(io.popen("cat /proc/$PPID/task/*/comm")) -- $PPID: this Lua
+    local names = p:read("a")
+    p:close()
+    vm:close()
+    contains(names, "fc_vcpu 0\n")
+    contains(names, "fc_vcpu 1\n")
+    local ok, err = kvmc.vm{kernel = GUEST, vcpu_thread_name = "fourteen bytes"}
+    assert(ok == nil and err:find("at most 13", 1, true), err)
+    ok, err = kvmc.vm{kernel = GUEST, vcpu_thread_name = 7}
+    assert(ok == nil and err:find("vcpu_thread_name must be a string", 1, true), err)
+end)
+
 local function vm_in(state)
     local vm = assert(kvmc.vm{kernel = GUEST, memory = "32M", cpus = 2,
                               cmdline = state ~= "exited" and IDLE or nil})

@@ -223,6 +223,8 @@ class VM:
     (InvalidArgumentError naming the device if it is not bound to vfio-pci,
     BusyError if another VM has it).
     on_event: a callable that gets each lifecycle Event.
+    vcpu_thread_name: the vCPU threads' name before their index ("kvmc-vcpu"
+    by default; at most 13 printable ASCII bytes), e.g. "fc_vcpu ".
 
     Every method may be called in every state; one that does not apply
     raises StateError, and any call on a closed VM raises ClosedError. The
@@ -240,7 +242,8 @@ class VM:
                  vsock_connector: Optional[Callable[[int], object]] = None,
                  virtio_console: Union[None, bool, str] = None,
                  transport: str = "mmio", vfio: Optional[List[str]] = None,
-                 on_event: Optional[Callable[["Event"], None]] = None):
+                 on_event: Optional[Callable[["Event"], None]] = None,
+                 vcpu_thread_name: Optional[str] = None):
         self._vm = ffi.NULL
         self._lock = threading.Lock()
         self._console = bytearray()
@@ -266,6 +269,9 @@ class VM:
             if transport not in transports:
                 raise ValueError(f"transport={transport!r}: use mmio or pci")
             _check(lib.kvmc_config_set_virtio_transport(cfg[0], transports[transport]))
+            if vcpu_thread_name is not None:
+                _check(lib.kvmc_config_set_vcpu_thread_name(
+                    cfg[0], _text("vcpu_thread_name", vcpu_thread_name)))
             if isinstance(vfio, str):
                 raise TypeError("vfio must be a list of PCI addresses, e.g. [\"0000:00:03.0\"]")
             for address in vfio or []:

@@ -109,6 +109,7 @@ typedef int (*kvmc_vsock_connect_fn)(void *opaque, uint32_t port);
 #define KVMC_MAX_VFIO_DEVICES 8
 #define KVMC_MAX_VIRTIO_DEVICES 8
 #define KVMC_MAX_VCPUS 64
+#define KVMC_VCPU_NAME_MAX 13
 #define KVMC_DEVICE_OPS_VERSION 1
 #define KVMC_REGS_VERSION 1
 #define KVMC_SNAPSHOT_OPTIONS_VERSION 1
@@ -154,6 +155,7 @@ int kvmc_config_set_vsock_connector(kvmc_config *cfg, kvmc_vsock_connect_fn fn, 
 int kvmc_config_add_net(kvmc_config *cfg, const char *spec);
 int kvmc_config_set_pit(kvmc_config *cfg, int enabled);
 int kvmc_config_set_virtio_transport(kvmc_config *cfg, kvmc_virtio_transport transport);
+int kvmc_config_set_vcpu_thread_name(kvmc_config *cfg, const char *prefix);
 int kvmc_config_add_vfio(kvmc_config *cfg, const char *address);
 
 int kvmc_vm_create(const kvmc_config *cfg, kvmc_vm **out);

@@ -1,4 +1,5 @@
 """The Python binding against real guests on /dev/kvm."""
+import os
 import re
 import signal
 import threading
@@ -214,6 +215,30 @@ def test_ctrl_alt_del_resets_the_guest(guest_elf):
         vm.send_ctrl_alt_del()
         assert vm.wait(timeout=20).reason == kvmc.ExitReason.RESET
         assert "kbd: ctrl-alt-del pressed, resetting" in vm.console_text
+
+
+def _thread_names():
+    names = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as f:
+                names.append(f.read().strip())
+        except FileNotFoundError:
+            pass  # a thread that just ended
+    return names
+
+
+def test_vcpu_threads_carry_the_name_asked_for(guest_elf):
+    with kvmc.VM(guest_elf, memory="32M", cpus=2, cmdline="kvmc.test=kbd",
+                 vcpu_thread_name="fc_vcpu ") as vm:
+        vm.start()
+        vm.wait_for_console("kbd: waiting for ctrl-alt-del", timeout=20)
+        names = _thread_names()
+        assert "fc_vcpu 0" in names and "fc_vcpu 1" in names, names
+    with pytest.raises(kvmc.InvalidArgumentError, match="14 bytes, at most 13"):
+        kvmc.VM(guest_elf, vcpu_thread_name="fourteen bytes")
+    with pytest.raises(TypeError, match="vcpu_thread_name must be a str"):
+        kvmc.VM(guest_elf, vcpu_thread_name=b"fc_vcpu ")
 
 
 def test_stats_count_exits_and_devices(guest_elf, tmp_path):

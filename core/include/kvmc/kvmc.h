@@ -244,6 +244,16 @@ typedef enum kvmc_virtio_transport {
 KVMC_API int kvmc_config_set_virtio_transport(kvmc_config *cfg,
                                               kvmc_virtio_transport transport);
 
+/* Names the vCPU threads `prefix` followed by the vCPU's index ("kvmc-vcpu0"
+ * by default), as tools like ps and top show them: for a program with its
+ * own convention, such as Firecracker's "fc_vcpu 0", by which Kata
+ * Containers finds its vCPU threads. At most KVMC_VCPU_NAME_MAX bytes of
+ * printable ASCII, so that the name with any index fits Linux's 15. NULL
+ * or "" restores the default. Since 1.2.
+ * @return KVMC_OK; KVMC_EINVAL (NULL cfg, prefix too long or not printable) */
+KVMC_API int kvmc_config_set_vcpu_thread_name(kvmc_config *cfg, const char *prefix);
+#define KVMC_VCPU_NAME_MAX 13u
+
 /* Passes the host PCI device at `address` ("0000:00:03.0", or "00:03.0"
  * for domain 0) through to the guest with VFIO: the device must be bound
  * to vfio-pci, alone in its IOMMU group (or with the rest of the group

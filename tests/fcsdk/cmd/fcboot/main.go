@@ -6,6 +6,11 @@
 //
 //	LAB-FC paused=Paused resumed=Running shutdown=ok exit=ok start_ms=N
 //
+// With -jail, kvmc-firecracker runs with --jail: fcboot puts the kernel and
+// initrd in the jail's root (links, as the SDK's jailer handler does), owned
+// by nobody, and names them from inside, the socket too. The last line then
+// also says what the jailed process was: jail=pid1,uid=65534,caps=0.
+//
 // The nested lab runs it, built static, to boot Debian's kernel in L2.
 package main
 
@@ -52,18 +57,60 @@ func main() {
 	mem := flag.Int64("mem", 256, "MiB of guest memory")
 	marker := flag.String("marker", "KVMC-LAB-L2-MARKER", "what the guest prints once up")
 	timeout := flag.Duration("timeout", 300*time.Second, "the whole run's limit")
+	jail := flag.Bool("jail", false, "run kvmc-firecracker --jail, the files in its root")
 	flag.Parse()
 	if *kernel == "" {
 		fmt.Fprintln(os.Stderr, "fcboot: -kernel is required")
 		os.Exit(2)
 	}
-	if err := run(*bin, *kernel, *initrd, *args, *mem, *marker, *timeout); err != nil {
+	if err := run(*bin, *kernel, *initrd, *args, *mem, *marker, *timeout, *jail); err != nil {
 		fmt.Printf("\nLAB-FC error=[%s]\n", strings.ReplaceAll(err.Error(), "\n", " "))
 		os.Exit(1)
 	}
 }
 
-func run(bin, kernel, initrd, args string, mem int64, marker string, timeout time.Duration) error {
+// intoJail links (or copies) file into root as name, owned by nobody, and
+// returns its name inside the jail.
+func intoJail(root, file, name string) (string, error) {
+	dst := filepath.Join(root, name)
+	if err := os.Link(file, dst); err != nil {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return "", err
+		}
+		if err := os.WriteFile(dst, data, 0o644); err != nil {
+			return "", err
+		}
+	}
+	return "/" + name, os.Chown(dst, 65534, 65534)
+}
+
+// jailed describes the process inside the jail (the child of the one the
+// SDK started): its PID in its namespace, uid and effective capabilities.
+func jailed(parent int) string {
+	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", parent, parent))
+	f := strings.Fields(string(children))
+	if len(f) != 1 {
+		return "none"
+	}
+	status, _ := os.ReadFile("/proc/" + f[0] + "/status")
+	field := func(name string) string {
+		for _, line := range strings.Split(string(status), "\n") {
+			if v, ok := strings.CutPrefix(line, name+":"); ok {
+				return strings.Fields(v)[len(strings.Fields(v))-1]
+			}
+		}
+		return "?"
+	}
+	caps := field("CapEff")
+	if strings.Trim(caps, "0") == "" {
+		caps = "0"
+	}
+	return fmt.Sprintf("pid%s,uid=%s,caps=%s", field("NSpid"), field("Uid"), caps)
+}
+
+func run(bin, kernel, initrd, args string, mem int64, marker string, timeout time.Duration,
+	jail bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	dir, err := os.MkdirTemp("", "fcboot-")
@@ -73,8 +120,28 @@ func run(bin, kernel, initrd, args string, mem int64, marker string, timeout tim
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "api.sock")
 	console := &watched{}
-	cmd := firecracker.VMCommandBuilder{}.WithBin(bin).WithSocketPath(sock).
-		WithStdout(console).WithStderr(os.Stderr).Build(ctx)
+	builder := firecracker.VMCommandBuilder{}.WithBin(bin).WithSocketPath(sock)
+	if jail {
+		root := filepath.Join(dir, "root")
+		if err := os.Mkdir(root, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chown(root, 65534, 65534); err != nil {
+			return err
+		}
+		if kernel, err = intoJail(root, kernel, "vmlinux"); err != nil {
+			return err
+		}
+		if initrd != "" {
+			if initrd, err = intoJail(root, initrd, "initrd"); err != nil {
+				return err
+			}
+		}
+		sock = filepath.Join(root, "api.sock")
+		builder = firecracker.VMCommandBuilder{}.WithBin(bin).
+			WithArgs([]string{"--jail", root, "--api-sock", "/api.sock"})
+	}
+	cmd := builder.WithStdout(console).WithStderr(os.Stderr).Build(ctx)
 	logger := logrus.New()
 	logger.SetLevel(logrus.WarnLevel)
 	cfg := firecracker.Config{
@@ -84,6 +151,7 @@ func run(bin, kernel, initrd, args string, mem int64, marker string, timeout tim
 		KernelArgs:      args,
 		MachineCfg: models.MachineConfiguration{VcpuCount: firecracker.Int64(1),
 			MemSizeMib: firecracker.Int64(mem), Smt: firecracker.Bool(false)},
+		DisableValidation: jail, // jailed, the paths are the jail's
 	}
 	m, err := firecracker.NewMachine(ctx, cfg, firecracker.WithProcessRunner(cmd),
 		firecracker.WithLogger(logrus.NewEntry(logger)))
@@ -118,6 +186,14 @@ func run(bin, kernel, initrd, args string, mem int64, marker string, timeout tim
 		return fmt.Errorf("ResumeVM: %w", err)
 	}
 	resumed := state()
+	inside := ""
+	if jail {
+		pid, err := m.PID()
+		if err != nil {
+			return err
+		}
+		inside = " jail=" + jailed(pid)
+	}
 	if err := m.Shutdown(ctx); err != nil {
 		return fmt.Errorf("Shutdown: %w", err)
 	}
@@ -125,7 +201,7 @@ func run(bin, kernel, initrd, args string, mem int64, marker string, timeout tim
 		return fmt.Errorf("Wait after Shutdown: %w", err)
 	}
 	io.WriteString(os.Stdout, "\n")
-	fmt.Printf("LAB-FC paused=%s resumed=%s shutdown=ok exit=ok start_ms=%d\n", paused, resumed,
-		startMs)
+	fmt.Printf("LAB-FC paused=%s resumed=%s shutdown=ok exit=ok start_ms=%d%s\n", paused, resumed,
+		startMs, inside)
 	return nil
 }
