@@ -65,7 +65,7 @@ static const char usage[] =
     "                        owned by it (ip tuntap add NAME mode tap user UID).\n"
     "                        The network namespace is the one it starts in.\n"
     "  --jail-user UID[:GID] the user --jail runs as, when started as root\n"
-    "                        (default 65534:65534, nobody)\n"
+    "                        (default 65534:65534, nobody; not 0)\n"
     "  --boot-timer          accepted; kvmc has no boot-timer device\n"
     "  --start-time-us N, --start-time-cpu-us N, --parent-cpu-time-us N\n"
     "                        the jailer's clocks, for the startup-time metrics\n"
@@ -90,7 +90,7 @@ static const char usage[] =
 struct options {
     const char *api_sock, *id, *config_file, *log_path, *level, *metrics_path, *jail;
     unsigned jail_uid, jail_gid;
-    bool no_api, no_seccomp, show_level, show_origin;
+    bool no_api, no_seccomp, show_level, show_origin, jail_user;
     unsigned long long start_us, start_cpu_us, parent_cpu_us;
 };
 
@@ -187,17 +187,18 @@ static int parse(int argc, char **argv, struct options *o)
             char *colon = strchr(optarg, ':');
             if (colon)
                 *colon = 0;
-            bool ok = parse_u64(optarg, &uid) && uid < 0xffffffffu &&
-                      (!colon || (parse_u64(colon + 1, &gid) && gid < 0xffffffffu));
+            bool ok = parse_u64(optarg, &uid) && uid && uid < 0xffffffffu &&
+                      (!colon || (parse_u64(colon + 1, &gid) && gid && gid < 0xffffffffu));
             if (colon)
                 *colon = ':';
-            if (!ok) {
-                fprintf(stderr, "kvmc-firecracker: --jail-user %s: not UID or UID:GID\n",
-                        optarg);
+            if (!ok) { /* root in the jail would own what root owns: as kvmc run's */
+                fprintf(stderr, "kvmc-firecracker: --jail-user %s: use UID or UID:GID, numbers "
+                                "other than 0\n", optarg);
                 return 2;
             }
             o->jail_uid = (unsigned)uid;
             o->jail_gid = colon ? (unsigned)gid : (unsigned)uid;
+            o->jail_user = true;
             break;
         }
         case 'V':
@@ -220,11 +221,9 @@ static int parse(int argc, char **argv, struct options *o)
         fprintf(stderr, "kvmc-firecracker: --no-api needs --config-file\n");
         return 2;
     }
-    if (o->jail_uid != 65534 || o->jail_gid != 65534) {
-        if (!o->jail) {
-            fprintf(stderr, "kvmc-firecracker: --jail-user needs --jail\n");
-            return 2;
-        }
+    if (o->jail_user && !o->jail) {
+        fprintf(stderr, "kvmc-firecracker: --jail-user needs --jail\n");
+        return 2;
     }
     if (!o->no_api && !o->api_sock) {
         fprintf(stderr, "kvmc-firecracker: --api-sock PATH is required (or --config-file "

@@ -150,6 +150,46 @@ func TestJailRefusesPathsOutsideIt(t *testing.T) {
 	}
 }
 
+// Command-line mistakes are one line and status 2, before anything is made.
+func TestJailCommandLine(t *testing.T) {
+	root := jailRoot(t)
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--jail", root, "--jail-user", "0", "--api-sock", "/a"},
+			"--jail-user 0: use UID or UID:GID, numbers other than 0"},
+		{[]string{"--jail", root, "--jail-user", "1000:0", "--api-sock", "/a"},
+			"--jail-user 1000:0: use UID or UID:GID"},
+		{[]string{"--jail", root, "--jail-user", "x", "--api-sock", "/a"}, "--jail-user x: use UID"},
+		{[]string{"--jail-user", "1000", "--api-sock", "/a"}, "--jail-user needs --jail"},
+	} {
+		cmd := exec.Command(need(t, "KVMC_FIRECRACKER"), c.args...)
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 2 || !strings.Contains(string(out), c.want) ||
+			strings.Count(string(out), "\n") != 1 {
+			t.Errorf("%v: %v %q, want status 2 and one line with %q", c.args, err, out, c.want)
+		}
+	}
+	// A DIR that is no directory, and a dev in it that is no directory.
+	file := filepath.Join(root, "guest")
+	out, err := exec.Command(need(t, "KVMC_FIRECRACKER"), "--jail", file, "--api-sock", "/a").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--jail "+file) {
+		t.Errorf("--jail on a file: %v %q", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(root, "dev"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(need(t, "KVMC_FIRECRACKER"), "--jail", root, "--api-sock", "/a").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "dev is not a directory") {
+		t.Errorf("a dev file in the root: %v %q", err, out)
+	}
+	if entries, _ := os.ReadDir(root); len(entries) != 3 { // guest, rootfs.img, dev
+		t.Errorf("the root after the refusals: %v", entries)
+	}
+}
+
 // The SDK's flow, jailed: it is pointed at the socket inside the root and
 // names the files as the jail sees them, as with Firecracker's jailer. The
 // process inside runs as nobody with no capability, no_new_privs and
