@@ -33,6 +33,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 struct jail {
     unsigned uid, gid;        /* dropped to when started as root */
@@ -53,6 +54,23 @@ struct jail {
     unsigned made;            /* root_from's mount points jail_fork made, a mask */
     char proc_note[160];      /* why the jail has no proc of its own, or "" */
 };
+
+/* --jail-user UID[:GID] (kvmc run's and kvmc-firecracker's): decimal,
+ * neither 0 (root in the jail would own every file root owns in it) nor
+ * (uid_t)-1. GID defaults to UID. */
+static inline bool jail_parse_user(const char *arg, unsigned *uid, unsigned *gid)
+{
+    char *end;
+    unsigned long u = strtoul(arg, &end, 10), g = u;
+    if (*end == ':' && end[1] >= '0' && end[1] <= '9')
+        g = strtoul(end + 1, &end, 10);
+    if (arg[0] < '0' || arg[0] > '9' || *end || u == 0 || g == 0 || u >= 0xffffffffu ||
+        g >= 0xffffffffu)
+        return false;
+    *uid = (unsigned)u;
+    *gid = (unsigned)g;
+    return true;
+}
 
 /* Step 1. Returns 0 in the child; in the parent it never returns. On error,
  * -1 with a message in err. */

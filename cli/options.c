@@ -5,6 +5,7 @@
  * with the same words; the CLI only parses its own syntax (sizes, choices,
  * "cid=N,uds=PATH"). */
 #include "options.h"
+#include "jail.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -336,16 +337,8 @@ static bool set_jail_report(struct run_options *o, struct parse *p)
 /* --jail-user UID[:GID] */
 static bool set_jail_user(struct run_options *o, struct parse *p)
 {
-    char *end;
-    const char *arg = p->arg;
-    unsigned long uid = strtoul(arg, &end, 10), gid = uid;
-    if (*end == ':')
-        gid = strtoul(end + 1, &end, 10);
-    if (arg[0] < '0' || arg[0] > '9' || *end || uid == 0 || gid == 0 || uid >= 0xffffffffu ||
-        gid >= 0xffffffffu)
+    if (!jail_parse_user(p->arg, &o->jail_uid, &o->jail_gid))
         return fail(p, "use UID or UID:GID, numbers other than 0");
-    o->jail_uid = (unsigned)uid;
-    o->jail_gid = (unsigned)gid;
     return true;
 }
 

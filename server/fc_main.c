@@ -182,25 +182,14 @@ static int parse(int argc, char **argv, struct options *o)
             }
             break;
         case O_JAIL: o->jail = optarg; break;
-        case O_JAIL_USER: {
-            unsigned long long uid, gid;
-            char *colon = strchr(optarg, ':');
-            if (colon)
-                *colon = 0;
-            bool ok = parse_u64(optarg, &uid) && uid && uid < 0xffffffffu &&
-                      (!colon || (parse_u64(colon + 1, &gid) && gid && gid < 0xffffffffu));
-            if (colon)
-                *colon = ':';
-            if (!ok) { /* root in the jail would own what root owns: as kvmc run's */
+        case O_JAIL_USER:
+            if (!jail_parse_user(optarg, &o->jail_uid, &o->jail_gid)) {
                 fprintf(stderr, "kvmc-firecracker: --jail-user %s: use UID or UID:GID, numbers "
                                 "other than 0\n", optarg);
                 return 2;
             }
-            o->jail_uid = (unsigned)uid;
-            o->jail_gid = colon ? (unsigned)gid : (unsigned)uid;
             o->jail_user = true;
             break;
-        }
         case 'V':
             printf("Firecracker v%s (kvmc %s)\n", FC_COMPAT_VERSION, kvmc_version_string());
             return -1;
